@@ -1,0 +1,160 @@
+//! Loading `TLSCertificate` files into rustls keys, with errors an administrator can act on.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::CertSpec;
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    let data = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the {what} file {}: {e}. Check the path (relative paths start at ServerRoot) \
+             and that the user starting httpd may read it",
+            path.display()
+        )
+    })?;
+    if data.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(format!("the {what} file {} is empty: it must hold PEM data", path.display()));
+    }
+    Ok(data)
+}
+
+/// Reads the PEM certificate chain (end-entity first) and checks every certificate parses as X.509.
+pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let data = read_file(path, "certificate")?;
+    let mut chain = Vec::new();
+    for item in CertificateDer::pem_slice_iter(&data) {
+        let cert = item.map_err(|e| {
+            format!("the certificate file {} is not valid PEM ({e})", path.display())
+        })?;
+        if let Err(e) = x509_parser::parse_x509_certificate(&cert) {
+            return Err(format!(
+                "certificate #{} in {} does not parse as X.509 ({e}): replace it with a valid PEM certificate",
+                chain.len() + 1,
+                path.display()
+            ));
+        }
+        chain.push(cert);
+    }
+    if chain.is_empty() {
+        return Err(format!(
+            "{} holds no certificate: it needs at least one '-----BEGIN CERTIFICATE-----' block",
+            path.display()
+        ));
+    }
+    Ok(chain)
+}
+
+/// Reads the private key (PKCS#8, PKCS#1 or SEC1 PEM).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let data = read_file(path, "key")?;
+    if data.windows(9).any(|w| w == b"ENCRYPTED") {
+        return Err(format!(
+            "the private key in {} is encrypted: httpd cannot ask for a passphrase, store it unencrypted \
+             (e.g. 'openssl pkey -in key.pem -out plain.pem') and protect the file's permissions",
+            path.display()
+        ));
+    }
+    PrivateKeyDer::from_pem_slice(&data).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!(
+            "{} holds no private key: expected a PEM 'PRIVATE KEY', 'RSA PRIVATE KEY' or 'EC PRIVATE KEY' block \
+             (name the key file as the second argument of TLSCertificate if it is separate)",
+            path.display()
+        ),
+        e => format!("the private key in {} is not valid PEM ({e})", path.display()),
+    })
+}
+
+/// Loads one `TLSCertificate` and checks that key and certificate belong together.
+pub fn load_certified_key(spec: &CertSpec, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+    let chain = load_chain(&spec.cert_file)?;
+    let key_path = spec.key_file.as_deref().unwrap_or(&spec.cert_file);
+    let key = load_key(key_path)?;
+    match CertifiedKey::from_der(chain, key, provider) {
+        Ok(ck) => Ok(Arc::new(ck)),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(format!(
+            "the private key in {} does not belong to the certificate in {}: give the key that was used \
+             to create this certificate",
+            key_path.display(),
+            spec.cert_file.display()
+        )),
+        Err(e) => Err(format!(
+            "the private key in {} cannot be used ({e}): supported are RSA (2048 bits or more), \
+             ECDSA P-256/P-384 and Ed25519 keys",
+            key_path.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Origin;
+    use std::io::Write;
+
+    pub(crate) fn provider() -> CryptoProvider {
+        rustls::crypto::aws_lc_rs::default_provider()
+    }
+
+    fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().write_all(data).unwrap();
+        p
+    }
+
+    fn spec(cert: &Path, key: Option<&Path>) -> CertSpec {
+        CertSpec {
+            cert_file: cert.into(),
+            key_file: key.map(Into::into),
+            origin: Origin { file: "t".into(), line: 1 },
+        }
+    }
+
+    #[test]
+    fn cert_and_key_in_one_or_two_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
+        let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        let both = write(
+            dir.path(),
+            "both.pem",
+            format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()).as_bytes(),
+        );
+        load_certified_key(&spec(&cert, Some(&key)), &provider()).unwrap();
+        load_certified_key(&spec(&both, None), &provider()).unwrap();
+        let e = load_certified_key(&spec(&cert, None), &provider()).unwrap_err();
+        assert!(e.contains("holds no private key"), "{e}");
+    }
+
+    #[test]
+    fn mismatched_missing_empty_and_garbage_files_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b.test".into()]).unwrap();
+        let cert = write(dir.path(), "c.pem", a.cert.pem().as_bytes());
+        let other_key = write(dir.path(), "k.pem", b.signing_key.serialize_pem().as_bytes());
+        let e = load_certified_key(&spec(&cert, Some(&other_key)), &provider()).unwrap_err();
+        assert!(e.contains("does not belong to the certificate"), "{e}");
+
+        let e = load_certified_key(&spec(&dir.path().join("nope.pem"), None), &provider()).unwrap_err();
+        assert!(e.contains("cannot read the certificate file") && e.contains("nope.pem"), "{e}");
+
+        let empty = write(dir.path(), "empty.pem", b"\n");
+        let e = load_certified_key(&spec(&empty, None), &provider()).unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+
+        let junk = write(
+            dir.path(),
+            "junk.pem",
+            b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
+        );
+        let e = load_certified_key(&spec(&junk, Some(&other_key)), &provider()).unwrap_err();
+        assert!(e.contains("does not parse as X.509"), "{e}");
+    }
+}

@@ -1,0 +1,385 @@
+//! The connection filters: TLS bytes from the network into [`TlsStream`], plaintext up to httpd;
+//! plaintext from httpd into records, records down to the network.
+//!
+//! Both filters share one [`TlsConn`], owned by the connection's pool. The handshake is driven
+//! lazily by the first read (as mod_ssl does), so httpd's `Timeout` and mod_reqtimeout's handshake
+//! stage (whose filter sits below ours and sees the raw bytes) bound it.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use rustls::ServerConfig;
+use rustls::server::ClientHello;
+
+use crate::httpd::brigade::{self, Brigade, BrigadeWriter};
+use crate::httpd::sys::{self, ap_filter_t, apr_bucket_brigade, apr_status_t, conn_rec};
+use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_EOF, APR_SUCCESS, catch_panic, log, pool};
+use crate::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
+use crate::{log_conn, module};
+
+/// How many TLS bytes to ask the network for at once: a full record and then some.
+const TLS_READ_CHUNK: sys::apr_off_t = 32 * 1024;
+/// Pass encrypted output down once this much has accumulated, so a large response streams in
+/// bounded memory instead of being encrypted whole.
+const OUT_PASS_BYTES: usize = 64 * 1024;
+const APR_ENOTIMPL: apr_status_t = sys::APR_ENOTIMPL as apr_status_t;
+
+static INPUT_FILTER: AtomicPtr<sys::ap_filter_rec_t> = AtomicPtr::new(ptr::null_mut());
+static OUTPUT_FILTER: AtomicPtr<sys::ap_filter_rec_t> = AtomicPtr::new(ptr::null_mut());
+
+/// Registers the filter pair (from register_hooks). Between the core/reqtimeout filters below and
+/// HTTP above, where mod_ssl sits too.
+pub fn register() {
+    let ftype = sys::ap_filter_type_AP_FTYPE_CONNECTION + 5;
+    unsafe {
+        INPUT_FILTER.store(
+            sys::ap_register_input_filter(c"TLS_IN".as_ptr(), Some(input_filter), None, ftype),
+            Ordering::Release,
+        );
+        OUTPUT_FILTER.store(
+            sys::ap_register_output_filter(c"TLS_OUT".as_ptr(), Some(output_filter), None, ftype),
+            Ordering::Release,
+        );
+    }
+}
+
+/// Chooses the rustls config for a connection. For now: the one of the vhost httpd picked by
+/// address; name-based selection by SNI plugs in here.
+struct VhostChooser {
+    config: Arc<ServerConfig>,
+}
+
+impl ConfigChooser for VhostChooser {
+    fn choose(&mut self, _hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal> {
+        Ok(self.config.clone())
+    }
+}
+
+/// Per-connection state, owned by `c->pool`.
+pub struct TlsConn {
+    c: *mut conn_rec,
+    stream: TlsStream,
+    chooser: VhostChooser,
+    in_filter: *mut ap_filter_t,
+    out_filter: *mut ap_filter_t,
+    /// TLS bytes read from below, being fed to rustls.
+    raw_in: Brigade,
+    /// TLS records on their way down.
+    out: Brigade,
+    /// EOC seen or the connection failed: nothing more goes out.
+    closed: bool,
+}
+
+/// Takes over connection `c` for TLS with `config`: installs the filters and the state.
+///
+/// # Safety
+/// `c` must be a live connection in pre_connection.
+pub unsafe fn attach(c: *mut conn_rec, config: Arc<ServerConfig>) {
+    unsafe {
+        let pool = (*c).pool;
+        let alloc = (*c).bucket_alloc;
+        let state = TlsConn {
+            c,
+            stream: TlsStream::new(),
+            chooser: VhostChooser { config },
+            in_filter: ptr::null_mut(),
+            out_filter: ptr::null_mut(),
+            raw_in: Brigade::create(pool, alloc),
+            out: Brigade::create(pool, alloc),
+            closed: false,
+        };
+        let tc = pool::attach(pool, state);
+        (*tc).in_filter =
+            sys::ap_add_input_filter_handle(INPUT_FILTER.load(Ordering::Acquire), tc as *mut c_void, ptr::null_mut(), c);
+        (*tc).out_filter =
+            sys::ap_add_output_filter_handle(OUTPUT_FILTER.load(Ordering::Acquire), tc as *mut c_void, ptr::null_mut(), c);
+        sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
+    }
+}
+
+/// Our state for `c` (or for its master connection, for HTTP/2 streams), if TLS is ours.
+///
+/// # Safety
+/// `c` must be a valid conn_rec.
+pub unsafe fn conn_state<'a>(c: *const conn_rec) -> Option<&'a mut TlsConn> {
+    unsafe {
+        let c = if (*c).master.is_null() { c } else { (*c).master as *const conn_rec };
+        let p = sys::ap_get_module_config((*c).conn_config, module::record()) as *mut TlsConn;
+        p.as_mut()
+    }
+}
+
+impl TlsConn {
+    /// Writes whatever TLS bytes rustls has queued to the network, with a FLUSH when asked.
+    fn send_tls(&mut self, flush: bool) -> apr_status_t {
+        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+        if let Err(e) = self.stream.write_tls(&mut w) {
+            log_conn!(self.c, log::ERR, 0, "writing TLS records failed: {e}");
+            self.out.clear();
+            return APR_ECONNABORTED;
+        }
+        if flush {
+            self.out.push_flush();
+        }
+        self.pass_out()
+    }
+
+    fn pass_out(&mut self) -> apr_status_t {
+        if self.out.is_empty() {
+            return APR_SUCCESS;
+        }
+        let rv = unsafe { sys::ap_pass_brigade((*self.out_filter).next, self.out.0) };
+        self.out.clear();
+        rv
+    }
+
+    fn fail(&mut self, failure: TlsFailure) -> apr_status_t {
+        let during = if self.stream.connection().is_some_and(|c| !c.is_handshaking()) { "TLS error" } else { "TLS handshake failed" };
+        match &failure {
+            TlsFailure::Closed => {
+                log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
+            }
+            other => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
+        }
+        // Deliver the alert before httpd closes the socket.
+        let _ = self.send_tls(true);
+        self.closed = true;
+        if matches!(failure, TlsFailure::Closed) { APR_EOF } else { APR_ECONNABORTED }
+    }
+
+    /// Reads TLS bytes from below once and feeds them to rustls; sends whatever rustls answers.
+    fn fill(&mut self, blocking: bool) -> apr_status_t {
+        if self.stream.wants_write() {
+            let rv = self.send_tls(true);
+            if rv != APR_SUCCESS {
+                return rv;
+            }
+        }
+        let block = if blocking { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ };
+        let rv = unsafe {
+            sys::ap_get_brigade(
+                (*self.in_filter).next,
+                self.raw_in.0,
+                sys::ap_input_mode_t_AP_MODE_READBYTES,
+                block,
+                TLS_READ_CHUNK,
+            )
+        };
+        let mut eof = rv == APR_EOF;
+        if rv != APR_SUCCESS && !eof {
+            self.raw_in.clear();
+            return rv;
+        }
+        if rv == APR_SUCCESS && self.raw_in.is_empty() {
+            if !blocking {
+                return APR_EAGAIN;
+            }
+            eof = true;
+        }
+        while let Some(b) = self.raw_in.first() {
+            unsafe {
+                if brigade::is_metadata(b) {
+                    eof |= brigade::is_eos(b);
+                    brigade::delete(b);
+                    continue;
+                }
+                let data = match brigade::read(b, blocking) {
+                    Ok(d) => d,
+                    Err(rv) => {
+                        self.raw_in.clear();
+                        return rv;
+                    }
+                };
+                let fed = self.stream.feed(data, &mut self.chooser);
+                brigade::delete(b);
+                if let Err(f) = fed {
+                    self.raw_in.clear();
+                    return self.fail(f);
+                }
+            }
+        }
+        if eof && let Err(f) = self.stream.feed(&[], &mut self.chooser) {
+            return self.fail(f);
+        }
+        if self.stream.wants_write() {
+            return self.send_tls(true);
+        }
+        APR_SUCCESS
+    }
+
+    fn read(&mut self, bb: Brigade, mode: sys::ap_input_mode_t, blocking: bool, readbytes: sys::apr_off_t) -> apr_status_t {
+        if self.closed {
+            return APR_ECONNABORTED;
+        }
+        if mode == sys::ap_input_mode_t_AP_MODE_INIT {
+            while self.stream.is_handshaking() {
+                let rv = self.fill(blocking);
+                if rv != APR_SUCCESS {
+                    return rv;
+                }
+            }
+            return APR_SUCCESS;
+        }
+        if mode == sys::ap_input_mode_t_AP_MODE_EATCRLF {
+            return APR_ENOTIMPL;
+        }
+        loop {
+            let avail = self.stream.plaintext();
+            if !avail.is_empty() {
+                let n = match mode {
+                    sys::ap_input_mode_t_AP_MODE_GETLINE => {
+                        let limit = if readbytes > 0 { readbytes as usize } else { sys::HUGE_STRING_LEN as usize };
+                        let window = &avail[..avail.len().min(limit)];
+                        window.iter().position(|&b| b == b'\n').map_or(window.len(), |p| p + 1)
+                    }
+                    sys::ap_input_mode_t_AP_MODE_EXHAUSTIVE => avail.len(),
+                    _ if readbytes > 0 => avail.len().min(readbytes as usize),
+                    _ => avail.len(),
+                };
+                bb.push_copy(&avail[..n]);
+                log_conn!(self.c, log::TRACE2, 0, "TLS input: {n} plaintext bytes up (mode {mode}, readbytes {readbytes})");
+                if mode != sys::ap_input_mode_t_AP_MODE_SPECULATIVE {
+                    self.stream.consume(n);
+                }
+                return APR_SUCCESS;
+            }
+            if self.stream.at_eof() {
+                return APR_EOF;
+            }
+            let rv = self.fill(blocking);
+            if rv != APR_SUCCESS {
+                return rv;
+            }
+        }
+    }
+
+    fn write(&mut self, bb: Brigade) -> apr_status_t {
+        log_conn!(self.c, log::TRACE2, 0, "TLS output: brigade in (closed={})", self.closed);
+        if self.closed || unsafe { (*self.c).aborted } != 0 {
+            bb.clear();
+            return APR_ECONNABORTED;
+        }
+        if self.stream.is_handshaking() {
+            let has_data = {
+                let mut b = bb.first();
+                let mut found = false;
+                while let Some(x) = b {
+                    if x == bb.sentinel_ptr() {
+                        break;
+                    }
+                    if unsafe { !brigade::is_metadata(x) } {
+                        found = true;
+                        break;
+                    }
+                    b = Some(unsafe { (*x).link.next });
+                }
+                found
+            };
+            if !has_data {
+                // A close (FLUSH/EOC) before any handshake: nothing of ours to add. Do not block
+                // waiting for a ClientHello that may never come.
+                return unsafe { sys::ap_pass_brigade((*self.out_filter).next, bb.0) };
+            }
+            while self.stream.is_handshaking() {
+                let rv = self.fill(true);
+                if rv != APR_SUCCESS {
+                    bb.clear();
+                    return rv;
+                }
+            }
+        }
+        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+        while let Some(b) = bb.first() {
+            unsafe {
+                if brigade::is_metadata(b) {
+                    let eoc = brigade::is_eoc(b);
+                    let done = if eoc { self.stream.close(&mut w) } else { self.stream.flush(&mut w) };
+                    if let Err(e) = done {
+                        log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");
+                    }
+                    if eoc {
+                        // close_notify must reach the wire before httpd closes the socket.
+                        self.out.push_flush();
+                        self.closed = true;
+                    }
+                    let flush = brigade::is_flush(b) || eoc;
+                    brigade::remove(b);
+                    self.out.push(b);
+                    if flush {
+                        w.written = 0;
+                        let rv = self.pass_out();
+                        if rv != APR_SUCCESS {
+                            bb.clear();
+                            return rv;
+                        }
+                    }
+                    continue;
+                }
+                let data = match brigade::read(b, true) {
+                    Ok(d) => d,
+                    Err(rv) => {
+                        log_conn!(self.c, log::ERR, rv, "reading response data failed");
+                        bb.clear();
+                        return rv;
+                    }
+                };
+                for chunk in data.chunks(OUT_PASS_BYTES) {
+                    if let Err(e) = self.stream.send(chunk, &mut w) {
+                        log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");
+                        bb.clear();
+                        return APR_ECONNABORTED;
+                    }
+                    if w.written >= OUT_PASS_BYTES {
+                        w.written = 0;
+                        let rv = self.pass_out();
+                        if rv != APR_SUCCESS {
+                            bb.clear();
+                            return rv;
+                        }
+                    }
+                }
+                brigade::delete(b);
+            }
+        }
+        self.pass_out()
+    }
+}
+
+unsafe extern "C" fn input_filter(
+    f: *mut ap_filter_t,
+    bb: *mut apr_bucket_brigade,
+    mode: sys::ap_input_mode_t,
+    block: sys::apr_read_type_e,
+    readbytes: sys::apr_off_t,
+) -> apr_status_t {
+    unsafe {
+        let tc = (*f).ctx as *mut TlsConn;
+        let c = (*f).c;
+        catch_panic(
+            APR_ECONNABORTED,
+            |m| {
+                log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS input filter, closing this connection: {m}");
+                (*tc).closed = true;
+            },
+            || (*tc).read(Brigade(bb), mode, block == sys::apr_read_type_e_APR_BLOCK_READ, readbytes),
+        )
+    }
+}
+
+unsafe extern "C" fn output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brigade) -> apr_status_t {
+    unsafe {
+        let tc = (*f).ctx as *mut TlsConn;
+        let c = (*f).c;
+        catch_panic(
+            APR_ECONNABORTED,
+            |m| {
+                log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS output filter, closing this connection: {m}");
+                (*tc).closed = true;
+                Brigade(bb).clear();
+            },
+            || (*tc).write(Brigade(bb)),
+        )
+    }
+}

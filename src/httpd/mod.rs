@@ -1,0 +1,53 @@
+//! The seam with httpd: raw bindings plus thin, safe-ish wrappers (pools, brigades, logging,
+//! directive table, server and address records). Code above this layer never touches a raw
+//! `apr_*`/`ap_*` call except through these helpers.
+
+pub mod bindings;
+pub mod brigade;
+pub mod log;
+pub mod pool;
+pub mod server;
+
+pub use bindings as sys;
+
+use std::ffi::{CStr, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// The status values httpd's C API expects; the header constants have mixed types.
+pub const OK: i32 = sys::OK as i32;
+pub const DECLINED: i32 = sys::DECLINED;
+pub const DONE: i32 = sys::DONE;
+pub const HOOK_MIDDLE: i32 = sys::APR_HOOK_MIDDLE as i32;
+pub const APR_SUCCESS: sys::apr_status_t = 0;
+pub const APR_EOF: sys::apr_status_t = sys::APR_EOF as sys::apr_status_t;
+pub const APR_EAGAIN: sys::apr_status_t = sys::APR_EAGAIN as sys::apr_status_t;
+pub const APR_ECONNABORTED: sys::apr_status_t = sys::APR_ECONNABORTED as sys::apr_status_t;
+pub const HTTP_INTERNAL_SERVER_ERROR: i32 = sys::HTTP_INTERNAL_SERVER_ERROR as i32;
+
+/// Runs `f`, turning a panic into `on_panic(message)` and `fallback`: a panic must never unwind
+/// into httpd (it would abort the whole child, or the parent during start-up).
+pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            on_panic(&msg);
+            fallback
+        }
+    }
+}
+
+/// A C string from httpd as `&str` (lossy for invalid UTF-8); empty for NULL.
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string that outlives the returned value's use.
+pub unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
+    if p.is_null() {
+        return "".into();
+    }
+    unsafe { CStr::from_ptr(p) }.to_string_lossy()
+}

@@ -1,0 +1,80 @@
+//! server_rec and address helpers.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::sys;
+use crate::config::VhostAddr;
+
+/// Iterates the main server and every virtual host, in configuration order.
+pub fn servers(main: *mut sys::server_rec) -> impl Iterator<Item = *mut sys::server_rec> {
+    let mut next = main;
+    std::iter::from_fn(move || {
+        if next.is_null() {
+            return None;
+        }
+        let s = next;
+        next = unsafe { (*s).next };
+        Some(s)
+    })
+}
+
+/// The IP and port of an APR socket address.
+///
+/// # Safety
+/// `sa` must be NULL or a valid apr_sockaddr_t.
+pub unsafe fn socket_addr(sa: *const sys::apr_sockaddr_t) -> Option<SocketAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    unsafe {
+        let sa = &*sa;
+        let ip = match (sa.family as i32, sa.ipaddr_len) {
+            (libc::AF_INET, 4) => {
+                let b = std::slice::from_raw_parts(sa.ipaddr_ptr as *const u8, 4);
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            (libc::AF_INET6, 16) => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(std::slice::from_raw_parts(sa.ipaddr_ptr as *const u8, 16));
+                IpAddr::V6(Ipv6Addr::from(b))
+            }
+            _ => return None,
+        };
+        Some(SocketAddr::new(ip, sa.port))
+    }
+}
+
+/// The `<VirtualHost>` addresses of a server (empty for the main server).
+///
+/// # Safety
+/// `s` must be a valid server_rec.
+pub unsafe fn vhost_addrs(s: *const sys::server_rec) -> Vec<VhostAddr> {
+    let mut out = Vec::new();
+    unsafe {
+        if (*s).is_virtual == 0 {
+            return out;
+        }
+        let mut a = (*s).addrs;
+        while !a.is_null() {
+            let ip = socket_addr((*a).host_addr).map(|sa| sa.ip()).filter(|ip| !ip.is_unspecified());
+            out.push(VhostAddr { ip, port: (*a).host_port });
+            a = (*a).next;
+        }
+    }
+    out
+}
+
+/// A human name for a server in messages: "vhost name (file:line)" or "the main server".
+///
+/// # Safety
+/// `s` must be a valid server_rec.
+pub unsafe fn describe(s: *const sys::server_rec) -> String {
+    unsafe {
+        if (*s).is_virtual == 0 {
+            return "the main server".to_string();
+        }
+        let name = super::cstr((*s).server_hostname);
+        let file = super::cstr((*s).defn_name);
+        format!("<VirtualHost> {} ({}:{})", if name.is_empty() { "(no ServerName)".into() } else { name }, file, (*s).defn_line_number)
+    }
+}

@@ -1,0 +1,362 @@
+//! The exported `tls_module` record: directive table, config callbacks and hooks. Each entry point
+//! catches panics and translates between httpd's C conventions and the plain-Rust layers.
+
+#![allow(non_upper_case_globals)]
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_int, c_ulong, c_void};
+use std::ptr;
+
+use crate::config::{self, CertSpec, DirConf, EngineAddr, Origin, ServerConf};
+use crate::httpd::server::{describe, servers, socket_addr, vhost_addrs};
+use crate::httpd::sys::{self, apr_pool_t, cmd_parms, conn_rec, request_rec, server_rec};
+use crate::httpd::{DECLINED, DONE, HOOK_MIDDLE, HTTP_INTERNAL_SERVER_ERROR, OK, catch_panic, cstr, log, pool};
+use crate::{engine, filters, log_conn, log_server};
+
+/// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
+#[repr(transparent)]
+pub struct ModuleRecord(UnsafeCell<sys::module>);
+// SAFETY: httpd only writes the record while loading modules, single-threaded.
+unsafe impl Sync for ModuleRecord {}
+
+#[repr(transparent)]
+struct CommandTable<const N: usize>([sys::command_rec; N]);
+// SAFETY: read-only after construction; holds pointers to static strings and functions.
+unsafe impl<const N: usize> Sync for CommandTable<N> {}
+
+#[unsafe(no_mangle)]
+pub static tls_module: ModuleRecord = ModuleRecord(UnsafeCell::new(sys::module {
+    version: sys::MODULE_MAGIC_NUMBER_MAJOR as c_int,
+    minor_version: sys::MODULE_MAGIC_NUMBER_MINOR as c_int,
+    module_index: -1,
+    // Also the name `LogLevel tls:debug` uses.
+    name: c"mod_tls.c".as_ptr(),
+    dynamic_load_handle: ptr::null_mut(),
+    next: ptr::null_mut(),
+    magic: sys::MODULE_MAGIC_COOKIE as c_ulong,
+    rewrite_args: None,
+    create_dir_config: Some(create_dir_config),
+    merge_dir_config: Some(merge_dir_config),
+    create_server_config: Some(create_server_config),
+    merge_server_config: Some(merge_server_config),
+    cmds: COMMANDS.0.as_ptr(),
+    register_hooks: Some(register_hooks),
+    // Merge vhost configs even for vhosts without any TLS directive: they inherit certificates.
+    flags: sys::AP_MODULE_FLAG_ALWAYS_MERGE as c_int,
+}));
+
+pub fn record() -> *const sys::module {
+    tls_module.0.get()
+}
+
+/// Our index into config vectors and per-module log levels (-1 until httpd loads us).
+pub fn index() -> c_int {
+    unsafe { (*tls_module.0.get()).module_index }
+}
+
+const fn take1(
+    name: &'static std::ffi::CStr,
+    f: unsafe extern "C" fn(*mut cmd_parms, *mut c_void, *const c_char) -> *const c_char,
+    req_override: u32,
+    help: &'static std::ffi::CStr,
+) -> sys::command_rec {
+    sys::command_rec {
+        name: name.as_ptr(),
+        func: sys::cmd_func { take1: Some(f) },
+        cmd_data: ptr::null_mut(),
+        req_override: req_override as c_int,
+        args_how: sys::cmd_how_TAKE1,
+        errmsg: help.as_ptr(),
+    }
+}
+
+const fn take12(
+    name: &'static std::ffi::CStr,
+    f: unsafe extern "C" fn(*mut cmd_parms, *mut c_void, *const c_char, *const c_char) -> *const c_char,
+    req_override: u32,
+    help: &'static std::ffi::CStr,
+) -> sys::command_rec {
+    sys::command_rec {
+        name: name.as_ptr(),
+        func: sys::cmd_func { take2: Some(f) },
+        cmd_data: ptr::null_mut(),
+        req_override: req_override as c_int,
+        args_how: sys::cmd_how_TAKE12,
+        errmsg: help.as_ptr(),
+    }
+}
+
+const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
+    name: ptr::null(),
+    func: sys::cmd_func { no_args: None },
+    cmd_data: ptr::null_mut(),
+    req_override: 0,
+    args_how: 0,
+    errmsg: ptr::null(),
+};
+
+static COMMANDS: CommandTable<3> = CommandTable([
+    take1(c"TLSEngine", set_engine, sys::RSRC_CONF, c"[address:]port on which incoming connections use TLS"),
+    take12(
+        c"TLSCertificate",
+        set_certificate,
+        sys::RSRC_CONF,
+        c"certificate chain file (PEM) and, unless it holds the key too, the private key file",
+    ),
+    END_OF_COMMANDS,
+]);
+
+/// The settings of server `s` (merged for vhosts once httpd has merged them).
+///
+/// # Safety
+/// `s` must be a valid server_rec whose config vector holds ours.
+pub unsafe fn server_conf<'a>(s: *const server_rec) -> &'a mut ServerConf {
+    unsafe { &mut *(sys::ap_get_module_config((*s).module_config, record()) as *mut ServerConf) }
+}
+
+// ---- config records ------------------------------------------------------------------------
+
+unsafe extern "C" fn create_server_config(p: *mut apr_pool_t, _s: *mut server_rec) -> *mut c_void {
+    catch_panic(ptr::null_mut(), |_| {}, || unsafe { pool::attach(p, ServerConf::default()) as *mut c_void })
+}
+
+unsafe extern "C" fn merge_server_config(p: *mut apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
+    catch_panic(ptr::null_mut(), |_| {}, || unsafe {
+        let merged = ServerConf::merge(&*(base as *const ServerConf), &*(add as *const ServerConf));
+        pool::attach(p, merged) as *mut c_void
+    })
+}
+
+unsafe extern "C" fn create_dir_config(p: *mut apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+    catch_panic(ptr::null_mut(), |_| {}, || unsafe { pool::attach(p, DirConf::default()) as *mut c_void })
+}
+
+unsafe extern "C" fn merge_dir_config(p: *mut apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
+    catch_panic(ptr::null_mut(), |_| {}, || unsafe {
+        let merged = DirConf::merge(&*(base as *const DirConf), &*(add as *const DirConf));
+        pool::attach(p, merged) as *mut c_void
+    })
+}
+
+// ---- directives ----------------------------------------------------------------------------
+
+/// Runs a directive handler: `Err(sentence)` becomes httpd's syntax error, which httpd prefixes
+/// with the file and line.
+unsafe fn directive(cmd: *mut cmd_parms, f: impl FnOnce() -> Result<(), String>) -> *const c_char {
+    let result = catch_panic(
+        Err("internal error in mod_tls while reading this directive".to_string()),
+        |m| log_server!(ptr::null::<server_rec>(), log::EMERG, 0, "panic in directive handler: {m}"),
+        f,
+    );
+    match result {
+        Ok(()) => ptr::null(),
+        Err(msg) => unsafe { pool::pstrdup((*cmd).pool, &msg) },
+    }
+}
+
+unsafe fn origin(cmd: *const cmd_parms) -> Origin {
+    unsafe {
+        let d = (*cmd).directive;
+        if d.is_null() {
+            return Origin { file: "(command line)".into(), line: 0 };
+        }
+        Origin { file: cstr((*d).filename).into_owned(), line: (*d).line_num.max(0) as u32 }
+    }
+}
+
+unsafe fn server_relative(cmd: *const cmd_parms, path: *const c_char) -> Result<std::path::PathBuf, String> {
+    unsafe {
+        let p = sys::ap_server_root_relative((*cmd).pool, path);
+        if p.is_null() {
+            return Err(format!("invalid file path '{}'", cstr(path)));
+        }
+        Ok(cstr(p).into_owned().into())
+    }
+}
+
+unsafe extern "C" fn set_engine(cmd: *mut cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            if (*(*cmd).server).is_virtual != 0 {
+                return Err("TLSEngine is a global directive: move it out of <VirtualHost> to the top level \
+                            (it names the address:port whose virtual hosts all use TLS)"
+                    .into());
+            }
+            let addrs = EngineAddr::parse_all(&cstr(arg))?;
+            let conf = server_conf((*cmd).server);
+            for a in addrs {
+                if !conf.engines.contains(&a) {
+                    conf.engines.push(a);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_certificate(
+    cmd: *mut cmd_parms,
+    _dconf: *mut c_void,
+    cert: *const c_char,
+    key: *const c_char,
+) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            let cert_file = server_relative(cmd, cert)?;
+            let key_file = if key.is_null() { None } else { Some(server_relative(cmd, key)?) };
+            server_conf((*cmd).server).certificates.push(CertSpec { cert_file, key_file, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
+// ---- start-up hooks ------------------------------------------------------------------------
+
+/// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
+/// every (re)start, so bad files fail there and never at the first connection.
+unsafe extern "C" fn check_config(
+    _pconf: *mut apr_pool_t,
+    _plog: *mut apr_pool_t,
+    _ptemp: *mut apr_pool_t,
+    main: *mut server_rec,
+) -> c_int {
+    catch_panic(
+        HTTP_INTERNAL_SERVER_ERROR,
+        |m| log_server!(main, log::EMERG, 0, "mod_tls: internal error while checking the configuration: {m}"),
+        || unsafe { build_all(main) },
+    )
+}
+
+unsafe fn build_all(main: *mut server_rec) -> c_int {
+    unsafe {
+        let engines = server_conf(main).engines.clone();
+        for s in servers(main) {
+            server_conf(s).tls = None;
+        }
+        if engines.is_empty() {
+            return OK;
+        }
+        let all_vhost_addrs: Vec<_> = servers(main).map(|s| vhost_addrs(s)).filter(|a| !a.is_empty()).collect();
+        let mut failed = false;
+        for s in servers(main) {
+            let reached_by = if (*s).is_virtual != 0 {
+                let addrs = vhost_addrs(s);
+                engines.iter().find(|e| addrs.iter().any(|a| config::engine_reaches_vhost(e, a)))
+            } else {
+                engines.iter().find(|e| config::engine_reaches_main_server(e, &all_vhost_addrs))
+            };
+            let Some(engine_addr) = reached_by else { continue };
+            let conf = server_conf(s);
+            if conf.certificates.is_empty() {
+                let at = match engine_addr.ip {
+                    Some(ip) => format!("{ip}:{}", engine_addr.port),
+                    None => format!("port {}", engine_addr.port),
+                };
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: {} is served with TLS (TLSEngine {at}) but has no certificate: add \
+                     'TLSCertificate cert.pem key.pem' to it, or one at the top level for all virtual hosts",
+                    describe(s)
+                );
+                failed = true;
+                continue;
+            }
+            match engine::build_server_config(&conf.certificates) {
+                Ok(c) => conf.tls = Some(c),
+                Err(e) => {
+                    log_server!(main, log::EMERG, 0, "mod_tls: {}: {}", e.origin, e.message);
+                    failed = true;
+                }
+            }
+        }
+        if failed { HTTP_INTERNAL_SERVER_ERROR } else { OK }
+    }
+}
+
+unsafe extern "C" fn post_config(
+    _pconf: *mut apr_pool_t,
+    _plog: *mut apr_pool_t,
+    _ptemp: *mut apr_pool_t,
+    main: *mut server_rec,
+) -> c_int {
+    catch_panic(
+        HTTP_INTERNAL_SERVER_ERROR,
+        |m| log_server!(main, log::EMERG, 0, "mod_tls: internal error in post_config: {m}"),
+        || unsafe {
+            // post_config runs twice at start-up; say hello on the pass that serves.
+            if sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int) != sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int {
+                log_server!(main, log::INFO, 0, "mod_tls/{} (rustls/{}) initialized", crate::VERSION, crate::RUSTLS_VERSION);
+            }
+            OK
+        },
+    )
+}
+
+// ---- connection and request hooks ----------------------------------------------------------
+
+unsafe extern "C" fn pre_connection(c: *mut conn_rec, _csd: *mut c_void) -> c_int {
+    catch_panic(
+        DONE,
+        |m| log_conn!(c, log::ERR, 0, "internal error (panic) setting up TLS, closing this connection: {m}"),
+        || unsafe {
+            if !(*c).master.is_null() {
+                return DECLINED; // HTTP/2 streams ride on the already-secured master connection
+            }
+            let s = (*c).base_server;
+            let conf = server_conf(s);
+            let Some(local) = socket_addr((*c).local_addr) else { return DECLINED };
+            if !conf.engines.iter().any(|e| e.matches(&local)) {
+                return DECLINED;
+            }
+            let Some(tls) = conf.tls.clone() else {
+                log_conn!(c, log::ERR, 0, "no TLS configuration for {} on {local}; closing", describe(s));
+                (*c).aborted = 1;
+                return DONE;
+            };
+            filters::attach(c, tls);
+            OK
+        },
+    )
+}
+
+unsafe extern "C" fn conn_is_ssl(c: *mut conn_rec) -> c_int {
+    catch_panic(DECLINED, |_| {}, || unsafe { if filters::conn_state(c).is_some() { OK } else { DECLINED } })
+}
+
+unsafe fn request_is_ours(r: *const request_rec) -> bool {
+    unsafe { !(*r).connection.is_null() && filters::conn_state((*r).connection).is_some() }
+}
+
+unsafe extern "C" fn http_scheme(r: *const request_rec) -> *const c_char {
+    catch_panic(ptr::null(), |_| {}, || unsafe { if request_is_ours(r) { c"https".as_ptr() } else { ptr::null() } })
+}
+
+unsafe extern "C" fn default_port(r: *const request_rec) -> sys::apr_port_t {
+    catch_panic(0, |_| {}, || unsafe { if request_is_ours(r) { 443 } else { 0 } })
+}
+
+/// As mod_ssl: every request on a TLS connection gets `HTTPS=on` for CGI and friends.
+unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
+    catch_panic(DECLINED, |_| {}, || unsafe {
+        if request_is_ours(r) {
+            sys::apr_table_setn((*r).subprocess_env, c"HTTPS".as_ptr(), c"on".as_ptr());
+        }
+        DECLINED
+    })
+}
+
+unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
+    catch_panic((), |_| {}, || unsafe {
+        let none = ptr::null();
+        sys::ap_hook_check_config(Some(check_config), none, none, HOOK_MIDDLE);
+        sys::ap_hook_post_config(Some(post_config), none, none, HOOK_MIDDLE);
+        sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
+        sys::ap_hook_ssl_conn_is_ssl(Some(conn_is_ssl), none, none, HOOK_MIDDLE);
+        sys::ap_hook_http_scheme(Some(http_scheme), none, none, HOOK_MIDDLE);
+        sys::ap_hook_default_port(Some(default_port), none, none, HOOK_MIDDLE);
+        sys::ap_hook_fixups(Some(fixups), none, none, HOOK_MIDDLE);
+        filters::register();
+    })
+}

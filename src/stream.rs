@@ -1,0 +1,511 @@
+//! One server-side TLS connection as a byte pump, independent of httpd: TLS bytes go in with
+//! [`TlsStream::feed`], plaintext comes out of [`TlsStream::plaintext`]; plaintext goes in with
+//! [`TlsStream::send`], TLS records come out through any `io::Write`. The connection filters in
+//! `filters.rs` move these bytes between bucket brigades and this type; everything protocol-related
+//! is here, where it can be tested with an in-memory rustls client.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::server::{Accepted, Acceptor, ClientHello};
+use rustls::{ServerConfig, ServerConnection};
+
+/// Largest plaintext that fits one TLS record. Outgoing plaintext is gathered up to this size so
+/// that a response head and its first body bytes share one record.
+pub const RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Picks the configuration for a connection once its ClientHello is known.
+pub trait ConfigChooser {
+    fn choose(&mut self, hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal>;
+}
+
+/// Why a ClientHello was turned away before the handshake continued, with the alert to send.
+#[derive(Debug)]
+pub struct Refusal {
+    pub alert: rustls::AlertDescription,
+    pub reason: String,
+}
+
+/// Why a connection failed; the alert for the peer (if any) is waiting in the stream's output.
+#[derive(Debug)]
+pub enum TlsFailure {
+    /// The peer broke the protocol or the handshake could not be agreed.
+    Protocol(rustls::Error),
+    /// We refused the ClientHello (see [`Refusal`]).
+    Refused(String),
+    /// More data arrived after the peer had closed, or the stream is already closed.
+    Closed,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsFailure::Protocol(e) => write!(f, "{e}"),
+            TlsFailure::Refused(r) => write!(f, "{r}"),
+            TlsFailure::Closed => write!(f, "connection already closed"),
+        }
+    }
+}
+
+enum Phase {
+    /// Reading the ClientHello; no configuration chosen yet.
+    Hello(Box<Acceptor>),
+    /// Handshaking or established.
+    Open(Box<ServerConnection>),
+    /// Failed before a connection existed; only the alert in `pending_alert` remains to send.
+    Failed,
+}
+
+pub struct TlsStream {
+    phase: Phase,
+    /// Decrypted bytes not yet handed to httpd, from `plain_in_pos` on.
+    plain_in: Vec<u8>,
+    plain_in_pos: usize,
+    /// Plaintext gathered for the next record.
+    plain_out: Vec<u8>,
+    /// An alert produced outside a `ServerConnection` (refused or broken ClientHello).
+    pending_alert: Vec<u8>,
+    /// The peer sent close_notify.
+    peer_closed: bool,
+    /// The transport reached EOF (with or without close_notify).
+    transport_eof: bool,
+    failed: bool,
+    close_notify_sent: bool,
+}
+
+impl Default for TlsStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TlsStream {
+    pub fn new() -> Self {
+        TlsStream {
+            phase: Phase::Hello(Box::default()),
+            plain_in: Vec::new(),
+            plain_in_pos: 0,
+            plain_out: Vec::new(),
+            pending_alert: Vec::new(),
+            peer_closed: false,
+            transport_eof: false,
+            failed: false,
+            close_notify_sent: false,
+        }
+    }
+
+    pub fn connection(&self) -> Option<&ServerConnection> {
+        match &self.phase {
+            Phase::Open(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// True until the handshake has completed (and also after a failure during it).
+    pub fn is_handshaking(&self) -> bool {
+        match &self.phase {
+            Phase::Hello(_) | Phase::Failed => true,
+            Phase::Open(c) => c.is_handshaking(),
+        }
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Feeds TLS bytes read from the network. `data` empty means the transport reached EOF.
+    pub fn feed(&mut self, mut data: &[u8], chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
+        if self.failed {
+            return Err(TlsFailure::Closed);
+        }
+        // An empty read is how the transport reports EOF; rustls learns of it the same way.
+        let eof = data.is_empty();
+        if eof {
+            self.transport_eof = true;
+        }
+        loop {
+            match &mut self.phase {
+                Phase::Failed => return Err(TlsFailure::Closed),
+                Phase::Hello(acceptor) => {
+                    let read = acceptor.read_tls(&mut data);
+                    let n = match read {
+                        Ok(n) => n,
+                        Err(e) => {
+                            return Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}"))));
+                        }
+                    };
+                    match acceptor.accept() {
+                        Ok(None) => {
+                            if n == 0 || data.is_empty() {
+                                return if self.transport_eof {
+                                    // EOF before a complete ClientHello: nothing to answer.
+                                    Err(self.fail_hello(TlsFailure::Closed))
+                                } else {
+                                    Ok(())
+                                };
+                            }
+                        }
+                        Ok(Some(accepted)) => self.start_connection(accepted, chooser)?,
+                        Err((e, mut alert)) => {
+                            let _ = alert.write_all(&mut self.pending_alert);
+                            return Err(self.fail_hello(TlsFailure::Protocol(e)));
+                        }
+                    }
+                }
+                Phase::Open(_) if data.is_empty() && !eof => return Ok(()),
+                Phase::Open(conn) => {
+                    let n = conn.read_tls(&mut data).map_err(|e| {
+                        TlsFailure::Protocol(rustls::Error::General(format!("reading TLS data: {e}")))
+                    });
+                    let n = match n {
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.failed = true;
+                            return Err(e);
+                        }
+                    };
+                    if let Err(e) = conn.process_new_packets() {
+                        // rustls has queued the matching alert; the caller sends it.
+                        self.failed = true;
+                        return Err(TlsFailure::Protocol(e));
+                    }
+                    self.drain_plaintext()?;
+                    if n == 0 || data.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_connection(&mut self, accepted: Accepted, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
+        let config = match chooser.choose(&accepted.client_hello()) {
+            Ok(c) => c,
+            Err(refusal) => {
+                self.pending_alert.extend_from_slice(&plaintext_alert(refusal.alert));
+                return Err(self.fail_hello(TlsFailure::Refused(refusal.reason)));
+            }
+        };
+        match accepted.into_connection(config) {
+            Ok(conn) => {
+                self.phase = Phase::Open(Box::new(conn));
+                // The ClientHello has been processed; run what rustls buffered after it.
+                if let Phase::Open(conn) = &mut self.phase
+                    && let Err(e) = conn.process_new_packets()
+                {
+                    self.failed = true;
+                    return Err(TlsFailure::Protocol(e));
+                }
+                self.drain_plaintext()
+            }
+            Err((e, mut alert)) => {
+                let _ = alert.write_all(&mut self.pending_alert);
+                Err(self.fail_hello(TlsFailure::Protocol(e)))
+            }
+        }
+    }
+
+    fn fail_hello(&mut self, f: TlsFailure) -> TlsFailure {
+        self.failed = true;
+        self.phase = Phase::Failed;
+        f
+    }
+
+    fn drain_plaintext(&mut self) -> Result<(), TlsFailure> {
+        let Phase::Open(conn) = &mut self.phase else { return Ok(()) };
+        if self.plain_in_pos == self.plain_in.len() {
+            self.plain_in.clear();
+            self.plain_in_pos = 0;
+        }
+        match conn.reader().read_to_end(&mut self.plain_in) {
+            Ok(_) => self.peer_closed = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // EOF without close_notify: deliver what we have, then end of stream.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.transport_eof = true,
+            Err(e) => {
+                self.failed = true;
+                return Err(TlsFailure::Protocol(rustls::Error::General(e.to_string())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrypted bytes waiting for httpd.
+    pub fn plaintext(&self) -> &[u8] {
+        &self.plain_in[self.plain_in_pos..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.plain_in_pos = (self.plain_in_pos + n).min(self.plain_in.len());
+    }
+
+    /// No plaintext left and none will come: the peer closed (cleanly or not).
+    pub fn at_eof(&self) -> bool {
+        self.plaintext().is_empty() && (self.peer_closed || self.transport_eof)
+    }
+
+    /// Whether the peer closed with close_notify (as opposed to just dropping the transport).
+    pub fn peer_sent_close_notify(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// TLS bytes (handshake, alerts, records) are waiting to be written.
+    pub fn wants_write(&self) -> bool {
+        !self.pending_alert.is_empty()
+            || match &self.phase {
+                Phase::Open(c) => c.wants_write(),
+                _ => false,
+            }
+    }
+
+    /// Writes every pending TLS byte to `out`.
+    pub fn write_tls(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if !self.pending_alert.is_empty() {
+            out.write_all(&self.pending_alert)?;
+            self.pending_alert.clear();
+        }
+        if let Phase::Open(conn) = &mut self.phase {
+            while conn.wants_write() {
+                conn.write_tls(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues application data; full records are encrypted and written to `out` as they fill.
+    pub fn send(&mut self, mut data: &[u8], out: &mut dyn Write) -> io::Result<()> {
+        if !self.plain_out.is_empty() {
+            let take = (RECORD_PLAINTEXT - self.plain_out.len()).min(data.len());
+            self.plain_out.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.plain_out.len() < RECORD_PLAINTEXT {
+                return Ok(());
+            }
+            let full = std::mem::take(&mut self.plain_out);
+            self.encrypt(&full, out)?;
+            self.plain_out = full;
+            self.plain_out.clear();
+        }
+        while data.len() >= RECORD_PLAINTEXT {
+            self.encrypt(&data[..RECORD_PLAINTEXT], out)?;
+            data = &data[RECORD_PLAINTEXT..];
+        }
+        if !data.is_empty() {
+            if self.plain_out.capacity() == 0 {
+                self.plain_out.reserve_exact(RECORD_PLAINTEXT);
+            }
+            self.plain_out.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Encrypts whatever plaintext is gathered (a short record) and writes all pending TLS bytes.
+    pub fn flush(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if !self.plain_out.is_empty() {
+            let pending = std::mem::take(&mut self.plain_out);
+            self.encrypt(&pending, out)?;
+            self.plain_out = pending;
+            self.plain_out.clear();
+        }
+        self.write_tls(out)
+    }
+
+    /// Flushes, then sends close_notify (once).
+    pub fn close(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if self.failed {
+            return self.write_tls(out);
+        }
+        self.flush(out)?;
+        if !self.close_notify_sent
+            && let Phase::Open(conn) = &mut self.phase
+        {
+            conn.send_close_notify();
+            self.close_notify_sent = true;
+        }
+        self.write_tls(out)
+    }
+
+    fn encrypt(&mut self, data: &[u8], out: &mut dyn Write) -> io::Result<()> {
+        let Phase::Open(conn) = &mut self.phase else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "no TLS connection to write to"));
+        };
+        if self.failed || self.close_notify_sent {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "TLS connection is closed"));
+        }
+        conn.writer().write_all(data)?;
+        while conn.wants_write() {
+            conn.write_tls(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// A fatal alert in a plaintext record, for refusals before any connection state exists.
+fn plaintext_alert(desc: rustls::AlertDescription) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(desc)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    struct Fixed(Arc<ServerConfig>);
+    impl ConfigChooser for Fixed {
+        fn choose(&mut self, _hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal> {
+            Ok(self.0.clone())
+        }
+    }
+    struct Refuse;
+    impl ConfigChooser for Refuse {
+        fn choose(&mut self, _hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal> {
+            Err(Refusal { alert: rustls::AlertDescription::UnrecognisedName, reason: "no such vhost".into() })
+        }
+    }
+
+    fn pair(versions: &[&'static rustls::SupportedProtocolVersion]) -> (Fixed, ClientConnection) {
+        let key = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+        let server = ServerConfig::builder_with_provider(crate::engine::provider())
+            .with_protocol_versions(rustls::ALL_VERSIONS)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![key.cert.der().clone()], der)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(key.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(crate::engine::provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let conn = ClientConnection::new(Arc::new(client), ServerName::try_from("a.test").unwrap()).unwrap();
+        (Fixed(Arc::new(server)), conn)
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    fn pump(client: &mut ClientConnection, server: &mut TlsStream, chooser: &mut dyn ConfigChooser) {
+        for _ in 0..20 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            if !to_server.is_empty() {
+                server.feed(&to_server, chooser).unwrap();
+            }
+            let mut to_client = Vec::new();
+            server.write_tls(&mut to_client).unwrap();
+            if !to_client.is_empty() {
+                client.read_tls(&mut &to_client[..]).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn handshake_and_request_both_versions() {
+        for v in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (mut chooser, mut client) = pair(&[v]);
+            let mut server = TlsStream::new();
+            client.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            pump(&mut client, &mut server, &mut chooser);
+            assert!(!server.is_handshaking());
+            assert_eq!(server.connection().unwrap().protocol_version(), Some(v.version));
+            assert_eq!(server.plaintext(), b"GET / HTTP/1.1\r\n\r\n");
+            server.consume(4);
+            assert_eq!(server.plaintext(), b"/ HTTP/1.1\r\n\r\n");
+            server.consume(100);
+            assert!(!server.at_eof(), "a complete ClientHello is not the end of the stream");
+        }
+    }
+
+    #[test]
+    fn small_writes_coalesce_into_one_record_and_big_ones_split_at_16k() {
+        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut server = TlsStream::new();
+        pump(&mut client, &mut server, &mut chooser);
+        let mut wire = Vec::new();
+        server.send(b"HTTP/1.1 200 OK\r\n", &mut wire).unwrap();
+        server.send(b"Content-Length: 5\r\n\r\n", &mut wire).unwrap();
+        server.send(b"hello", &mut wire).unwrap();
+        assert!(wire.is_empty(), "nothing is written before a record fills or a flush");
+        server.flush(&mut wire).unwrap();
+        assert_eq!(wire[0], 0x17);
+        let len = u16::from_be_bytes([wire[3], wire[4]]) as usize;
+        assert_eq!(wire.len(), 5 + len, "one record");
+
+        let first = wire.len();
+        server.send(&vec![7u8; 3 * RECORD_PLAINTEXT + 10], &mut wire).unwrap();
+        let mut records = 0;
+        let mut rest = &wire[first..];
+        while !rest.is_empty() {
+            let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+            rest = &rest[5 + len..];
+            records += 1;
+        }
+        assert_eq!(records, 3, "three full records, the 10-byte tail waits");
+        server.close(&mut wire).unwrap();
+        let mut got = Vec::new();
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            client.read_tls(&mut rest).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = client.reader().read_to_end(&mut got);
+        }
+        assert_eq!(got.len(), 17 + 21 + 5 + 3 * RECORD_PLAINTEXT + 10);
+        assert!(client.reader().read_to_end(&mut got).is_ok(), "close_notify arrived");
+    }
+
+    #[test]
+    fn close_notify_from_peer_ends_the_stream() {
+        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut server = TlsStream::new();
+        pump(&mut client, &mut server, &mut chooser);
+        client.writer().write_all(b"x").unwrap();
+        client.send_close_notify();
+        pump(&mut client, &mut server, &mut chooser);
+        assert_eq!(server.plaintext(), b"x");
+        assert!(!server.at_eof());
+        server.consume(1);
+        assert!(server.at_eof() && server.peer_sent_close_notify());
+    }
+
+    #[test]
+    fn garbage_fails_with_an_alert_and_refusal_sends_ours() {
+        let mut server = TlsStream::new();
+        let mut chooser = Refuse;
+        assert!(server.feed(b"GET / HTTP/1.1\r\n\r\n", &mut chooser).is_err());
+        let mut out = Vec::new();
+        server.write_tls(&mut out).unwrap();
+        assert_eq!(out[0], 0x15, "an alert record");
+        assert!(server.feed(b"more", &mut chooser).is_err());
+
+        let (_, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        let mut server = TlsStream::new();
+        match server.feed(&hello, &mut chooser) {
+            Err(TlsFailure::Refused(r)) => assert_eq!(r, "no such vhost"),
+            other => panic!("{other:?}"),
+        }
+        let mut out = Vec::new();
+        server.write_tls(&mut out).unwrap();
+        assert_eq!(out, [0x15, 3, 3, 0, 2, 2, 112]);
+    }
+
+    #[test]
+    fn hello_split_into_single_bytes() {
+        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        let mut server = TlsStream::new();
+        for b in &hello {
+            server.feed(std::slice::from_ref(b), &mut chooser).unwrap();
+        }
+        assert!(server.wants_write(), "the server answered the reassembled hello");
+    }
+}
