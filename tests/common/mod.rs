@@ -1,0 +1,441 @@
+//! Integration harness: a real Debian httpd (`/usr/sbin/apache2`) with the freshly built module, in
+//! a temporary ServerRoot, on free loopback ports, with certificates generated for the test. The
+//! server is always stopped when the `Httpd` value is dropped, also when a test fails.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const HTTPD: &str = "/usr/sbin/apache2";
+pub const MODDIR: &str = "/usr/lib/apache2/modules";
+
+/// The module under test: the cdylib next to this test executable (target/<profile>/).
+pub fn module_path() -> PathBuf {
+    if let Ok(p) = std::env::var("MOD_TLS_SO") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let so = profile_dir.join("libmod_tls.so");
+    assert!(so.exists(), "{} is missing: build the module first (make test does)", so.display());
+    so
+}
+
+/// A port nobody listens on right now (the kernel picks it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A test CA and certificates issued by it.
+pub struct Pki {
+    pub ca_pem: String,
+    ca_key: rcgen::KeyPair,
+    ca_params: rcgen::CertificateParams,
+    ca_cert: rcgen::Certificate,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "mod_tls test CA");
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        Pki { ca_pem: ca_cert.pem(), ca_key, ca_params: params, ca_cert }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses): (cert PEM, key PEM).
+    pub fn issue(&self, names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    pub fn client_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+}
+
+pub struct Httpd {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub tls_port: u16,
+    pub plain_port: u16,
+    pub pki: Pki,
+    pub mpm: &'static str,
+    /// Directives appended to the generated httpd.conf.
+    pub extra: String,
+    /// Replaces the default `<VirtualHost>` on the TLS port when set.
+    pub tls_vhost: Option<String>,
+    pub log_level: String,
+    child: Option<Child>,
+}
+
+impl Default for Httpd {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Httpd {
+    pub fn new() -> Httpd {
+        let dir = tempfile::Builder::new().prefix("mod_tls-test-").tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for d in ["htdocs", "logs", "run", "conf"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let pki = Pki::new();
+        let (cert, key) = pki.issue(&["localhost", "127.0.0.1"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        std::fs::write(root.join("conf/server.pem"), cert).unwrap();
+        std::fs::write(root.join("conf/server.key"), key).unwrap();
+        std::fs::write(root.join("conf/ca.pem"), &pki.ca_pem).unwrap();
+        std::fs::write(root.join("htdocs/index.html"), "hello over TLS\n").unwrap();
+        Httpd {
+            _dir: dir,
+            root,
+            tls_port: free_port(),
+            plain_port: free_port(),
+            pki,
+            mpm: "event",
+            extra: String::new(),
+            tls_vhost: None,
+            log_level: "info".into(),
+            child: None,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// Writes an executable CGI script into htdocs.
+    pub fn cgi(&self, name: &str, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.write(&format!("htdocs/{name}"), body);
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    pub fn conf_text(&self) -> String {
+        let root = self.root.display();
+        let mpm = self.mpm;
+        let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
+        let cgi = if mpm == "prefork" {
+            format!("LoadModule cgi_module {MODDIR}/mod_cgi.so\n")
+        } else {
+            format!("LoadModule cgid_module {MODDIR}/mod_cgid.so\nScriptSock {root}/run/cgid.sock\n")
+        };
+        let mpm_tuning = match mpm {
+            "prefork" => "StartServers 2\nMinSpareServers 1\nMaxSpareServers 4\nMaxRequestWorkers 20\n",
+            _ => "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nThreadLimit 16\nMinSpareThreads 8\nMaxSpareThreads 64\nMaxRequestWorkers 64\n",
+        };
+        let vhost = self.tls_vhost.clone().unwrap_or_else(|| {
+            format!(
+                "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n</VirtualHost>\n",
+                self.tls_port
+            )
+        });
+        format!(
+            r#"ServerRoot "{root}"
+PidFile "{root}/run/httpd.pid"
+DefaultRuntimeDir "{root}/run"
+Mutex file:{root}/run default
+ErrorLog "{root}/logs/error.log"
+LogLevel {loglevel}
+LoadModule mpm_{mpm}_module {MODDIR}/mod_mpm_{mpm}.so
+LoadModule authz_core_module {MODDIR}/mod_authz_core.so
+LoadModule mime_module {MODDIR}/mod_mime.so
+LoadModule dir_module {MODDIR}/mod_dir.so
+LoadModule rewrite_module {MODDIR}/mod_rewrite.so
+LoadModule headers_module {MODDIR}/mod_headers.so
+LoadModule env_module {MODDIR}/mod_env.so
+{cgi}LoadModule tls_module {module}
+{user}{mpm_tuning}ServerName localhost
+Timeout 30
+LogFormat "%h %l %u %t \"%r\" %>s %b" common
+CustomLog "{root}/logs/access.log" common
+TypesConfig /etc/mime.types
+DocumentRoot "{root}/htdocs"
+DirectoryIndex index.html
+<Directory "{root}/htdocs">
+  Require all granted
+  Options +ExecCGI
+  AddHandler cgi-script .cgi
+</Directory>
+Listen 127.0.0.1:{tls}
+Listen 127.0.0.1:{plain}
+TLSEngine 127.0.0.1:{tls}
+{vhost}
+{extra}
+"#,
+            loglevel = self.log_level,
+            module = module_path().display(),
+            tls = self.tls_port,
+            plain = self.plain_port,
+            extra = self.extra,
+        )
+    }
+
+    fn write_conf(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let conf = self.path("conf/httpd.conf");
+        std::fs::write(&conf, self.conf_text()).unwrap();
+        // Children run as www-data when we are root: let them read the document tree.
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if is_root() {
+            let _ = Command::new("chown").args(["-R", "www-data:www-data"]).arg(self.path("htdocs")).status();
+            let _ = Command::new("chown").args(["-R", "www-data:www-data"]).arg(self.path("run")).status();
+        }
+        conf
+    }
+
+    /// `apache2 -t` on the current configuration.
+    pub fn configtest(&self) -> Output {
+        let conf = self.write_conf();
+        Command::new(HTTPD).arg("-t").arg("-f").arg(&conf).output().expect("run apache2 -t")
+    }
+
+    /// Starts httpd in the foreground (its own process group) and waits until it accepts.
+    pub fn start(&mut self) -> &mut Self {
+        let conf = self.write_conf();
+        let child = Command::new(HTTPD)
+            .arg("-DFOREGROUND")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.path("logs/stderr.log")).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("start apache2");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "httpd exited at start-up ({status}):\n{}\n{}",
+                    std::fs::read_to_string(self.path("logs/stderr.log")).unwrap_or_default(),
+                    self.error_log()
+                );
+            }
+            let up = [self.tls_port, self.plain_port]
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if up && self.error_log().contains("resuming normal operations") {
+                return self;
+            }
+            assert!(Instant::now() < deadline, "httpd did not come up:\n{}", self.error_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("started").id()
+    }
+
+    /// PIDs of the child processes that serve connections.
+    pub fn children(&self) -> Vec<u32> {
+        let out = Command::new("pgrep").arg("-P").arg(self.pid().to_string()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|s| s.parse().ok()).collect()
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.path("logs/error.log")).unwrap_or_default()
+    }
+
+    /// Asserts that no child crashed and nothing panicked so far.
+    pub fn assert_no_crash(&self) {
+        let log = self.error_log();
+        for bad in ["exit signal", "panic", "Segmentation"] {
+            assert!(!log.contains(bad), "error log shows '{bad}':\n{log}");
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.tls_port, path)
+    }
+
+    /// curl against this server, trusting its CA, resolving `localhost` to 127.0.0.1.
+    pub fn curl(&self, args: &[&str]) -> Output {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "120", "--cacert"])
+            .arg(self.path("conf/ca.pem"))
+            .args(args)
+            .output()
+            .expect("run curl")
+    }
+
+    /// Opens a rustls connection to the TLS port and completes the handshake.
+    pub fn tls_connect(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        tls_connect(self.tls_port, "localhost", self.pki.client_config(versions))
+    }
+
+    /// GET `path` with the rustls client; returns the parsed response and the negotiated version.
+    pub fn get(&self, path: &str, versions: &[&'static rustls::SupportedProtocolVersion]) -> (Response, rustls::ProtocolVersion) {
+        let mut s = self.tls_connect(versions);
+        let v = s.conn.protocol_version().unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n", self.tls_port).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("response ends with close_notify");
+        (Response::parse(&raw).0, v)
+    }
+}
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- error log of the failed test's httpd ---\n{}", self.error_log());
+        }
+    }
+}
+
+pub fn tls_connect(
+    port: u16,
+    name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config, server_name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+    }
+    s
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Parses one response from the front of `raw`; returns it and the bytes that follow it.
+    pub fn parse(raw: &[u8]) -> (Response, &[u8]) {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete header block") + 4;
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut r = Response { status, headers, body: Vec::new() };
+        let rest = &raw[end..];
+        if let Some(len) = r.header("Content-Length").map(|v| v.parse::<usize>().unwrap()) {
+            r.body = rest[..len].to_vec();
+            (r, &rest[len..])
+        } else if r.header("Transfer-Encoding").is_some_and(|v| v.contains("chunked")) {
+            let mut rest = rest;
+            loop {
+                let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+                let size = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16).unwrap();
+                rest = &rest[nl + 2..];
+                if size == 0 {
+                    rest = &rest[2..];
+                    break;
+                }
+                r.body.extend_from_slice(&rest[..size]);
+                rest = &rest[size + 2..];
+            }
+            (r, rest)
+        } else {
+            r.body = rest.to_vec();
+            (r, &[])
+        }
+    }
+}
+
+/// Writes `len` bytes of incompressible data to `path`.
+pub fn random_file(path: &Path, len: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+    let mut left = len;
+    let mut buf = [0u8; 8192];
+    while left > 0 {
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+    f.flush().unwrap();
+}
+
+pub fn files_equal(a: &Path, b: &Path) -> bool {
+    Command::new("cmp").arg("-s").arg(a).arg(b).status().unwrap().success()
+}
+
+pub fn output_text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+pub const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+pub const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];

@@ -1,0 +1,269 @@
+//! HTTP/1.1 over TLS behaves as over plain TCP, through the real httpd.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn serves_tls13_and_tls12_to_rustls_and_curl() {
+    let mut h = Httpd::new();
+    h.log_level = "info tls:info".into();
+    h.start();
+    for (versions, want) in [(TLS13, rustls::ProtocolVersion::TLSv1_3), (TLS12, rustls::ProtocolVersion::TLSv1_2)] {
+        let (r, v) = h.get("/index.html", versions);
+        assert_eq!(v, want);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "hello over TLS\n");
+    }
+    for (flag, max) in [("--tlsv1.3", "1.3"), ("--tlsv1.2", "1.2")] {
+        let o = h.curl(&["-v", flag, "--tls-max", max, &h.https_url("/index.html")]);
+        assert!(o.status.success(), "{}", output_text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "hello over TLS\n");
+        assert!(output_text(&o).contains(&format!("SSL connection using TLSv{max}")), "{}", output_text(&o));
+    }
+    // openssl s_client as a second, independent TLS stack.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'GET /index.html HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | \
+             openssl s_client -quiet -connect 127.0.0.1:{} -servername localhost -CAfile {} -verify_return_error 2>&1",
+            h.tls_port,
+            h.path("conf/ca.pem").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("hello over TLS"), "{}", output_text(&o));
+    // The start-up line names both versions.
+    let log = h.error_log();
+    let line = log.lines().find(|l| l.contains("[tls:info]") && l.contains("initialized")).expect("start-up line");
+    assert!(line.contains(&format!("mod_tls/{}", env!("CARGO_PKG_VERSION"))), "{line}");
+    assert!(line.contains("rustls/0.23."), "{line}");
+    h.assert_no_crash();
+}
+
+#[test]
+fn keep_alive_and_pipelined_requests() {
+    let mut h = Httpd::new();
+    h.write("htdocs/two.txt", "second\n");
+    h.start();
+    let mut s = h.tls_connect(TLS13);
+    // Two requests one after the other on one connection.
+    for (path, body) in [("/index.html", "hello over TLS\n"), ("/two.txt", "second\n")] {
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed early");
+            raw.extend_from_slice(&buf[..n]);
+            if raw.windows(4).any(|w| w == b"\r\n\r\n") && raw.ends_with(body.as_bytes()) {
+                break;
+            }
+        }
+        let (r, rest) = Response::parse(&raw);
+        assert_eq!((r.status, r.text().as_str(), rest.len()), (200, body, 0));
+        assert_eq!(r.header("Connection"), None, "kept alive");
+    }
+    // Three pipelined requests in one write.
+    s.write_all(
+        b"GET /two.txt HTTP/1.1\r\nHost: localhost\r\n\r\n\
+          GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n\
+          GET /two.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("clean close_notify after the last response");
+    let (a, rest) = Response::parse(&raw);
+    let (b, rest) = Response::parse(rest);
+    let (c, rest) = Response::parse(rest);
+    assert_eq!(
+        (a.text(), b.text(), c.text(), rest.len()),
+        ("second\n".into(), "hello over TLS\n".into(), "second\n".into(), 0)
+    );
+}
+
+#[test]
+fn server_sends_close_notify_when_it_closes() {
+    let mut h = Httpd::new();
+    h.start();
+    for versions in [TLS13, TLS12] {
+        let mut s = h.tls_connect(versions);
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        // rustls reports a TCP close without close_notify as UnexpectedEof.
+        s.read_to_end(&mut raw).expect("the server ended with close_notify");
+        assert!(raw.ends_with(b"hello over TLS\n"));
+    }
+}
+
+#[test]
+fn large_file_is_byte_identical_and_streamed_in_bounded_memory() {
+    let mut h = Httpd::new();
+    let src = h.path("htdocs/big.bin");
+    random_file(&src, 100 * 1024 * 1024);
+    h.start();
+    for (flag, max) in [("--tlsv1.3", "1.3"), ("--tlsv1.2", "1.2")] {
+        let out = h.path(&format!("got-{max}.bin"));
+        let mut curl = Command::new("curl")
+            .args(["-sS", "--max-time", "300", "--cacert"])
+            .arg(h.path("conf/ca.pem"))
+            .args([flag, "--tls-max", max, "-o"])
+            .arg(&out)
+            .arg(h.https_url("/big.bin"))
+            .spawn()
+            .unwrap();
+        // While it streams, no child may hold anywhere near the file in anonymous memory.
+        let mut peak_kib = 0;
+        let status = loop {
+            if let Some(st) = curl.try_wait().unwrap() {
+                break st;
+            }
+            for pid in h.children() {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(l) = status.lines().find(|l| l.starts_with("RssAnon:")) {
+                    let kib: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+                    peak_kib = peak_kib.max(kib);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "curl TLSv{max} failed");
+        assert!(files_equal(&src, &out), "TLSv{max}: downloaded file differs");
+        assert!(peak_kib < 48 * 1024, "TLSv{max}: a child reached {peak_kib} KiB anonymous memory");
+        std::fs::remove_file(out).unwrap();
+    }
+    h.assert_no_crash();
+}
+
+#[test]
+fn request_bodies_and_chunked_responses_through_cgi() {
+    let mut h = Httpd::new();
+    h.cgi("sum.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nsha256sum | cut -d' ' -f1\n");
+    h.cgi(
+        "stream.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nfor i in $(seq 1 2000); do echo \"line $i of a streamed response\"; done\n",
+    );
+    let body = h.path("post.bin");
+    random_file(&body, 10 * 1024 * 1024);
+    h.start();
+    let want = Command::new("sha256sum").arg(&body).output().unwrap();
+    let want = String::from_utf8_lossy(&want.stdout).split_whitespace().next().unwrap().to_string();
+    let o = h.curl(&["--data-binary", &format!("@{}", body.display()), &h.https_url("/sum.cgi")]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want, "the CGI saw the 10 MiB body intact");
+
+    let mut s = h.tls_connect(TLS13);
+    s.write_all(b"GET /stream.cgi HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (r, _) = Response::parse(&raw);
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    let text = r.text();
+    assert_eq!(text.lines().count(), 2000);
+    assert!(text.ends_with("line 2000 of a streamed response\n"));
+}
+
+#[test]
+fn client_vanishing_mid_response_costs_only_its_connection() {
+    let mut h = Httpd::new();
+    random_file(&h.path("htdocs/big.bin"), 50 * 1024 * 1024);
+    h.start();
+    let children_before = h.children();
+    for _ in 0..5 {
+        let mut s = h.tls_connect(TLS13);
+        s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 65536];
+        while got < 1024 * 1024 {
+            got += s.read(&mut buf).unwrap();
+        }
+        // Drop the socket with a reset, no close_notify.
+        let sock = s.sock;
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        unsafe {
+            use std::os::fd::AsRawFd;
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as u32,
+            );
+        }
+        drop(sock);
+    }
+    let start = Instant::now();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.children(), children_before, "no child process died");
+    h.assert_no_crash();
+}
+
+#[test]
+fn https_is_known_to_rewrite_cgi_and_redirects() {
+    let mut h = Httpd::new();
+    h.write("htdocs/sub/index.html", "sub\n");
+    h.cgi("env.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"HTTPS=$HTTPS\"\necho \"SCHEME=$REQUEST_SCHEME\"\n");
+    h.extra = "RewriteEngine on\n\
+               RewriteCond %{HTTPS} =on\n\
+               RewriteRule ^/scheme$ /secure.txt [R=302,L]\n\
+               RewriteRule ^/scheme$ /insecure.txt [R=302,L]\n"
+        .into();
+    let tls_vhost = format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  \
+         RewriteEngine on\n  RewriteOptions Inherit\n</VirtualHost>\n",
+        h.tls_port
+    );
+    h.tls_vhost = Some(tls_vhost);
+    h.start();
+
+    let (r, _) = h.get("/env.cgi", TLS13);
+    assert!(r.text().contains("HTTPS=on"), "{}", r.text());
+    assert!(r.text().contains("SCHEME=https"), "{}", r.text());
+
+    let (r, _) = h.get("/scheme", TLS13);
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("Location"), Some(format!("https://localhost:{}/secure.txt", h.tls_port).as_str()));
+
+    // mod_dir's trailing-slash redirect is built by httpd itself from the scheme hook.
+    let (r, _) = h.get("/sub", TLS13);
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("Location"), Some(format!("https://localhost:{}/sub/", h.tls_port).as_str()));
+
+    // The plain port stays plain, with plain answers.
+    let o = Command::new("curl")
+        .args(["-sS", "-D", "-", &format!("http://127.0.0.1:{}/scheme", h.plain_port)])
+        .output()
+        .unwrap();
+    let text = output_text(&o);
+    assert!(text.contains(&format!("Location: http://127.0.0.1:{}/insecure.txt", h.plain_port)), "{text}");
+    let o = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{}/env.cgi", h.plain_port)]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("HTTPS=on"));
+}
+
+#[test]
+fn mod_ssl_serves_its_own_port_beside_us() {
+    let mut h = Httpd::new();
+    let ssl_port = free_port();
+    h.extra = format!(
+        "LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so\n\
+         LoadModule ssl_module {MODDIR}/mod_ssl.so\n\
+         Listen 127.0.0.1:{ssl_port}\n\
+         <VirtualHost 127.0.0.1:{ssl_port}>\n  ServerName localhost\n  SSLEngine on\n  \
+         SSLCertificateFile conf/server.pem\n  SSLCertificateKeyFile conf/server.key\n  \
+         Header set X-Served-By mod_ssl\n</VirtualHost>\n"
+    );
+    h.start();
+    let o = h.curl(&["-D", "-", &format!("https://localhost:{ssl_port}/index.html")]);
+    let text = output_text(&o);
+    assert!(o.status.success() && text.contains("hello over TLS") && text.contains("X-Served-By: mod_ssl"), "{text}");
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!((r.status, r.header("X-Served-By")), (200, None));
+    h.assert_no_crash();
+}
