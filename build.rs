@@ -71,14 +71,10 @@ fn main() {
         builder = builder.clang_arg(format!("-I{aprutil_include}"));
     }
     let bindings = builder.generate().unwrap_or_else(|e| {
-        fail(&format!(
-            "bindgen could not read the httpd headers ({e}): install apache2-dev and libclang-dev"
-        ))
+        fail(&format!("bindgen could not read the httpd headers ({e}): install apache2-dev and libclang-dev"))
     });
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("httpd_bindings.rs");
-    bindings
-        .write_to_file(out)
-        .unwrap_or_else(|e| fail(&format!("cannot write bindings: {e}")));
+    bindings.write_to_file(out).unwrap_or_else(|e| fail(&format!("cannot write bindings: {e}")));
 
     // httpd unloads and reloads modules on every config pass; keep ours mapped so that statics
     // (the module record, rustls' provider) have one well-defined lifetime. See DESIGN.md.

@@ -29,9 +29,7 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let data = read_file(path, "certificate")?;
     let mut chain = Vec::new();
     for item in CertificateDer::pem_slice_iter(&data) {
-        let cert = item.map_err(|e| {
-            format!("the certificate file {} is not valid PEM ({e})", path.display())
-        })?;
+        let cert = item.map_err(|e| format!("the certificate file {} is not valid PEM ({e})", path.display()))?;
         if let Err(e) = x509_parser::parse_x509_certificate(&cert) {
             return Err(format!(
                 "certificate #{} in {} does not parse as X.509 ({e}): replace it with a valid PEM certificate",
@@ -108,11 +106,7 @@ pub(crate) mod tests {
     }
 
     fn spec(cert: &Path, key: Option<&Path>) -> CertSpec {
-        CertSpec {
-            cert_file: cert.into(),
-            key_file: key.map(Into::into),
-            origin: Origin { file: "t".into(), line: 1 },
-        }
+        CertSpec { cert_file: cert.into(), key_file: key.map(Into::into), origin: Origin { file: "t".into(), line: 1 } }
     }
 
     #[test]
@@ -121,11 +115,8 @@ pub(crate) mod tests {
         let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
         let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
         let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
-        let both = write(
-            dir.path(),
-            "both.pem",
-            format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()).as_bytes(),
-        );
+        let both =
+            write(dir.path(), "both.pem", format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()).as_bytes());
         load_certified_key(&spec(&cert, Some(&key)), &provider()).unwrap();
         load_certified_key(&spec(&both, None), &provider()).unwrap();
         let e = load_certified_key(&spec(&cert, None), &provider()).unwrap_err();
@@ -149,11 +140,7 @@ pub(crate) mod tests {
         let e = load_certified_key(&spec(&empty, None), &provider()).unwrap_err();
         assert!(e.contains("is empty"), "{e}");
 
-        let junk = write(
-            dir.path(),
-            "junk.pem",
-            b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n",
-        );
+        let junk = write(dir.path(), "junk.pem", b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n");
         let e = load_certified_key(&spec(&junk, Some(&other_key)), &provider()).unwrap_err();
         assert!(e.contains("does not parse as X.509"), "{e}");
     }

@@ -241,11 +241,8 @@ mod tests {
 
     #[test]
     fn vhost_inherits_certificates_only_when_it_has_none() {
-        let spec = |f: &str| CertSpec {
-            cert_file: f.into(),
-            key_file: None,
-            origin: Origin { file: "x".into(), line: 1 },
-        };
+        let spec =
+            |f: &str| CertSpec { cert_file: f.into(), key_file: None, origin: Origin { file: "x".into(), line: 1 } };
         let base = ServerConf { certificates: vec![spec("a")], ..Default::default() };
         let empty = ServerConf::default();
         let own = ServerConf { certificates: vec![spec("b")], ..Default::default() };

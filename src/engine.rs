@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
 
 use crate::certs;
 use crate::config::CertSpec;
@@ -39,11 +39,7 @@ impl FirstSuitableCert {
 impl ResolvesServerCert for FirstSuitableCert {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let schemes = hello.signature_schemes();
-        self.keys
-            .iter()
-            .find(|k| k.key.choose_scheme(schemes).is_some())
-            .or_else(|| self.keys.first())
-            .cloned()
+        self.keys.iter().find(|k| k.key.choose_scheme(schemes).is_some()).or_else(|| self.keys.first()).cloned()
     }
 }
 

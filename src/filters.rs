@@ -91,10 +91,18 @@ pub unsafe fn attach(c: *mut conn_rec, config: Arc<ServerConfig>) {
             closed: false,
         };
         let tc = pool::attach(pool, state);
-        (*tc).in_filter =
-            sys::ap_add_input_filter_handle(INPUT_FILTER.load(Ordering::Acquire), tc as *mut c_void, ptr::null_mut(), c);
-        (*tc).out_filter =
-            sys::ap_add_output_filter_handle(OUTPUT_FILTER.load(Ordering::Acquire), tc as *mut c_void, ptr::null_mut(), c);
+        (*tc).in_filter = sys::ap_add_input_filter_handle(
+            INPUT_FILTER.load(Ordering::Acquire),
+            tc as *mut c_void,
+            ptr::null_mut(),
+            c,
+        );
+        (*tc).out_filter = sys::ap_add_output_filter_handle(
+            OUTPUT_FILTER.load(Ordering::Acquire),
+            tc as *mut c_void,
+            ptr::null_mut(),
+            c,
+        );
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
     }
 }
@@ -136,7 +144,11 @@ impl TlsConn {
     }
 
     fn fail(&mut self, failure: TlsFailure) -> apr_status_t {
-        let during = if self.stream.connection().is_some_and(|c| !c.is_handshaking()) { "TLS error" } else { "TLS handshake failed" };
+        let during = if self.stream.connection().is_some_and(|c| !c.is_handshaking()) {
+            "TLS error"
+        } else {
+            "TLS handshake failed"
+        };
         match &failure {
             TlsFailure::Closed => {
                 log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
@@ -209,7 +221,13 @@ impl TlsConn {
         APR_SUCCESS
     }
 
-    fn read(&mut self, bb: Brigade, mode: sys::ap_input_mode_t, blocking: bool, readbytes: sys::apr_off_t) -> apr_status_t {
+    fn read(
+        &mut self,
+        bb: Brigade,
+        mode: sys::ap_input_mode_t,
+        blocking: bool,
+        readbytes: sys::apr_off_t,
+    ) -> apr_status_t {
         if self.closed {
             return APR_ECONNABORTED;
         }
@@ -239,7 +257,12 @@ impl TlsConn {
                     _ => avail.len(),
                 };
                 bb.push_copy(&avail[..n]);
-                log_conn!(self.c, log::TRACE2, 0, "TLS input: {n} plaintext bytes up (mode {mode}, readbytes {readbytes})");
+                log_conn!(
+                    self.c,
+                    log::TRACE2,
+                    0,
+                    "TLS input: {n} plaintext bytes up (mode {mode}, readbytes {readbytes})"
+                );
                 if mode != sys::ap_input_mode_t_AP_MODE_SPECULATIVE {
                     self.stream.consume(n);
                 }
@@ -360,7 +383,12 @@ unsafe extern "C" fn input_filter(
         catch_panic(
             APR_ECONNABORTED,
             |m| {
-                log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS input filter, closing this connection: {m}");
+                log_conn!(
+                    c,
+                    log::ERR,
+                    0,
+                    "internal error (panic) in the TLS input filter, closing this connection: {m}"
+                );
                 (*tc).closed = true;
             },
             || (*tc).read(Brigade(bb), mode, block == sys::apr_read_type_e_APR_BLOCK_READ, readbytes),
@@ -375,7 +403,12 @@ unsafe extern "C" fn output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brig
         catch_panic(
             APR_ECONNABORTED,
             |m| {
-                log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS output filter, closing this connection: {m}");
+                log_conn!(
+                    c,
+                    log::ERR,
+                    0,
+                    "internal error (panic) in the TLS output filter, closing this connection: {m}"
+                );
                 (*tc).closed = true;
                 Brigade(bb).clear();
             },

@@ -13,9 +13,9 @@ pub mod engine;
 pub mod stream;
 
 #[cfg(not(test))]
-pub mod httpd;
-#[cfg(not(test))]
 mod filters;
+#[cfg(not(test))]
+pub mod httpd;
 #[cfg(not(test))]
 mod module;
 

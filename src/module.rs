@@ -121,10 +121,14 @@ unsafe extern "C" fn create_server_config(p: *mut apr_pool_t, _s: *mut server_re
 }
 
 unsafe extern "C" fn merge_server_config(p: *mut apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
-    catch_panic(ptr::null_mut(), |_| {}, || unsafe {
-        let merged = ServerConf::merge(&*(base as *const ServerConf), &*(add as *const ServerConf));
-        pool::attach(p, merged) as *mut c_void
-    })
+    catch_panic(
+        ptr::null_mut(),
+        |_| {},
+        || unsafe {
+            let merged = ServerConf::merge(&*(base as *const ServerConf), &*(add as *const ServerConf));
+            pool::attach(p, merged) as *mut c_void
+        },
+    )
 }
 
 unsafe extern "C" fn create_dir_config(p: *mut apr_pool_t, _dir: *mut c_char) -> *mut c_void {
@@ -132,10 +136,14 @@ unsafe extern "C" fn create_dir_config(p: *mut apr_pool_t, _dir: *mut c_char) ->
 }
 
 unsafe extern "C" fn merge_dir_config(p: *mut apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
-    catch_panic(ptr::null_mut(), |_| {}, || unsafe {
-        let merged = DirConf::merge(&*(base as *const DirConf), &*(add as *const DirConf));
-        pool::attach(p, merged) as *mut c_void
-    })
+    catch_panic(
+        ptr::null_mut(),
+        |_| {},
+        || unsafe {
+            let merged = DirConf::merge(&*(base as *const DirConf), &*(add as *const DirConf));
+            pool::attach(p, merged) as *mut c_void
+        },
+    )
 }
 
 // ---- directives ----------------------------------------------------------------------------
@@ -287,7 +295,14 @@ unsafe extern "C" fn post_config(
         || unsafe {
             // post_config runs twice at start-up; say hello on the pass that serves.
             if sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int) != sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int {
-                log_server!(main, log::INFO, 0, "mod_tls/{} (rustls/{}) initialized", crate::VERSION, crate::RUSTLS_VERSION);
+                log_server!(
+                    main,
+                    log::INFO,
+                    0,
+                    "mod_tls/{} (rustls/{}) initialized",
+                    crate::VERSION,
+                    crate::RUSTLS_VERSION
+                );
             }
             OK
         },
@@ -339,24 +354,32 @@ unsafe extern "C" fn default_port(r: *const request_rec) -> sys::apr_port_t {
 
 /// As mod_ssl: every request on a TLS connection gets `HTTPS=on` for CGI and friends.
 unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
-    catch_panic(DECLINED, |_| {}, || unsafe {
-        if request_is_ours(r) {
-            sys::apr_table_setn((*r).subprocess_env, c"HTTPS".as_ptr(), c"on".as_ptr());
-        }
-        DECLINED
-    })
+    catch_panic(
+        DECLINED,
+        |_| {},
+        || unsafe {
+            if request_is_ours(r) {
+                sys::apr_table_setn((*r).subprocess_env, c"HTTPS".as_ptr(), c"on".as_ptr());
+            }
+            DECLINED
+        },
+    )
 }
 
 unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
-    catch_panic((), |_| {}, || unsafe {
-        let none = ptr::null();
-        sys::ap_hook_check_config(Some(check_config), none, none, HOOK_MIDDLE);
-        sys::ap_hook_post_config(Some(post_config), none, none, HOOK_MIDDLE);
-        sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
-        sys::ap_hook_ssl_conn_is_ssl(Some(conn_is_ssl), none, none, HOOK_MIDDLE);
-        sys::ap_hook_http_scheme(Some(http_scheme), none, none, HOOK_MIDDLE);
-        sys::ap_hook_default_port(Some(default_port), none, none, HOOK_MIDDLE);
-        sys::ap_hook_fixups(Some(fixups), none, none, HOOK_MIDDLE);
-        filters::register();
-    })
+    catch_panic(
+        (),
+        |_| {},
+        || unsafe {
+            let none = ptr::null();
+            sys::ap_hook_check_config(Some(check_config), none, none, HOOK_MIDDLE);
+            sys::ap_hook_post_config(Some(post_config), none, none, HOOK_MIDDLE);
+            sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
+            sys::ap_hook_ssl_conn_is_ssl(Some(conn_is_ssl), none, none, HOOK_MIDDLE);
+            sys::ap_hook_http_scheme(Some(http_scheme), none, none, HOOK_MIDDLE);
+            sys::ap_hook_default_port(Some(default_port), none, none, HOOK_MIDDLE);
+            sys::ap_hook_fixups(Some(fixups), none, none, HOOK_MIDDLE);
+            filters::register();
+        },
+    )
 }

@@ -154,9 +154,9 @@ impl TlsStream {
                 }
                 Phase::Open(_) if data.is_empty() && !eof => return Ok(()),
                 Phase::Open(conn) => {
-                    let n = conn.read_tls(&mut data).map_err(|e| {
-                        TlsFailure::Protocol(rustls::Error::General(format!("reading TLS data: {e}")))
-                    });
+                    let n = conn
+                        .read_tls(&mut data)
+                        .map_err(|e| TlsFailure::Protocol(rustls::Error::General(format!("reading TLS data: {e}"))));
                     let n = match n {
                         Ok(n) => n,
                         Err(e) => {

@@ -64,7 +64,16 @@ pub unsafe fn server(
 ) {
     let m = c_message(msg);
     unsafe {
-        sys::ap_log_error_(file.as_ptr().cast(), line as c_int, module_index, level, status, s, c"%s".as_ptr(), m.as_ptr())
+        sys::ap_log_error_(
+            file.as_ptr().cast(),
+            line as c_int,
+            module_index,
+            level,
+            status,
+            s,
+            c"%s".as_ptr(),
+            m.as_ptr(),
+        )
     }
 }
 
@@ -81,7 +90,16 @@ pub unsafe fn conn(
 ) {
     let m = c_message(msg);
     unsafe {
-        sys::ap_log_cerror_(file.as_ptr().cast(), line as c_int, module_index, level, status, c, c"%s".as_ptr(), m.as_ptr())
+        sys::ap_log_cerror_(
+            file.as_ptr().cast(),
+            line as c_int,
+            module_index,
+            level,
+            status,
+            c,
+            c"%s".as_ptr(),
+            m.as_ptr(),
+        )
     }
 }
 
@@ -90,11 +108,18 @@ pub unsafe fn conn(
 macro_rules! log_server {
     ($s:expr, $level:expr, $status:expr, $($arg:tt)+) => {{
         let s = $s as *const $crate::httpd::sys::server_rec;
+        let level: std::ffi::c_int = $level;
+        let status: $crate::httpd::sys::apr_status_t = $status;
+        let index = $crate::module::index();
+        // SAFETY: callers pass a valid (or NULL) server_rec.
         #[allow(unused_unsafe)]
-        unsafe {
-            if $crate::httpd::log::server_enabled(s, $crate::module::index(), $level) {
-                $crate::httpd::log::server(
-                    concat!(file!(), "\0"), line!(), $crate::module::index(), $level, $status, s, &format!($($arg)+));
+        let enabled = unsafe { $crate::httpd::log::server_enabled(s, index, level) };
+        if enabled {
+            let msg = format!($($arg)+);
+            let (file, line) = (concat!(file!(), "\0"), line!());
+            #[allow(unused_unsafe)]
+            unsafe {
+                $crate::httpd::log::server(file, line, index, level, status, s, &msg)
             }
         }
     }};
@@ -105,11 +130,18 @@ macro_rules! log_server {
 macro_rules! log_conn {
     ($c:expr, $level:expr, $status:expr, $($arg:tt)+) => {{
         let c = $c as *const $crate::httpd::sys::conn_rec;
+        let level: std::ffi::c_int = $level;
+        let status: $crate::httpd::sys::apr_status_t = $status;
+        let index = $crate::module::index();
+        // SAFETY: callers pass a valid conn_rec.
         #[allow(unused_unsafe)]
-        unsafe {
-            if $crate::httpd::log::conn_enabled(c, $crate::module::index(), $level) {
-                $crate::httpd::log::conn(
-                    concat!(file!(), "\0"), line!(), $crate::module::index(), $level, $status, c, &format!($($arg)+));
+        let enabled = unsafe { $crate::httpd::log::conn_enabled(c, index, level) };
+        if enabled {
+            let msg = format!($($arg)+);
+            let (file, line) = (concat!(file!(), "\0"), line!());
+            #[allow(unused_unsafe)]
+            unsafe {
+                $crate::httpd::log::conn(file, line, index, level, status, c, &msg)
             }
         }
     }};

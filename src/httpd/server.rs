@@ -28,7 +28,7 @@ pub unsafe fn socket_addr(sa: *const sys::apr_sockaddr_t) -> Option<SocketAddr> 
     }
     unsafe {
         let sa = &*sa;
-        let ip = match (sa.family as i32, sa.ipaddr_len) {
+        let ip = match (sa.family, sa.ipaddr_len) {
             (libc::AF_INET, 4) => {
                 let b = std::slice::from_raw_parts(sa.ipaddr_ptr as *const u8, 4);
                 IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
@@ -75,6 +75,11 @@ pub unsafe fn describe(s: *const sys::server_rec) -> String {
         }
         let name = super::cstr((*s).server_hostname);
         let file = super::cstr((*s).defn_name);
-        format!("<VirtualHost> {} ({}:{})", if name.is_empty() { "(no ServerName)".into() } else { name }, file, (*s).defn_line_number)
+        format!(
+            "<VirtualHost> {} ({}:{})",
+            if name.is_empty() { "(no ServerName)".into() } else { name },
+            file,
+            (*s).defn_line_number
+        )
     }
 }

@@ -156,7 +156,9 @@ impl Httpd {
         };
         let mpm_tuning = match mpm {
             "prefork" => "StartServers 2\nMinSpareServers 1\nMaxSpareServers 4\nMaxRequestWorkers 20\n",
-            _ => "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nThreadLimit 16\nMinSpareThreads 8\nMaxSpareThreads 64\nMaxRequestWorkers 64\n",
+            _ => {
+                "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nThreadLimit 16\nMinSpareThreads 8\nMaxSpareThreads 64\nMaxRequestWorkers 64\n"
+            }
         };
         let vhost = self.tls_vhost.clone().unwrap_or_else(|| {
             format!(
@@ -246,9 +248,7 @@ TLSEngine 127.0.0.1:{tls}
                     self.error_log()
                 );
             }
-            let up = [self.tls_port, self.plain_port]
-                .iter()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            let up = [self.tls_port, self.plain_port].iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
             if up && self.error_log().contains("resuming normal operations") {
                 return self;
             }
@@ -318,7 +318,11 @@ TLSEngine 127.0.0.1:{tls}
     }
 
     /// GET `path` with the rustls client; returns the parsed response and the negotiated version.
-    pub fn get(&self, path: &str, versions: &[&'static rustls::SupportedProtocolVersion]) -> (Response, rustls::ProtocolVersion) {
+    pub fn get(
+        &self,
+        path: &str,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (Response, rustls::ProtocolVersion) {
         let mut s = self.tls_connect(versions);
         let v = s.conn.protocol_version().unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n", self.tls_port).unwrap();

@@ -1,0 +1,47 @@
+# mod_tls — build, demo, tests and apxs-style installation.
+#
+#   make demo      build and serve https://127.0.0.1:8443/ (DEMO_PORT=... to change)
+#   make test      unit + integration tests against the real httpd (what CI runs)
+#   make install   install mod_tls.so with apxs; DESTDIR is honoured
+#
+# Missing Debian packages (apache2, apache2-dev, libclang-dev, curl, ...) are installed first.
+
+CARGO   ?= cargo
+APXS    ?= apxs
+export APXS
+
+.PHONY: all deps build debug test lint demo install clean
+
+all: build
+
+deps:
+	@scripts/ensure-deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+	cp target/release/libmod_tls.so target/release/mod_tls.so
+
+debug: deps
+	$(CARGO) build --locked
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# The integration tests load target/debug/libmod_tls.so into /usr/sbin/apache2; `cargo test` builds it.
+test: deps
+	$(CARGO) build --locked
+	$(CARGO) test --locked
+	$(MAKE) --no-print-directory lint
+
+demo: build
+	scripts/demo.sh target/release/libmod_tls.so
+
+LIBEXECDIR = $(shell $(APXS) -q LIBEXECDIR)
+
+install: build
+	install -d "$(DESTDIR)$(LIBEXECDIR)"
+	$(APXS) -i -S LIBEXECDIR="$(DESTDIR)$(LIBEXECDIR)" -n tls target/release/mod_tls.so
+
+clean:
+	$(CARGO) clean

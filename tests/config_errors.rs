@@ -1,0 +1,154 @@
+//! A wrong configuration fails `apache2 -t` (and start-up) with the file, the line and a sentence
+//! that says what to fix — never later, at the first connection.
+
+mod common;
+
+use common::*;
+
+/// Runs `apache2 -t` with `vhost` as the TLS port's virtual host; returns (success, output).
+fn configtest_with(h: &mut Httpd, vhost: &str) -> (bool, String) {
+    h.tls_vhost = Some(vhost.to_string());
+    let o = h.configtest();
+    (o.status.success(), output_text(&o))
+}
+
+fn vhost(h: &Httpd, body: &str) -> String {
+    format!("<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n{body}\n</VirtualHost>\n", h.tls_port)
+}
+
+/// The 1-based line of the first line containing `needle` in the generated httpd.conf.
+fn line_of(h: &Httpd, needle: &str) -> usize {
+    let text = h.conf_text();
+    let exact = text.lines().position(|l| l.trim() == needle);
+    exact.or_else(|| text.lines().position(|l| l.contains(needle))).expect("directive in config") + 1
+}
+
+fn assert_fails_at(h: &mut Httpd, body: &str, needle: &str, expect: &[&str]) {
+    let v = vhost(h, body);
+    let (ok, out) = configtest_with(h, &v);
+    assert!(!ok, "apache2 -t accepted it:\n{out}");
+    let (file, line) = (h.path("conf/httpd.conf").display().to_string(), line_of(h, needle));
+    // Our own checks say "file:line"; httpd's syntax errors say "line N of file".
+    let at = [format!("{file}:{line}"), format!("line {line} of {file}")];
+    assert!(at.iter().any(|a| out.contains(a)), "no {at:?} in:\n{out}");
+    for e in expect {
+        assert!(out.contains(e), "no '{e}' in:\n{out}");
+    }
+}
+
+#[test]
+fn good_configuration_passes() {
+    let mut h = Httpd::new();
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("Syntax OK"));
+    h.start();
+}
+
+#[test]
+fn missing_empty_and_unreadable_files() {
+    let mut h = Httpd::new();
+    assert_fails_at(
+        &mut h,
+        "  TLSCertificate conf/nope.pem conf/server.key",
+        "nope.pem",
+        &["cannot read the certificate file", "nope.pem", "No such file", "relative paths start at ServerRoot"],
+    );
+    h.write("conf/empty.pem", "");
+    assert_fails_at(&mut h, "  TLSCertificate conf/empty.pem conf/server.key", "empty.pem", &["is empty"]);
+    assert_fails_at(
+        &mut h,
+        "  TLSCertificate conf/server.pem conf/nokey.pem",
+        "nokey.pem",
+        &["cannot read the key file", "nokey.pem"],
+    );
+    // The key is looked for in the certificate file when no key file is named.
+    assert_fails_at(
+        &mut h,
+        "  TLSCertificate conf/server.pem",
+        "TLSCertificate conf/server.pem",
+        &["holds no private key"],
+    );
+}
+
+#[test]
+fn key_not_matching_the_certificate() {
+    let mut h = Httpd::new();
+    let (_, other_key) = h.pki.issue(&["other.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/other.key", other_key);
+    assert_fails_at(
+        &mut h,
+        "  TLSCertificate conf/server.pem conf/other.key",
+        "other.key",
+        &["does not belong to the certificate"],
+    );
+}
+
+#[test]
+fn certificate_that_does_not_parse() {
+    let mut h = Httpd::new();
+    h.write("conf/junk.pem", "-----BEGIN CERTIFICATE-----\nMIIBAAAAAAAA\n-----END CERTIFICATE-----\n");
+    assert_fails_at(&mut h, "  TLSCertificate conf/junk.pem conf/server.key", "junk.pem", &["does not parse as X.509"]);
+    h.write("conf/notpem.pem", "this is not a certificate\n");
+    assert_fails_at(
+        &mut h,
+        "  TLSCertificate conf/notpem.pem conf/server.key",
+        "notpem.pem",
+        &["holds no certificate"],
+    );
+}
+
+#[test]
+fn vhost_on_tls_port_without_certificate() {
+    let mut h = Httpd::new();
+    let v = vhost(&h, "  # no certificate here");
+    let (ok, out) = configtest_with(&mut h, &v);
+    assert!(!ok, "{out}");
+    let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "<VirtualHost 127.0.0.1"));
+    assert!(out.contains(&at), "no '{at}' in:\n{out}");
+    assert!(out.contains("has no certificate") && out.contains("TLSCertificate"), "{out}");
+
+    // A global TLSCertificate is inherited and makes it valid.
+    h.extra = "TLSCertificate conf/server.pem conf/server.key\n".into();
+    let (ok, out) = configtest_with(&mut h, &v);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn tls_engine_is_global_and_checked() {
+    let mut h = Httpd::new();
+    assert_fails_at(
+        &mut h,
+        "  TLSEngine 8443\n  TLSCertificate conf/server.pem conf/server.key",
+        "TLSEngine 8443",
+        &["TLSEngine is a global directive", "<VirtualHost>"],
+    );
+    for bad in ["abc", "127.0.0.1", "70000", "::1:443"] {
+        h.extra = format!("TLSEngine {bad}\n");
+        h.tls_vhost = None;
+        let o = h.configtest();
+        let out = output_text(&o);
+        assert!(!o.status.success(), "TLSEngine {bad} accepted:\n{out}");
+        let at =
+            format!("line {} of {}", line_of(&h, &format!("TLSEngine {bad}")), h.path("conf/httpd.conf").display());
+        assert!(out.contains(&at) && out.contains("TLSEngine") && out.contains("Write a port"), "{bad}: {out}");
+    }
+    h.extra = String::new();
+}
+
+#[test]
+fn bad_certificate_also_fails_real_start() {
+    let mut h = Httpd::new();
+    h.tls_vhost = Some(vhost(&h, "  TLSCertificate conf/nope.pem"));
+    let o = std::process::Command::new(HTTPD)
+        .args(["-k", "start", "-f"])
+        .arg({
+            h.configtest();
+            h.path("conf/httpd.conf")
+        })
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("cannot read the certificate file"), "{}", output_text(&o));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", h.tls_port)).is_err(), "nothing listens");
+}

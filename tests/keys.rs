@@ -1,0 +1,115 @@
+//! Certificates with RSA, ECDSA P-256/P-384 and Ed25519 keys, in PKCS#8, PKCS#1 and SEC1 PEM, with
+//! the key in its own file or in the certificate file; certificate chains.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl").args(args).output().unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", output_text(&o));
+}
+
+#[test]
+fn key_types_and_formats() {
+    let mut h = Httpd::new();
+    let dir = h.path("conf");
+    let d = |f: &str| dir.join(f).display().to_string();
+    let variants: [(&str, &[&str], &str); 5] = [
+        ("rsa-pkcs1", &["genrsa", "-traditional", "-out", "KEY", "2048"], "BEGIN RSA PRIVATE KEY"),
+        (
+            "rsa-pkcs8",
+            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "KEY"],
+            "BEGIN PRIVATE KEY",
+        ),
+        ("p256-sec1", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "KEY"], "BEGIN EC PRIVATE KEY"),
+        (
+            "p384-pkcs8",
+            &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "KEY"],
+            "BEGIN PRIVATE KEY",
+        ),
+        ("ed25519", &["genpkey", "-algorithm", "ed25519", "-out", "KEY"], "BEGIN PRIVATE KEY"),
+    ];
+    let mut ports = Vec::new();
+    let mut extra = String::new();
+    for (i, (name, gen_args, marker)) in variants.iter().enumerate() {
+        let key = d(&format!("{name}.key"));
+        let cert = d(&format!("{name}.pem"));
+        let args: Vec<&str> = gen_args.iter().map(|a| if *a == "KEY" { key.as_str() } else { a }).collect();
+        openssl(&args);
+        assert!(std::fs::read_to_string(&key).unwrap().contains(marker), "{name} key is in the intended form");
+        openssl(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ]);
+        let port = free_port();
+        // Every other variant keeps the key in the certificate file.
+        let directive = if i % 2 == 0 {
+            format!("TLSCertificate conf/{name}.pem conf/{name}.key")
+        } else {
+            let both = format!("{}{}", std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap());
+            h.write(&format!("conf/{name}-both.pem"), both);
+            format!("TLSCertificate conf/{name}-both.pem")
+        };
+        extra += &format!(
+            "Listen 127.0.0.1:{port}\nTLSEngine 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  {directive}\n</VirtualHost>\n"
+        );
+        ports.push((name.to_string(), port, cert));
+    }
+    h.extra = extra;
+    h.start();
+    for (name, port, cert_file) in ports {
+        let cert = CertificateDer::from_pem_file(&cert_file).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        for versions in [TLS13, TLS12] {
+            let config = rustls::ClientConfig::builder_with_protocol_versions(versions)
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            let s = tls_connect(port, "localhost", std::sync::Arc::new(config));
+            assert_eq!(s.conn.peer_certificates().unwrap()[0], cert, "{name}: served its own certificate");
+        }
+        // And OpenSSL's client agrees.
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect 127.0.0.1:{port} -servername localhost -CAfile {cert_file} -verify_return_error 2>&1"
+            ))
+            .output()
+            .unwrap();
+        assert!(output_text(&o).contains("Verify return code: 0 (ok)"), "{name}: {}", output_text(&o));
+    }
+}
+
+#[test]
+fn chain_is_sent_whole() {
+    let mut h = Httpd::new();
+    // Server certificate followed by the CA: the client must receive both.
+    let (cert, key) = h.pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P384_SHA384);
+    h.write("conf/chain.pem", format!("{cert}{}", h.pki.ca_pem));
+    h.write("conf/chain.key", key);
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/chain.pem conf/chain.key\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    h.start();
+    let s = h.tls_connect(TLS13);
+    assert_eq!(s.conn.peer_certificates().unwrap().len(), 2);
+}
