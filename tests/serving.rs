@@ -267,3 +267,35 @@ fn mod_ssl_serves_its_own_port_beside_us() {
     assert_eq!((r.status, r.header("X-Served-By")), (200, None));
     h.assert_no_crash();
 }
+
+#[test]
+fn graceful_restart_keeps_serving_with_new_config() {
+    let mut h = Httpd::new();
+    h.start();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+    // Swap the certificate, then a graceful restart (SIGUSR1) must serve the new one.
+    let (cert, key) = h.pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P384_SHA384);
+    h.write("conf/server.pem", &cert);
+    h.write("conf/server.key", key);
+    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while h.error_log().matches("resuming normal operations").count() < 2 {
+        assert!(Instant::now() < deadline, "no graceful restart:\n{}", h.error_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use rustls::pki_types::pem::PemObject;
+    let want = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = h.tls_connect(TLS13);
+        if s.conn.peer_certificates().unwrap()[0] == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old certificate still served after graceful restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (r, _) = h.get("/index.html", TLS12);
+    assert_eq!(r.status, 200);
+    h.assert_no_crash();
+}
