@@ -142,28 +142,147 @@ pub struct CertSpec {
     pub origin: Origin,
 }
 
+/// `TLSProtocol version+`: the lowest TLS version accepted (as its wire value, 0x0303 = TLS 1.2).
+pub fn parse_protocol_floor(arg: &str) -> Result<u16, String> {
+    let bad = || {
+        format!(
+            "TLSProtocol '{arg}' is not a version floor: write default, v1.2+, v1.3+, TLSv1.2+, TLSv1.3+ \
+             or TLSv0x0303+ (mod_tls sets the lowest version; there is no maximum)"
+        )
+    };
+    let a = arg.trim();
+    if a.eq_ignore_ascii_case("default") {
+        return Ok(0x0303);
+    }
+    let v = a.strip_suffix('+').ok_or_else(bad)?;
+    let v =
+        v.strip_prefix("TLSv").or_else(|| v.strip_prefix("tlsv")).or_else(|| v.strip_prefix('v')).ok_or_else(bad)?;
+    let wire = match v {
+        "1.2" => 0x0303,
+        "1.3" => 0x0304,
+        _ => {
+            let hex = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")).ok_or_else(bad)?;
+            u16::from_str_radix(hex, 16).map_err(|_| bad())?
+        }
+    };
+    match wire {
+        // Older versions are not available at all: a lower floor means "everything we have".
+        0x0300..=0x0303 => Ok(0x0303),
+        0x0304 => Ok(0x0304),
+        _ => Err(format!("TLSProtocol '{arg}': rustls has no TLS version 0x{wire:04x}; use v1.2+ or v1.3+")),
+    }
+}
+
+/// The human name of a wire version (0x0304 → "TLSv1.3").
+pub fn version_name(wire: u16) -> String {
+    match wire {
+        0x0303 => "TLSv1.2".into(),
+        0x0304 => "TLSv1.3".into(),
+        v => format!("TLSv0x{v:04x}"),
+    }
+}
+
+/// Whether `host` (from SNI) is named by a server's ServerName, ServerAlias or wildcard aliases.
+pub fn host_matches(host: &str, server_name: &str, aliases: &[String], wild_aliases: &[String]) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case(server_name.trim_end_matches('.'))
+        || aliases.iter().any(|a| host.eq_ignore_ascii_case(a.trim_end_matches('.')))
+        || wild_aliases.iter().any(|w| glob_match_ci(w.as_bytes(), host.as_bytes()))
+}
+
+/// Shell-style `*` and `?` matching, ASCII case-insensitive (as httpd's ap_strcasecmp_match).
+fn glob_match_ci(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p].eq_ignore_ascii_case(&text[t])) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// A directive value that remembers where it was set (for messages after the config is read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
 /// Per-server (main server and each `<VirtualHost>`) settings.
 #[derive(Default)]
 pub struct ServerConf {
     /// Only read from the main server: `TLSEngine` is global.
     pub engines: Vec<EngineAddr>,
+    /// `TLSStrictSNI`, global; `None` = default (on).
+    pub strict_sni: Option<bool>,
     pub certificates: Vec<CertSpec>,
+    /// `TLSProtocol`: lowest wire version.
+    pub protocol_floor: Option<Located<u16>>,
+    pub ciphers_prefer: Vec<Located<u16>>,
+    pub ciphers_suppress: Vec<Located<u16>>,
+    /// `TLSHonorClientOrder`; `None` = default (on).
+    pub honor_client_order: Option<bool>,
     /// Built in check_config from the settings above, once per configuration generation, for
     /// servers that TLSEngine connections can reach.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<crate::engine::VhostTls>>,
+}
+
+/// The settings that make two vhosts' TLS differ (a request may only move between vhosts whose
+/// settings are equal: otherwise 421).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    certificates: Vec<(PathBuf, Option<PathBuf>)>,
+    floor: u16,
+    prefer: Vec<u16>,
+    suppress: Vec<u16>,
+    honor_client_order: bool,
+}
+
+fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
+    if add.is_empty() { base.to_vec() } else { add.to_vec() }
 }
 
 impl ServerConf {
     /// A vhost's effective settings: its own where it has any, the main server's otherwise.
     pub fn merge(base: &ServerConf, add: &ServerConf) -> ServerConf {
         ServerConf {
-            engines: if add.engines.is_empty() { base.engines.clone() } else { add.engines.clone() },
-            certificates: if add.certificates.is_empty() {
-                base.certificates.clone()
-            } else {
-                add.certificates.clone()
-            },
+            engines: inherit(&base.engines, &add.engines),
+            strict_sni: add.strict_sni.or(base.strict_sni),
+            certificates: inherit(&base.certificates, &add.certificates),
+            protocol_floor: add.protocol_floor.clone().or_else(|| base.protocol_floor.clone()),
+            ciphers_prefer: inherit(&base.ciphers_prefer, &add.ciphers_prefer),
+            ciphers_suppress: inherit(&base.ciphers_suppress, &add.ciphers_suppress),
+            honor_client_order: add.honor_client_order.or(base.honor_client_order),
             tls: None,
+        }
+    }
+
+    pub fn strict_sni(&self) -> bool {
+        self.strict_sni.unwrap_or(true)
+    }
+
+    pub fn floor(&self) -> u16 {
+        self.protocol_floor.as_ref().map_or(0x0303, |l| l.value)
+    }
+
+    pub fn settings(&self) -> TlsSettings {
+        TlsSettings {
+            certificates: self.certificates.iter().map(|c| (c.cert_file.clone(), c.key_file.clone())).collect(),
+            floor: self.floor(),
+            prefer: self.ciphers_prefer.iter().map(|l| l.value).collect(),
+            suppress: self.ciphers_suppress.iter().map(|l| l.value).collect(),
+            honor_client_order: self.honor_client_order.unwrap_or(true),
         }
     }
 }
@@ -237,6 +356,51 @@ mod tests {
         assert!(engine_reaches_main_server(&e_any, &[vec![lo.clone()]]));
         assert!(!engine_reaches_main_server(&e_lo, &[vec![lo]]));
         assert!(engine_reaches_main_server(&e_lo, &[vec![other]]));
+    }
+
+    #[test]
+    fn protocol_floor_forms() {
+        for (s, v) in [
+            ("default", 0x0303),
+            ("v1.2+", 0x0303),
+            ("v1.3+", 0x0304),
+            ("TLSv1.2+", 0x0303),
+            ("TLSv1.3+", 0x0304),
+            ("TLSv0x0303+", 0x0303),
+            ("TLSv0x0304+", 0x0304),
+            ("TLSv0x0301+", 0x0303),
+        ] {
+            assert_eq!(parse_protocol_floor(s), Ok(v), "{s}");
+        }
+        for bad in ["v1.3", "1.3+", "TLSv1.4+", "TLSv0x0305+", "SSLv3+", "", "+", "TLSv1.2-"] {
+            assert!(parse_protocol_floor(bad).is_err(), "{bad}");
+        }
+        assert!(parse_protocol_floor("TLSv1.3").unwrap_err().contains("v1.3+"));
+    }
+
+    #[test]
+    fn host_names_and_wildcards() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(host_matches("WWW.Example.net", "www.example.net", &[], &[]));
+        assert!(host_matches("alias.test", "x", &names(&["alias.test"]), &[]));
+        assert!(host_matches("a.wild.test", "x", &[], &names(&["*.wild.test"])));
+        assert!(host_matches("a.b.wild.test", "x", &[], &names(&["*.wild.test"])));
+        assert!(!host_matches("wild.test", "x", &[], &names(&["*.wild.test"])));
+        assert!(host_matches("web7.test", "x", &[], &names(&["web?.test"])));
+        assert!(!host_matches("web17.test", "x", &[], &names(&["web?.test"])));
+        assert!(!host_matches("other.test", "www.example.net", &names(&["alias.test"]), &names(&["*.wild.test"])));
+    }
+
+    #[test]
+    fn settings_compare_what_makes_tls_differ() {
+        let spec =
+            |f: &str| CertSpec { cert_file: f.into(), key_file: None, origin: Origin { file: "x".into(), line: 1 } };
+        let a = ServerConf { certificates: vec![spec("a")], ..Default::default() };
+        let mut b = ServerConf { certificates: vec![spec("a")], ..Default::default() };
+        b.certificates[0].origin.line = 9;
+        assert_eq!(a.settings(), b.settings(), "where it was written does not matter");
+        b.protocol_floor = Some(Located { value: 0x0304, origin: Origin { file: "x".into(), line: 2 } });
+        assert_ne!(a.settings(), b.settings());
     }
 
     #[test]

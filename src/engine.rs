@@ -3,22 +3,29 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureAlgorithm, SupportedCipherSuite};
 
 use crate::certs;
-use crate::config::CertSpec;
+use crate::ciphers;
+use crate::config::{Located, ServerConf, version_name};
 
-/// The crypto provider every config uses: aws-lc-rs, with its default (post-quantum hybrid first)
-/// key exchange groups and suites.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// ALPN protocols we prepare a config variant for. httpd decides per connection which one (if
+/// any) to answer (`ap_select_protocol`); the variants are built here so no config is built then.
+pub const KNOWN_ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"acme-tls/1"];
+
+/// The crypto provider every config starts from: aws-lc-rs, with its default (post-quantum hybrid
+/// first) key exchange groups and suites.
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Picks the first configured certificate whose key can sign with a scheme the client offered;
-/// when none fits, the first one, so that the client gets a clear failure of its own rather than
-/// an `access_denied` from us (see DESIGN.md, "Wire behaviour").
+/// Picks the first configured certificate the client can use: its key must sign with a scheme
+/// the client offered and, for a TLS 1.2-only client, fit one of the client's suites (ECDSA keys
+/// need an ECDHE_ECDSA suite, RSA keys an ECDHE_RSA one). When none fits, the first one, so that
+/// the client fails with its own error rather than our `access_denied` (DESIGN.md).
 pub struct FirstSuitableCert {
     keys: Vec<Arc<CertifiedKey>>,
 }
@@ -34,12 +41,31 @@ impl FirstSuitableCert {
         assert!(!keys.is_empty(), "a certificate resolver needs at least one key");
         FirstSuitableCert { keys }
     }
+
+    pub fn keys(&self) -> &[Arc<CertifiedKey>] {
+        &self.keys
+    }
+
+    fn choose(&self, schemes: &[rustls::SignatureScheme], suites: &[rustls::CipherSuite]) -> Arc<CertifiedKey> {
+        let tls13 = suites.iter().any(|s| u16::from(*s) >> 8 == 0x13);
+        let fits_tls12 = |alg: SignatureAlgorithm| {
+            suites.iter().filter_map(|s| s.as_str()).any(|name| match alg {
+                SignatureAlgorithm::RSA => name.contains("_RSA_WITH_"),
+                SignatureAlgorithm::ECDSA | SignatureAlgorithm::ED25519 => name.contains("_ECDSA_WITH_"),
+                _ => false,
+            })
+        };
+        self.keys
+            .iter()
+            .find(|k| k.key.choose_scheme(schemes).is_some() && (tls13 || fits_tls12(k.key.algorithm())))
+            .unwrap_or(&self.keys[0])
+            .clone()
+    }
 }
 
 impl ResolvesServerCert for FirstSuitableCert {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let schemes = hello.signature_schemes();
-        self.keys.iter().find(|k| k.key.choose_scheme(schemes).is_some()).or_else(|| self.keys.first()).cloned()
+        Some(self.choose(hello.signature_schemes(), hello.cipher_suites()))
     }
 }
 
@@ -50,57 +76,166 @@ pub struct BuildError {
     pub message: String,
 }
 
-/// Builds the server config for one virtual host from its `TLSCertificate`s.
-pub fn build_server_config(certificates: &[CertSpec]) -> Result<Arc<ServerConfig>, BuildError> {
-    let provider = provider();
-    let mut keys = Vec::with_capacity(certificates.len());
-    for spec in certificates {
-        let key = certs::load_certified_key(spec, &provider).map_err(|message| BuildError {
+/// Everything a vhost needs at handshake time, built once.
+pub struct VhostTls {
+    /// For clients that offer no ALPN protocol we answer.
+    pub plain: Arc<ServerConfig>,
+    /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`].
+    pub by_alpn: Vec<(&'static [u8], Arc<ServerConfig>)>,
+    pub resolver: Arc<FirstSuitableCert>,
+}
+
+impl VhostTls {
+    /// The config that answers ALPN `protocol` (or none).
+    pub fn for_protocol(&self, protocol: Option<&[u8]>) -> Arc<ServerConfig> {
+        protocol
+            .and_then(|p| self.by_alpn.iter().find(|(name, _)| *name == p))
+            .map_or_else(|| self.plain.clone(), |(_, c)| c.clone())
+    }
+}
+
+/// Orders and filters the provider's suites by `TLSCiphersPrefer` / `TLSCiphersSuppress`. Names
+/// rustls does not implement are returned as warnings (the C module's AH10319).
+fn select_suites(
+    available: &[SupportedCipherSuite],
+    prefer: &[Located<u16>],
+    suppress: &[Located<u16>],
+) -> (Vec<SupportedCipherSuite>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let by_id = |id: u16| available.iter().find(|s| u16::from(s.suite()) == id).copied();
+    let name = |id: u16| ciphers::iana_name(id).unwrap_or("?").to_string();
+    let suppressed = |s: &SupportedCipherSuite| suppress.iter().any(|l| l.value == u16::from(s.suite()));
+    let mut out: Vec<SupportedCipherSuite> = Vec::new();
+    for p in prefer {
+        match by_id(p.value) {
+            Some(s) if !suppressed(&s) && !out.contains(&s) => out.push(s),
+            Some(_) => {}
+            None => warnings.push(format!(
+                "AH10319: {}: TLSCiphersPrefer names {}, which rustls does not support; it is ignored",
+                p.origin,
+                name(p.value)
+            )),
+        }
+    }
+    for s in suppress {
+        if by_id(s.value).is_none() {
+            warnings.push(format!(
+                "{}: TLSCiphersSuppress names {}, which rustls does not support anyway",
+                s.origin,
+                name(s.value)
+            ));
+        }
+    }
+    for s in available {
+        if !suppressed(s) && !out.contains(s) {
+            out.push(*s);
+        }
+    }
+    (out, warnings)
+}
+
+/// Builds the configs for one virtual host. Returns warnings worth logging alongside.
+pub fn build_vhost(conf: &ServerConf) -> Result<(VhostTls, Vec<String>), BuildError> {
+    let base = provider();
+    let mut keys = Vec::with_capacity(conf.certificates.len());
+    for spec in &conf.certificates {
+        let key = certs::load_certified_key(spec, &base).map_err(|message| BuildError {
             origin: spec.origin.to_string(),
             message: format!("TLSCertificate: {message}"),
         })?;
         keys.push(key);
     }
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| BuildError { origin: String::new(), message: e.to_string() })?
+    let (suites, warnings) = select_suites(&base.cipher_suites, &conf.ciphers_prefer, &conf.ciphers_suppress);
+    let floor = conf.floor();
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
+    for v in &versions {
+        if !suites.iter().any(|s| s.version() == *v) {
+            let origin = conf.ciphers_suppress.first().map(|l| l.origin.to_string()).unwrap_or_default();
+            return Err(BuildError {
+                origin,
+                message: format!(
+                    "TLSCiphersSuppress leaves no cipher suite for {}: keep at least one, or raise the floor \
+                     with TLSProtocol",
+                    version_name(u16::from(v.version))
+                ),
+            });
+        }
+    }
+    let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
+    let resolver = Arc::new(FirstSuitableCert::new(keys));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| BuildError { origin: String::new(), message: format!("cannot build the TLS configuration: {e}") })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(FirstSuitableCert::new(keys)));
-    Ok(Arc::new(config))
+        .with_cert_resolver(resolver.clone());
+    config.ignore_client_order = !conf.honor_client_order.unwrap_or(true);
+    let plain = Arc::new(config);
+    let by_alpn = KNOWN_ALPN
+        .iter()
+        .map(|p| {
+            let mut c = (*plain).clone();
+            c.alpn_protocols = vec![p.to_vec()];
+            (*p, Arc::new(c))
+        })
+        .collect();
+    Ok((VhostTls { plain, by_alpn, resolver }, warnings))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Origin;
+    use crate::config::{CertSpec, Origin};
+
+    fn origin() -> Origin {
+        Origin { file: "t.conf".into(), line: 3 }
+    }
+
+    fn key(alg: &'static rcgen::SignatureAlgorithm) -> Arc<CertifiedKey> {
+        let p = crate::certs::tests::provider();
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x.test".into()]).unwrap().self_signed(&key).unwrap();
+        let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        Arc::new(CertifiedKey::from_der(vec![cert.der().clone()], der, &p).unwrap())
+    }
 
     #[test]
-    fn resolver_prefers_first_key_the_client_can_verify() {
-        let p = crate::certs::tests::provider();
-        let mk = |alg: &'static rcgen::SignatureAlgorithm| {
-            let key = rcgen::KeyPair::generate_for(alg).unwrap();
-            let cert = rcgen::CertificateParams::new(vec!["x.test".into()]).unwrap().self_signed(&key).unwrap();
-            let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-            Arc::new(CertifiedKey::from_der(vec![cert.der().clone()], der, &p).unwrap())
-        };
-        let ed = mk(&rcgen::PKCS_ED25519);
-        let ec = mk(&rcgen::PKCS_ECDSA_P256_SHA256);
-        let r = FirstSuitableCert::new(vec![ed.clone(), ec.clone()]);
-        // Without a ClientHello to hand, check the selection rule the resolver applies.
-        let only_ecdsa = [rustls::SignatureScheme::ECDSA_NISTP256_SHA256];
-        let chosen = r.keys.iter().find(|k| k.key.choose_scheme(&only_ecdsa).is_some()).unwrap();
-        assert!(Arc::ptr_eq(chosen, &ec));
+    fn resolver_picks_first_key_the_client_can_use() {
+        use rustls::CipherSuite as C;
+        use rustls::SignatureScheme as S;
+        let ec = key(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let rsa = key(&rcgen::PKCS_RSA_SHA256);
+        let r = FirstSuitableCert::new(vec![ec.clone(), rsa.clone()]);
+        let modern = [S::ECDSA_NISTP256_SHA256, S::RSA_PSS_SHA256];
+        assert!(Arc::ptr_eq(&r.choose(&modern, &[C::TLS13_AES_128_GCM_SHA256]), &ec));
+        assert!(Arc::ptr_eq(&r.choose(&[S::RSA_PSS_SHA256], &[C::TLS13_AES_128_GCM_SHA256]), &rsa));
+        // A TLS 1.2 client offering only ECDHE_RSA suites gets the RSA chain.
+        let rsa_suites = [C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256];
+        assert!(Arc::ptr_eq(&r.choose(&modern, &rsa_suites), &rsa));
+        // Nothing fits: the first one.
+        assert!(Arc::ptr_eq(&r.choose(&[S::ED25519], &[C::TLS13_AES_128_GCM_SHA256]), &ec));
+    }
+
+    #[test]
+    fn suites_are_ordered_suppressed_and_unsupported_ones_warned() {
+        let p = provider();
+        let l = |v: u16| Located { value: v, origin: origin() };
+        let (suites, warnings) =
+            select_suites(&p.cipher_suites, &[l(0xc02c), l(0x0004), l(0x1303)], &[l(0x1301), l(0x0005)]);
+        let ids: Vec<u16> = suites.iter().map(|s| u16::from(s.suite())).collect();
+        assert_eq!(&ids[..2], &[0xc02c, 0x1303], "preferred first, in the order given");
+        assert!(!ids.contains(&0x1301), "suppressed");
+        assert!(ids.contains(&0x1302), "the rest stays");
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].starts_with("AH10319: t.conf:3") && warnings[0].contains("TLS_RSA_WITH_RC4_128_MD5"));
     }
 
     #[test]
     fn build_reports_the_directive_origin() {
-        let spec = CertSpec {
-            cert_file: "/nonexistent/c.pem".into(),
-            key_file: None,
-            origin: Origin { file: "/etc/httpd.conf".into(), line: 7 },
-        };
-        let e = build_server_config(&[spec]).unwrap_err();
-        assert_eq!(e.origin, "/etc/httpd.conf:7");
+        let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
+        let conf = ServerConf { certificates: vec![spec], ..Default::default() };
+        let e = build_vhost(&conf).err().unwrap();
+        assert_eq!(e.origin, "t.conf:3");
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);
     }
 }

@@ -14,7 +14,9 @@ use rustls::ServerConfig;
 use rustls::server::ClientHello;
 
 use crate::httpd::brigade::{self, Brigade, BrigadeWriter};
-use crate::httpd::sys::{self, ap_filter_t, apr_bucket_brigade, apr_status_t, conn_rec};
+use crate::httpd::protocol;
+use crate::httpd::server::{describe, vhost_for_name};
+use crate::httpd::sys::{self, ap_filter_t, apr_bucket_brigade, apr_status_t, conn_rec, server_rec};
 use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_EOF, APR_SUCCESS, catch_panic, log, pool};
 use crate::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::{log_conn, module};
@@ -45,15 +47,47 @@ pub fn register() {
     }
 }
 
-/// Chooses the rustls config for a connection. For now: the one of the vhost httpd picked by
-/// address; name-based selection by SNI plugs in here.
+/// Chooses the vhost, and so the rustls config, from the ClientHello: SNI against the names of the
+/// connection address's vhosts, ALPN through httpd's `Protocols` for that vhost.
 struct VhostChooser {
-    config: Arc<ServerConfig>,
+    c: *mut conn_rec,
+    /// The vhost chosen (the address's default until a ClientHello says otherwise).
+    server: *mut server_rec,
+    /// The SNI the client sent, if any.
+    sni: Option<String>,
 }
 
 impl ConfigChooser for VhostChooser {
-    fn choose(&mut self, _hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal> {
-        Ok(self.config.clone())
+    fn choose(&mut self, hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal> {
+        unsafe {
+            let base = (*self.c).base_server;
+            let strict = module::server_conf(base).strict_sni();
+            if let Some(name) = hello.server_name() {
+                self.sni = Some(name.to_string());
+                match vhost_for_name(self.c, name) {
+                    Some(s) => self.server = s,
+                    None if strict => {
+                        return Err(Refusal {
+                            alert: rustls::AlertDescription::UnrecognisedName,
+                            reason: format!(
+                                "AH10353: no virtual host on this address is named '{name}' (SNI); refused because \
+                                 TLSStrictSNI is on"
+                            ),
+                        });
+                    }
+                    None => self.server = base,
+                }
+            }
+            let Some(tls) = module::server_conf(self.server).tls.clone() else {
+                return Err(Refusal {
+                    alert: rustls::AlertDescription::InternalError,
+                    reason: format!("{} has no TLS configuration", describe(self.server)),
+                });
+            };
+            let offered: Vec<&[u8]> = hello.alpn().map(|it| it.collect()).unwrap_or_default();
+            let protocol = protocol::select(self.c, self.server, &offered);
+            Ok(tls.for_protocol(protocol.as_deref()))
+        }
     }
 }
 
@@ -62,6 +96,8 @@ pub struct TlsConn {
     c: *mut conn_rec,
     stream: TlsStream,
     chooser: VhostChooser,
+    /// The handshake completed and we acted on it (protocol switch).
+    established: bool,
     in_filter: *mut ap_filter_t,
     out_filter: *mut ap_filter_t,
     /// TLS bytes read from below, being fed to rustls.
@@ -72,18 +108,19 @@ pub struct TlsConn {
     closed: bool,
 }
 
-/// Takes over connection `c` for TLS with `config`: installs the filters and the state.
+/// Takes over connection `c` for TLS: installs the filters and the state.
 ///
 /// # Safety
 /// `c` must be a live connection in pre_connection.
-pub unsafe fn attach(c: *mut conn_rec, config: Arc<ServerConfig>) {
+pub unsafe fn attach(c: *mut conn_rec) {
     unsafe {
         let pool = (*c).pool;
         let alloc = (*c).bucket_alloc;
         let state = TlsConn {
             c,
             stream: TlsStream::new(),
-            chooser: VhostChooser { config },
+            chooser: VhostChooser { c, server: (*c).base_server, sni: None },
+            established: false,
             in_filter: ptr::null_mut(),
             out_filter: ptr::null_mut(),
             raw_in: Brigade::create(pool, alloc),
@@ -120,6 +157,50 @@ pub unsafe fn conn_state<'a>(c: *const conn_rec) -> Option<&'a mut TlsConn> {
 }
 
 impl TlsConn {
+    pub fn stream(&self) -> &TlsStream {
+        &self.stream
+    }
+
+    /// The vhost the handshake selected.
+    pub fn server(&self) -> *mut server_rec {
+        self.chooser.server
+    }
+
+    /// The SNI the client sent.
+    pub fn sni(&self) -> Option<&str> {
+        self.chooser.sni.as_deref()
+    }
+
+    /// Runs once when the handshake has completed: hands the connection to the module that speaks
+    /// the negotiated ALPN protocol (mod_http2 for h2), as mod_ssl does.
+    fn on_established(&mut self) -> apr_status_t {
+        self.established = true;
+        let Some(conn) = self.stream.connection() else { return APR_SUCCESS };
+        log_conn!(
+            self.c,
+            log::DEBUG,
+            0,
+            "TLS handshake done: {:?} {:?}, SNI {:?}, ALPN {:?}, {}",
+            conn.protocol_version(),
+            conn.negotiated_cipher_suite().map(|s| s.suite()),
+            self.chooser.sni,
+            conn.alpn_protocol().map(String::from_utf8_lossy),
+            unsafe { describe(self.chooser.server) }
+        );
+        let Some(alpn) = conn.alpn_protocol().map(<[u8]>::to_vec) else { return APR_SUCCESS };
+        unsafe {
+            if alpn != protocol::current(self.c) {
+                let rv = protocol::switch(self.c, self.chooser.server, &alpn);
+                if rv != APR_SUCCESS {
+                    log_conn!(self.c, log::ERR, rv, "switching to protocol {} failed", String::from_utf8_lossy(&alpn));
+                    self.closed = true;
+                    return APR_ECONNABORTED;
+                }
+            }
+        }
+        APR_SUCCESS
+    }
+
     /// Writes whatever TLS bytes rustls has queued to the network, with a FLUSH when asked.
     fn send_tls(&mut self, flush: bool) -> apr_status_t {
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
@@ -216,7 +297,13 @@ impl TlsConn {
             return self.fail(f);
         }
         if self.stream.wants_write() {
-            return self.send_tls(true);
+            let rv = self.send_tls(true);
+            if rv != APR_SUCCESS {
+                return rv;
+            }
+        }
+        if !self.established && !self.stream.is_handshaking() {
+            return self.on_established();
         }
         APR_SUCCESS
     }

@@ -8,9 +8,12 @@
 //! tested through the real server in `tests/`.
 
 pub mod certs;
+mod cipher_table;
+pub mod ciphers;
 pub mod config;
 pub mod engine;
 pub mod stream;
+pub mod vars;
 
 #[cfg(not(test))]
 mod filters;

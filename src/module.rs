@@ -7,11 +7,11 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 use std::ptr;
 
-use crate::config::{self, CertSpec, DirConf, EngineAddr, Origin, ServerConf};
+use crate::config::{self, CertSpec, DirConf, EngineAddr, Located, Origin, ServerConf};
 use crate::httpd::server::{describe, servers, socket_addr, vhost_addrs};
 use crate::httpd::sys::{self, apr_pool_t, cmd_parms, conn_rec, request_rec, server_rec};
 use crate::httpd::{DECLINED, DONE, HOOK_MIDDLE, HTTP_INTERNAL_SERVER_ERROR, OK, catch_panic, cstr, log, pool};
-use crate::{engine, filters, log_conn, log_server};
+use crate::{ciphers, engine, filters, log_conn, log_server, vars};
 
 /// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
 #[repr(transparent)]
@@ -86,6 +86,34 @@ const fn take12(
     }
 }
 
+const fn flag(
+    name: &'static std::ffi::CStr,
+    f: unsafe extern "C" fn(*mut cmd_parms, *mut c_void, c_int) -> *const c_char,
+    req_override: u32,
+    help: &'static std::ffi::CStr,
+) -> sys::command_rec {
+    sys::command_rec {
+        name: name.as_ptr(),
+        func: sys::cmd_func { flag: Some(f) },
+        cmd_data: ptr::null_mut(),
+        req_override: req_override as c_int,
+        args_how: sys::cmd_how_FLAG,
+        errmsg: help.as_ptr(),
+    }
+}
+
+/// A directive taking a list of words, each passed to `f` on its own.
+const fn iterate(
+    name: &'static std::ffi::CStr,
+    f: unsafe extern "C" fn(*mut cmd_parms, *mut c_void, *const c_char) -> *const c_char,
+    req_override: u32,
+    help: &'static std::ffi::CStr,
+) -> sys::command_rec {
+    let mut c = take1(name, f, req_override, help);
+    c.args_how = sys::cmd_how_ITERATE;
+    c
+}
+
 const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
     name: ptr::null(),
     func: sys::cmd_func { no_args: None },
@@ -95,7 +123,7 @@ const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
     errmsg: ptr::null(),
 };
 
-static COMMANDS: CommandTable<3> = CommandTable([
+static COMMANDS: CommandTable<8> = CommandTable([
     take1(c"TLSEngine", set_engine, sys::RSRC_CONF, c"[address:]port on which incoming connections use TLS"),
     take12(
         c"TLSCertificate",
@@ -103,6 +131,11 @@ static COMMANDS: CommandTable<3> = CommandTable([
         sys::RSRC_CONF,
         c"certificate chain file (PEM) and, unless it holds the key too, the private key file",
     ),
+    flag(c"TLSStrictSNI", set_strict_sni, sys::RSRC_CONF, c"on|off: refuse handshakes whose SNI names no virtual host"),
+    take1(c"TLSProtocol", set_protocol, sys::RSRC_CONF, c"lowest TLS version: v1.2+ or v1.3+"),
+    iterate(c"TLSCiphersPrefer", set_ciphers_prefer, sys::RSRC_CONF, c"cipher suites to prefer, in order"),
+    iterate(c"TLSCiphersSuppress", set_ciphers_suppress, sys::RSRC_CONF, c"cipher suites never to use"),
+    flag(c"TLSHonorClientOrder", set_honor_order, sys::RSRC_CONF, c"on|off: follow the client's cipher order"),
     END_OF_COMMANDS,
 ]);
 
@@ -218,6 +251,58 @@ unsafe extern "C" fn set_certificate(
     }
 }
 
+unsafe extern "C" fn set_strict_sni(cmd: *mut cmd_parms, _dconf: *mut c_void, on: c_int) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            if (*(*cmd).server).is_virtual != 0 {
+                return Err("TLSStrictSNI is a global directive: move it out of <VirtualHost> to the top level".into());
+            }
+            server_conf((*cmd).server).strict_sni = Some(on != 0);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_protocol(cmd: *mut cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            let value = config::parse_protocol_floor(&cstr(arg))?;
+            server_conf((*cmd).server).protocol_floor = Some(Located { value, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
+unsafe fn add_ciphers(cmd: *mut cmd_parms, arg: *const c_char, prefer: bool) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            let which = if prefer { "TLSCiphersPrefer" } else { "TLSCiphersSuppress" };
+            let ids = ciphers::parse_list(&cstr(arg)).map_err(|e| format!("{which}: {e}"))?;
+            let conf = server_conf((*cmd).server);
+            let list = if prefer { &mut conf.ciphers_prefer } else { &mut conf.ciphers_suppress };
+            list.extend(ids.into_iter().map(|value| Located { value, origin: origin(cmd) }));
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_ciphers_prefer(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe { add_ciphers(cmd, arg, true) }
+}
+
+unsafe extern "C" fn set_ciphers_suppress(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe { add_ciphers(cmd, arg, false) }
+}
+
+unsafe extern "C" fn set_honor_order(cmd: *mut cmd_parms, _dconf: *mut c_void, on: c_int) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            server_conf((*cmd).server).honor_client_order = Some(on != 0);
+            Ok(())
+        })
+    }
+}
+
 // ---- start-up hooks ------------------------------------------------------------------------
 
 /// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
@@ -271,8 +356,13 @@ unsafe fn build_all(main: *mut server_rec) -> c_int {
                 failed = true;
                 continue;
             }
-            match engine::build_server_config(&conf.certificates) {
-                Ok(c) => conf.tls = Some(c),
+            match engine::build_vhost(conf) {
+                Ok((tls, warnings)) => {
+                    for w in warnings {
+                        log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                    }
+                    conf.tls = Some(std::sync::Arc::new(tls));
+                }
                 Err(e) => {
                     log_server!(main, log::EMERG, 0, "mod_tls: {}: {}", e.origin, e.message);
                     failed = true;
@@ -325,13 +415,68 @@ unsafe extern "C" fn pre_connection(c: *mut conn_rec, _csd: *mut c_void) -> c_in
             if !conf.engines.iter().any(|e| e.matches(&local)) {
                 return DECLINED;
             }
-            let Some(tls) = conf.tls.clone() else {
+            if conf.tls.is_none() {
                 log_conn!(c, log::ERR, 0, "no TLS configuration for {} on {local}; closing", describe(s));
                 (*c).aborted = 1;
                 return DONE;
-            };
-            filters::attach(c, tls);
+            }
+            filters::attach(c);
             OK
+        },
+    )
+}
+
+/// Answers `ap_ssl_var_lookup` (mod_rewrite's %{SSL:..}, mod_headers, ap_expr, mod_http2, CGI).
+unsafe extern "C" fn var_lookup(
+    p: *mut apr_pool_t,
+    _s: *mut server_rec,
+    c: *mut conn_rec,
+    _r: *mut request_rec,
+    name: *const c_char,
+) -> *const c_char {
+    catch_panic(
+        ptr::null(),
+        |_| {},
+        || unsafe {
+            if c.is_null() || name.is_null() {
+                return ptr::null();
+            }
+            let Some(tc) = filters::conn_state(c) else { return ptr::null() };
+            let Some(conn) = tc.stream().connection() else { return ptr::null() };
+            let facts = vars::ConnFacts { conn, sni: tc.sni() };
+            match vars::lookup(&cstr(name), &facts) {
+                Some(v) => pool::pstrdup(p, &v),
+                None => ptr::null(),
+            }
+        },
+    )
+}
+
+/// A request whose Host names another vhost than the SNI did may only be served when both have
+/// the same TLS settings (otherwise the client would get around the other vhost's policy): 421.
+unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
+    catch_panic(
+        DECLINED,
+        |_| {},
+        || unsafe {
+            let Some(tc) = filters::conn_state((*r).connection) else { return DECLINED };
+            let Some(sni) = tc.sni() else { return DECLINED };
+            let handshake_server = tc.server();
+            if (*r).server == handshake_server {
+                return DECLINED;
+            }
+            if server_conf((*r).server).settings() != server_conf(handshake_server).settings() {
+                log_server!(
+                    (*r).server,
+                    log::INFO,
+                    0,
+                    "AH10345: request for host '{}' on a connection whose SNI was '{sni}': the two virtual hosts \
+                 have different TLS settings; answering 421 Misdirected Request",
+                    cstr((*r).hostname)
+                );
+                return sys::HTTP_MISDIRECTED_REQUEST as c_int;
+            }
+            DECLINED
         },
     )
 }
@@ -376,6 +521,8 @@ unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
             sys::ap_hook_post_config(Some(post_config), none, none, HOOK_MIDDLE);
             sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
             sys::ap_hook_ssl_conn_is_ssl(Some(conn_is_ssl), none, none, HOOK_MIDDLE);
+            sys::ap_hook_ssl_var_lookup(Some(var_lookup), none, none, HOOK_MIDDLE);
+            sys::ap_hook_post_read_request(Some(post_read_request), none, none, HOOK_MIDDLE);
             sys::ap_hook_http_scheme(Some(http_scheme), none, none, HOOK_MIDDLE);
             sys::ap_hook_default_port(Some(default_port), none, none, HOOK_MIDDLE);
             sys::ap_hook_fixups(Some(fixups), none, none, HOOK_MIDDLE);

@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod brigade;
 pub mod log;
 pub mod pool;
+pub mod protocol;
 pub mod server;
 
 pub use bindings as sys;

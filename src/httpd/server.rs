@@ -83,3 +83,56 @@ pub unsafe fn describe(s: *const sys::server_rec) -> String {
         )
     }
 }
+
+/// Strings of an APR array of `char *`.
+///
+/// # Safety
+/// `arr` must be NULL or an array whose elements are C strings.
+unsafe fn string_array(arr: *const sys::apr_array_header_t) -> Vec<String> {
+    if arr.is_null() {
+        return Vec::new();
+    }
+    unsafe {
+        let elts = (*arr).elts as *const *const std::ffi::c_char;
+        (0..(*arr).nelts.max(0) as usize).map(|i| super::cstr(*elts.add(i)).into_owned()).collect()
+    }
+}
+
+/// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases).
+///
+/// # Safety
+/// `s` must be a valid server_rec.
+pub unsafe fn server_has_name(s: *const sys::server_rec, host: &str) -> bool {
+    unsafe {
+        let name = super::cstr((*s).server_hostname);
+        crate::config::host_matches(host, &name, &string_array((*s).names), &string_array((*s).wild_names))
+    }
+}
+
+struct NameSearch<'a> {
+    host: &'a str,
+    found: *mut sys::server_rec,
+}
+
+unsafe extern "C" fn match_vhost(baton: *mut std::ffi::c_void, _c: *mut sys::conn_rec, s: *mut sys::server_rec) -> i32 {
+    let search = unsafe { &mut *(baton as *mut NameSearch) };
+    if unsafe { server_has_name(s, search.host) } {
+        search.found = s;
+        1
+    } else {
+        0
+    }
+}
+
+/// The name-based vhost of connection `c`'s address that `host` names, as httpd would pick it from
+/// a Host header.
+///
+/// # Safety
+/// `c` must be a valid conn_rec.
+pub unsafe fn vhost_for_name(c: *mut sys::conn_rec, host: &str) -> Option<*mut sys::server_rec> {
+    let mut search = NameSearch { host, found: std::ptr::null_mut() };
+    unsafe {
+        sys::ap_vhost_iterate_given_conn(c, Some(match_vhost), &mut search as *mut NameSearch as *mut std::ffi::c_void);
+    }
+    (!search.found.is_null()).then_some(search.found)
+}
