@@ -8,6 +8,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use zeroize::Zeroizing;
+
 use crate::config::CertSpec;
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -48,13 +50,56 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
-/// Reads the private key (PKCS#8, PKCS#1 or SEC1 PEM).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+/// Supplies the passphrase of an encrypted key file. `retry` is true when a first passphrase
+/// (possibly remembered from an earlier start) did not decrypt it.
+pub type PassphraseSource<'a> = &'a mut dyn FnMut(&Path, bool) -> Result<Zeroizing<String>, String>;
+
+const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// Decrypts an `ENCRYPTED PRIVATE KEY` (PKCS#8, PBES2) block with passphrases from `ask`.
+fn decrypt_pkcs8(path: &Path, text: &str, ask: PassphraseSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
+    let start = text.find(ENCRYPTED_BEGIN).expect("caller checked");
+    let end = text[start..]
+        .find(ENCRYPTED_END)
+        .map(|e| start + e + ENCRYPTED_END.len())
+        .ok_or_else(|| format!("the encrypted private key in {} has no END line", path.display()))?;
+    let (_, doc) = pkcs8::der::Document::from_pem(&text[start..end])
+        .map_err(|e| format!("the encrypted private key in {} is not valid PEM ({e})", path.display()))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+        .map_err(|e| format!("the encrypted private key in {} does not parse ({e})", path.display()))?;
+    for retry in [false, true] {
+        let passphrase = ask(path, retry)?;
+        if let Ok(secret) = info.decrypt(passphrase.as_bytes()) {
+            return Ok(PrivateKeyDer::Pkcs8(secret.as_bytes().to_vec().into()));
+        }
+    }
+    Err(format!(
+        "the private key in {} could not be decrypted with the passphrase TLSPassPhraseDialog gave: \
+         check the passphrase (or the key's encryption, PKCS#8 PBES2 is supported)",
+        path.display()
+    ))
+}
+
+/// Reads the private key (PKCS#8, PKCS#1 or SEC1 PEM; encrypted PKCS#8 when `ask` can supply
+/// the passphrase).
+pub fn load_key(path: &Path, ask: Option<PassphraseSource<'_>>) -> Result<PrivateKeyDer<'static>, String> {
     let data = read_file(path, "key")?;
-    if data.windows(9).any(|w| w == b"ENCRYPTED") {
+    let text = String::from_utf8_lossy(&data);
+    if text.contains(ENCRYPTED_BEGIN) {
+        return match ask {
+            Some(ask) => decrypt_pkcs8(path, &text, ask),
+            None => Err(format!(
+                "the private key in {} is encrypted: configure 'TLSPassPhraseDialog exec:/path/to/program' \
+                 to supply its passphrase, or store the key unencrypted and protect the file",
+                path.display()
+            )),
+        };
+    }
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(format!(
-            "the private key in {} is encrypted: httpd cannot ask for a passphrase, store it unencrypted \
-             (e.g. 'openssl pkey -in key.pem -out plain.pem') and protect the file's permissions",
+            "the private key in {} uses OpenSSL's legacy PEM encryption: convert it to encrypted PKCS#8 \
+             ('openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.key -out new.key')",
             path.display()
         ));
     }
@@ -69,10 +114,14 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// Loads one `TLSCertificate` and checks that key and certificate belong together.
-pub fn load_certified_key(spec: &CertSpec, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+pub fn load_certified_key(
+    spec: &CertSpec,
+    provider: &CryptoProvider,
+    ask: Option<PassphraseSource<'_>>,
+) -> Result<Arc<CertifiedKey>, String> {
     let chain = load_chain(&spec.cert_file)?;
     let key_path = spec.key_file.as_deref().unwrap_or(&spec.cert_file);
-    let key = load_key(key_path)?;
+    let key = load_key(key_path, ask)?;
     match CertifiedKey::from_der(chain, key, provider) {
         Ok(ck) => Ok(Arc::new(ck)),
         Err(rustls::Error::InconsistentKeys(_)) => Err(format!(
@@ -117,9 +166,9 @@ pub(crate) mod tests {
         let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
         let both =
             write(dir.path(), "both.pem", format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()).as_bytes());
-        load_certified_key(&spec(&cert, Some(&key)), &provider()).unwrap();
-        load_certified_key(&spec(&both, None), &provider()).unwrap();
-        let e = load_certified_key(&spec(&cert, None), &provider()).unwrap_err();
+        load_certified_key(&spec(&cert, Some(&key)), &provider(), None).unwrap();
+        load_certified_key(&spec(&both, None), &provider(), None).unwrap();
+        let e = load_certified_key(&spec(&cert, None), &provider(), None).unwrap_err();
         assert!(e.contains("holds no private key"), "{e}");
     }
 
@@ -130,18 +179,47 @@ pub(crate) mod tests {
         let b = rcgen::generate_simple_self_signed(vec!["b.test".into()]).unwrap();
         let cert = write(dir.path(), "c.pem", a.cert.pem().as_bytes());
         let other_key = write(dir.path(), "k.pem", b.signing_key.serialize_pem().as_bytes());
-        let e = load_certified_key(&spec(&cert, Some(&other_key)), &provider()).unwrap_err();
+        let e = load_certified_key(&spec(&cert, Some(&other_key)), &provider(), None).unwrap_err();
         assert!(e.contains("does not belong to the certificate"), "{e}");
 
-        let e = load_certified_key(&spec(&dir.path().join("nope.pem"), None), &provider()).unwrap_err();
+        let e = load_certified_key(&spec(&dir.path().join("nope.pem"), None), &provider(), None).unwrap_err();
         assert!(e.contains("cannot read the certificate file") && e.contains("nope.pem"), "{e}");
 
         let empty = write(dir.path(), "empty.pem", b"\n");
-        let e = load_certified_key(&spec(&empty, None), &provider()).unwrap_err();
+        let e = load_certified_key(&spec(&empty, None), &provider(), None).unwrap_err();
         assert!(e.contains("is empty"), "{e}");
 
         let junk = write(dir.path(), "junk.pem", b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n");
-        let e = load_certified_key(&spec(&junk, Some(&other_key)), &provider()).unwrap_err();
+        let e = load_certified_key(&spec(&junk, Some(&other_key)), &provider(), None).unwrap_err();
         assert!(e.contains("does not parse as X.509"), "{e}");
+    }
+
+    #[test]
+    fn encrypted_pkcs8_with_right_and_wrong_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
+        let plain = write(dir.path(), "plain.key", ck.signing_key.serialize_pem().as_bytes());
+        let enc = dir.path().join("enc.key");
+        let ok = std::process::Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in"])
+            .arg(&plain)
+            .arg("-out")
+            .arg(&enc)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let asked = std::cell::Cell::new(0);
+        let mut right = |_: &Path, _: bool| {
+            asked.set(asked.get() + 1);
+            Ok(Zeroizing::new("s3cret".to_string()))
+        };
+        load_certified_key(&spec(&cert, Some(&enc)), &provider(), Some(&mut right)).unwrap();
+        assert_eq!(asked.get(), 1);
+        let mut wrong = |_: &Path, _: bool| Ok(Zeroizing::new("nope".to_string()));
+        let e = load_certified_key(&spec(&cert, Some(&enc)), &provider(), Some(&mut wrong)).unwrap_err();
+        assert!(e.contains("could not be decrypted") && !e.contains("nope"), "{e}");
+        let e = load_certified_key(&spec(&cert, Some(&enc)), &provider(), None).unwrap_err();
+        assert!(e.contains("TLSPassPhraseDialog"), "{e}");
     }
 }

@@ -233,6 +233,8 @@ pub struct ServerConf {
     pub ciphers_suppress: Vec<Located<u16>>,
     /// `TLSHonorClientOrder`; `None` = default (on).
     pub honor_client_order: Option<bool>,
+    /// `TLSPassPhraseDialog exec:program`, global: asked for the passphrases of encrypted keys.
+    pub passphrase_program: Option<PathBuf>,
     /// Built in check_config from the settings above, once per configuration generation, for
     /// servers that TLSEngine connections can reach.
     pub tls: Option<Arc<crate::engine::VhostTls>>,
@@ -264,6 +266,7 @@ impl ServerConf {
             ciphers_prefer: inherit(&base.ciphers_prefer, &add.ciphers_prefer),
             ciphers_suppress: inherit(&base.ciphers_suppress, &add.ciphers_suppress),
             honor_client_order: add.honor_client_order.or(base.honor_client_order),
+            passphrase_program: base.passphrase_program.clone(),
             tls: None,
         }
     }

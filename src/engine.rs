@@ -135,11 +135,18 @@ fn select_suites(
 }
 
 /// Builds the configs for one virtual host. Returns warnings worth logging alongside.
-pub fn build_vhost(conf: &ServerConf) -> Result<(VhostTls, Vec<String>), BuildError> {
+pub fn build_vhost(
+    conf: &ServerConf,
+    mut ask: Option<certs::PassphraseSource<'_>>,
+) -> Result<(VhostTls, Vec<String>), BuildError> {
     let base = provider();
     let mut keys = Vec::with_capacity(conf.certificates.len());
     for spec in &conf.certificates {
-        let key = certs::load_certified_key(spec, &base).map_err(|message| BuildError {
+        let ask_once: Option<certs::PassphraseSource<'_>> = match &mut ask {
+            Some(f) => Some(&mut **f),
+            None => None,
+        };
+        let key = certs::load_certified_key(spec, &base, ask_once).map_err(|message| BuildError {
             origin: spec.origin.to_string(),
             message: format!("TLSCertificate: {message}"),
         })?;
@@ -234,7 +241,7 @@ mod tests {
     fn build_reports_the_directive_origin() {
         let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
         let conf = ServerConf { certificates: vec![spec], ..Default::default() };
-        let e = build_vhost(&conf).err().unwrap();
+        let e = build_vhost(&conf, None).err().unwrap();
         assert_eq!(e.origin, "t.conf:3");
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);
     }

@@ -123,7 +123,13 @@ const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
     errmsg: ptr::null(),
 };
 
-static COMMANDS: CommandTable<8> = CommandTable([
+static COMMANDS: CommandTable<9> = CommandTable([
+    take1(
+        c"TLSPassPhraseDialog",
+        set_passphrase_dialog,
+        sys::RSRC_CONF,
+        c"exec:/path/to/program that prints the passphrase of an encrypted private key",
+    ),
     take1(c"TLSEngine", set_engine, sys::RSRC_CONF, c"[address:]port on which incoming connections use TLS"),
     take12(
         c"TLSCertificate",
@@ -251,6 +257,36 @@ unsafe extern "C" fn set_certificate(
     }
 }
 
+unsafe extern "C" fn set_passphrase_dialog(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            if (*(*cmd).server).is_virtual != 0 {
+                return Err("TLSPassPhraseDialog is a global directive: move it out of <VirtualHost>".into());
+            }
+            let value = cstr(arg);
+            let Some(program) = value.strip_prefix("exec:") else {
+                return Err(format!(
+                    "TLSPassPhraseDialog '{value}': write exec:/path/to/program (the program prints the passphrase)"
+                ));
+            };
+            let c_program = std::ffi::CString::new(program).map_err(|_| "invalid program path".to_string())?;
+            let path = server_relative(cmd, c_program.as_ptr())?;
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+                _ => {
+                    return Err(format!(
+                        "TLSPassPhraseDialog: {} is not an executable file: give the program that prints the passphrase",
+                        path.display()
+                    ));
+                }
+            }
+            server_conf((*cmd).server).passphrase_program = Some(path);
+            Ok(())
+        })
+    }
+}
+
 unsafe extern "C" fn set_strict_sni(cmd: *mut cmd_parms, _dconf: *mut c_void, on: c_int) -> *const c_char {
     unsafe {
         directive(cmd, || {
@@ -356,7 +392,10 @@ unsafe fn build_all(main: *mut server_rec) -> c_int {
                 failed = true;
                 continue;
             }
-            match engine::build_vhost(conf) {
+            let mut ask = |key: &std::path::Path, retry: bool| ask_passphrase(main, s, key, retry);
+            let ask: Option<crate::certs::PassphraseSource<'_>> =
+                if conf.passphrase_program.is_some() { Some(&mut ask) } else { None };
+            match engine::build_vhost(conf, ask) {
                 Ok((tls, warnings)) => {
                     for w in warnings {
                         log_server!(main, log::WARNING, 0, "mod_tls: {w}");
@@ -370,6 +409,48 @@ unsafe fn build_all(main: *mut server_rec) -> c_int {
             }
         }
         if failed { HTTP_INTERNAL_SERVER_ERROR } else { OK }
+    }
+}
+
+/// Passphrases already given, by key file, kept in the process pool so that the second start-up
+/// pass and graceful restarts do not run the program again.
+type PassphraseCache = std::collections::HashMap<std::path::PathBuf, zeroize::Zeroizing<String>>;
+
+/// Runs `TLSPassPhraseDialog exec:program server:port keyfile` for an encrypted key (or answers
+/// from the cache). The passphrase is never logged.
+unsafe fn ask_passphrase(
+    main: *mut server_rec,
+    s: *mut server_rec,
+    key: &std::path::Path,
+    retry: bool,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    unsafe {
+        let cache = &mut *pool::userdata((*(*main).process).pool, c"mod_tls passphrases", PassphraseCache::new);
+        if !retry && let Some(p) = cache.get(key) {
+            return Ok(p.clone());
+        }
+        let program = server_conf(main).passphrase_program.clone().expect("only asked when configured");
+        let who = format!("{}:{}", cstr((*s).server_hostname), (*s).port);
+        let out = std::process::Command::new(&program)
+            .arg(&who)
+            .arg(key)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|e| format!("TLSPassPhraseDialog: cannot run {}: {e}", program.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "TLSPassPhraseDialog: {} failed ({}) for {}",
+                program.display(),
+                out.status,
+                key.display()
+            ));
+        }
+        let stdout = zeroize::Zeroizing::new(out.stdout);
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
+        let passphrase = zeroize::Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+        cache.insert(key.to_path_buf(), passphrase.clone());
+        Ok(passphrase)
     }
 }
 
@@ -481,6 +562,36 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
     )
 }
 
+/// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN
+/// have chosen the vhost and protocol when mod_http2 (APR_HOOK_LAST) and the HTTP/1.1 core
+/// (REALLY_LAST) look at the connection.
+unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
+    catch_panic(
+        DONE,
+        |m| log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS handshake: {m}"),
+        || unsafe {
+            if !(*c).master.is_null() || filters::conn_state(c).is_none() {
+                return DECLINED;
+            }
+            let bb = crate::httpd::brigade::Brigade::create((*c).pool, (*c).bucket_alloc);
+            let rv = sys::ap_get_brigade(
+                (*c).input_filters,
+                bb.0,
+                sys::ap_input_mode_t_AP_MODE_INIT,
+                sys::apr_read_type_e_APR_BLOCK_READ,
+                0,
+            );
+            sys::apr_brigade_destroy(bb.0);
+            if rv != crate::httpd::APR_SUCCESS {
+                // The handshake failed or the client went away; the filter has logged why.
+                (*c).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE;
+                return DONE;
+            }
+            DECLINED
+        },
+    )
+}
+
 unsafe extern "C" fn conn_is_ssl(c: *mut conn_rec) -> c_int {
     catch_panic(DECLINED, |_| {}, || unsafe { if filters::conn_state(c).is_some() { OK } else { DECLINED } })
 }
@@ -520,6 +631,7 @@ unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
             sys::ap_hook_check_config(Some(check_config), none, none, HOOK_MIDDLE);
             sys::ap_hook_post_config(Some(post_config), none, none, HOOK_MIDDLE);
             sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
+            sys::ap_hook_process_connection(Some(process_connection), none, none, HOOK_MIDDLE);
             sys::ap_hook_ssl_conn_is_ssl(Some(conn_is_ssl), none, none, HOOK_MIDDLE);
             sys::ap_hook_ssl_var_lookup(Some(var_lookup), none, none, HOOK_MIDDLE);
             sys::ap_hook_post_read_request(Some(post_read_request), none, none, HOOK_MIDDLE);

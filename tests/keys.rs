@@ -113,3 +113,53 @@ fn chain_is_sent_whole() {
     let s = h.tls_connect(TLS13);
     assert_eq!(s.conn.peer_certificates().unwrap().len(), 2);
 }
+
+#[test]
+fn encrypted_key_with_passphrase_program() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Httpd::new();
+    let plain = h.path("conf/server.key");
+    let enc = h.path("conf/encrypted.key");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-passout",
+        "pass:Open Sesame 42",
+        "-in",
+        plain.to_str().unwrap(),
+        "-out",
+        enc.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&enc).unwrap().contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    let counter = h.path("logs/asked");
+    let script = |pass: &str| format!("#!/bin/sh\necho \"$1 $2\" >> {}\necho '{pass}'\n", counter.display());
+    h.write("conf/pass.sh", script("Open Sesame 42"));
+    std::fs::set_permissions(h.path("conf/pass.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let vhost = format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/encrypted.key\n</VirtualHost>\n",
+        h.tls_port
+    );
+    h.tls_vhost = Some(vhost);
+
+    // Without a passphrase source: a clear error.
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("TLSPassPhraseDialog exec:"), "{}", output_text(&o));
+
+    h.extra = "TLSPassPhraseDialog exec:conf/pass.sh\n".into();
+    h.start();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+    let asked = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(asked.lines().count(), 1, "asked once for both start-up passes: {asked}");
+    assert!(asked.starts_with("localhost:") && asked.contains("encrypted.key"), "{asked}");
+    h.stop();
+
+    // A wrong passphrase fails start-up clearly and never shows up in the output.
+    h.write("conf/pass.sh", script("wrong guess"));
+    let o = h.configtest();
+    let out = output_text(&o);
+    assert!(!o.status.success() && out.contains("could not be decrypted"), "{out}");
+    assert!(!out.contains("wrong guess") && !h.error_log().contains("wrong guess"), "{out}");
+}

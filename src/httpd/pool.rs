@@ -35,3 +35,21 @@ pub unsafe fn pstrdup(pool: *mut sys::apr_pool_t, s: &str) -> *const c_char {
     let c = CString::new(s.replace('\0', " ")).expect("NULs were replaced");
     unsafe { sys::apr_pstrdup(pool, c.as_ptr()) }
 }
+
+/// A value of type `T` stored under `key` in `pool`'s user data, created by `init` on first use and
+/// dropped with the pool. With the process pool this lives across configuration reloads, which is
+/// what httpd offers modules for state that must survive a restart.
+///
+/// # Safety
+/// `pool` must be live and `key` must always be used with the same `T`.
+pub unsafe fn userdata<T>(pool: *mut sys::apr_pool_t, key: &std::ffi::CStr, init: impl FnOnce() -> T) -> *mut T {
+    unsafe {
+        let mut data: *mut c_void = std::ptr::null_mut();
+        sys::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
+        if data.is_null() {
+            data = attach(pool, init()) as *mut c_void;
+            sys::apr_pool_userdata_set(data, key.as_ptr(), Some(sys::apr_pool_cleanup_null), pool);
+        }
+        data as *mut T
+    }
+}

@@ -66,16 +66,27 @@ impl Pki {
     }
 
     pub fn client_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+        Arc::new(self.client_config_with(versions, |_| {}, |_| {}))
+    }
+
+    /// A client config trusting this CA, with the provider and the config adjusted by the callers.
+    pub fn client_config_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        provider: impl FnOnce(&mut rustls::crypto::CryptoProvider),
+        config: impl FnOnce(&mut rustls::ClientConfig),
+    ) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_cert.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(versions)
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        let mut p = rustls::crypto::aws_lc_rs::default_provider();
+        provider(&mut p);
+        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(p))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config(&mut c);
+        c
     }
 }
 
@@ -346,15 +357,40 @@ pub fn tls_connect(
     name: &str,
     config: Arc<rustls::ClientConfig>,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    try_tls_connect(port, name, config).expect("TLS handshake")
+}
+
+/// Connects and handshakes; the error is what the client saw (e.g. an alert from the server).
+pub fn try_tls_connect(
+    port: u16,
+    name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, std::io::Error> {
     let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
     let conn = rustls::ClientConnection::new(config, server_name).unwrap();
     let mut s = rustls::StreamOwned::new(conn, sock);
     while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+        s.conn.complete_io(&mut s.sock)?;
     }
-    s
+    Ok(s)
+}
+
+/// Sends one GET with `host` on an established stream and reads the response to the end.
+pub fn get_on(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>, path: &str, host: &str) -> Response {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response ends with close_notify");
+    Response::parse(&raw).0
+}
+
+/// A `<VirtualHost>` block for the TLS port: name, certificate/key files (relative to ServerRoot),
+/// and extra lines.
+pub fn vhost_block(port: u16, name: &str, cert: &str, key: &str, extra: &str) -> String {
+    format!(
+        "<VirtualHost 127.0.0.1:{port}>\n  ServerName {name}\n  TLSCertificate {cert} {key}\n  DocumentRoot \"htdocs/{name}\"\n{extra}\n</VirtualHost>\n"
+    )
 }
 
 /// A parsed HTTP/1.1 response.

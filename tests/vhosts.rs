@@ -1,0 +1,352 @@
+//! Name-based virtual hosts on one port and their TLS policies: SNI, strict SNI, 421, protocol
+//! floors, cipher preferences, several certificates, certificate compression, ALPN and HTTP/2.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use common::*;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// A server with vhosts a.test (default, first), b.test (+ aliases, TLS 1.3 only), c.test and
+/// d.test (same settings), each with its own document root saying its name.
+fn vhost_server(extra_a: &str, extra_b: &str) -> Httpd {
+    let mut h = Httpd::new();
+    let port = h.tls_port;
+    let mut blocks = String::new();
+    for (name, sans, extra) in [
+        ("a.test", &["a.test", "unknown.test"][..], extra_a),
+        ("b.test", &["b.test", "alias.test", "x.wild.test"][..], extra_b),
+    ] {
+        let (cert, key) = h.pki.issue(sans, &rcgen::PKCS_ECDSA_P256_SHA256);
+        h.write(&format!("conf/{name}.pem"), cert);
+        h.write(&format!("conf/{name}.key"), key);
+        h.write(&format!("htdocs/{name}/index.html"), format!("{name}\n"));
+        let aliases = if name == "b.test" { "  ServerAlias alias.test *.wild.test\n" } else { "" };
+        blocks += &vhost_block(
+            port,
+            name,
+            &format!("conf/{name}.pem"),
+            &format!("conf/{name}.key"),
+            &format!("{aliases}{extra}"),
+        );
+    }
+    let (cert, key) = h.pki.issue(&["c.test", "d.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/cd.pem", cert);
+    h.write("conf/cd.key", key);
+    for name in ["c.test", "d.test"] {
+        h.write(&format!("htdocs/{name}/index.html"), format!("{name}\n"));
+        blocks += &vhost_block(port, name, "conf/cd.pem", "conf/cd.key", "");
+    }
+    h.tls_vhost = Some(blocks);
+    h
+}
+
+fn leaf(h: &Httpd, name: &str) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(h.path(&format!("conf/{name}.pem"))).unwrap()
+}
+
+#[test]
+fn sni_selects_vhost_by_name_alias_and_wildcard() {
+    let mut h = vhost_server("", "");
+    h.start();
+    let cfg = h.pki.client_config(TLS13);
+    for (sni, vhost) in [
+        ("a.test", "a.test"),
+        ("b.test", "b.test"),
+        ("alias.test", "b.test"),
+        ("x.wild.test", "b.test"),
+        ("c.test", "c.test"),
+    ] {
+        let mut s = tls_connect(h.tls_port, sni, cfg.clone());
+        let cert_name = if vhost == "c.test" { "cd" } else { vhost };
+        assert_eq!(s.conn.peer_certificates().unwrap()[0], leaf(&h, cert_name), "SNI {sni}");
+        let r = get_on(&mut s, "/", sni);
+        assert_eq!(r.text(), format!("{vhost}\n"), "SNI {sni}");
+    }
+    // Without SNI: the first vhost of the address.
+    let no_sni = h.pki.client_config_with(TLS13, |_| {}, |c| c.enable_sni = false);
+    let s = tls_connect(h.tls_port, "a.test", Arc::new(no_sni));
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], leaf(&h, "a.test"));
+}
+
+#[test]
+fn strict_sni_refuses_unknown_names_and_off_falls_back() {
+    let mut h = vhost_server("", "");
+    h.start();
+    let Err(err) = try_tls_connect(h.tls_port, "unknown.test", h.pki.client_config(TLS13)) else { panic!("accepted") };
+    assert!(err.to_string().contains("UnrecognisedName"), "{err}");
+    assert!(h.error_log().contains("AH10353"), "{}", h.error_log());
+    h.stop();
+
+    let mut h = vhost_server("", "");
+    h.extra = "TLSStrictSNI off\n".into();
+    h.start();
+    let mut s = tls_connect(h.tls_port, "unknown.test", h.pki.client_config(TLS13));
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], leaf(&h, "a.test"));
+    assert_eq!(get_on(&mut s, "/", "a.test").text(), "a.test\n");
+}
+
+#[test]
+fn host_header_for_a_vhost_with_other_tls_settings_gets_421() {
+    let mut h = vhost_server("", "");
+    h.start();
+    let cfg = h.pki.client_config(TLS13);
+    let mut s = tls_connect(h.tls_port, "a.test", cfg.clone());
+    assert_eq!(get_on(&mut s, "/", "b.test").status, 421);
+    assert!(h.error_log().contains("AH10345"), "{}", h.error_log());
+    // Same certificate and policy: served, as mod_ssl does.
+    let mut s = tls_connect(h.tls_port, "c.test", cfg);
+    let r = get_on(&mut s, "/", "d.test");
+    assert_eq!((r.status, r.text().as_str()), (200, "d.test\n"));
+}
+
+#[test]
+fn protocol_floor_per_vhost_on_one_port() {
+    let mut h = vhost_server("", "  TLSProtocol v1.3+");
+    h.start();
+    let Err(err) = try_tls_connect(h.tls_port, "b.test", h.pki.client_config(TLS12)) else {
+        panic!("TLS 1.2 accepted")
+    };
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    let s = tls_connect(h.tls_port, "b.test", h.pki.client_config(TLS13));
+    assert_eq!(s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    let s = tls_connect(h.tls_port, "a.test", h.pki.client_config(TLS12));
+    assert_eq!(s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+}
+
+fn negotiated(
+    h: &Httpd,
+    sni: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    only: Option<rustls::CipherSuite>,
+) -> Result<rustls::CipherSuite, String> {
+    let cfg = h.pki.client_config_with(
+        versions,
+        |p| {
+            if let Some(only) = only {
+                p.cipher_suites.retain(|s| s.suite() == only);
+            }
+        },
+        |_| {},
+    );
+    try_tls_connect(h.tls_port, sni, Arc::new(cfg))
+        .map(|s| s.conn.negotiated_cipher_suite().unwrap().suite())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn cipher_preference_suppression_and_client_order() {
+    use rustls::CipherSuite as C;
+    let mut h = vhost_server(
+        "  TLSCiphersPrefer TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-CHACHA20-POLY1305 TLS_RSA_WITH_RC4_128_MD5\n  TLSHonorClientOrder off",
+        "  TLSCiphersSuppress TLS13_AES_256_GCM_SHA384 TLS_CIPHER_0xc02c\n  TLSCiphersPrefer TLS_CHACHA20_POLY1305_SHA256",
+    );
+    h.start();
+    // a.test: the server's order wins: ChaCha20 although the client lists AES-GCM first.
+    assert_eq!(negotiated(&h, "a.test", TLS13, None), Ok(C::TLS13_CHACHA20_POLY1305_SHA256));
+    assert_eq!(negotiated(&h, "a.test", TLS12, None), Ok(C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256));
+    // b.test honours the client's order (the default), so its preference does not override it...
+    assert_eq!(negotiated(&h, "b.test", TLS13, None), Ok(C::TLS13_AES_128_GCM_SHA256), "AES-256 is suppressed");
+    // ...and suppressed suites are never negotiated, even when the client offers nothing else.
+    assert!(negotiated(&h, "b.test", TLS13, Some(C::TLS13_AES_256_GCM_SHA384)).is_err());
+    assert!(negotiated(&h, "b.test", TLS12, Some(C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)).is_err());
+    assert_eq!(
+        negotiated(&h, "b.test", TLS12, None),
+        Ok(C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+        "the client's first remaining choice"
+    );
+    // A known suite rustls lacks only warns, with the C module's message number.
+    let log = h.error_log();
+    assert!(log.contains("AH10319") && log.contains("TLS_RSA_WITH_RC4_128_MD5"), "{log}");
+}
+
+#[test]
+fn unknown_cipher_and_bad_protocol_fail_configtest() {
+    let mut h = Httpd::new();
+    h.extra = "TLSCiphersPrefer ECDHE-ECDSA-AES256-GCM-SHA384:NOT-A-CIPHER\n".into();
+    let o = h.configtest();
+    let out = output_text(&o);
+    assert!(!o.status.success() && out.contains("'NOT-A-CIPHER'") && out.contains("TLSCiphersPrefer"), "{out}");
+    h.extra = "TLSProtocol TLSv1.4+\n".into();
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("TLSProtocol"), "{}", output_text(&o));
+    h.extra = "TLSCiphersSuppress TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256\n".into();
+    let o = h.configtest();
+    assert!(
+        !o.status.success() && output_text(&o).contains("leaves no cipher suite for TLSv1.3"),
+        "{}",
+        output_text(&o)
+    );
+    h.extra = "TLSHonorClientOrder OFF\nTLSStrictSNI On\n".into();
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.extra = String::new();
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  TLSStrictSNI off\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    let o = h.configtest();
+    assert!(
+        !o.status.success() && output_text(&o).contains("TLSStrictSNI is a global directive"),
+        "{}",
+        output_text(&o)
+    );
+}
+
+#[test]
+fn each_client_gets_the_first_certificate_it_can_verify() {
+    let mut h = Httpd::new();
+    let pki = &h.pki;
+    let (ec, ec_key) = pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (rsa, rsa_key) = pki.issue(&["localhost"], &rcgen::PKCS_RSA_SHA256);
+    h.write("conf/ec.pem", &ec);
+    h.write("conf/ec.key", ec_key);
+    h.write("conf/rsa.pem", &rsa);
+    h.write("conf/rsa.key", rsa_key);
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/ec.pem conf/ec.key\n  TLSCertificate conf/rsa.pem conf/rsa.key\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    h.start();
+    let ec = CertificateDer::from_pem_slice(ec.as_bytes()).unwrap();
+    let rsa = CertificateDer::from_pem_slice(rsa.as_bytes()).unwrap();
+    let s = h.tls_connect(TLS13);
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], ec, "a modern client gets ECDSA");
+    // A client that verifies only RSA signatures.
+    let rsa_only = h.pki.client_config_with(
+        TLS13,
+        |p| {
+            let algs = p.signature_verification_algorithms;
+            let mapping: Vec<_> =
+                algs.mapping.iter().filter(|(s, _)| format!("{s:?}").contains("RSA")).cloned().collect();
+            p.signature_verification_algorithms = rustls::crypto::WebPkiSupportedAlgorithms {
+                all: algs.all,
+                mapping: Box::leak(mapping.into_boxed_slice()),
+            };
+        },
+        |_| {},
+    );
+    let s = tls_connect(h.tls_port, "localhost", Arc::new(rsa_only));
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], rsa, "an RSA-only client gets RSA");
+    // A TLS 1.2 client offering only ECDHE_RSA suites.
+    let cfg = h.pki.client_config_with(
+        TLS12,
+        |p| p.cipher_suites.retain(|s| format!("{:?}", s.suite()).contains("_RSA_")),
+        |_| {},
+    );
+    let s = tls_connect(h.tls_port, "localhost", Arc::new(cfg));
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], rsa);
+}
+
+/// Counts the bytes a stream reads.
+struct Counting<S> {
+    inner: S,
+    read: usize,
+}
+impl<S: Read> Read for Counting<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+}
+impl<S: Write> Write for Counting<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn certificate_compression_saves_handshake_bytes() {
+    let mut h = Httpd::new();
+    // A chain of two certificates gives compression something to work with.
+    let (cert, key) = h.pki.issue(&["localhost", "www.localhost", "api.localhost"], &rcgen::PKCS_RSA_SHA256);
+    h.write("conf/chain.pem", format!("{cert}{}", h.pki.ca_pem));
+    h.write("conf/chain.key", key);
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/chain.pem conf/chain.key\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    h.start();
+    let handshake_bytes = |decompress: bool| {
+        let cfg = h.pki.client_config_with(
+            TLS13,
+            |_| {},
+            |c| {
+                if !decompress {
+                    c.cert_decompressors = vec![];
+                }
+            },
+        );
+        assert_eq!(cfg.cert_decompressors.is_empty(), !decompress);
+        let sock = std::net::TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        let mut io = Counting { inner: sock, read: 0 };
+        let mut conn = rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut io).unwrap();
+        }
+        io.read
+    };
+    let plain = handshake_bytes(false);
+    let compressed = handshake_bytes(true);
+    assert!(compressed + 100 < plain, "compressed handshake {compressed} bytes vs {plain} uncompressed");
+}
+
+#[test]
+fn alpn_follows_protocols_and_http2_works() {
+    let mut h = Httpd::new();
+    random_file(&h.path("htdocs/1k.bin"), 1024);
+    h.extra = format!("LoadModule http2_module {MODDIR}/mod_http2.so\nProtocols h2 http/1.1\n");
+    h.write("htdocs/h1/index.html", "h1 only\n");
+    h.tls_vhost = Some(format!(
+        "{}{}",
+        vhost_block(h.tls_port, "localhost", "conf/server.pem", "conf/server.key", "  DocumentRoot htdocs"),
+        vhost_block(
+            h.tls_port,
+            "h1.test",
+            "conf/h1.pem",
+            "conf/h1.key",
+            "  Protocols http/1.1\n  DocumentRoot htdocs/h1"
+        ),
+    ));
+    let (cert, key) = h.pki.issue(&["h1.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/h1.pem", cert);
+    h.write("conf/h1.key", key);
+    h.start();
+    let alpn = |sni: &str| {
+        let cfg =
+            h.pki.client_config_with(TLS13, |_| {}, |c| c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        let s = tls_connect(h.tls_port, sni, Arc::new(cfg));
+        s.conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned())
+    };
+    assert_eq!(alpn("localhost").as_deref(), Some("h2"));
+    assert_eq!(alpn("h1.test").as_deref(), Some("http/1.1"));
+
+    let o = h.curl(&["--http2", "-w", "\n%{http_version}", &h.https_url("/index.html")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello over TLS\n\n2", "{}", output_text(&o));
+    let resolve = format!("h1.test:{}:127.0.0.1", h.tls_port);
+    let o = h.curl(&[
+        "--http2",
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_version}",
+        &format!("https://h1.test:{}/", h.tls_port),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "h1 only\n\n1.1", "{}", output_text(&o));
+
+    let o = std::process::Command::new("h2load")
+        .args(["-n", "2000", "-c", "16", "-m", "10", &h.https_url("/1k.bin")])
+        .output()
+        .unwrap();
+    let text = output_text(&o);
+    assert!(text.contains("2000 succeeded, 0 failed, 0 errored, 0 timeout"), "{text}");
+    assert!(text.contains("Application protocol: h2"), "{text}");
+    h.assert_no_crash();
+}
