@@ -290,14 +290,75 @@ impl ServerConf {
     }
 }
 
-/// Per-directory settings. Nothing per-directory exists yet; the record is there so that
-/// `TLSOptions` and friends have a home with the right merge rules.
+/// `TLSOptions StdEnvVars`: the TLS variables go into every request's environment.
+pub const OPT_STD_ENV_VARS: u8 = 1;
+/// `TLSOptions ExportCertData`: the certificate PEMs too.
+pub const OPT_EXPORT_CERT_DATA: u8 = 2;
+
+/// `TLSOptions` with SSLOptions' inheritance: options are added (`+`/bare) or removed (`-`)
+/// relative to what the enclosing scope has, unless `Defaults` resets the inheritance.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// `Defaults` was given: nothing is inherited.
+    reset: bool,
+    add: u8,
+    del: u8,
+}
+
+impl TlsOptions {
+    /// Applies one word of a `TLSOptions` line.
+    pub fn apply(&mut self, word: &str) -> Result<(), String> {
+        let (action, name) = match word.as_bytes().first() {
+            Some(b'+') => ('+', &word[1..]),
+            Some(b'-') => ('-', &word[1..]),
+            _ => (' ', word),
+        };
+        let option = match name {
+            "Defaults" if action == ' ' => {
+                *self = TlsOptions { reset: true, add: 0, del: 0 };
+                return Ok(());
+            }
+            "StdEnvVars" => OPT_STD_ENV_VARS,
+            "ExportCertData" => OPT_EXPORT_CERT_DATA,
+            _ => {
+                return Err(format!(
+                    "TLSOptions: unknown option '{word}': use StdEnvVars, ExportCertData (each with an optional \
+                     + or -) or Defaults"
+                ));
+            }
+        };
+        if action == '-' {
+            self.add &= !option;
+            self.del |= option;
+        } else {
+            self.add |= option;
+            self.del &= !option;
+        }
+        Ok(())
+    }
+
+    /// `add` (an inner section) on top of `base` (the enclosing one).
+    pub fn merge(base: &TlsOptions, add: &TlsOptions) -> TlsOptions {
+        if add.reset {
+            return add.clone();
+        }
+        TlsOptions { reset: base.reset, add: (base.add & !add.del) | add.add, del: (base.del & !add.add) | add.del }
+    }
+
+    pub fn has(&self, option: u8) -> bool {
+        self.add & !self.del & option != 0
+    }
+}
+
+/// Per-directory settings (also the server's and vhost's defaults for their requests).
 #[derive(Default, Clone)]
-pub struct DirConf {}
+pub struct DirConf {
+    pub options: TlsOptions,
+}
 
 impl DirConf {
-    pub fn merge(_base: &DirConf, _add: &DirConf) -> DirConf {
-        DirConf {}
+    pub fn merge(base: &DirConf, add: &DirConf) -> DirConf {
+        DirConf { options: TlsOptions::merge(&base.options, &add.options) }
     }
 }
 
@@ -359,6 +420,39 @@ mod tests {
         assert!(engine_reaches_main_server(&e_any, &[vec![lo.clone()]]));
         assert!(!engine_reaches_main_server(&e_lo, &[vec![lo]]));
         assert!(engine_reaches_main_server(&e_lo, &[vec![other]]));
+    }
+
+    fn opts(words: &[&str]) -> TlsOptions {
+        let mut o = TlsOptions::default();
+        for w in words {
+            o.apply(w).unwrap();
+        }
+        o
+    }
+
+    #[test]
+    fn tls_options_inherit_like_ssloptions() {
+        let server = opts(&["StdEnvVars"]);
+        assert!(server.has(OPT_STD_ENV_VARS) && !server.has(OPT_EXPORT_CERT_DATA));
+        // A vhost without TLSOptions inherits; a Directory removes one; a Location adds another.
+        let vhost = TlsOptions::merge(&server, &TlsOptions::default());
+        assert!(vhost.has(OPT_STD_ENV_VARS));
+        let dir = TlsOptions::merge(&vhost, &opts(&["-StdEnvVars"]));
+        assert!(!dir.has(OPT_STD_ENV_VARS));
+        let loc = TlsOptions::merge(&dir, &opts(&["+ExportCertData"]));
+        assert!(!loc.has(OPT_STD_ENV_VARS) && loc.has(OPT_EXPORT_CERT_DATA));
+        // A bare option adds to what is inherited.
+        let bare = TlsOptions::merge(&server, &opts(&["ExportCertData"]));
+        assert!(bare.has(OPT_STD_ENV_VARS) && bare.has(OPT_EXPORT_CERT_DATA));
+        // Defaults drops the inheritance.
+        let reset = TlsOptions::merge(&server, &opts(&["Defaults", "ExportCertData"]));
+        assert!(!reset.has(OPT_STD_ENV_VARS) && reset.has(OPT_EXPORT_CERT_DATA));
+        // ... and an inner scope below a reset keeps building on it.
+        let below = TlsOptions::merge(&reset, &opts(&["+StdEnvVars"]));
+        assert!(below.has(OPT_STD_ENV_VARS) && below.has(OPT_EXPORT_CERT_DATA));
+        let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
+        assert!(e.contains("'+FakeBasicAuth'"), "{e}");
+        assert!(TlsOptions::default().apply("-Defaults").is_err());
     }
 
     #[test]

@@ -46,7 +46,9 @@ impl FirstSuitableCert {
         &self.keys
     }
 
-    fn choose(&self, schemes: &[rustls::SignatureScheme], suites: &[rustls::CipherSuite]) -> Arc<CertifiedKey> {
+    /// The key for a client offering `schemes` and `suites` (also used to know, per connection,
+    /// which certificate was presented).
+    pub fn choose(&self, schemes: &[rustls::SignatureScheme], suites: &[rustls::CipherSuite]) -> Arc<CertifiedKey> {
         let tls13 = suites.iter().any(|s| u16::from(*s) >> 8 == 0x13);
         let fits_tls12 = |alg: SignatureAlgorithm| {
             suites.iter().filter_map(|s| s.as_str()).any(|name| match alg {

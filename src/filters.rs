@@ -55,6 +55,8 @@ struct VhostChooser {
     server: *mut server_rec,
     /// The SNI the client sent, if any.
     sni: Option<String>,
+    /// The certificate we present (the resolver's choice for this ClientHello).
+    cert: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl ConfigChooser for VhostChooser {
@@ -84,6 +86,7 @@ impl ConfigChooser for VhostChooser {
                     reason: format!("{} has no TLS configuration", describe(self.server)),
                 });
             };
+            self.cert = Some(tls.resolver.choose(hello.signature_schemes(), hello.cipher_suites()));
             let offered: Vec<&[u8]> = hello.alpn().map(|it| it.collect()).unwrap_or_default();
             let protocol = protocol::select(self.c, self.server, &offered);
             Ok(tls.for_protocol(protocol.as_deref()))
@@ -119,7 +122,7 @@ pub unsafe fn attach(c: *mut conn_rec) {
         let state = TlsConn {
             c,
             stream: TlsStream::new(),
-            chooser: VhostChooser { c, server: (*c).base_server, sni: None },
+            chooser: VhostChooser { c, server: (*c).base_server, sni: None, cert: None },
             established: false,
             in_filter: ptr::null_mut(),
             out_filter: ptr::null_mut(),
@@ -157,10 +160,6 @@ pub unsafe fn conn_state<'a>(c: *const conn_rec) -> Option<&'a mut TlsConn> {
 }
 
 impl TlsConn {
-    pub fn stream(&self) -> &TlsStream {
-        &self.stream
-    }
-
     /// The vhost the handshake selected.
     pub fn server(&self) -> *mut server_rec {
         self.chooser.server
@@ -169,6 +168,18 @@ impl TlsConn {
     /// The SNI the client sent.
     pub fn sni(&self) -> Option<&str> {
         self.chooser.sni.as_deref()
+    }
+
+    /// What the variables are computed from, once the handshake has produced a connection.
+    pub fn facts(&self) -> Option<crate::vars::ConnFacts<'_>> {
+        let now_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        Some(crate::vars::ConnFacts {
+            conn: self.stream.connection()?,
+            sni: self.sni(),
+            server_cert: self.chooser.cert.as_ref().and_then(|k| k.cert.first()).map(|c| c.as_ref()),
+            now_unix,
+        })
     }
 
     /// Runs once when the handshake has completed: hands the connection to the module that speaks

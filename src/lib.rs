@@ -8,6 +8,7 @@
 //! tested through the real server in `tests/`.
 
 pub mod certs;
+pub mod certvars;
 mod cipher_table;
 pub mod ciphers;
 pub mod config;

@@ -123,7 +123,13 @@ const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
     errmsg: ptr::null(),
 };
 
-static COMMANDS: CommandTable<9> = CommandTable([
+static COMMANDS: CommandTable<10> = CommandTable([
+    iterate(
+        c"TLSOptions",
+        set_options,
+        sys::OR_OPTIONS,
+        c"[+|-]StdEnvVars, [+|-]ExportCertData or Defaults: which TLS variables requests get",
+    ),
     take1(
         c"TLSPassPhraseDialog",
         set_passphrase_dialog,
@@ -253,6 +259,15 @@ unsafe extern "C" fn set_certificate(
             let key_file = if key.is_null() { None } else { Some(server_relative(cmd, key)?) };
             server_conf((*cmd).server).certificates.push(CertSpec { cert_file, key_file, origin: origin(cmd) });
             Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_options(cmd: *mut cmd_parms, dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            let dconf = &mut *(dconf as *mut DirConf);
+            dconf.options.apply(&cstr(arg))
         })
     }
 }
@@ -523,12 +538,43 @@ unsafe extern "C" fn var_lookup(
                 return ptr::null();
             }
             let Some(tc) = filters::conn_state(c) else { return ptr::null() };
-            let Some(conn) = tc.stream().connection() else { return ptr::null() };
-            let facts = vars::ConnFacts { conn, sni: tc.sni() };
+            let Some(facts) = tc.facts() else { return ptr::null() };
             match vars::lookup(&cstr(name), &facts) {
                 Some(v) => pool::pstrdup(p, &v),
                 None => ptr::null(),
             }
+        },
+    )
+}
+
+/// `%{SSL_*}` in ap_expr (`Require expr`, `<If>`, mod_headers expressions): resolved at request
+/// time through `ap_ssl_var_lookup`, so it works for mod_ssl's connections as well as ours.
+unsafe extern "C" fn expr_ssl_var(ctx: *mut sys::ap_expr_eval_ctx_t, data: *const c_void) -> *const c_char {
+    catch_panic(
+        ptr::null(),
+        |_| {},
+        || unsafe {
+            if (*ctx).c.is_null() {
+                return ptr::null();
+            }
+            sys::ap_ssl_var_lookup((*ctx).p, (*ctx).s, (*ctx).c, (*ctx).r, data as *const c_char)
+        },
+    )
+}
+
+unsafe extern "C" fn expr_lookup(parms: *mut sys::ap_expr_lookup_parms) -> c_int {
+    catch_panic(
+        DECLINED,
+        |_| {},
+        || unsafe {
+            let p = &mut *parms;
+            if p.type_ != sys::AP_EXPR_FUNC_VAR as c_int || p.name.is_null() || !cstr(p.name).starts_with("SSL_") {
+                return DECLINED;
+            }
+            let f: unsafe extern "C" fn(*mut sys::ap_expr_eval_ctx_t, *const c_void) -> *const c_char = expr_ssl_var;
+            *p.func = f as *const c_void;
+            *p.data = p.name as *const c_void;
+            OK
         },
     )
 }
@@ -608,14 +654,35 @@ unsafe extern "C" fn default_port(r: *const request_rec) -> sys::apr_port_t {
     catch_panic(0, |_| {}, || unsafe { if request_is_ours(r) { 443 } else { 0 } })
 }
 
-/// As mod_ssl: every request on a TLS connection gets `HTTPS=on` for CGI and friends.
+/// As mod_ssl: every request on a TLS connection gets `HTTPS=on` for CGI and friends, and the
+/// TLS variables when `TLSOptions StdEnvVars` / `ExportCertData` are on for its location.
 unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
     catch_panic(
         DECLINED,
         |_| {},
         || unsafe {
-            if request_is_ours(r) {
-                sys::apr_table_setn((*r).subprocess_env, c"HTTPS".as_ptr(), c"on".as_ptr());
+            let Some(tc) = filters::conn_state((*r).connection) else { return DECLINED };
+            let env = (*r).subprocess_env;
+            sys::apr_table_setn(env, c"HTTPS".as_ptr(), c"on".as_ptr());
+            let dconf = &*(sys::ap_get_module_config((*r).per_dir_config, record()) as *const DirConf);
+            let std_vars = dconf.options.has(config::OPT_STD_ENV_VARS);
+            let cert_data = dconf.options.has(config::OPT_EXPORT_CERT_DATA);
+            if !std_vars && !cert_data {
+                return DECLINED;
+            }
+            let Some(facts) = tc.facts() else { return DECLINED };
+            let set = |k: &str, v: &str| {
+                sys::apr_table_setn(env, pool::pstrdup((*r).pool, k), pool::pstrdup((*r).pool, v));
+            };
+            if std_vars {
+                for (k, v) in vars::std_env_vars(&facts) {
+                    set(&k, &v);
+                }
+            }
+            if cert_data {
+                for (k, v) in vars::cert_data_vars(&facts) {
+                    set(&k, &v);
+                }
             }
             DECLINED
         },
@@ -633,7 +700,10 @@ unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
             sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
             sys::ap_hook_process_connection(Some(process_connection), none, none, HOOK_MIDDLE);
             sys::ap_hook_ssl_conn_is_ssl(Some(conn_is_ssl), none, none, HOOK_MIDDLE);
-            sys::ap_hook_ssl_var_lookup(Some(var_lookup), none, none, HOOK_MIDDLE);
+            // Before mod_ssl's, which answers HTTPS=off and SSL_VERSION_* for every connection; we
+            // answer only for ours.
+            sys::ap_hook_ssl_var_lookup(Some(var_lookup), none, none, sys::APR_HOOK_FIRST as c_int);
+            sys::ap_hook_expr_lookup(Some(expr_lookup), none, none, sys::APR_HOOK_FIRST as c_int);
             sys::ap_hook_post_read_request(Some(post_read_request), none, none, HOOK_MIDDLE);
             sys::ap_hook_http_scheme(Some(http_scheme), none, none, HOOK_MIDDLE);
             sys::ap_hook_default_port(Some(default_port), none, none, HOOK_MIDDLE);

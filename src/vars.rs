@@ -1,8 +1,9 @@
 //! The values of the `SSL_*` variables httpd modules ask for (mod_ssl's names), computed on demand
-//! from the connection's state. Plain Rust: the hook in `module.rs` only converts strings.
+//! from the connection's state. Plain Rust: the hooks in `module.rs` only convert strings.
 
 use rustls::ServerConnection;
 
+use crate::certvars;
 use crate::ciphers;
 use crate::config::version_name;
 
@@ -10,24 +11,99 @@ use crate::config::version_name;
 pub struct ConnFacts<'a> {
     pub conn: &'a ServerConnection,
     pub sni: Option<&'a str>,
+    /// DER of the certificate we presented.
+    pub server_cert: Option<&'a [u8]>,
+    pub now_unix: i64,
+}
+
+/// Variables `TLSOptions StdEnvVars` exports besides the certificate fields.
+const STD_VARS: &[&str] = &[
+    "HTTPS",
+    "SSL_TLS_SNI",
+    "SSL_PROTOCOL",
+    "SSL_CIPHER",
+    "SSL_CIPHER_EXPORT",
+    "SSL_CIPHER_USEKEYSIZE",
+    "SSL_CIPHER_ALGKEYSIZE",
+    "SSL_VERSION_INTERFACE",
+    "SSL_VERSION_LIBRARY",
+    "SSL_SECURE_RENEG",
+    "SSL_COMPRESS_METHOD",
+    "SSL_CLIENT_VERIFY",
+    "SSL_SESSION_RESUMED",
+    "SSL_ALPN",
+    "SSL_KEY_EXCHANGE",
+];
+
+/// Key size of the negotiated suite's bulk cipher, in bits.
+fn cipher_bits(suite: &str) -> Option<u32> {
+    if suite.contains("AES_128") || suite.contains("AES128") {
+        Some(128)
+    } else if suite.contains("AES_256") || suite.contains("AES256") || suite.contains("CHACHA20") {
+        Some(256)
+    } else {
+        None
+    }
 }
 
 /// The value of variable `name`, or `None` when it is not ours or has no value.
 pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
     let conn = f.conn;
-    let suite = || conn.negotiated_cipher_suite();
+    let suite_name = || {
+        let id = u16::from(conn.negotiated_cipher_suite()?.suite());
+        Some(ciphers::iana_name(id).map_or_else(|| format!("TLS_CIPHER_0x{id:04x}"), str::to_string))
+    };
     let value = match name {
         "HTTPS" => "on".to_string(),
         "SSL_PROTOCOL" => version_name(u16::from(conn.protocol_version()?)),
-        "SSL_CIPHER" => {
-            let id = u16::from(suite()?.suite());
-            ciphers::iana_name(id).map_or_else(|| format!("TLS_CIPHER_0x{id:04x}"), str::to_string)
-        }
+        "SSL_CIPHER" => suite_name()?,
+        "SSL_CIPHER_USEKEYSIZE" | "SSL_CIPHER_ALGKEYSIZE" => cipher_bits(&suite_name()?)?.to_string(),
+        "SSL_CIPHER_EXPORT" | "SSL_SECURE_RENEG" => "false".to_string(),
+        "SSL_COMPRESS_METHOD" => "NULL".to_string(),
+        "SSL_CLIENT_VERIFY" => "NONE".to_string(),
         "SSL_TLS_SNI" => f.sni?.to_string(),
         "SSL_VERSION_INTERFACE" => format!("mod_tls/{}", crate::VERSION),
         "SSL_VERSION_LIBRARY" => format!("rustls/{}", crate::RUSTLS_VERSION),
+        "SSL_SESSION_RESUMED" => match conn.handshake_kind()? {
+            rustls::HandshakeKind::Resumed => "Resumed".to_string(),
+            _ => "Initial".to_string(),
+        },
+        // Never exposed: it would hand resumption secrets to applications and logs.
+        "SSL_SESSION_ID" => String::new(),
         "SSL_ALPN" => String::from_utf8_lossy(conn.alpn_protocol()?).into_owned(),
-        _ => return None,
+        "SSL_KEY_EXCHANGE" => format!("{:?}", conn.negotiated_key_exchange_group()?.name()),
+        _ => {
+            let suffix = name.strip_prefix("SSL_SERVER_")?;
+            certvars::cert_var(f.server_cert?, suffix, f.now_unix)?
+        }
     };
     Some(value)
+}
+
+/// What `TLSOptions StdEnvVars` puts into a request's environment (no certificate PEMs).
+pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        STD_VARS.iter().filter_map(|n| lookup(n, f).map(|v| (n.to_string(), v))).collect();
+    if let Some(der) = f.server_cert {
+        out.extend(certvars::all_cert_vars(der, f.now_unix).into_iter().map(|(k, v)| (format!("SSL_SERVER_{k}"), v)));
+    }
+    out
+}
+
+/// What `TLSOptions ExportCertData` adds.
+pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
+    f.server_cert.map(|der| vec![("SSL_SERVER_CERT".to_string(), certvars::pem(der))]).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_sizes_from_suite_names() {
+        assert_eq!(cipher_bits("TLS_AES_128_GCM_SHA256"), Some(128));
+        assert_eq!(cipher_bits("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"), Some(256));
+        assert_eq!(cipher_bits("TLS_CHACHA20_POLY1305_SHA256"), Some(256));
+        assert_eq!(cipher_bits("TLS_NULL_WITH_NULL_NULL"), None);
+    }
 }
