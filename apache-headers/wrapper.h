@@ -16,6 +16,8 @@
 #include <ap_socache.h>
 #include <mpm_common.h>
 #include <util_filter.h>
+#include <util_mutex.h>
+#include <mod_status.h>
 #include <apr_buckets.h>
 #include <apr_network_io.h>
 #include <apr_optional.h>

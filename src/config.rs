@@ -212,6 +212,42 @@ fn glob_match_ci(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
+/// `TLSSessionCache`: where TLS session state is kept so that any child (or any server of a
+/// fleet sharing memcached/redis) can resume a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheSpec {
+    /// `none`: no server-side session state (no resumption).
+    None,
+    /// An httpd socache provider (`shmcb`, `dbm`, `memcache`, `redis`, …) and its arguments.
+    Provider { name: String, args: String },
+}
+
+/// The cache used when `TLSSessionCache` is not configured: shared memory under the runtime
+/// directory, as the C module does.
+pub const DEFAULT_CACHE_ARGS: &str = "tls/session-cache(512000)";
+
+impl CacheSpec {
+    pub fn parse(arg: &str) -> Result<CacheSpec, String> {
+        let arg = arg.trim();
+        if arg.eq_ignore_ascii_case("none") {
+            return Ok(CacheSpec::None);
+        }
+        let (name, args) = arg.split_once(':').unwrap_or((arg, ""));
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(format!(
+                "TLSSessionCache '{arg}': write none or provider:arguments, e.g. shmcb:tls/cache(512000), \
+                 memcache:host:11211 or redis:host:6379"
+            ));
+        }
+        Ok(CacheSpec::Provider { name: name.to_ascii_lowercase(), args: args.to_string() })
+    }
+
+    /// The module that provides a socache type, for "load it" messages.
+    pub fn module_for(provider: &str) -> String {
+        format!("LoadModule socache_{provider}_module modules/mod_socache_{provider}.so")
+    }
+}
+
 /// A directive value that remembers where it was set (for messages after the config is read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located<T> {
@@ -235,6 +271,11 @@ pub struct ServerConf {
     pub honor_client_order: Option<bool>,
     /// `TLSPassPhraseDialog exec:program`, global: asked for the passphrases of encrypted keys.
     pub passphrase_program: Option<PathBuf>,
+    /// `TLSSessionCache`, global; `None` = the default shared-memory cache.
+    pub session_cache_spec: Option<Located<CacheSpec>>,
+    /// The cache opened for this configuration generation (main server only).
+    #[cfg(not(test))]
+    pub session_cache: Option<Arc<crate::session::SessionCache>>,
     /// Built in check_config from the settings above, once per configuration generation, for
     /// servers that TLSEngine connections can reach.
     pub tls: Option<Arc<crate::engine::VhostTls>>,
@@ -267,6 +308,9 @@ impl ServerConf {
             ciphers_suppress: inherit(&base.ciphers_suppress, &add.ciphers_suppress),
             honor_client_order: add.honor_client_order.or(base.honor_client_order),
             passphrase_program: base.passphrase_program.clone(),
+            session_cache_spec: base.session_cache_spec.clone(),
+            #[cfg(not(test))]
+            session_cache: None,
             tls: None,
         }
     }
@@ -453,6 +497,23 @@ mod tests {
         let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
         assert!(e.contains("'+FakeBasicAuth'"), "{e}");
         assert!(TlsOptions::default().apply("-Defaults").is_err());
+    }
+
+    #[test]
+    fn session_cache_specs() {
+        assert_eq!(CacheSpec::parse("none"), Ok(CacheSpec::None));
+        assert_eq!(
+            CacheSpec::parse("shmcb:tls/cache(512000)"),
+            Ok(CacheSpec::Provider { name: "shmcb".into(), args: "tls/cache(512000)".into() })
+        );
+        assert_eq!(
+            CacheSpec::parse("memcache:127.0.0.1:11211,127.0.0.2:11211"),
+            Ok(CacheSpec::Provider { name: "memcache".into(), args: "127.0.0.1:11211,127.0.0.2:11211".into() })
+        );
+        assert_eq!(CacheSpec::parse("shmcb"), Ok(CacheSpec::Provider { name: "shmcb".into(), args: "".into() }));
+        for bad in ["", ":x", "shm cb:x", "../x:y"] {
+            assert!(CacheSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -136,10 +136,42 @@ fn select_suites(
     (out, warnings)
 }
 
+/// Where a vhost keeps its sessions: given the vhost's namespace (see [`session_namespace`]).
+pub type SessionStorageFactory<'a> = &'a dyn Fn([u8; 8]) -> Arc<dyn rustls::server::StoresServerSessions>;
+
+/// A short tag for everything that decides whether a session may be resumed in a vhost: the
+/// certificates (by content, so that servers of a fleet with the same certificates agree), the
+/// protocol floor and the suites. Sessions are stored under it, so a session never resumes in a
+/// vhost with other TLS settings.
+pub fn session_namespace(
+    keys: &[Arc<CertifiedKey>],
+    floor: u16,
+    suites: &[SupportedCipherSuite],
+    honor: bool,
+) -> [u8; 8] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for k in keys {
+        for c in &k.cert {
+            ctx.update(&(c.len() as u32).to_be_bytes());
+            ctx.update(c);
+        }
+    }
+    ctx.update(&floor.to_be_bytes());
+    for s in suites {
+        ctx.update(&u16::from(s.suite()).to_be_bytes());
+    }
+    ctx.update(&[u8::from(honor)]);
+    let digest = ctx.finish();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest.as_ref()[..8]);
+    out
+}
+
 /// Builds the configs for one virtual host. Returns warnings worth logging alongside.
 pub fn build_vhost(
     conf: &ServerConf,
     mut ask: Option<certs::PassphraseSource<'_>>,
+    sessions: Option<SessionStorageFactory<'_>>,
 ) -> Result<(VhostTls, Vec<String>), BuildError> {
     let base = provider();
     let mut keys = Vec::with_capacity(conf.certificates.len());
@@ -171,6 +203,8 @@ pub fn build_vhost(
             });
         }
     }
+    let honor = conf.honor_client_order.unwrap_or(true);
+    let namespace = session_namespace(&keys, floor, &suites, honor);
     let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
     let resolver = Arc::new(FirstSuitableCert::new(keys));
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -178,7 +212,14 @@ pub fn build_vhost(
         .map_err(|e| BuildError { origin: String::new(), message: format!("cannot build the TLS configuration: {e}") })?
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
-    config.ignore_client_order = !conf.honor_client_order.unwrap_or(true);
+    config.ignore_client_order = !honor;
+    config.session_storage = match sessions {
+        Some(make) => make(namespace),
+        None => Arc::new(rustls::server::NoServerSessionStorage {}),
+    };
+    // Each full handshake stores one TLS 1.3 ticket (stateful: its state lives in the shared
+    // cache, so any child or fleet member can resume it); each resumption replaces it.
+    config.send_tls13_tickets = 1;
     let plain = Arc::new(config);
     let by_alpn = KNOWN_ALPN
         .iter()
@@ -240,10 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn namespace_depends_on_what_makes_sessions_resumable() {
+        let p = provider();
+        let a = key(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let b = key(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let all = &p.cipher_suites;
+        let ns = session_namespace(std::slice::from_ref(&a), 0x0303, all, true);
+        assert_eq!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, all, true), "stable");
+        assert_ne!(ns, session_namespace(&[b], 0x0303, all, true), "other certificate");
+        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0304, all, true), "other floor");
+        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, &all[1..], true), "other suites");
+    }
+
+    #[test]
     fn build_reports_the_directive_origin() {
         let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
         let conf = ServerConf { certificates: vec![spec], ..Default::default() };
-        let e = build_vhost(&conf, None).err().unwrap();
+        let e = build_vhost(&conf, None, None).err().unwrap();
         assert_eq!(e.origin, "t.conf:3");
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);
     }

@@ -296,7 +296,8 @@ impl TlsConn {
                         return rv;
                     }
                 };
-                let fed = self.stream.feed(data, &mut self.chooser);
+                let pool = (*self.c).pool;
+                let fed = crate::session::with_conn_pool(pool, || self.stream.feed(data, &mut self.chooser));
                 brigade::delete(b);
                 if let Err(f) = fed {
                     self.raw_in.clear();

@@ -22,6 +22,8 @@ mod filters;
 pub mod httpd;
 #[cfg(not(test))]
 mod module;
+#[cfg(not(test))]
+pub mod session;
 
 /// The module's version, as logged at start-up and reported in `SSL_VERSION_INTERFACE`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -7,11 +7,11 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 use std::ptr;
 
-use crate::config::{self, CertSpec, DirConf, EngineAddr, Located, Origin, ServerConf};
+use crate::config::{self, CacheSpec, CertSpec, DirConf, EngineAddr, Located, Origin, ServerConf};
 use crate::httpd::server::{describe, servers, socket_addr, vhost_addrs};
 use crate::httpd::sys::{self, apr_pool_t, cmd_parms, conn_rec, request_rec, server_rec};
 use crate::httpd::{DECLINED, DONE, HOOK_MIDDLE, HTTP_INTERNAL_SERVER_ERROR, OK, catch_panic, cstr, log, pool};
-use crate::{ciphers, engine, filters, log_conn, log_server, vars};
+use crate::{ciphers, engine, filters, log_conn, log_server, session, vars};
 
 /// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
 #[repr(transparent)]
@@ -123,7 +123,13 @@ const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
     errmsg: ptr::null(),
 };
 
-static COMMANDS: CommandTable<10> = CommandTable([
+static COMMANDS: CommandTable<11> = CommandTable([
+    take1(
+        c"TLSSessionCache",
+        set_session_cache,
+        sys::RSRC_CONF,
+        c"none, or a socache provider and its arguments (shmcb:path(size), memcache:host:port, redis:host:port)",
+    ),
     iterate(
         c"TLSOptions",
         set_options,
@@ -263,6 +269,19 @@ unsafe extern "C" fn set_certificate(
     }
 }
 
+unsafe extern "C" fn set_session_cache(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            if (*(*cmd).server).is_virtual != 0 {
+                return Err("TLSSessionCache is a global directive: move it out of <VirtualHost>".into());
+            }
+            let value = CacheSpec::parse(&cstr(arg))?;
+            server_conf((*cmd).server).session_cache_spec = Some(Located { value, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
 unsafe extern "C" fn set_options(cmd: *mut cmd_parms, dconf: *mut c_void, arg: *const c_char) -> *const c_char {
     unsafe {
         directive(cmd, || {
@@ -359,19 +378,56 @@ unsafe extern "C" fn set_honor_order(cmd: *mut cmd_parms, _dconf: *mut c_void, o
 /// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
 /// every (re)start, so bad files fail there and never at the first connection.
 unsafe extern "C" fn check_config(
-    _pconf: *mut apr_pool_t,
+    pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
-    _ptemp: *mut apr_pool_t,
+    ptemp: *mut apr_pool_t,
     main: *mut server_rec,
 ) -> c_int {
     catch_panic(
         HTTP_INTERNAL_SERVER_ERROR,
         |m| log_server!(main, log::EMERG, 0, "mod_tls: internal error while checking the configuration: {m}"),
-        || unsafe { build_all(main) },
+        || unsafe { build_all(main, pconf, ptemp) },
     )
 }
 
-unsafe fn build_all(main: *mut server_rec) -> c_int {
+/// Opens the `TLSSessionCache` (or the default shared-memory one) for this generation. A broken
+/// configured cache fails start-up; the default one only warns when unavailable.
+unsafe fn open_session_cache(
+    main: *mut server_rec,
+    pconf: *mut apr_pool_t,
+    ptemp: *mut apr_pool_t,
+) -> Result<Option<std::sync::Arc<session::SessionCache>>, ()> {
+    unsafe {
+        let spec = server_conf(main).session_cache_spec.clone();
+        let (name, args, origin) = match &spec {
+            Some(Located { value: CacheSpec::None, .. }) => return Ok(None),
+            Some(Located { value: CacheSpec::Provider { name, args }, origin }) => {
+                (name.clone(), args.clone(), Some(origin))
+            }
+            None => ("shmcb".to_string(), config::DEFAULT_CACHE_ARGS.to_string(), None),
+        };
+        match session::SessionCache::create(&name, &args, main, pconf, ptemp) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => match origin {
+                Some(o) => {
+                    log_server!(main, log::EMERG, 0, "mod_tls: {o}: TLSSessionCache: {e}");
+                    Err(())
+                }
+                None => {
+                    log_server!(
+                        main,
+                        log::WARNING,
+                        0,
+                        "mod_tls: no TLS session cache, sessions will not resume across processes: {e}"
+                    );
+                    Ok(None)
+                }
+            },
+        }
+    }
+}
+
+unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut apr_pool_t) -> c_int {
     unsafe {
         let engines = server_conf(main).engines.clone();
         for s in servers(main) {
@@ -382,6 +438,17 @@ unsafe fn build_all(main: *mut server_rec) -> c_int {
         }
         let all_vhost_addrs: Vec<_> = servers(main).map(|s| vhost_addrs(s)).filter(|a| !a.is_empty()).collect();
         let mut failed = false;
+        let cache = match open_session_cache(main, pconf, ptemp) {
+            Ok(cache) => cache,
+            Err(()) => {
+                failed = true;
+                None
+            }
+        };
+        server_conf(main).session_cache = cache.clone();
+        let make_sessions = |ns: [u8; 8]| -> std::sync::Arc<dyn rustls::server::StoresServerSessions> {
+            std::sync::Arc::new(session::VhostSessions::new(cache.clone().expect("only used with a cache"), ns))
+        };
         for s in servers(main) {
             let reached_by = if (*s).is_virtual != 0 {
                 let addrs = vhost_addrs(s);
@@ -410,7 +477,9 @@ unsafe fn build_all(main: *mut server_rec) -> c_int {
             let mut ask = |key: &std::path::Path, retry: bool| ask_passphrase(main, s, key, retry);
             let ask: Option<crate::certs::PassphraseSource<'_>> =
                 if conf.passphrase_program.is_some() { Some(&mut ask) } else { None };
-            match engine::build_vhost(conf, ask) {
+            let sessions: Option<engine::SessionStorageFactory<'_>> =
+                if cache.is_some() { Some(&make_sessions) } else { None };
+            match engine::build_vhost(conf, ask, sessions) {
                 Ok((tls, warnings)) => {
                     for w in warnings {
                         log_server!(main, log::WARNING, 0, "mod_tls: {w}");
@@ -470,7 +539,7 @@ unsafe fn ask_passphrase(
 }
 
 unsafe extern "C" fn post_config(
-    _pconf: *mut apr_pool_t,
+    pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
     main: *mut server_rec,
@@ -480,6 +549,21 @@ unsafe extern "C" fn post_config(
         |m| log_server!(main, log::EMERG, 0, "mod_tls: internal error in post_config: {m}"),
         || unsafe {
             // post_config runs twice at start-up; say hello on the pass that serves.
+            if let Some(cache) = server_conf(main).session_cache.clone() {
+                let configured = server_conf(main).session_cache_spec.clone();
+                if configured.is_none() {
+                    session::ensure_default_dir(pconf);
+                }
+                if let Err(e) = cache.init(pconf) {
+                    match configured {
+                        Some(o) => {
+                            log_server!(main, log::EMERG, 0, "mod_tls: {}: TLSSessionCache: {e}", o.origin);
+                            return HTTP_INTERNAL_SERVER_ERROR;
+                        }
+                        None => log_server!(main, log::WARNING, 0, "mod_tls: running without a session cache: {e}"),
+                    }
+                }
+            }
             if sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int) != sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int {
                 log_server!(
                     main,
@@ -689,13 +773,80 @@ unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
     )
 }
 
+unsafe extern "C" fn pre_config(pconf: *mut apr_pool_t, _plog: *mut apr_pool_t, _ptemp: *mut apr_pool_t) -> c_int {
+    catch_panic(
+        HTTP_INTERNAL_SERVER_ERROR,
+        |_| {},
+        || unsafe {
+            // Lets administrators configure the cache's lock with `Mutex ... tls-session-cache`.
+            sys::ap_mutex_register(
+                pconf,
+                session::MUTEX_TYPE.as_ptr(),
+                ptr::null(),
+                sys::apr_lockmech_e_APR_LOCK_DEFAULT,
+                0,
+            );
+            OK
+        },
+    )
+}
+
+unsafe extern "C" fn child_init(pchild: *mut apr_pool_t, s: *mut server_rec) {
+    catch_panic(
+        (),
+        |_| {},
+        || unsafe {
+            if let Some(cache) = server_conf(s).session_cache.as_ref() {
+                cache.child_init(pchild);
+            }
+        },
+    )
+}
+
+/// mod_status's server-status page: the session cache's own status, as mod_ssl shows its cache.
+unsafe extern "C" fn status_hook(r: *mut request_rec, flags: c_int) -> c_int {
+    catch_panic(
+        OK,
+        |_| {},
+        || unsafe {
+            let Some(cache) = server_conf(sys::ap_server_conf).session_cache.clone() else { return OK };
+            let write = |text: &str| {
+                sys::ap_rwrite(text.as_ptr().cast(), text.len() as c_int, r);
+            };
+            if flags & sys::AP_STATUS_SHORT as c_int != 0 {
+                write(&format!("TLSSessionCache: {}\n", cache.spec));
+                cache.status(r, flags);
+            } else {
+                write(&format!("<hr>\n<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", cache.spec));
+                cache.status(r, flags);
+            }
+            OK
+        },
+    )
+}
+
 unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
     catch_panic(
         (),
         |_| {},
         || unsafe {
             let none = ptr::null();
+            sys::ap_hook_pre_config(Some(pre_config), none, none, HOOK_MIDDLE);
             sys::ap_hook_check_config(Some(check_config), none, none, HOOK_MIDDLE);
+            sys::ap_hook_child_init(Some(child_init), none, none, HOOK_MIDDLE);
+            let status: unsafe extern "C" fn(*mut request_rec, c_int) -> c_int = status_hook;
+            // SAFETY: apr's optional hooks store a generic function pointer and call it with the
+            // hook's real signature (what APR_OPTIONAL_HOOK does in C).
+            sys::apr_optional_hook_add(
+                c"status_hook".as_ptr(),
+                Some(std::mem::transmute::<
+                    unsafe extern "C" fn(*mut request_rec, c_int) -> c_int,
+                    unsafe extern "C" fn(),
+                >(status)),
+                none,
+                none,
+                HOOK_MIDDLE,
+            );
             sys::ap_hook_post_config(Some(post_config), none, none, HOOK_MIDDLE);
             sys::ap_hook_pre_connection(Some(pre_connection), none, none, HOOK_MIDDLE);
             sys::ap_hook_process_connection(Some(process_connection), none, none, HOOK_MIDDLE);

@@ -252,8 +252,7 @@ fn mod_ssl_serves_its_own_port_beside_us() {
     let mut h = Httpd::new();
     let ssl_port = free_port();
     h.extra = format!(
-        "LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so\n\
-         LoadModule ssl_module {MODDIR}/mod_ssl.so\n\
+        "LoadModule ssl_module {MODDIR}/mod_ssl.so\n\
          Listen 127.0.0.1:{ssl_port}\n\
          <VirtualHost 127.0.0.1:{ssl_port}>\n  ServerName localhost\n  SSLEngine on\n  \
          SSLCertificateFile conf/server.pem\n  SSLCertificateKeyFile conf/server.key\n  \

@@ -29,10 +29,7 @@ fn openssl_x509(h: &Httpd, arg: &[&str]) -> String {
 fn every_variable_has_its_exact_value_for_tls12_and_tls13() {
     let mut h = Httpd::new();
     h.cgi("env.cgi", ENV_CGI);
-    // One child, so that the second connection finds the first one's session.
-    h.extra = "TLSOptions StdEnvVars ExportCertData\nHeader set X-Session-Id \"[%{SSL_SESSION_ID}s]\"\n\
-               ServerLimit 1\nStartServers 1\nMaxRequestWorkers 16\nMinSpareThreads 1\nMaxSpareThreads 16\n"
-        .into();
+    h.extra = "TLSOptions StdEnvVars ExportCertData\nHeader set X-Session-Id \"[%{SSL_SESSION_ID}s]\"\n".into();
     h.start();
     let version = env!("CARGO_PKG_VERSION");
     let rustls_version = {
@@ -201,8 +198,7 @@ fn with_mod_ssl_loaded_each_module_answers_for_its_own_connections() {
     h.cgi("env.cgi", ENV_CGI);
     let ssl_port = free_port();
     h.extra = format!(
-        "LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so\n\
-         LoadModule ssl_module {MODDIR}/mod_ssl.so\n\
+        "LoadModule ssl_module {MODDIR}/mod_ssl.so\n\
          TLSOptions StdEnvVars\nSSLOptions +StdEnvVars\n\
          Listen 127.0.0.1:{ssl_port}\n\
          <VirtualHost 127.0.0.1:{ssl_port}>\n  ServerName localhost\n  SSLEngine on\n  \

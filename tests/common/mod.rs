@@ -102,6 +102,8 @@ pub struct Httpd {
     /// Replaces the default `<VirtualHost>` on the TLS port when set.
     pub tls_vhost: Option<String>,
     pub log_level: String,
+    /// Replaces the MPM tuning lines when set.
+    pub mpm_tuning: Option<String>,
     child: Option<Child>,
 }
 
@@ -134,6 +136,7 @@ impl Httpd {
             extra: String::new(),
             tls_vhost: None,
             log_level: "info".into(),
+            mpm_tuning: None,
             child: None,
         }
     }
@@ -165,12 +168,13 @@ impl Httpd {
         } else {
             format!("LoadModule cgid_module {MODDIR}/mod_cgid.so\nScriptSock {root}/run/cgid.sock\n")
         };
-        let mpm_tuning = match mpm {
+        let default_tuning = match mpm {
             "prefork" => "StartServers 2\nMinSpareServers 1\nMaxSpareServers 4\nMaxRequestWorkers 20\n",
             _ => {
                 "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nThreadLimit 16\nMinSpareThreads 8\nMaxSpareThreads 64\nMaxRequestWorkers 64\n"
             }
         };
+        let mpm_tuning = self.mpm_tuning.clone().unwrap_or_else(|| default_tuning.to_string());
         let vhost = self.tls_vhost.clone().unwrap_or_else(|| {
             format!(
                 "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n</VirtualHost>\n",
@@ -191,6 +195,7 @@ LoadModule dir_module {MODDIR}/mod_dir.so
 LoadModule rewrite_module {MODDIR}/mod_rewrite.so
 LoadModule headers_module {MODDIR}/mod_headers.so
 LoadModule env_module {MODDIR}/mod_env.so
+LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so
 {cgi}LoadModule tls_module {module}
 {user}{mpm_tuning}ServerName localhost
 Timeout 30

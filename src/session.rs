@@ -1,0 +1,337 @@
+//! TLS sessions in httpd's shared object cache (socache: shmcb, dbm, memcache, redis, …), so that a
+//! session made by one child — or by another server of a fleet sharing memcached/redis — resumes in
+//! any other. rustls asks through [`StoresServerSessions`]; we store stateful TLS 1.2 session ids
+//! and TLS 1.3 tickets under the vhost's settings namespace.
+
+use std::cell::Cell;
+use std::ffi::{CString, c_char};
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use rustls::server::StoresServerSessions;
+
+use crate::config::CacheSpec;
+use crate::httpd::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
+use crate::httpd::{APR_SUCCESS, cstr};
+
+/// The mutex type name, for the `Mutex` directive (`Mutex file:/run/lock tls-session-cache`).
+pub const MUTEX_TYPE: &std::ffi::CStr = c"tls-session-cache";
+
+/// How long entries live: the ticket lifetime rustls advertises for stateful tickets (24 hours),
+/// used for TLS 1.2 session ids too. Caches evict older entries when full.
+pub const LIFETIME_SECS: i64 = 24 * 60 * 60;
+
+/// Largest session we read back (a session carries the client's certificate chain, if any).
+const MAX_SESSION_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The pool of the connection being served on this thread: socache providers allocate from
+    /// the pool they are given, and rustls calls us without any httpd context.
+    static CONN_POOL: Cell<*mut apr_pool_t> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// Runs `f` with `pool` as the pool for cache calls made on this thread meanwhile.
+pub fn with_conn_pool<R>(pool: *mut apr_pool_t, f: impl FnOnce() -> R) -> R {
+    let prev = CONN_POOL.with(|c| c.replace(pool));
+    let r = f();
+    CONN_POOL.with(|c| c.set(prev));
+    r
+}
+
+/// One opened socache for a configuration generation.
+pub struct SessionCache {
+    provider: *const ap_socache_provider_t,
+    instance: *mut ap_socache_instance_t,
+    pub spec: String,
+    server: *mut server_rec,
+    mutex: AtomicPtr<sys::apr_global_mutex_t>,
+    ready: AtomicBool,
+}
+
+// SAFETY: the provider and instance are only used through the socache API, which is MT-safe
+// (or serialised by our global mutex when the provider says it is not).
+unsafe impl Send for SessionCache {}
+unsafe impl Sync for SessionCache {}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionCache({})", self.spec)
+    }
+}
+
+impl SessionCache {
+    /// Looks the provider up and lets it parse its arguments (no shared memory is created yet).
+    ///
+    /// # Safety
+    /// Called during configuration with live pools and server.
+    pub unsafe fn create(
+        name: &str,
+        args: &str,
+        main: *mut server_rec,
+        pconf: *mut apr_pool_t,
+        ptemp: *mut apr_pool_t,
+    ) -> Result<Arc<SessionCache>, String> {
+        let c_name = CString::new(name).map_err(|_| "invalid provider name".to_string())?;
+        let c_args = CString::new(args).map_err(|_| "invalid provider arguments".to_string())?;
+        unsafe {
+            let provider = sys::ap_lookup_provider(
+                sys::AP_SOCACHE_PROVIDER_GROUP.as_ptr().cast(),
+                c_name.as_ptr(),
+                sys::AP_SOCACHE_PROVIDER_VERSION.as_ptr().cast(),
+            ) as *const ap_socache_provider_t;
+            if provider.is_null() {
+                return Err(format!(
+                    "the session cache type '{name}' is not available: load its module ({})",
+                    CacheSpec::module_for(name)
+                ));
+            }
+            let mut instance: *mut ap_socache_instance_t = ptr::null_mut();
+            let err = ((*provider).create.expect("socache create"))(&mut instance, c_args.as_ptr(), ptemp, pconf);
+            if !err.is_null() {
+                return Err(format!("'{name}:{args}': {}", cstr(err)));
+            }
+            Ok(Arc::new(SessionCache {
+                provider,
+                instance,
+                spec: format!("{name}:{args}"),
+                server: main,
+                mutex: AtomicPtr::new(ptr::null_mut()),
+                ready: AtomicBool::new(false),
+            }))
+        }
+    }
+
+    /// Creates the cache itself (shared memory, connections) in post_config, and its mutex when
+    /// the provider needs one. Destroyed with `pconf`.
+    ///
+    /// # Safety
+    /// Called from post_config with the configuration pool.
+    pub unsafe fn init(self: &Arc<Self>, pconf: *mut apr_pool_t) -> Result<(), String> {
+        unsafe {
+            if (*self.provider).flags & sys::AP_SOCACHE_FLAG_NOTMPSAFE != 0 {
+                let mut m: *mut sys::apr_global_mutex_t = ptr::null_mut();
+                let rv = sys::ap_global_mutex_create(
+                    &mut m,
+                    ptr::null_mut(),
+                    MUTEX_TYPE.as_ptr(),
+                    ptr::null(),
+                    self.server,
+                    pconf,
+                    0,
+                );
+                if rv != APR_SUCCESS {
+                    return Err(format!("cannot create the session cache mutex (error {rv})"));
+                }
+                self.mutex.store(m, Ordering::Release);
+            }
+            let hints =
+                sys::ap_socache_hints { avg_id_len: 40, avg_obj_size: 300, expiry_interval: LIFETIME_SECS * 1_000_000 };
+            let rv = ((*self.provider).init.expect("socache init"))(
+                self.instance,
+                c"mod_tls-sessions".as_ptr(),
+                &hints,
+                self.server,
+                pconf,
+            );
+            if rv != APR_SUCCESS {
+                return Err(format!("the session cache {} could not be initialised (error {rv})", self.spec));
+            }
+            // Destroy it with the configuration; the pool holds its own reference.
+            let holder = crate::httpd::pool::attach(pconf, DestroyOnDrop(self.clone()));
+            let _ = holder;
+            self.ready.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Re-attaches the mutex in a freshly started child.
+    ///
+    /// # Safety
+    /// Called from child_init.
+    pub unsafe fn child_init(&self, pchild: *mut apr_pool_t) {
+        let mut m = self.mutex.load(Ordering::Acquire);
+        if !m.is_null() {
+            unsafe {
+                let lockfile = sys::apr_global_mutex_lockfile(m);
+                sys::apr_global_mutex_child_init(&mut m, lockfile, pchild);
+            }
+            self.mutex.store(m, Ordering::Release);
+        }
+    }
+
+    /// Prints the provider's status (for mod_status's server-status page).
+    ///
+    /// # Safety
+    /// `r` must be the status request.
+    pub unsafe fn status(&self, r: *mut sys::request_rec, flags: i32) {
+        if !self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        unsafe {
+            if let Some(f) = (*self.provider).status {
+                self.locked(|| f(self.instance, r, flags));
+            }
+        }
+    }
+
+    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let m = self.mutex.load(Ordering::Acquire);
+        if m.is_null() {
+            return f();
+        }
+        unsafe { sys::apr_global_mutex_lock(m) };
+        let r = f();
+        unsafe { sys::apr_global_mutex_unlock(m) };
+        r
+    }
+
+    /// Runs `f` with a pool for the provider: the current connection's, or a short-lived one.
+    fn with_pool<R>(&self, f: impl FnOnce(*mut apr_pool_t) -> R) -> R {
+        let pool = CONN_POOL.with(|c| c.get());
+        if !pool.is_null() {
+            return f(pool);
+        }
+        unsafe {
+            let mut tmp: *mut apr_pool_t = ptr::null_mut();
+            sys::apr_pool_create_unmanaged_ex(&mut tmp, None, ptr::null_mut());
+            let r = f(tmp);
+            sys::apr_pool_destroy(tmp);
+            r
+        }
+    }
+
+    fn store(&self, key: &[u8], value: &mut [u8]) -> bool {
+        if !self.ready.load(Ordering::Acquire) {
+            return false;
+        }
+        let expiry = unsafe { sys::apr_time_now() } + LIFETIME_SECS * 1_000_000;
+        let rv = self.with_pool(|pool| {
+            self.locked(|| unsafe {
+                ((*self.provider).store.expect("socache store"))(
+                    self.instance,
+                    self.server,
+                    key.as_ptr(),
+                    key.len() as u32,
+                    expiry,
+                    value.as_mut_ptr(),
+                    value.len() as u32,
+                    pool,
+                )
+            })
+        });
+        rv == APR_SUCCESS
+    }
+
+    fn retrieve(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if !self.ready.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut buf = vec![0u8; MAX_SESSION_BYTES];
+        let mut len = buf.len() as u32;
+        let rv = self.with_pool(|pool| {
+            self.locked(|| unsafe {
+                ((*self.provider).retrieve.expect("socache retrieve"))(
+                    self.instance,
+                    self.server,
+                    key.as_ptr(),
+                    key.len() as u32,
+                    buf.as_mut_ptr(),
+                    &mut len,
+                    pool,
+                )
+            })
+        });
+        if rv != APR_SUCCESS {
+            return None;
+        }
+        buf.truncate(len as usize);
+        Some(buf)
+    }
+
+    fn remove(&self, key: &[u8]) {
+        if !self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        self.with_pool(|pool| {
+            self.locked(|| unsafe {
+                ((*self.provider).remove.expect("socache remove"))(
+                    self.instance,
+                    self.server,
+                    key.as_ptr(),
+                    key.len() as u32,
+                    pool,
+                )
+            })
+        });
+    }
+}
+
+/// Owned by `pconf`: destroys the cache (shared memory, connections) with the configuration.
+struct DestroyOnDrop(Arc<SessionCache>);
+
+impl Drop for DestroyOnDrop {
+    fn drop(&mut self) {
+        let c = &self.0;
+        if c.ready.swap(false, Ordering::AcqRel) {
+            unsafe { ((*c.provider).destroy.expect("socache destroy"))(c.instance, c.server) };
+        }
+    }
+}
+
+/// One vhost's view of the cache: its keys are prefixed with the vhost's settings namespace.
+#[derive(Debug)]
+pub struct VhostSessions {
+    cache: Arc<SessionCache>,
+    namespace: [u8; 8],
+}
+
+impl VhostSessions {
+    pub fn new(cache: Arc<SessionCache>, namespace: [u8; 8]) -> Self {
+        VhostSessions { cache, namespace }
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(8 + key.len());
+        k.extend_from_slice(&self.namespace);
+        k.extend_from_slice(key);
+        k
+    }
+}
+
+impl StoresServerSessions for VhostSessions {
+    fn put(&self, key: Vec<u8>, mut value: Vec<u8>) -> bool {
+        let ok = self.cache.store(&self.key(&key), &mut value);
+        // The value holds the session's secrets: wipe our copy.
+        zeroize::Zeroize::zeroize(&mut value);
+        ok
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache.retrieve(&self.key(key))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let k = self.key(key);
+        let v = self.cache.retrieve(&k)?;
+        self.cache.remove(&k);
+        Some(v)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.cache.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Creates the `<runtime dir>/tls` directory the default cache lives in.
+///
+/// # Safety
+/// `p` must be live.
+pub unsafe fn ensure_default_dir(p: *mut apr_pool_t) {
+    unsafe {
+        let dir = sys::ap_runtime_dir_relative(p, c"tls".as_ptr());
+        if !dir.is_null() {
+            let _ = std::fs::create_dir_all(cstr(dir as *const c_char).as_ref());
+        }
+    }
+}
