@@ -248,6 +248,19 @@ impl CacheSpec {
     }
 }
 
+/// Whether a `RequestReadTimeout` line sets mod_reqtimeout's handshake stage: `Some(true)` for
+/// `handshake=N` with N > 0, `Some(false)` for `handshake=0`, `None` when the line leaves it alone.
+pub fn reqtimeout_handshake(args: &str) -> Option<bool> {
+    args.split_whitespace().find_map(|word| {
+        let (key, value) = word.split_once('=')?;
+        if !key.eq_ignore_ascii_case("handshake") {
+            return None;
+        }
+        let first = value.split([',', '-']).next()?;
+        Some(first.trim_matches('"').parse::<u32>().is_ok_and(|n| n > 0))
+    })
+}
+
 /// A directive value that remembers where it was set (for messages after the config is read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located<T> {
@@ -273,6 +286,9 @@ pub struct ServerConf {
     pub passphrase_program: Option<PathBuf>,
     /// `TLSSessionCache`, global; `None` = the default shared-memory cache.
     pub session_cache_spec: Option<Located<CacheSpec>>,
+    /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
+    /// run blocking, where its timer applies, instead of waiting in the event MPM.
+    pub reqtimeout_handshake: bool,
     /// The cache opened for this configuration generation (main server only).
     #[cfg(not(test))]
     pub session_cache: Option<Arc<crate::session::SessionCache>>,
@@ -309,6 +325,7 @@ impl ServerConf {
             honor_client_order: add.honor_client_order.or(base.honor_client_order),
             passphrase_program: base.passphrase_program.clone(),
             session_cache_spec: base.session_cache_spec.clone(),
+            reqtimeout_handshake: false,
             #[cfg(not(test))]
             session_cache: None,
             tls: None,
@@ -497,6 +514,14 @@ mod tests {
         let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
         assert!(e.contains("'+FakeBasicAuth'"), "{e}");
         assert!(TlsOptions::default().apply("-Defaults").is_err());
+    }
+
+    #[test]
+    fn reqtimeout_handshake_stage() {
+        assert_eq!(reqtimeout_handshake("handshake=5 header=20-40,MinRate=500"), Some(true));
+        assert_eq!(reqtimeout_handshake("Handshake=5-10,minrate=500"), Some(true));
+        assert_eq!(reqtimeout_handshake("handshake=0"), Some(false));
+        assert_eq!(reqtimeout_handshake("header=20-40,MinRate=500 body=20,MinRate=500"), None);
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl ConfigChooser for VhostChooser {
             let base = (*self.c).base_server;
             let strict = module::server_conf(base).strict_sni();
             if let Some(name) = hello.server_name() {
+                panic_if_asked(name);
                 self.sni = Some(name.to_string());
                 match vhost_for_name(self.c, name) {
                     Some(s) => self.server = s,
@@ -91,6 +92,15 @@ impl ConfigChooser for VhostChooser {
             let protocol = protocol::select(self.c, self.server, &offered);
             Ok(tls.for_protocol(protocol.as_deref()))
         }
+    }
+}
+
+/// Test-only switch: with `MOD_TLS_TEST_PANIC_SNI=<name>` in httpd's environment, a ClientHello
+/// for that name panics, so the tests can show that a panic costs only its own connection.
+fn panic_if_asked(sni: &str) {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if NAME.get_or_init(|| std::env::var("MOD_TLS_TEST_PANIC_SNI").ok()).as_deref() == Some(sni) {
+        panic!("test panic requested for SNI {sni}");
     }
 }
 
@@ -163,6 +173,16 @@ impl TlsConn {
     /// The vhost the handshake selected.
     pub fn server(&self) -> *mut server_rec {
         self.chooser.server
+    }
+
+    /// The client spoke plain HTTP to the TLS port.
+    pub fn is_plain_http(&self) -> bool {
+        self.stream.is_plain_http()
+    }
+
+    /// Still handshaking (nothing failed yet).
+    pub fn is_handshaking(&self) -> bool {
+        self.stream.is_handshaking() && !self.closed
     }
 
     /// The SNI the client sent.
@@ -314,7 +334,7 @@ impl TlsConn {
                 return rv;
             }
         }
-        if !self.established && !self.stream.is_handshaking() {
+        if !self.established && !self.stream.is_handshaking() && !self.stream.is_plain_http() {
             return self.on_established();
         }
         APR_SUCCESS
@@ -382,6 +402,10 @@ impl TlsConn {
         if self.closed || unsafe { (*self.c).aborted } != 0 {
             bb.clear();
             return APR_ECONNABORTED;
+        }
+        if self.stream.is_plain_http() {
+            // Our answer to a plain-HTTP request goes out as it is.
+            return unsafe { sys::ap_pass_brigade((*self.out_filter).next, bb.0) };
         }
         if self.stream.is_handshaking() {
             let has_data = {

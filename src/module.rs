@@ -427,8 +427,55 @@ unsafe fn open_session_cache(
     }
 }
 
+/// Notes which servers have a mod_reqtimeout handshake stage, from the configuration tree
+/// (`RequestReadTimeout` at the top level applies to every vhost that does not set its own).
+unsafe fn note_reqtimeout_handshakes(main: *mut server_rec) {
+    unsafe fn walk(
+        node: *const sys::ap_directive_t,
+        vhost: Option<(String, i32)>,
+        out: &mut Vec<(Option<(String, i32)>, bool)>,
+    ) {
+        let mut n = node;
+        while !n.is_null() {
+            unsafe {
+                let name = cstr((*n).directive);
+                if name.eq_ignore_ascii_case("RequestReadTimeout")
+                    && let Some(on) = config::reqtimeout_handshake(&cstr((*n).args))
+                {
+                    out.push((vhost.clone(), on));
+                }
+                let child_vhost = if name.eq_ignore_ascii_case("<VirtualHost") {
+                    Some((cstr((*n).filename).into_owned(), (*n).line_num))
+                } else {
+                    vhost.clone()
+                };
+                walk((*n).first_child, child_vhost, out);
+                n = (*n).next;
+            }
+        }
+    }
+    unsafe {
+        let mut found = Vec::new();
+        walk(sys::ap_conftree, None, &mut found);
+        let global = found.iter().rev().find(|(v, _)| v.is_none()).is_some_and(|(_, on)| *on);
+        for s in servers(main) {
+            let own = found
+                .iter()
+                .rev()
+                .find(|(v, _)| {
+                    v.as_ref().is_some_and(|(file, line)| {
+                        (*s).is_virtual != 0 && *file == cstr((*s).defn_name) && *line == (*s).defn_line_number as i32
+                    })
+                })
+                .map(|(_, on)| *on);
+            server_conf(s).reqtimeout_handshake = own.unwrap_or(global);
+        }
+    }
+}
+
 unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut apr_pool_t) -> c_int {
     unsafe {
+        note_reqtimeout_handshakes(main);
         let engines = server_conf(main).engines.clone();
         for s in servers(main) {
             server_conf(s).tls = None;
@@ -671,6 +718,17 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
         |_| {},
         || unsafe {
             let Some(tc) = filters::conn_state((*r).connection) else { return DECLINED };
+            if tc.is_plain_http() {
+                // As mod_ssl: a readable answer for someone who typed http:// with the TLS port.
+                sys::apr_table_setn(
+                    (*r).notes,
+                    c"error-notes".as_ptr(),
+                    c"Reason: You're speaking plain HTTP to a TLS-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please.<br />\n".as_ptr(),
+                );
+                (*(*r).connection).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE;
+                log_conn!((*r).connection, log::INFO, 0, "plain HTTP request on a TLS port; answering 400");
+                return sys::HTTP_BAD_REQUEST as c_int;
+            }
             let Some(sni) = tc.sni() else { return DECLINED };
             let handshake_server = tc.server();
             if (*r).server == handshake_server {
@@ -695,23 +753,38 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
 /// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN
 /// have chosen the vhost and protocol when mod_http2 (APR_HOOK_LAST) and the HTTP/1.1 core
 /// (REALLY_LAST) look at the connection.
+///
+/// On an MPM that can wait for I/O itself (event, httpd 2.4.71+), the handshake reads
+/// non-blocking: while the client owes bytes, the connection goes back to the MPM in
+/// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
+/// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers.
 unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     catch_panic(
         DONE,
         |m| log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS handshake: {m}"),
         || unsafe {
-            if !(*c).master.is_null() || filters::conn_state(c).is_none() {
+            if !(*c).master.is_null() {
                 return DECLINED;
             }
+            let Some(tc) = filters::conn_state(c) else { return DECLINED };
+            if !tc.is_handshaking() {
+                return DECLINED;
+            }
+            let mut can_waitio: c_int = 0;
+            let async_ok = !(*c).cs.is_null()
+                && !server_conf((*c).base_server).reqtimeout_handshake
+                && sys::ap_mpm_query(sys::AP_MPMQ_CAN_WAITIO as c_int, &mut can_waitio) == crate::httpd::APR_SUCCESS
+                && can_waitio != 0;
+            let block =
+                if async_ok { sys::apr_read_type_e_APR_NONBLOCK_READ } else { sys::apr_read_type_e_APR_BLOCK_READ };
             let bb = crate::httpd::brigade::Brigade::create((*c).pool, (*c).bucket_alloc);
-            let rv = sys::ap_get_brigade(
-                (*c).input_filters,
-                bb.0,
-                sys::ap_input_mode_t_AP_MODE_INIT,
-                sys::apr_read_type_e_APR_BLOCK_READ,
-                0,
-            );
+            let rv = sys::ap_get_brigade((*c).input_filters, bb.0, sys::ap_input_mode_t_AP_MODE_INIT, block, 0);
             sys::apr_brigade_destroy(bb.0);
+            if rv == crate::httpd::APR_EAGAIN && async_ok {
+                (*(*c).cs).sense = sys::conn_sense_e_CONN_SENSE_WANT_READ;
+                (*(*c).cs).state = sys::conn_state_e_CONN_STATE_ASYNC_WAITIO;
+                return OK;
+            }
             if rv != crate::httpd::APR_SUCCESS {
                 // The handshake failed or the client went away; the filter has logged why.
                 (*c).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE;
@@ -723,7 +796,16 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
 }
 
 unsafe extern "C" fn conn_is_ssl(c: *mut conn_rec) -> c_int {
-    catch_panic(DECLINED, |_| {}, || unsafe { if filters::conn_state(c).is_some() { OK } else { DECLINED } })
+    catch_panic(
+        DECLINED,
+        |_| {},
+        || unsafe {
+            match filters::conn_state(c) {
+                Some(tc) if !tc.is_plain_http() => OK,
+                _ => DECLINED,
+            }
+        },
+    )
 }
 
 unsafe fn request_is_ours(r: *const request_rec) -> bool {

@@ -54,6 +54,9 @@ enum Phase {
     Open(Box<ServerConnection>),
     /// Failed before a connection existed; only the alert in `pending_alert` remains to send.
     Failed,
+    /// The client spoke plain HTTP to the TLS port: its bytes pass through unencrypted so that
+    /// httpd can answer with a readable 400 (as mod_ssl does).
+    PlainHttp,
 }
 
 pub struct TlsStream {
@@ -71,6 +74,8 @@ pub struct TlsStream {
     transport_eof: bool,
     failed: bool,
     close_notify_sent: bool,
+    /// Any byte arrived from the peer yet.
+    received_any: bool,
 }
 
 impl Default for TlsStream {
@@ -91,6 +96,7 @@ impl TlsStream {
             transport_eof: false,
             failed: false,
             close_notify_sent: false,
+            received_any: false,
         }
     }
 
@@ -106,7 +112,13 @@ impl TlsStream {
         match &self.phase {
             Phase::Hello(_) | Phase::Failed => true,
             Phase::Open(c) => c.is_handshaking(),
+            Phase::PlainHttp => false,
         }
+    }
+
+    /// The client sent plain HTTP instead of a ClientHello.
+    pub fn is_plain_http(&self) -> bool {
+        matches!(self.phase, Phase::PlainHttp)
     }
 
     pub fn has_failed(&self) -> bool {
@@ -123,8 +135,21 @@ impl TlsStream {
         if eof {
             self.transport_eof = true;
         }
+        // A TLS connection starts with a handshake record (0x16); an upper-case letter is the
+        // method of a plain HTTP request.
+        if matches!(self.phase, Phase::Hello(_))
+            && !self.received_any
+            && data.first().is_some_and(|b| b.is_ascii_uppercase())
+        {
+            self.phase = Phase::PlainHttp;
+        }
+        self.received_any |= !data.is_empty();
         loop {
             match &mut self.phase {
+                Phase::PlainHttp => {
+                    self.plain_in.extend_from_slice(data);
+                    return Ok(());
+                }
                 Phase::Failed => return Err(TlsFailure::Closed),
                 Phase::Hello(acceptor) => {
                     let read = acceptor.read_tls(&mut data);
@@ -148,6 +173,10 @@ impl TlsStream {
                         Ok(Some(accepted)) => self.start_connection(accepted, chooser)?,
                         Err((e, mut alert)) => {
                             let _ = alert.write_all(&mut self.pending_alert);
+                            if self.pending_alert.is_empty() {
+                                // rustls answers some broken hellos with silence; say why.
+                                self.pending_alert.extend_from_slice(&plaintext_alert(alert_for(&e)));
+                            }
                             return Err(self.fail_hello(TlsFailure::Protocol(e)));
                         }
                     }
@@ -340,6 +369,19 @@ impl TlsStream {
     }
 }
 
+/// The alert for an error found before a connection existed.
+fn alert_for(e: &rustls::Error) -> rustls::AlertDescription {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InappropriateMessage { .. } | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            A::UnexpectedMessage
+        }
+        rustls::Error::InvalidMessage(_) => A::DecodeError,
+        rustls::Error::PeerIncompatible(_) => A::HandshakeFailure,
+        _ => A::InternalError,
+    }
+}
+
 /// A fatal alert in a plaintext record, for refusals before any connection state exists.
 fn plaintext_alert(desc: rustls::AlertDescription) -> [u8; 7] {
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(desc)]
@@ -478,7 +520,8 @@ mod tests {
     fn garbage_fails_with_an_alert_and_refusal_sends_ours() {
         let mut server = TlsStream::new();
         let mut chooser = Refuse;
-        assert!(server.feed(b"GET / HTTP/1.1\r\n\r\n", &mut chooser).is_err());
+        // Application data before any handshake.
+        assert!(server.feed(&[0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5], &mut chooser).is_err());
         let mut out = Vec::new();
         server.write_tls(&mut out).unwrap();
         assert_eq!(out[0], 0x15, "an alert record");
@@ -495,6 +538,16 @@ mod tests {
         let mut out = Vec::new();
         server.write_tls(&mut out).unwrap();
         assert_eq!(out, [0x15, 3, 3, 0, 2, 2, 112]);
+    }
+
+    #[test]
+    fn plain_http_passes_through_for_a_readable_answer() {
+        let mut server = TlsStream::new();
+        let (mut chooser, _) = pair(&[&rustls::version::TLS13]);
+        server.feed(b"GET / HTTP/1.1\r\n", &mut chooser).unwrap();
+        server.feed(b"Host: x\r\n\r\n", &mut chooser).unwrap();
+        assert!(server.is_plain_http() && !server.is_handshaking());
+        assert_eq!(server.plaintext(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct Httpd {
     pub log_level: String,
     /// Replaces the MPM tuning lines when set.
     pub mpm_tuning: Option<String>,
+    /// Extra environment for the httpd process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -137,6 +139,7 @@ impl Httpd {
             tls_vhost: None,
             log_level: "info".into(),
             mpm_tuning: None,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -249,6 +252,7 @@ TLSEngine 127.0.0.1:{tls}
             .arg("-DFOREGROUND")
             .arg("-f")
             .arg(&conf)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.path("logs/stderr.log")).unwrap())
             .process_group(0)

@@ -1,0 +1,338 @@
+//! Hostile and broken clients cost only their own connection: panics, stalls, garbage, plain
+//! HTTP, renegotiation, KeyUpdate floods, abrupt closes; restarts under load.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The first bytes a real client sends: a rustls ClientHello record.
+fn client_hello(h: &Httpd) -> Vec<u8> {
+    let mut conn = rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+/// A normal client is served, quickly.
+fn assert_served_within(h: &Httpd, limit: Duration) {
+    let start = Instant::now();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+    assert!(start.elapsed() < limit, "normal client waited {:?}", start.elapsed());
+}
+
+/// Reads until the server closes (or `limit` passes); returns the bytes and whether it closed.
+fn read_until_close(sock: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match sock.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}
+
+#[test]
+fn a_panic_costs_only_its_connection() {
+    let mut h = Httpd::new();
+    h.env.push(("MOD_TLS_TEST_PANIC_SNI".into(), "panic.test".into()));
+    h.start();
+    let children = h.children();
+    for _ in 0..5 {
+        assert!(try_tls_connect(h.tls_port, "panic.test", h.pki.client_config(TLS13)).is_err());
+        assert_served_within(&h, Duration::from_secs(1));
+    }
+    let log = h.error_log();
+    assert_eq!(log.matches("internal error (panic)").count(), 5, "one line per panic:\n{log}");
+    assert!(log.contains("test panic requested for SNI panic.test"), "{log}");
+    assert!(!log.contains("exit signal"), "{log}");
+    assert_eq!(h.children(), children, "no child died");
+}
+
+#[test]
+fn stalled_handshakes_hold_no_worker_on_event() {
+    stalled_handshakes("");
+    // Debian's default mod_reqtimeout settings have no handshake stage: still asynchronous.
+    stalled_handshakes(&format!(
+        "LoadModule reqtimeout_module {MODDIR}/mod_reqtimeout.so\nRequestReadTimeout header=20-40,MinRate=500 body=20,MinRate=500\n"
+    ));
+}
+
+fn stalled_handshakes(extra: &str) {
+    let mut h = Httpd::new();
+    h.extra = extra.into();
+    // httpd's defaults for the event MPM: 150 workers.
+    h.mpm_tuning = Some("StartServers 3\nServerLimit 16\nThreadsPerChild 25\nThreadLimit 64\nMaxRequestWorkers 150\nMinSpareThreads 75\nMaxSpareThreads 250\n".into());
+    h.start();
+    let hello = client_hello(&h);
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        s.write_all(&hello[..hello.len() / 2]).unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        assert_served_within(&h, Duration::from_secs(1));
+    }
+    drop(stalled);
+    h.assert_no_crash();
+}
+
+#[test]
+fn a_stalled_hello_is_cut_off_by_timeout_or_reqtimeout() {
+    for (extra, limit) in [
+        ("Timeout 2\n".to_string(), 5),
+        (
+            format!(
+                "LoadModule reqtimeout_module {MODDIR}/mod_reqtimeout.so\nRequestReadTimeout handshake=2 header=20 body=20\n"
+            ),
+            5,
+        ),
+    ] {
+        for mpm in ["event", "prefork"] {
+            let mut h = Httpd::new();
+            h.mpm = mpm;
+            h.extra = extra.clone();
+            h.start();
+            let hello = client_hello(&h);
+            let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+            s.write_all(&hello[..10]).unwrap();
+            let start = Instant::now();
+            let (_, closed) = read_until_close(&mut s, Duration::from_secs(limit + 5));
+            assert!(closed, "{mpm} {extra}: the stalled client was not cut off");
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(1500) && took < Duration::from_secs(limit),
+                "{mpm} {extra}: cut off after {took:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_and_broken_records_end_only_that_connection() {
+    let mut h = Httpd::new();
+    h.start();
+    let hello = client_hello(&h);
+    let mut oversized = vec![0x16, 0x03, 0x03, 0x48, 0x01];
+    oversized.extend(std::iter::repeat_n(0u8, 0x4801));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("random bytes", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect()),
+        ("application data first", vec![0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]),
+        ("truncated record", hello[..hello.len() - 7].to_vec()),
+        ("oversized record", oversized),
+        ("SSLv2-style hello", vec![0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00]),
+    ];
+    for (what, bytes) in cases {
+        let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        let _ = s.write_all(&bytes);
+        if what == "truncated record" {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+        let (answer, closed) = read_until_close(&mut s, Duration::from_secs(5));
+        assert!(closed, "{what}: connection left open");
+        if what != "truncated record" {
+            assert!(answer.first() == Some(&0x15) || answer.is_empty(), "{what}: answered {answer:?}");
+        }
+        assert_served_within(&h, Duration::from_secs(1));
+    }
+    h.assert_no_crash();
+}
+
+/// A stream that sends every byte in its own TCP segment.
+struct Trickle(TcpStream);
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+impl Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.0.write_all(&buf[..1])?;
+        Ok(1)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn split_and_oversized_hellos_are_handled() {
+    let mut h = Httpd::new();
+    h.start();
+    // One byte per TCP segment, through a whole request.
+    let sock = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+    sock.set_nodelay(true).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, Trickle(sock));
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    assert!(raw.ends_with(b"hello over TLS\n"));
+
+    // A ClientHello with a 16 KiB+ unknown extension, spread over two records.
+    let hello = client_hello(&h);
+    let hs = &hello[5..];
+    let mut body = hs[4..].to_vec();
+    // Walk to the extensions block: version(2) random(32) sid cipher_suites compression.
+    let mut i = 34;
+    i += 1 + body[i] as usize;
+    i += 2 + u16::from_be_bytes([body[i], body[i + 1]]) as usize;
+    i += 1 + body[i] as usize;
+    let ext_len = u16::from_be_bytes([body[i], body[i + 1]]) as usize;
+    let big = 17_000usize;
+    let mut ext = vec![0x7a, 0x7a];
+    ext.extend_from_slice(&(big as u16).to_be_bytes());
+    ext.extend(std::iter::repeat_n(0u8, big));
+    let new_len = (ext_len + ext.len()) as u16;
+    body[i..i + 2].copy_from_slice(&new_len.to_be_bytes());
+    // Put the big extension first: rustls wants the PSK extension (if any) last.
+    body.splice(i + 2..i + 2, ext);
+    let mut handshake = vec![0x01];
+    handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend_from_slice(&body);
+    let mut wire = Vec::new();
+    for chunk in handshake.chunks(16_000) {
+        wire.extend_from_slice(&[0x16, 0x03, 0x01]);
+        wire.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        wire.extend_from_slice(chunk);
+    }
+    let mut sock = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+    sock.write_all(&wire).unwrap();
+    let (answer, _) = read_until_close(&mut sock, Duration::from_secs(2));
+    assert!(
+        answer.len() > 6 && answer[0] == 0x16 && answer[5] == 0x02,
+        "a ServerHello: {:?}",
+        &answer[..answer.len().min(16)]
+    );
+    assert_served_within(&h, Duration::from_secs(1));
+    h.assert_no_crash();
+}
+
+#[test]
+fn plain_http_on_the_tls_port_gets_a_readable_400() {
+    let mut h = Httpd::new();
+    h.start();
+    let o = Command::new("curl")
+        .args(["-sS", "-i", &format!("http://127.0.0.1:{}/index.html", h.tls_port)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request"), "{text}");
+    assert!(text.contains("speaking plain HTTP") && text.contains("HTTPS scheme"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+    assert_served_within(&h, Duration::from_secs(1));
+}
+
+#[test]
+fn renegotiation_key_update_floods_and_abrupt_eof() {
+    let mut h = Httpd::new();
+    h.start();
+    // TLS 1.2 renegotiation request from OpenSSL's client ('R' command).
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 0.5; echo R; sleep 0.5; printf 'GET /index.html HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n'; sleep 1) | \
+             openssl s_client -connect 127.0.0.1:{} -servername localhost -tls1_2 -CAfile {} 2>&1",
+            h.tls_port,
+            h.path("conf/ca.pem").display()
+        ))
+        .output()
+        .unwrap();
+    let text = output_text(&o);
+    assert!(text.contains("RENEGOTIATING"), "{text}");
+    assert_served_within(&h, Duration::from_secs(1));
+
+    // A flood of KeyUpdate requests.
+    let mut s = h.tls_connect(TLS13);
+    let mut flood_ended = false;
+    for _ in 0..2000 {
+        if s.conn.refresh_traffic_keys().is_err() || s.conn.complete_io(&mut s.sock).is_err() {
+            flood_ended = true;
+            break;
+        }
+    }
+    let _ = flood_ended;
+    assert_served_within(&h, Duration::from_secs(1));
+
+    // Request, then TCP close without close_notify.
+    for _ in 0..5 {
+        let mut s = h.tls_connect(TLS13);
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        s.flush().unwrap();
+        drop(s);
+    }
+    assert_served_within(&h, Duration::from_secs(1));
+    h.assert_no_crash();
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_grow_server_memory() {
+    let mut h = Httpd::new();
+    random_file(&h.path("htdocs/big.bin"), 100 * 1024 * 1024);
+    h.start();
+    let mut stuck = Vec::new();
+    for _ in 0..4 {
+        let mut s = h.tls_connect(TLS13);
+        s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).unwrap();
+        stuck.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for pid in h.children() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(l) = status.lines().find(|l| l.starts_with("RssAnon:")) {
+            let kib: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+            assert!(kib < 32 * 1024, "child {pid} holds {kib} KiB anonymous memory");
+        }
+    }
+    assert_served_within(&h, Duration::from_secs(1));
+    drop(stuck);
+}
+
+#[test]
+fn graceful_restart_under_load_fails_no_request() {
+    let mut h = Httpd::new();
+    h.extra = "KeepAlive Off\n".into();
+    h.start();
+    let url = h.https_url("/index.html");
+    let load = std::thread::spawn(move || {
+        Command::new("h2load").args(["--h1", "-c", "8", "-n", "6000", &url]).output().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+    let out = load.join().unwrap();
+    let text = output_text(&out);
+    assert!(text.contains("6000 succeeded, 0 failed, 0 errored"), "{text}");
+    assert!(h.error_log().matches("resuming normal operations").count() >= 2, "the restart happened during the load");
+    h.assert_no_crash();
+}
+
+#[test]
+fn panic_switch_is_inert_without_the_variable() {
+    // The switch only exists through the environment; an SNI of that name is otherwise normal.
+    let mut h = Httpd::new();
+    h.extra = "TLSStrictSNI off\n".into();
+    h.start();
+    let cfg = Arc::new(h.pki.client_config_with(TLS13, |_| {}, |_| {}));
+    assert!(try_tls_connect(h.tls_port, "localhost", cfg).is_ok());
+    assert!(!h.error_log().contains("panic"));
+}
