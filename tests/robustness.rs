@@ -336,3 +336,21 @@ fn panic_switch_is_inert_without_the_variable() {
     assert!(try_tls_connect(h.tls_port, "localhost", cfg).is_ok());
     assert!(!h.error_log().contains("panic"));
 }
+
+#[test]
+fn a_broken_new_config_is_refused_and_the_old_one_keeps_serving() {
+    let mut h = Httpd::new();
+    h.start();
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/missing.pem conf/server.key\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    let conf = h.path("conf/httpd.conf");
+    std::fs::write(&conf, h.conf_text()).unwrap();
+    let o = Command::new(HTTPD).args(["-k", "graceful", "-f"]).arg(&conf).output().unwrap();
+    assert!(!o.status.success(), "graceful accepted a broken config");
+    assert!(output_text(&o).contains("missing.pem"), "{}", output_text(&o));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_served_within(&h, Duration::from_secs(1));
+    assert_eq!(h.error_log().matches("resuming normal operations").count(), 1, "no restart happened");
+}
