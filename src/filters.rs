@@ -26,6 +26,9 @@ const TLS_READ_CHUNK: sys::apr_off_t = 32 * 1024;
 /// Pass encrypted output down once this much has accumulated, so a large response streams in
 /// bounded memory instead of being encrypted whole.
 const OUT_PASS_BYTES: usize = 64 * 1024;
+/// Largest response tail held back between brigades for coalescing (as mod_ssl's coalescing
+/// filter does); anything larger goes out at once.
+const HOLD_BYTES: usize = 8 * 1024;
 const APR_ENOTIMPL: apr_status_t = sys::APR_ENOTIMPL as apr_status_t;
 
 static INPUT_FILTER: AtomicPtr<sys::ap_filter_rec_t> = AtomicPtr::new(ptr::null_mut());
@@ -119,6 +122,10 @@ pub struct TlsConn {
     out: Brigade,
     /// EOC seen or the connection failed: nothing more goes out.
     closed: bool,
+    /// A small tail of response data held back (copied) until more data or a metadata bucket
+    /// follows, so that a response head passed on its own shares a record with the body. Empty,
+    /// and without capacity, between responses.
+    held: Vec<u8>,
 }
 
 /// Takes over connection `c` for TLS: installs the filters and the state.
@@ -139,6 +146,7 @@ pub unsafe fn attach(c: *mut conn_rec) {
             raw_in: Brigade::create(pool, alloc),
             out: Brigade::create(pool, alloc),
             closed: false,
+            held: Vec::new(),
         };
         let tc = pool::attach(pool, state);
         (*tc).in_filter = sys::ap_add_input_filter_handle(
@@ -436,16 +444,29 @@ impl TlsConn {
                 }
             }
         }
-        let mut w = BrigadeWriter { bb: self.out, written: 0 };
-        while let Some(b) = bb.first() {
+        // Data buckets are read in place and gathered (left in `bb`) until OUT_PASS_BYTES, so
+        // that records fill across bucket boundaries; then encrypted, deleted and passed down.
+        let mut gathered: Vec<(*mut sys::apr_bucket, &[u8])> = Vec::new();
+        let mut gathered_bytes = 0;
+        let mut cursor = bb.first();
+        while let Some(b) = cursor {
+            if b == bb.sentinel_ptr() {
+                break;
+            }
             unsafe {
+                let next = (*b).link.next;
                 if brigade::is_metadata(b) {
-                    let eoc = brigade::is_eoc(b);
-                    let done = if eoc { self.stream.close(&mut w) } else { self.stream.flush(&mut w) };
-                    if let Err(e) = done {
-                        log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");
+                    let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+                    if rv != APR_SUCCESS {
+                        bb.clear();
+                        return rv;
                     }
+                    let eoc = brigade::is_eoc(b);
                     if eoc {
+                        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+                        if let Err(e) = self.stream.close(&mut w) {
+                            log_conn!(self.c, log::DEBUG, 0, "TLS close failed: {e}");
+                        }
                         // close_notify must reach the wire before httpd closes the socket.
                         self.out.push_flush();
                         self.closed = true;
@@ -454,13 +475,13 @@ impl TlsConn {
                     brigade::remove(b);
                     self.out.push(b);
                     if flush {
-                        w.written = 0;
                         let rv = self.pass_out();
                         if rv != APR_SUCCESS {
                             bb.clear();
                             return rv;
                         }
                     }
+                    cursor = Some(next);
                     continue;
                 }
                 let data = match brigade::read(b, true) {
@@ -471,25 +492,91 @@ impl TlsConn {
                         return rv;
                     }
                 };
-                for chunk in data.chunks(OUT_PASS_BYTES) {
-                    if let Err(e) = self.stream.send(chunk, &mut w) {
-                        log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");
+                // Reading a file bucket splits it: what follows is a new bucket after `b`.
+                let next = (*b).link.next;
+                gathered.push((b, data));
+                gathered_bytes += data.len();
+                if gathered_bytes >= OUT_PASS_BYTES {
+                    let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+                    if rv != APR_SUCCESS {
                         bb.clear();
-                        return APR_ECONNABORTED;
-                    }
-                    if w.written >= OUT_PASS_BYTES {
-                        w.written = 0;
-                        let rv = self.pass_out();
-                        if rv != APR_SUCCESS {
-                            bb.clear();
-                            return rv;
-                        }
+                        return rv;
                     }
                 }
-                brigade::delete(b);
+                cursor = Some(next);
             }
         }
+        if !gathered.is_empty() && gathered_bytes + self.held.len() < HOLD_BYTES {
+            // No metadata ends this brigade: keep the small tail for the next pass (httpd sends a
+            // response head in a brigade of its own).
+            for (b, data) in gathered.drain(..) {
+                self.held.extend_from_slice(data);
+                unsafe { brigade::delete(b) };
+            }
+            return self.pass_out();
+        }
+        let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+        if rv != APR_SUCCESS {
+            bb.clear();
+            return rv;
+        }
         self.pass_out()
+    }
+
+    /// Encrypts the gathered bucket data as one run of records, deletes those buckets and passes
+    /// the records down.
+    fn encrypt_gathered(
+        &mut self,
+        gathered: &mut Vec<(*mut sys::apr_bucket, &[u8])>,
+        bytes: &mut usize,
+    ) -> apr_status_t {
+        if gathered.is_empty() && self.held.is_empty() {
+            return APR_SUCCESS;
+        }
+        let held = std::mem::take(&mut self.held);
+        let parts: Vec<&[u8]> = std::iter::once(&held[..]).chain(gathered.iter().map(|(_, d)| *d)).collect();
+        let rv = self.encrypt_and_pass(&parts);
+        for (b, _) in gathered.drain(..) {
+            unsafe { brigade::delete(b) };
+        }
+        *bytes = 0;
+        rv
+    }
+
+    /// Encrypts `parts` in runs of at most OUT_PASS_BYTES, passing each run's records down, so
+    /// that a large mmap'ed file chunk streams through bounded memory.
+    fn encrypt_and_pass(&mut self, parts: &[&[u8]]) -> apr_status_t {
+        let mut run: Vec<&[u8]> = Vec::with_capacity(parts.len());
+        let mut run_bytes = 0;
+        for part in parts {
+            let mut part = *part;
+            while !part.is_empty() {
+                let take = part.len().min(OUT_PASS_BYTES - run_bytes);
+                run.push(&part[..take]);
+                run_bytes += take;
+                part = &part[take..];
+                if run_bytes == OUT_PASS_BYTES {
+                    let rv = self.encrypt_run(&run, true);
+                    if rv != APR_SUCCESS {
+                        return rv;
+                    }
+                    run.clear();
+                    run_bytes = 0;
+                }
+            }
+        }
+        // A short last run stays in `out` to go down with what follows (one pass per response).
+        self.encrypt_run(&run, false)
+    }
+
+    fn encrypt_run(&mut self, run: &[&[u8]], pass: bool) -> apr_status_t {
+        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+        if let Err(e) = self.stream.send(run, &mut w) {
+            log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");
+            self.out.clear();
+            return APR_ECONNABORTED;
+        }
+        if pass { self.pass_out() } else { APR_SUCCESS }
     }
 }
 

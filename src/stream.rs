@@ -64,8 +64,6 @@ pub struct TlsStream {
     /// Decrypted bytes not yet handed to httpd, from `plain_in_pos` on.
     plain_in: Vec<u8>,
     plain_in_pos: usize,
-    /// Plaintext gathered for the next record.
-    plain_out: Vec<u8>,
     /// An alert produced outside a `ServerConnection` (refused or broken ClientHello).
     pending_alert: Vec<u8>,
     /// The peer sent close_notify.
@@ -90,7 +88,6 @@ impl TlsStream {
             phase: Phase::Hello(Box::default()),
             plain_in: Vec::new(),
             plain_in_pos: 0,
-            plain_out: Vec::new(),
             pending_alert: Vec::new(),
             peer_closed: false,
             transport_eof: false,
@@ -266,6 +263,11 @@ impl TlsStream {
 
     pub fn consume(&mut self, n: usize) {
         self.plain_in_pos = (self.plain_in_pos + n).min(self.plain_in.len());
+        if self.plain_in_pos == self.plain_in.len() {
+            // Idle connections hold no buffer of ours.
+            self.plain_in = Vec::new();
+            self.plain_in_pos = 0;
+        }
     }
 
     /// No plaintext left and none will come: the peer closed (cleanly or not).
@@ -301,71 +303,42 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Queues application data; full records are encrypted and written to `out` as they fill.
-    pub fn send(&mut self, mut data: &[u8], out: &mut dyn Write) -> io::Result<()> {
-        if !self.plain_out.is_empty() {
-            let take = (RECORD_PLAINTEXT - self.plain_out.len()).min(data.len());
-            self.plain_out.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.plain_out.len() < RECORD_PLAINTEXT {
-                return Ok(());
-            }
-            let full = std::mem::take(&mut self.plain_out);
-            self.encrypt(&full, out)?;
-            self.plain_out = full;
-            self.plain_out.clear();
-        }
-        while data.len() >= RECORD_PLAINTEXT {
-            self.encrypt(&data[..RECORD_PLAINTEXT], out)?;
-            data = &data[RECORD_PLAINTEXT..];
-        }
-        if !data.is_empty() {
-            if self.plain_out.capacity() == 0 {
-                self.plain_out.reserve_exact(RECORD_PLAINTEXT);
-            }
-            self.plain_out.extend_from_slice(data);
-        }
-        Ok(())
-    }
-
-    /// Encrypts whatever plaintext is gathered (a short record) and writes all pending TLS bytes.
-    pub fn flush(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        if !self.plain_out.is_empty() {
-            let pending = std::mem::take(&mut self.plain_out);
-            self.encrypt(&pending, out)?;
-            self.plain_out = pending;
-            self.plain_out.clear();
-        }
-        self.write_tls(out)
-    }
-
-    /// Flushes, then sends close_notify (once).
-    pub fn close(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        if self.failed {
-            return self.write_tls(out);
-        }
-        self.flush(out)?;
-        if !self.close_notify_sent
-            && let Phase::Open(conn) = &mut self.phase
-        {
-            conn.send_close_notify();
-            self.close_notify_sent = true;
-        }
-        self.write_tls(out)
-    }
-
-    fn encrypt(&mut self, data: &[u8], out: &mut dyn Write) -> io::Result<()> {
+    /// Encrypts `parts` as one stream of application data: records are filled up to 16 KiB across
+    /// part boundaries (a response head and its first body bytes share a record), then written to
+    /// `out`. The parts are read in place: nothing is gathered into a buffer of ours first.
+    pub fn send(&mut self, parts: &[&[u8]], out: &mut dyn Write) -> io::Result<()> {
         let Phase::Open(conn) = &mut self.phase else {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no TLS connection to write to"));
         };
         if self.failed || self.close_notify_sent {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "TLS connection is closed"));
         }
-        conn.writer().write_all(data)?;
-        while conn.wants_write() {
-            conn.write_tls(out)?;
+        let mut slices: Vec<io::IoSlice<'_>> =
+            parts.iter().filter(|p| !p.is_empty()).map(|p| io::IoSlice::new(p)).collect();
+        let mut rest: &mut [io::IoSlice<'_>] = &mut slices;
+        while !rest.is_empty() {
+            let n = conn.writer().write_vectored(rest)?;
+            while conn.wants_write() {
+                conn.write_tls(out)?;
+            }
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "rustls accepted no data"));
+            }
+            io::IoSlice::advance_slices(&mut rest, n);
         }
         Ok(())
+    }
+
+    /// Sends close_notify (once) after everything written so far.
+    pub fn close(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if !self.failed
+            && !self.close_notify_sent
+            && let Phase::Open(conn) = &mut self.phase
+        {
+            conn.send_close_notify();
+            self.close_notify_sent = true;
+        }
+        self.write_tls(out)
     }
 }
 
@@ -466,30 +439,31 @@ mod tests {
     }
 
     #[test]
-    fn small_writes_coalesce_into_one_record_and_big_ones_split_at_16k() {
+    fn parts_share_records_and_records_are_full() {
         let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
         let mut server = TlsStream::new();
         pump(&mut client, &mut server, &mut chooser);
+        let records = |wire: &[u8]| {
+            let mut lens = Vec::new();
+            let mut rest = wire;
+            while !rest.is_empty() {
+                assert_eq!(rest[0], 0x17);
+                let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+                lens.push(len);
+                rest = &rest[5 + len..];
+            }
+            lens
+        };
         let mut wire = Vec::new();
-        server.send(b"HTTP/1.1 200 OK\r\n", &mut wire).unwrap();
-        server.send(b"Content-Length: 5\r\n\r\n", &mut wire).unwrap();
-        server.send(b"hello", &mut wire).unwrap();
-        assert!(wire.is_empty(), "nothing is written before a record fills or a flush");
-        server.flush(&mut wire).unwrap();
-        assert_eq!(wire[0], 0x17);
-        let len = u16::from_be_bytes([wire[3], wire[4]]) as usize;
-        assert_eq!(wire.len(), 5 + len, "one record");
+        server.send(&[b"HTTP/1.1 200 OK\r\n", b"Content-Length: 5\r\n\r\n", b"hello"], &mut wire).unwrap();
+        assert_eq!(records(&wire).len(), 1, "head and body in one record");
 
         let first = wire.len();
-        server.send(&vec![7u8; 3 * RECORD_PLAINTEXT + 10], &mut wire).unwrap();
-        let mut records = 0;
-        let mut rest = &wire[first..];
-        while !rest.is_empty() {
-            let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
-            rest = &rest[5 + len..];
-            records += 1;
-        }
-        assert_eq!(records, 3, "three full records, the 10-byte tail waits");
+        let big = vec![7u8; 3 * RECORD_PLAINTEXT + 10];
+        server.send(&[&big[..100], &big[100..]], &mut wire).unwrap();
+        let lens = records(&wire[first..]);
+        assert_eq!(lens.len(), 4, "three full records and the tail");
+        assert!(lens[..3].iter().all(|l| *l == lens[0]) && lens[3] < lens[0], "{lens:?}");
         server.close(&mut wire).unwrap();
         let mut got = Vec::new();
         let mut rest = &wire[..];

@@ -298,3 +298,70 @@ fn graceful_restart_keeps_serving_with_new_config() {
     assert_eq!(r.status, 200);
     h.assert_no_crash();
 }
+
+/// Records the bytes a stream reads.
+struct Recording<S> {
+    inner: S,
+    seen: Vec<u8>,
+}
+impl<S: Read> Read for Recording<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+impl<S: Write> Write for Recording<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// (content type, length) of each TLS record in `wire`.
+fn records(wire: &[u8]) -> Vec<(u8, usize)> {
+    let mut out = Vec::new();
+    let mut rest = wire;
+    while rest.len() >= 5 {
+        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+        out.push((rest[0], len));
+        rest = &rest[(5 + len).min(rest.len())..];
+    }
+    out
+}
+
+#[test]
+fn responses_go_out_in_full_records() {
+    let mut h = Httpd::new();
+    random_file(&h.path("htdocs/100k.bin"), 100 * 1024);
+    h.start();
+    // TLS 1.2: no post-handshake messages share the record layer with the response.
+    for (path, len) in [("/index.html", 15usize), ("/100k.bin", 100 * 1024)] {
+        let sock = std::net::TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        let mut io = Recording { inner: sock, seen: Vec::new() };
+        let mut conn =
+            rustls::ClientConnection::new(h.pki.client_config(TLS12), "localhost".try_into().unwrap()).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut io).unwrap();
+        }
+        io.seen.clear();
+        let mut s = rustls::Stream::new(&mut conn, &mut io);
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).unwrap();
+        assert!(body.len() > len);
+        let recs = records(&io.seen);
+        let data: Vec<usize> = recs.iter().filter(|(t, _)| *t == 0x17).map(|(_, l)| *l).collect();
+        assert_eq!(recs.last().map(|r| r.0), Some(0x15), "ends with the close_notify alert");
+        if len < 1000 {
+            assert_eq!(data.len(), 1, "head and body in one record: {recs:?}");
+        } else {
+            let full = data[0];
+            assert!(full > 16 * 1024, "first record is full: {data:?}");
+            assert!(data[..data.len() - 1].iter().all(|l| *l == full), "all records but the last are full: {data:?}");
+            assert_eq!(data.len(), (body.len() + 16 * 1024 - 1) / (16 * 1024), "{data:?}");
+        }
+    }
+}
