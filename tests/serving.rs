@@ -361,7 +361,7 @@ fn responses_go_out_in_full_records() {
             let full = data[0];
             assert!(full > 16 * 1024, "first record is full: {data:?}");
             assert!(data[..data.len() - 1].iter().all(|l| *l == full), "all records but the last are full: {data:?}");
-            assert_eq!(data.len(), (body.len() + 16 * 1024 - 1) / (16 * 1024), "{data:?}");
+            assert_eq!(data.len(), body.len().div_ceil(16 * 1024), "{data:?}");
         }
     }
 }
