@@ -10,7 +10,7 @@ CARGO   ?= cargo
 APXS    ?= apxs
 export APXS
 
-.PHONY: all deps build debug test lint demo install clean
+.PHONY: all deps build debug test lint demo install bench leakcheck clean
 
 all: build
 
@@ -42,6 +42,15 @@ LIBEXECDIR = $(shell $(APXS) -q LIBEXECDIR)
 install: build
 	install -d "$(DESTDIR)$(LIBEXECDIR)"
 	$(APXS) -i -S LIBEXECDIR="$(DESTDIR)$(LIBEXECDIR)" -n tls target/release/mod_tls.so
+
+# Side-by-side comparison with mod_ssl and plain httpd (../shared/bench/tlsbench; ~7 min).
+TLSBENCH ?= ../shared/bench/tlsbench
+bench: build
+	$(TLSBENCH) plain ssl tls=target/release/libmod_tls.so
+
+# 10,000 handshakes with abrupt closes; fails if memory or open files grow.
+leakcheck: build
+	scripts/leakcheck.py target/release/libmod_tls.so -n 10000
 
 clean:
 	$(CARGO) clean
