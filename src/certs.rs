@@ -50,6 +50,40 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
+/// Reads trust anchors (a PEM bundle) for verifying peers.
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let chain = load_chain(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in chain.into_iter().enumerate() {
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate #{} in {} cannot be a trust anchor ({e})", i + 1, path.display()))?;
+    }
+    Ok(roots)
+}
+
+/// Reads certificate revocation lists, PEM (one or more) or DER.
+pub fn load_crls(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, String> {
+    use rustls_pki_types::CertificateRevocationListDer as Crl;
+    let data = read_file(path, "CRL")?;
+    let crls: Vec<Crl<'static>> = if data.windows(10).any(|w| w == b"-----BEGIN") {
+        Crl::pem_slice_iter(&data)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the CRL file {} is not valid PEM ({e})", path.display()))?
+    } else {
+        vec![Crl::from(data)]
+    };
+    if crls.is_empty() {
+        return Err(format!("{} holds no CRL: expected PEM 'X509 CRL' blocks or one DER CRL", path.display()));
+    }
+    for crl in &crls {
+        if let Err(e) = x509_parser::parse_x509_crl(crl) {
+            return Err(format!("a CRL in {} does not parse ({e}): give a PEM or DER X.509 CRL", path.display()));
+        }
+    }
+    Ok(crls)
+}
+
 /// Supplies the passphrase of an encrypted key file. `retry` is true when a first passphrase
 /// (possibly remembered from an earlier start) did not decrypt it.
 pub type PassphraseSource<'a> = &'a mut dyn FnMut(&Path, bool) -> Result<Zeroizing<String>, String>;

@@ -261,6 +261,26 @@ pub fn reqtimeout_handshake(args: &str) -> Option<bool> {
     })
 }
 
+/// `TLSClientCertificate`: whether clients must, may or cannot present a certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Optional,
+    Required,
+}
+
+impl ClientAuth {
+    pub fn parse(arg: &str) -> Result<ClientAuth, String> {
+        match arg.to_ascii_lowercase().as_str() {
+            "none" => Ok(ClientAuth::None),
+            "optional" => Ok(ClientAuth::Optional),
+            "required" | "require" => Ok(ClientAuth::Required),
+            _ => Err(format!("TLSClientCertificate '{arg}': write required, optional or none")),
+        }
+    }
+}
+
 /// A directive value that remembers where it was set (for messages after the config is read).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located<T> {
@@ -284,6 +304,14 @@ pub struct ServerConf {
     pub honor_client_order: Option<bool>,
     /// `TLSPassPhraseDialog exec:program`, global: asked for the passphrases of encrypted keys.
     pub passphrase_program: Option<PathBuf>,
+    /// `TLSClientCertificate`.
+    pub client_auth: Option<Located<ClientAuth>>,
+    /// `TLSClientCA`: trust anchors for client certificates.
+    pub client_ca: Option<Located<PathBuf>>,
+    /// `TLSClientCRL`: revocation lists checked for the whole client chain.
+    pub client_crls: Vec<Located<PathBuf>>,
+    /// `TLSUserName`: the variable whose value becomes the request's user.
+    pub user_name_var: Option<String>,
     /// `TLSSessionCache`, global; `None` = the default shared-memory cache.
     pub session_cache_spec: Option<Located<CacheSpec>>,
     /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
@@ -306,6 +334,9 @@ pub struct TlsSettings {
     prefer: Vec<u16>,
     suppress: Vec<u16>,
     honor_client_order: bool,
+    client_auth: ClientAuth,
+    client_ca: Option<PathBuf>,
+    client_crls: Vec<PathBuf>,
 }
 
 fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
@@ -323,6 +354,10 @@ impl ServerConf {
             ciphers_prefer: inherit(&base.ciphers_prefer, &add.ciphers_prefer),
             ciphers_suppress: inherit(&base.ciphers_suppress, &add.ciphers_suppress),
             honor_client_order: add.honor_client_order.or(base.honor_client_order),
+            client_auth: add.client_auth.clone().or_else(|| base.client_auth.clone()),
+            client_ca: add.client_ca.clone().or_else(|| base.client_ca.clone()),
+            client_crls: inherit(&base.client_crls, &add.client_crls),
+            user_name_var: add.user_name_var.clone().or_else(|| base.user_name_var.clone()),
             passphrase_program: base.passphrase_program.clone(),
             session_cache_spec: base.session_cache_spec.clone(),
             reqtimeout_handshake: false,
@@ -336,6 +371,10 @@ impl ServerConf {
         self.strict_sni.unwrap_or(true)
     }
 
+    pub fn client_auth(&self) -> ClientAuth {
+        self.client_auth.as_ref().map_or(ClientAuth::None, |l| l.value)
+    }
+
     pub fn floor(&self) -> u16 {
         self.protocol_floor.as_ref().map_or(0x0303, |l| l.value)
     }
@@ -347,6 +386,9 @@ impl ServerConf {
             prefer: self.ciphers_prefer.iter().map(|l| l.value).collect(),
             suppress: self.ciphers_suppress.iter().map(|l| l.value).collect(),
             honor_client_order: self.honor_client_order.unwrap_or(true),
+            client_auth: self.client_auth(),
+            client_ca: self.client_ca.as_ref().map(|l| l.value.clone()),
+            client_crls: self.client_crls.iter().map(|l| l.value.clone()).collect(),
         }
     }
 }
@@ -514,6 +556,14 @@ mod tests {
         let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
         assert!(e.contains("'+FakeBasicAuth'"), "{e}");
         assert!(TlsOptions::default().apply("-Defaults").is_err());
+    }
+
+    #[test]
+    fn client_auth_modes() {
+        assert_eq!(ClientAuth::parse("REQUIRED"), Ok(ClientAuth::Required));
+        assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
+        assert_eq!(ClientAuth::parse("none"), Ok(ClientAuth::None));
+        assert!(ClientAuth::parse("yes").unwrap_err().contains("required, optional or none"));
     }
 
     #[test]

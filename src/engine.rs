@@ -141,13 +141,14 @@ pub type SessionStorageFactory<'a> = &'a dyn Fn([u8; 8]) -> Arc<dyn rustls::serv
 
 /// A short tag for everything that decides whether a session may be resumed in a vhost: the
 /// certificates (by content, so that servers of a fleet with the same certificates agree), the
-/// protocol floor and the suites. Sessions are stored under it, so a session never resumes in a
+/// protocol floor, the suites and the client-certificate policy. Sessions are stored under it, so a session never resumes in a
 /// vhost with other TLS settings.
 pub fn session_namespace(
     keys: &[Arc<CertifiedKey>],
     floor: u16,
     suites: &[SupportedCipherSuite],
     honor: bool,
+    policy: &[u8],
 ) -> [u8; 8] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for k in keys {
@@ -161,10 +162,60 @@ pub fn session_namespace(
         ctx.update(&u16::from(s.suite()).to_be_bytes());
     }
     ctx.update(&[u8::from(honor)]);
+    ctx.update(policy);
     let digest = ctx.finish();
     let mut out = [0u8; 8];
     out.copy_from_slice(&digest.as_ref()[..8]);
     out
+}
+
+type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// The client certificate verifier for `TLSClientCertificate optional|required`: trust anchors from
+/// `TLSClientCA`, revocation from `TLSClientCRL` for the whole chain. Secure defaults: a
+/// certificate whose issuer has no CRL is refused, and so is one checked against an expired CRL.
+fn client_verifier(
+    conf: &ServerConf,
+    provider: &Arc<CryptoProvider>,
+) -> Result<(Option<ClientVerifier>, Vec<String>), BuildError> {
+    use crate::config::ClientAuth;
+    let mode = conf.client_auth();
+    if mode == ClientAuth::None {
+        return Ok((None, Vec::new()));
+    }
+    let origin = conf.client_auth.as_ref().map(|l| l.origin.to_string()).unwrap_or_default();
+    let Some(ca) = &conf.client_ca else {
+        return Err(BuildError {
+            origin,
+            message: "TLSClientCertificate needs TLSClientCA: name the PEM file of the CAs whose client \
+                      certificates are accepted"
+                .into(),
+        });
+    };
+    let roots = certs::load_roots(&ca.value)
+        .map_err(|m| BuildError { origin: ca.origin.to_string(), message: format!("TLSClientCA: {m}") })?;
+    let mut crls = Vec::new();
+    for l in &conf.client_crls {
+        crls.extend(
+            certs::load_crls(&l.value)
+                .map_err(|m| BuildError { origin: l.origin.to_string(), message: format!("TLSClientCRL: {m}") })?,
+        );
+    }
+    let mut warnings = Vec::new();
+    if crls.is_empty() {
+        warnings
+            .push(format!("{origin}: client certificates are accepted without revocation checking: add TLSClientCRL"));
+    }
+    let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .enforce_revocation_expiration();
+    if mode == ClientAuth::Optional {
+        builder = builder.allow_unauthenticated();
+    }
+    let verifier = builder
+        .build()
+        .map_err(|e| BuildError { origin, message: format!("cannot verify client certificates: {e}") })?;
+    Ok((Some(verifier), warnings))
 }
 
 /// Builds the configs for one virtual host. Returns warnings worth logging alongside.
@@ -204,14 +255,23 @@ pub fn build_vhost(
         }
     }
     let honor = conf.honor_client_order.unwrap_or(true);
-    let namespace = session_namespace(&keys, floor, &suites, honor);
+    // Client-certificate policy is part of what a session means, too.
+    let auth_policy =
+        format!("{:?}", (conf.client_auth(), conf.client_ca.as_ref().map(|l| &l.value), conf.client_crls.len()));
+    let namespace = session_namespace(&keys, floor, &suites, honor, auth_policy.as_bytes());
     let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
     let resolver = Arc::new(FirstSuitableCert::new(keys));
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| BuildError { origin: String::new(), message: format!("cannot build the TLS configuration: {e}") })?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
+    let (verifier, auth_warnings) = client_verifier(conf, &provider)?;
+    let mut warnings = warnings;
+    warnings.extend(auth_warnings);
+    let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions).map_err(|e| {
+        BuildError { origin: String::new(), message: format!("cannot build the TLS configuration: {e}") }
+    })?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
     config.ignore_client_order = !honor;
     config.session_storage = match sessions {
         Some(make) => make(namespace),
@@ -286,11 +346,11 @@ mod tests {
         let a = key(&rcgen::PKCS_ECDSA_P256_SHA256);
         let b = key(&rcgen::PKCS_ECDSA_P256_SHA256);
         let all = &p.cipher_suites;
-        let ns = session_namespace(std::slice::from_ref(&a), 0x0303, all, true);
-        assert_eq!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, all, true), "stable");
-        assert_ne!(ns, session_namespace(&[b], 0x0303, all, true), "other certificate");
-        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0304, all, true), "other floor");
-        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, &all[1..], true), "other suites");
+        let ns = session_namespace(std::slice::from_ref(&a), 0x0303, all, true, b"");
+        assert_eq!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, all, true, b""), "stable");
+        assert_ne!(ns, session_namespace(&[b], 0x0303, all, true, b""), "other certificate");
+        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0304, all, true, b""), "other floor");
+        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, &all[1..], true, b""), "other suites");
     }
 
     #[test]

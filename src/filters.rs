@@ -202,8 +202,10 @@ impl TlsConn {
     pub fn facts(&self) -> Option<crate::vars::ConnFacts<'_>> {
         let now_unix =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let conn = self.stream.connection()?;
         Some(crate::vars::ConnFacts {
-            conn: self.stream.connection()?,
+            conn,
+            client_chain: conn.peer_certificates(),
             sni: self.sni(),
             server_cert: self.chooser.cert.as_ref().and_then(|k| k.cert.first()).map(|c| c.as_ref()),
             now_unix,

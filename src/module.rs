@@ -123,7 +123,30 @@ const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
     errmsg: ptr::null(),
 };
 
-static COMMANDS: CommandTable<11> = CommandTable([
+/// Where client-authentication directives may appear: the server and vhosts, and (only so that
+/// the handler can explain why not) directory sections.
+const CLIENT_AUTH_CONTEXT: u32 = sys::RSRC_CONF | sys::ACCESS_CONF;
+
+static COMMANDS: CommandTable<15> = CommandTable([
+    take1(c"TLSClientCertificate", set_client_auth, CLIENT_AUTH_CONTEXT, c"required, optional or none"),
+    take1(
+        c"TLSClientCA",
+        set_client_ca,
+        CLIENT_AUTH_CONTEXT,
+        c"PEM file of the CAs that issue accepted client certificates",
+    ),
+    take1(
+        c"TLSClientCRL",
+        set_client_crl,
+        CLIENT_AUTH_CONTEXT,
+        c"CRL file (PEM or DER) checked for client certificate chains",
+    ),
+    take1(
+        c"TLSUserName",
+        set_user_name,
+        CLIENT_AUTH_CONTEXT,
+        c"variable whose value becomes the request's user, e.g. SSL_CLIENT_S_DN_CN",
+    ),
     take1(
         c"TLSSessionCache",
         set_session_cache,
@@ -264,6 +287,69 @@ unsafe extern "C" fn set_certificate(
             let cert_file = server_relative(cmd, cert)?;
             let key_file = if key.is_null() { None } else { Some(server_relative(cmd, key)?) };
             server_conf((*cmd).server).certificates.push(CertSpec { cert_file, key_file, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
+/// Client authentication is part of the handshake, before any request: it cannot differ per
+/// location (that would need renegotiation, which TLS 1.3 and rustls do not have).
+unsafe fn not_in_directory(cmd: *const cmd_parms, name: &str) -> Result<(), String> {
+    unsafe {
+        if (*cmd).path.is_null() {
+            return Ok(());
+        }
+        Err(format!(
+            "{name} cannot be used in <Location>, <Directory> or <Files>: client certificates are asked for \
+             during the handshake, before any request, and changing that per location would need TLS \
+             renegotiation, which TLS 1.3 and rustls do not have. Set it for the whole <VirtualHost> (a \
+             separate name-based vhost, chosen by SNI, can have its own setting)"
+        ))
+    }
+}
+
+unsafe extern "C" fn set_client_auth(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            not_in_directory(cmd, "TLSClientCertificate")?;
+            let value = config::ClientAuth::parse(&cstr(arg))?;
+            server_conf((*cmd).server).client_auth = Some(Located { value, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_client_ca(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            not_in_directory(cmd, "TLSClientCA")?;
+            let value = server_relative(cmd, arg)?;
+            server_conf((*cmd).server).client_ca = Some(Located { value, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_client_crl(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            not_in_directory(cmd, "TLSClientCRL")?;
+            let value = server_relative(cmd, arg)?;
+            server_conf((*cmd).server).client_crls.push(Located { value, origin: origin(cmd) });
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_user_name(cmd: *mut cmd_parms, _d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            not_in_directory(cmd, "TLSUserName")?;
+            let name = cstr(arg).into_owned();
+            if !name.starts_with("SSL_") {
+                return Err(format!("TLSUserName '{name}': name a TLS variable such as SSL_CLIENT_S_DN_CN"));
+            }
+            server_conf((*cmd).server).user_name_var = Some(name);
             Ok(())
         })
     }
@@ -728,6 +814,11 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
                 (*(*r).connection).keepalive = sys::ap_conn_keepalive_e_AP_CONN_CLOSE;
                 log_conn!((*r).connection, log::INFO, 0, "plain HTTP request on a TLS port; answering 400");
                 return sys::HTTP_BAD_REQUEST as c_int;
+            }
+            if let Some(var) = server_conf((*r).server).user_name_var.as_deref()
+                && let Some(user) = tc.facts().and_then(|f| vars::lookup(var, &f))
+            {
+                (*r).user = pool::pstrdup((*r).pool, &user) as *mut c_char;
             }
             let Some(sni) = tc.sni() else { return DECLINED };
             let handshake_server = tc.server();

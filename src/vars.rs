@@ -13,6 +13,8 @@ pub struct ConnFacts<'a> {
     pub sni: Option<&'a str>,
     /// DER of the certificate we presented.
     pub server_cert: Option<&'a [u8]>,
+    /// The client's verified certificate chain (leaf first), if it sent one.
+    pub client_chain: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
     pub now_unix: i64,
 }
 
@@ -46,6 +48,12 @@ fn cipher_bits(suite: &str) -> Option<u32> {
     }
 }
 
+impl ConnFacts<'_> {
+    fn client_leaf(&self) -> Option<&[u8]> {
+        self.client_chain.and_then(|c| c.first()).map(|c| c.as_ref())
+    }
+}
+
 /// The value of variable `name`, or `None` when it is not ours or has no value.
 pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
     let conn = f.conn;
@@ -60,7 +68,7 @@ pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
         "SSL_CIPHER_USEKEYSIZE" | "SSL_CIPHER_ALGKEYSIZE" => cipher_bits(&suite_name()?)?.to_string(),
         "SSL_CIPHER_EXPORT" | "SSL_SECURE_RENEG" => "false".to_string(),
         "SSL_COMPRESS_METHOD" => "NULL".to_string(),
-        "SSL_CLIENT_VERIFY" => "NONE".to_string(),
+        "SSL_CLIENT_VERIFY" => if f.client_leaf().is_some() { "SUCCESS" } else { "NONE" }.to_string(),
         "SSL_TLS_SNI" => f.sni?.to_string(),
         "SSL_VERSION_INTERFACE" => format!("mod_tls/{}", crate::VERSION),
         "SSL_VERSION_LIBRARY" => format!("rustls/{}", crate::RUSTLS_VERSION),
@@ -73,8 +81,15 @@ pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
         "SSL_ALPN" => String::from_utf8_lossy(conn.alpn_protocol()?).into_owned(),
         "SSL_KEY_EXCHANGE" => format!("{:?}", conn.negotiated_key_exchange_group()?.name()),
         _ => {
-            let suffix = name.strip_prefix("SSL_SERVER_")?;
-            certvars::cert_var(f.server_cert?, suffix, f.now_unix)?
+            if let Some(suffix) = name.strip_prefix("SSL_SERVER_") {
+                certvars::cert_var(f.server_cert?, suffix, f.now_unix)?
+            } else if let Some(n) = name.strip_prefix("SSL_CLIENT_CERT_CHAIN_") {
+                let n: usize = n.parse().ok()?;
+                certvars::pem(f.client_chain?.get(n + 1)?)
+            } else {
+                let suffix = name.strip_prefix("SSL_CLIENT_")?;
+                certvars::cert_var(f.client_leaf()?, suffix, f.now_unix)?
+            }
         }
     };
     Some(value)
@@ -87,12 +102,23 @@ pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     if let Some(der) = f.server_cert {
         out.extend(certvars::all_cert_vars(der, f.now_unix).into_iter().map(|(k, v)| (format!("SSL_SERVER_{k}"), v)));
     }
+    if let Some(der) = f.client_leaf() {
+        out.extend(certvars::all_cert_vars(der, f.now_unix).into_iter().map(|(k, v)| (format!("SSL_CLIENT_{k}"), v)));
+    }
     out
 }
 
 /// What `TLSOptions ExportCertData` adds.
 pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
-    f.server_cert.map(|der| vec![("SSL_SERVER_CERT".to_string(), certvars::pem(der))]).unwrap_or_default()
+    let mut out: Vec<(String, String)> =
+        f.server_cert.map(|der| ("SSL_SERVER_CERT".to_string(), certvars::pem(der))).into_iter().collect();
+    if let Some(chain) = f.client_chain {
+        for (i, cert) in chain.iter().enumerate() {
+            let name = if i == 0 { "SSL_CLIENT_CERT".to_string() } else { format!("SSL_CLIENT_CERT_CHAIN_{}", i - 1) };
+            out.push((name, certvars::pem(cert)));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

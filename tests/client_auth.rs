@@ -1,0 +1,300 @@
+//! Client certificates with revocation checking: required/optional, CRLs for the whole chain,
+//! variables, `Require expr`, TLSUserName, resumption keeping the identity.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A client PKI: root and intermediate CAs with CRLs, and client certificates of every kind.
+struct ClientPki {
+    files: Vec<(String, String)>,
+}
+
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl Ca {
+    fn new(name: &str, parent: Option<&Ca>) -> Ca {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = match parent {
+            None => params.self_signed(&key).unwrap(),
+            Some(p) => params.signed_by(&key, &rcgen::Issuer::new(p.params.clone(), &p.key)).unwrap(),
+        };
+        Ca { params, key, cert }
+    }
+
+    /// A client certificate: (cert PEM, key PEM).
+    fn issue(&self, cn: &str, org: &str, serial: u64, expired: bool) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, org);
+        params.subject_alt_names.push(rcgen::SanType::Rfc822Name(format!("{cn}@example.net").try_into().unwrap()));
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        let cert = params.signed_by(&key, &rcgen::Issuer::new(self.params.clone(), &self.key)).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn crl(&self, revoked: &[u64]) -> String {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2025, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2025, 6, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&rcgen::Issuer::new(self.params.clone(), &self.key)).unwrap().pem().unwrap()
+    }
+}
+
+impl ClientPki {
+    fn new() -> ClientPki {
+        let root = Ca::new("Client Root CA", None);
+        let inter = Ca::new("Client Intermediate CA", Some(&root));
+        let stranger = Ca::new("Unknown CA", None);
+        let mut files = vec![
+            ("clientca.pem".to_string(), root.cert.pem()),
+            ("root.crl".to_string(), root.crl(&[66])),
+            ("inter.crl".to_string(), inter.crl(&[])),
+        ];
+        for (name, ca, org, serial, expired) in [
+            ("alice", &root, "Example", 11, false),
+            ("bob", &root, "Example", 66, false),
+            ("eve", &root, "Example", 12, true),
+            ("mallory", &stranger, "Example", 13, false),
+        ] {
+            let (c, k) = ca.issue(name, org, serial, expired);
+            files.push((format!("{name}.pem"), c));
+            files.push((format!("{name}.key"), k));
+        }
+        // carol's certificate comes from the intermediate: she sends the chain.
+        let (c, k) = inter.issue("carol", "Other", 14, false);
+        files.push(("carol.pem".to_string(), format!("{c}{}", inter.cert.pem())));
+        files.push(("carol.key".to_string(), k));
+        ClientPki { files }
+    }
+
+    fn install(&self, h: &Httpd) {
+        for (name, data) in &self.files {
+            h.write(&format!("conf/client/{name}"), data);
+        }
+    }
+}
+
+fn client_config(
+    h: &Httpd,
+    who: Option<&str>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(h.path("conf/ca.pem")).unwrap()).unwrap();
+    let b = rustls::ClientConfig::builder_with_protocol_versions(versions).with_root_certificates(roots);
+    Arc::new(match who {
+        None => b.with_no_client_auth(),
+        Some(name) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_file_iter(h.path(&format!("conf/client/{name}.pem")))
+                    .unwrap()
+                    .map(|c| c.unwrap())
+                    .collect();
+            let key = PrivateKeyDer::from_pem_file(h.path(&format!("conf/client/{name}.key"))).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+    })
+}
+
+/// GET `path` as `who`; Ok(response) or Err(what the client saw).
+fn request(
+    h: &Httpd,
+    port: u16,
+    who: Option<&str>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    path: &str,
+) -> Result<Response, String> {
+    let mut s = try_tls_connect(port, "localhost", client_config(h, who, versions)).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    Ok(Response::parse(&raw).0)
+}
+
+fn env_of(r: &Response) -> std::collections::BTreeMap<String, String> {
+    r.text().lines().filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+}
+
+fn server(optional_port: u16) -> Httpd {
+    let mut h = Httpd::new();
+    ClientPki::new().install(&h);
+    h.cgi("env.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nenv\n");
+    h.write("htdocs/org/index.html", "members only\n");
+    let root = h.root.display().to_string();
+    let auth = "  TLSClientCA conf/client/clientca.pem\n  TLSClientCRL conf/client/root.crl\n  TLSClientCRL conf/client/inter.crl\n";
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  \
+         TLSClientCertificate required\n{auth}  TLSUserName SSL_CLIENT_S_DN_CN\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    h.extra = format!(
+        "TLSOptions StdEnvVars ExportCertData\n\
+         LogFormat \"%u %{{SSL_CLIENT_VERIFY}}e\" authlog\nCustomLog logs/auth.log authlog\n\
+         <Directory \"{root}/htdocs/org\">\n  Require expr \"%{{SSL_CLIENT_S_DN_O}} == 'Example'\"\n</Directory>\n\
+         Listen 127.0.0.1:{optional_port}\nTLSEngine 127.0.0.1:{optional_port}\n\
+         <VirtualHost 127.0.0.1:{optional_port}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  \
+         TLSClientCertificate optional\n{auth}</VirtualHost>\n"
+    );
+    h
+}
+
+#[test]
+fn required_accepts_good_chains_and_refuses_the_rest_with_the_right_alert() {
+    let opt = free_port();
+    let mut h = server(opt);
+    h.start();
+    for versions in [TLS13, TLS12] {
+        for who in ["alice", "carol"] {
+            let r = request(&h, h.tls_port, Some(who), versions, "/env.cgi").unwrap_or_else(|e| panic!("{who}: {e}"));
+            assert_eq!(r.status, 200, "{who}");
+            let env = env_of(&r);
+            assert_eq!(env["SSL_CLIENT_VERIFY"], "SUCCESS");
+            assert_eq!(env["SSL_CLIENT_S_DN_CN"], who);
+            assert_eq!(env["REMOTE_USER"], who, "TLSUserName");
+        }
+        for (who, alert) in [
+            (None, "CertificateRequired"),
+            (Some("mallory"), "UnknownCA"),
+            (Some("eve"), "CertificateExpired"),
+            (Some("bob"), "CertificateRevoked"),
+        ] {
+            let err = request(&h, h.tls_port, who, versions, "/env.cgi").expect_err("refused");
+            assert!(err.contains(alert), "{who:?} {versions:?}: {err}");
+        }
+    }
+    h.assert_no_crash();
+}
+
+#[test]
+fn optional_allows_none_but_not_bad_ones() {
+    let opt = free_port();
+    let mut h = server(opt);
+    h.start();
+    let r = request(&h, opt, None, TLS13, "/env.cgi").unwrap();
+    assert_eq!(env_of(&r)["SSL_CLIENT_VERIFY"], "NONE");
+    let r = request(&h, opt, Some("alice"), TLS13, "/env.cgi").unwrap();
+    assert_eq!(env_of(&r)["SSL_CLIENT_VERIFY"], "SUCCESS");
+    for who in ["mallory", "bob", "eve"] {
+        assert!(request(&h, opt, Some(who), TLS13, "/env.cgi").is_err(), "{who} refused");
+    }
+}
+
+#[test]
+fn variables_require_expr_log_and_resumption() {
+    let opt = free_port();
+    let mut h = server(opt);
+    h.start();
+    let cfg = client_config(&h, Some("alice"), TLS13);
+    let mut s = tls_connect(h.tls_port, "localhost", cfg.clone());
+    let env = env_of(&get_on(&mut s, "/env.cgi", "localhost"));
+    assert_eq!(env["SSL_CLIENT_S_DN"], "O=Example,CN=alice");
+    assert_eq!(env["SSL_CLIENT_I_DN"], "CN=Client Root CA");
+    assert_eq!(env["SSL_CLIENT_I_DN_CN"], "Client Root CA");
+    assert_eq!(env["SSL_CLIENT_S_DN_O"], "Example");
+    assert_eq!(env["SSL_CLIENT_M_SERIAL"], "0B");
+    assert_eq!(env["SSL_CLIENT_M_VERSION"], "3");
+    assert_eq!(env["SSL_CLIENT_SAN_Email_0"], "alice@example.net");
+    assert!(env["SSL_CLIENT_V_START"].ends_with(" GMT") && env["SSL_CLIENT_V_END"].ends_with(" GMT"));
+    assert!(env["SSL_CLIENT_V_REMAIN"].parse::<u32>().unwrap() > 300);
+    assert!(env["SSL_CLIENT_CERT"].starts_with("-----BEGIN CERTIFICATE-----"));
+    // A resumed session keeps the identity of the full handshake.
+    let mut s = tls_connect(h.tls_port, "localhost", cfg);
+    let env = env_of(&get_on(&mut s, "/env.cgi", "localhost"));
+    assert_eq!(s.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!((env["SSL_CLIENT_VERIFY"].as_str(), env["SSL_CLIENT_S_DN_CN"].as_str()), ("SUCCESS", "alice"));
+    assert_eq!(env["SSL_SESSION_RESUMED"], "Resumed");
+
+    // carol sent her intermediate: it is in the chain variables.
+    let r = request(&h, h.tls_port, Some("carol"), TLS13, "/env.cgi").unwrap();
+    assert!(env_of(&r)["SSL_CLIENT_CERT_CHAIN_0"].starts_with("-----BEGIN CERTIFICATE-----"));
+
+    assert_eq!(request(&h, h.tls_port, Some("alice"), TLS13, "/org/").unwrap().status, 200);
+    assert_eq!(request(&h, h.tls_port, Some("carol"), TLS13, "/org/").unwrap().status, 403);
+    let log = std::fs::read_to_string(h.path("logs/auth.log")).unwrap();
+    assert!(log.lines().any(|l| l == "alice SUCCESS") && log.lines().any(|l| l == "carol SUCCESS"), "{log}");
+}
+
+#[test]
+fn curl_and_openssl_clients_with_certificates() {
+    let opt = free_port();
+    let mut h = server(opt);
+    h.start();
+    let cert = h.path("conf/client/alice.pem");
+    let key = h.path("conf/client/alice.key");
+    let o = h.curl(&["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), &h.https_url("/env.cgi")]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SSL_CLIENT_S_DN_CN=alice"), "{}", output_text(&o));
+    let o = h.curl(&[&h.https_url("/env.cgi")]);
+    assert!(!o.status.success(), "curl without a certificate is refused");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'GET /env.cgi HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | \
+             openssl s_client -quiet -connect 127.0.0.1:{} -servername localhost -CAfile {} -cert {} -key {} 2>&1",
+            h.tls_port,
+            h.path("conf/ca.pem").display(),
+            cert.display(),
+            key.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SSL_CLIENT_VERIFY=SUCCESS"), "{}", output_text(&o));
+}
+
+#[test]
+fn client_auth_configuration_errors() {
+    let mut h = Httpd::new();
+    h.extra = "<Location /x>\n  TLSClientCertificate required\n</Location>\n".into();
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("renegotiation"), "{}", output_text(&o));
+    h.extra = "TLSClientCertificate required\n".into();
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("needs TLSClientCA"), "{}", output_text(&o));
+    h.extra = "TLSClientCertificate maybe\n".into();
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("required, optional or none"), "{}", output_text(&o));
+    h.write("conf/bad.crl", "not a crl");
+    h.extra = "TLSClientCertificate required\nTLSClientCA conf/ca.pem\nTLSClientCRL conf/bad.crl\n".into();
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("TLSClientCRL"), "{}", output_text(&o));
+    h.extra = "TLSClientCertificate optional\nTLSClientCA conf/ca.pem\n".into();
+    let o = h.configtest();
+    assert!(o.status.success() && output_text(&o).contains("without revocation checking"), "{}", output_text(&o));
+}
