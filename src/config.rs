@@ -317,6 +317,8 @@ pub struct ServerConf {
     /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
     /// run blocking, where its timer applies, instead of waiting in the event MPM.
     pub reqtimeout_handshake: bool,
+    /// Backend client configs built for this generation (main server only).
+    pub proxy_cache: Option<Arc<crate::engine::ProxyCache>>,
     /// The cache opened for this configuration generation (main server only).
     #[cfg(not(test))]
     pub session_cache: Option<Arc<crate::session::SessionCache>>,
@@ -361,6 +363,7 @@ impl ServerConf {
             passphrase_program: base.passphrase_program.clone(),
             session_cache_spec: base.session_cache_spec.clone(),
             reqtimeout_handshake: false,
+            proxy_cache: None,
             #[cfg(not(test))]
             session_cache: None,
             tls: None,
@@ -453,15 +456,73 @@ impl TlsOptions {
     }
 }
 
-/// Per-directory settings (also the server's and vhost's defaults for their requests).
+/// `TLSProxy*`: TLS towards backends, per server, vhost or `<Proxy>` section (a section's
+/// settings override the vhost's).
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConf {
+    pub engine: Option<bool>,
+    pub ca: Option<Located<PathBuf>>,
+    pub floor: Option<Located<u16>>,
+    pub prefer: Vec<Located<u16>>,
+    pub suppress: Vec<Located<u16>>,
+    pub machine_certs: Vec<CertSpec>,
+}
+
+/// What makes two proxy scopes need different client configs (where they were written does not).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProxyKey {
+    ca: Option<PathBuf>,
+    floor: u16,
+    prefer: Vec<u16>,
+    suppress: Vec<u16>,
+    machine_certs: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+impl ProxyConf {
+    pub fn merge(base: &ProxyConf, add: &ProxyConf) -> ProxyConf {
+        ProxyConf {
+            engine: add.engine.or(base.engine),
+            ca: add.ca.clone().or_else(|| base.ca.clone()),
+            floor: add.floor.clone().or_else(|| base.floor.clone()),
+            prefer: inherit(&base.prefer, &add.prefer),
+            suppress: inherit(&base.suppress, &add.suppress),
+            machine_certs: inherit(&base.machine_certs, &add.machine_certs),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.engine.unwrap_or(false)
+    }
+
+    pub fn floor(&self) -> u16 {
+        self.floor.as_ref().map_or(0x0303, |l| l.value)
+    }
+
+    pub fn key(&self) -> ProxyKey {
+        ProxyKey {
+            ca: self.ca.as_ref().map(|l| l.value.clone()),
+            floor: self.floor(),
+            prefer: self.prefer.iter().map(|l| l.value).collect(),
+            suppress: self.suppress.iter().map(|l| l.value).collect(),
+            machine_certs: self.machine_certs.iter().map(|c| (c.cert_file.clone(), c.key_file.clone())).collect(),
+        }
+    }
+}
+
+/// Per-directory settings (also the server's and vhost's defaults for their requests, and the
+/// `<Proxy>` sections').
 #[derive(Default, Clone)]
 pub struct DirConf {
     pub options: TlsOptions,
+    pub proxy: ProxyConf,
 }
 
 impl DirConf {
     pub fn merge(base: &DirConf, add: &DirConf) -> DirConf {
-        DirConf { options: TlsOptions::merge(&base.options, &add.options) }
+        DirConf {
+            options: TlsOptions::merge(&base.options, &add.options),
+            proxy: ProxyConf::merge(&base.proxy, &add.proxy),
+        }
     }
 }
 
@@ -556,6 +617,24 @@ mod tests {
         let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
         assert!(e.contains("'+FakeBasicAuth'"), "{e}");
         assert!(TlsOptions::default().apply("-Defaults").is_err());
+    }
+
+    #[test]
+    fn proxy_sections_override_the_vhost() {
+        let o = Origin { file: "x".into(), line: 1 };
+        let vhost = ProxyConf {
+            engine: Some(true),
+            floor: Some(Located { value: 0x0304, origin: o.clone() }),
+            ..Default::default()
+        };
+        let section = ProxyConf { ca: Some(Located { value: "ca.pem".into(), origin: o }), ..Default::default() };
+        let m = ProxyConf::merge(&vhost, &section);
+        assert!(m.enabled());
+        assert_eq!(m.floor(), 0x0304);
+        assert_eq!(m.key(), ProxyConf::merge(&vhost, &section).key());
+        assert_ne!(m.key(), vhost.key());
+        let off = ProxyConf { engine: Some(false), ..Default::default() };
+        assert!(!ProxyConf::merge(&vhost, &off).enabled());
     }
 
     #[test]

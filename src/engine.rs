@@ -10,7 +10,7 @@ use rustls::{ServerConfig, SignatureAlgorithm, SupportedCipherSuite};
 
 use crate::certs;
 use crate::ciphers;
-use crate::config::{Located, ServerConf, version_name};
+use crate::config::{Located, ProxyConf, ServerConf, version_name};
 
 /// ALPN protocols we prepare a config variant for. httpd decides per connection which one (if
 /// any) to answer (`ap_select_protocol`); the variants are built here so no config is built then.
@@ -290,6 +290,123 @@ pub fn build_vhost(
         })
         .collect();
     Ok((VhostTls { plain, by_alpn, resolver }, warnings))
+}
+
+/// Backend client configs of one configuration generation, by their settings, so that every
+/// backend connection of a scope shares one config (and its TLS session cache).
+pub type ProxyCache = std::sync::Mutex<std::collections::HashMap<crate::config::ProxyKey, Arc<ProxyTls>>>;
+
+/// The client configs for one proxy scope: one per ALPN protocol mod_proxy may ask for.
+pub struct ProxyTls {
+    pub plain: Arc<rustls::ClientConfig>,
+    pub by_alpn: Vec<(&'static [u8], Arc<rustls::ClientConfig>)>,
+}
+
+impl ProxyTls {
+    /// The config offering exactly `protocols` (from mod_proxy's `proxy-request-alpn-protos`).
+    pub fn for_protocols(&self, protocols: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        match protocols {
+            [one] => self.by_alpn.iter().find(|(p, _)| p == one).map_or_else(|| self.plain.clone(), |(_, c)| c.clone()),
+            _ => self.plain.clone(),
+        }
+    }
+}
+
+/// Presents the first machine certificate the backend accepts: one issued by a CA the backend
+/// names in its request, else the first whose key can sign with a scheme it offers.
+#[derive(Debug)]
+struct FirstAcceptedMachineCert {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl rustls::client::ResolvesClientCert for FirstAcceptedMachineCert {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let usable = |k: &&Arc<CertifiedKey>| k.key.choose_scheme(sigschemes).is_some();
+        let issued_by_hint = |k: &&Arc<CertifiedKey>| {
+            k.cert.iter().any(|c| {
+                x509_parser::parse_x509_certificate(c)
+                    .is_ok_and(|(_, x)| root_hint_subjects.iter().any(|h| *h == x.issuer().as_raw()))
+            })
+        };
+        self.keys.iter().filter(usable).find(issued_by_hint).or_else(|| self.keys.iter().find(usable)).cloned()
+    }
+
+    fn has_certs(&self) -> bool {
+        !self.keys.is_empty()
+    }
+}
+
+/// Trust anchors for backends: `TLSProxyCA` (a PEM bundle or a directory of PEM files), else the
+/// Mozilla set from webpki-roots.
+fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
+    let Some(ca) = &conf.ca else {
+        return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
+    };
+    let err = |message: String| BuildError { origin: ca.origin.to_string(), message: format!("TLSProxyCA: {message}") };
+    if ca.value.is_dir() {
+        let mut roots = rustls::RootCertStore::empty();
+        let mut entries: Vec<_> = std::fs::read_dir(&ca.value)
+            .map_err(|e| err(format!("cannot read the directory {}: {e}", ca.value.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
+            .collect();
+        entries.sort();
+        for file in entries {
+            for cert in certs::load_chain(&file).map_err(err)? {
+                roots.add(cert).map_err(|e| err(format!("{}: {e}", file.display())))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err(err(format!("{} holds no .pem or .crt certificate", ca.value.display())));
+        }
+        return Ok(roots);
+    }
+    certs::load_roots(&ca.value).map_err(err)
+}
+
+/// Builds the client configs for one proxy scope (TLSProxy* settings).
+pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildError> {
+    let base = provider();
+    let roots = proxy_roots(conf)?;
+    let mut keys = Vec::new();
+    for spec in &conf.machine_certs {
+        keys.push(certs::load_certified_key(spec, &base, None).map_err(|message| BuildError {
+            origin: spec.origin.to_string(),
+            message: format!("TLSProxyMachineCertificate: {message}"),
+        })?);
+    }
+    let (suites, warnings) = select_suites(&base.cipher_suites, &conf.prefer, &conf.suppress);
+    let floor = conf.floor();
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
+    let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| BuildError {
+            origin: conf.suppress.first().map(|l| l.origin.to_string()).unwrap_or_default(),
+            message: format!("cannot build the backend TLS configuration: {e}"),
+        })?
+        .with_root_certificates(roots);
+    let config = if keys.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_resolver(Arc::new(FirstAcceptedMachineCert { keys }))
+    };
+    let plain = Arc::new(config);
+    let by_alpn = [&b"h2"[..], &b"http/1.1"[..]]
+        .into_iter()
+        .map(|p| {
+            let mut c = (*plain).clone();
+            c.alpn_protocols = vec![p.to_vec()];
+            (p, Arc::new(c))
+        })
+        .collect();
+    Ok((ProxyTls { plain, by_alpn }, warnings))
 }
 
 #[cfg(test)]

@@ -122,6 +122,13 @@ pub struct TlsConn {
     out: Brigade,
     /// EOC seen or the connection failed: nothing more goes out.
     closed: bool,
+    /// For a backend connection: the host we verify, once the handshake started.
+    backend_host: Option<String>,
+    /// For a backend connection: the configs to start the client handshake with, once mod_proxy
+    /// has noted the backend's name and ALPN protocols.
+    backend: Option<Arc<crate::engine::ProxyTls>>,
+    /// Our filters are in place.
+    filters_added: bool,
     /// A small tail of response data held back (copied) until more data or a metadata bucket
     /// follows, so that a response head passed on its own shares a record with the body. Empty,
     /// and without capacity, between responses.
@@ -133,6 +140,58 @@ pub struct TlsConn {
 /// # Safety
 /// `c` must be a live connection in pre_connection.
 pub unsafe fn attach(c: *mut conn_rec) {
+    unsafe {
+        let tc = new_state(c, None);
+        add_filters(c, tc);
+    }
+}
+
+/// Claims outgoing (proxy) connection `c` for TLS to a backend with `tls`; the filters follow in
+/// pre_connection, the handshake at the first read or write.
+///
+/// # Safety
+/// `c` must be a live outgoing connection.
+pub unsafe fn attach_backend(c: *mut conn_rec, tls: Arc<crate::engine::ProxyTls>) {
+    unsafe {
+        new_state(c, Some(tls));
+    }
+}
+
+/// Adds our filters to a claimed backend connection (from pre_connection).
+///
+/// # Safety
+/// `c` must be a live connection.
+pub unsafe fn add_backend_filters(c: *mut conn_rec) -> bool {
+    unsafe {
+        match conn_state(c) {
+            Some(tc) if tc.backend.is_some() && !tc.filters_added => {
+                add_filters(c, tc);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+unsafe fn add_filters(c: *mut conn_rec, tc: *mut TlsConn) {
+    unsafe {
+        (*tc).in_filter = sys::ap_add_input_filter_handle(
+            INPUT_FILTER.load(Ordering::Acquire),
+            tc as *mut c_void,
+            ptr::null_mut(),
+            c,
+        );
+        (*tc).out_filter = sys::ap_add_output_filter_handle(
+            OUTPUT_FILTER.load(Ordering::Acquire),
+            tc as *mut c_void,
+            ptr::null_mut(),
+            c,
+        );
+        (*tc).filters_added = true;
+    }
+}
+
+unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTls>>) -> *mut TlsConn {
     unsafe {
         let pool = (*c).pool;
         let alloc = (*c).bucket_alloc;
@@ -146,22 +205,14 @@ pub unsafe fn attach(c: *mut conn_rec) {
             raw_in: Brigade::create(pool, alloc),
             out: Brigade::create(pool, alloc),
             closed: false,
+            backend,
+            backend_host: None,
+            filters_added: false,
             held: Vec::new(),
         };
         let tc = pool::attach(pool, state);
-        (*tc).in_filter = sys::ap_add_input_filter_handle(
-            INPUT_FILTER.load(Ordering::Acquire),
-            tc as *mut c_void,
-            ptr::null_mut(),
-            c,
-        );
-        (*tc).out_filter = sys::ap_add_output_filter_handle(
-            OUTPUT_FILTER.load(Ordering::Acquire),
-            tc as *mut c_void,
-            ptr::null_mut(),
-            c,
-        );
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
+        tc
     }
 }
 
@@ -212,6 +263,43 @@ impl TlsConn {
         })
     }
 
+    /// A backend connection starts its handshake with the name and protocols mod_proxy noted on
+    /// the connection (`proxy-request-hostname`, `proxy-request-alpn-protos`).
+    fn start_backend_handshake(&mut self) -> apr_status_t {
+        let Some(tls) = self.backend.take() else { return APR_SUCCESS };
+        let (host, alpn) = unsafe {
+            let notes = (*self.c).notes;
+            let note = |k: &std::ffi::CStr| {
+                let v = sys::apr_table_get(notes, k.as_ptr());
+                (!v.is_null()).then(|| crate::httpd::cstr(v).into_owned())
+            };
+            let host =
+                note(c"proxy-request-hostname").unwrap_or_else(|| crate::httpd::cstr((*self.c).client_ip).into_owned());
+            (host, note(c"proxy-request-alpn-protos").unwrap_or_default())
+        };
+        let protocols: Vec<&[u8]> = alpn.split([',', ' ']).filter(|p| !p.is_empty()).map(str::as_bytes).collect();
+        let name = match rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string()) {
+            Ok(n) => n,
+            Err(e) => {
+                log_conn!(self.c, log::ERR, 0, "TLS to backend: '{host}' is not a valid host name ({e})");
+                self.closed = true;
+                return APR_ECONNABORTED;
+            }
+        };
+        match rustls::ClientConnection::new(tls.for_protocols(&protocols), name) {
+            Ok(conn) => {
+                self.stream = TlsStream::client(conn);
+                self.backend_host = Some(host);
+                APR_SUCCESS
+            }
+            Err(e) => {
+                log_conn!(self.c, log::ERR, 0, "TLS to backend {host}: {e}");
+                self.closed = true;
+                APR_ECONNABORTED
+            }
+        }
+    }
+
     /// Runs once when the handshake has completed: hands the connection to the module that speaks
     /// the negotiated ALPN protocol (mod_http2 for h2), as mod_ssl does.
     fn on_established(&mut self) -> apr_status_t {
@@ -228,6 +316,9 @@ impl TlsConn {
             conn.alpn_protocol().map(String::from_utf8_lossy),
             unsafe { describe(self.chooser.server) }
         );
+        if self.backend_host.is_some() {
+            return APR_SUCCESS;
+        }
         let Some(alpn) = conn.alpn_protocol().map(<[u8]>::to_vec) else { return APR_SUCCESS };
         unsafe {
             if alpn != protocol::current(self.c) {
@@ -266,16 +357,21 @@ impl TlsConn {
     }
 
     fn fail(&mut self, failure: TlsFailure) -> apr_status_t {
-        let during = if self.stream.connection().is_some_and(|c| !c.is_handshaking()) {
+        let during = if self.stream.common().is_some_and(|c| !c.is_handshaking()) {
             "TLS error"
         } else {
             "TLS handshake failed"
         };
-        match &failure {
-            TlsFailure::Closed => {
+        match (&failure, &self.backend_host) {
+            (TlsFailure::Closed, None) => {
                 log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
             }
-            other => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
+            // One line that says why the proxy answers 502 (mod_proxy does for an aborted backend).
+            (other, Some(host)) => {
+                log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {other}");
+                unsafe { (*self.c).aborted = 1 };
+            }
+            (other, None) => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
         }
         // Deliver the alert before httpd closes the socket.
         let _ = self.send_tls(true);
@@ -360,6 +456,12 @@ impl TlsConn {
         if self.closed {
             return APR_ECONNABORTED;
         }
+        if self.backend.is_some() {
+            let rv = self.start_backend_handshake();
+            if rv != APR_SUCCESS {
+                return rv;
+            }
+        }
         if mode == sys::ap_input_mode_t_AP_MODE_INIT {
             while self.stream.is_handshaking() {
                 let rv = self.fill(blocking);
@@ -408,6 +510,13 @@ impl TlsConn {
     }
 
     fn write(&mut self, bb: Brigade) -> apr_status_t {
+        if self.backend.is_some() && !self.closed {
+            let rv = self.start_backend_handshake();
+            if rv != APR_SUCCESS {
+                bb.clear();
+                return rv;
+            }
+        }
         log_conn!(self.c, log::TRACE2, 0, "TLS output: brigade in (closed={})", self.closed);
         if self.closed || unsafe { (*self.c).aborted } != 0 {
             bb.clear();

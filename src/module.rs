@@ -127,7 +127,36 @@ const END_OF_COMMANDS: sys::command_rec = sys::command_rec {
 /// the handler can explain why not) directory sections.
 const CLIENT_AUTH_CONTEXT: u32 = sys::RSRC_CONF | sys::ACCESS_CONF;
 
-static COMMANDS: CommandTable<15> = CommandTable([
+/// TLSProxy* directives: server, vhost and `<Proxy>` sections.
+const PROXY_CONTEXT: u32 = sys::RSRC_CONF | sys::PROXY_CONF;
+
+static COMMANDS: CommandTable<21> = CommandTable([
+    flag(c"TLSProxyEngine", set_proxy_engine, PROXY_CONTEXT, c"on|off: mod_tls handles TLS to backends in this scope"),
+    take1(
+        c"TLSProxyCA",
+        set_proxy_ca,
+        PROXY_CONTEXT,
+        c"PEM bundle or directory of PEM files trusted for backend certificates",
+    ),
+    take1(
+        c"TLSProxyProtocol",
+        set_proxy_protocol,
+        PROXY_CONTEXT,
+        c"lowest TLS version towards backends: v1.2+ or v1.3+",
+    ),
+    iterate(c"TLSProxyCiphersPrefer", set_proxy_prefer, PROXY_CONTEXT, c"cipher suites to prefer towards backends"),
+    iterate(
+        c"TLSProxyCiphersSuppress",
+        set_proxy_suppress,
+        PROXY_CONTEXT,
+        c"cipher suites never to use towards backends",
+    ),
+    take12(
+        c"TLSProxyMachineCertificate",
+        set_proxy_machine_cert,
+        PROXY_CONTEXT,
+        c"certificate (and key) presented when a backend asks for a client certificate",
+    ),
     take1(c"TLSClientCertificate", set_client_auth, CLIENT_AUTH_CONTEXT, c"required, optional or none"),
     take1(
         c"TLSClientCA",
@@ -290,6 +319,167 @@ unsafe extern "C" fn set_certificate(
             Ok(())
         })
     }
+}
+
+/// Proxy scopes whose TLSProxy* settings were written in this configuration (their DirConf), so
+/// that check_config can build and validate their client configs before any child starts.
+type ProxyScopes = Vec<usize>;
+
+unsafe fn proxy_directive(
+    cmd: *mut cmd_parms,
+    dconf: *mut c_void,
+    f: impl FnOnce(&mut config::ProxyConf, Origin) -> Result<(), String>,
+) -> *const c_char {
+    unsafe {
+        directive(cmd, || {
+            let scopes = &mut *pool::userdata((*cmd).pool, c"mod_tls proxy scopes", ProxyScopes::new);
+            if !scopes.contains(&(dconf as usize)) {
+                scopes.push(dconf as usize);
+            }
+            f(&mut (*(dconf as *mut DirConf)).proxy, origin(cmd))
+        })
+    }
+}
+
+unsafe extern "C" fn set_proxy_engine(cmd: *mut cmd_parms, d: *mut c_void, on: c_int) -> *const c_char {
+    unsafe {
+        proxy_directive(cmd, d, |p, _| {
+            p.engine = Some(on != 0);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_proxy_ca(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        let path = server_relative(cmd, arg);
+        proxy_directive(cmd, d, |p, origin| {
+            p.ca = Some(Located { value: path?, origin });
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_proxy_protocol(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe {
+        let value =
+            config::parse_protocol_floor(&cstr(arg)).map_err(|e| e.replacen("TLSProtocol", "TLSProxyProtocol", 1));
+        proxy_directive(cmd, d, |p, origin| {
+            p.floor = Some(Located { value: value?, origin });
+            Ok(())
+        })
+    }
+}
+
+unsafe fn add_proxy_ciphers(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char, prefer: bool) -> *const c_char {
+    unsafe {
+        let which = if prefer { "TLSProxyCiphersPrefer" } else { "TLSProxyCiphersSuppress" };
+        let ids = ciphers::parse_list(&cstr(arg)).map_err(|e| format!("{which}: {e}"));
+        proxy_directive(cmd, d, |p, origin| {
+            let list = if prefer { &mut p.prefer } else { &mut p.suppress };
+            list.extend(ids?.into_iter().map(|value| Located { value, origin: origin.clone() }));
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn set_proxy_prefer(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe { add_proxy_ciphers(cmd, d, arg, true) }
+}
+
+unsafe extern "C" fn set_proxy_suppress(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char) -> *const c_char {
+    unsafe { add_proxy_ciphers(cmd, d, arg, false) }
+}
+
+unsafe extern "C" fn set_proxy_machine_cert(
+    cmd: *mut cmd_parms,
+    d: *mut c_void,
+    cert: *const c_char,
+    key: *const c_char,
+) -> *const c_char {
+    unsafe {
+        let cert_file = server_relative(cmd, cert);
+        let key_file = if key.is_null() { Ok(None) } else { server_relative(cmd, key).map(Some) };
+        proxy_directive(cmd, d, |p, origin| {
+            p.machine_certs.push(CertSpec { cert_file: cert_file?, key_file: key_file?, origin });
+            Ok(())
+        })
+    }
+}
+
+/// Builds (and so validates) the backend client configs for every proxy scope: each server's own
+/// settings, and each `<Proxy>` section as it applies within each server.
+unsafe fn build_proxy_configs(main: *mut server_rec, pconf: *mut apr_pool_t) -> bool {
+    unsafe {
+        let cache = std::sync::Arc::new(engine::ProxyCache::default());
+        server_conf(main).proxy_cache = Some(cache.clone());
+        let scopes = (*pool::userdata(pconf, c"mod_tls proxy scopes", ProxyScopes::new)).clone();
+        let mut ok = true;
+        for s in servers(main) {
+            let server_proxy = &(*(sys::ap_get_module_config((*s).lookup_defaults, record()) as *const DirConf)).proxy;
+            let candidates = std::iter::once(server_proxy.clone())
+                .chain(scopes.iter().map(|d| config::ProxyConf::merge(server_proxy, &(*(*d as *const DirConf)).proxy)));
+            for p in candidates.filter(|p| p.enabled()) {
+                let key = p.key();
+                if cache.lock().unwrap().contains_key(&key) {
+                    continue;
+                }
+                match engine::build_proxy(&p) {
+                    Ok((tls, warnings)) => {
+                        for w in warnings {
+                            log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                        }
+                        cache.lock().unwrap().insert(key, std::sync::Arc::new(tls));
+                    }
+                    Err(e) => {
+                        log_server!(main, log::EMERG, 0, "mod_tls: {}: {}", e.origin, e.message);
+                        ok = false;
+                    }
+                }
+            }
+        }
+        ok
+    }
+}
+
+/// mod_proxy asks who does TLS for a backend connection: we do where TLSProxyEngine is on for the
+/// scope (the request's or the worker's merged configuration).
+unsafe extern "C" fn bind_outgoing(c: *mut conn_rec, dir_conf: *mut sys::ap_conf_vector_t, enable: c_int) -> c_int {
+    catch_panic(
+        DECLINED,
+        |m| log_conn!(c, log::ERR, 0, "internal error (panic) binding a backend connection: {m}"),
+        || unsafe {
+            if enable == 0 {
+                return DECLINED;
+            }
+            let vector = if dir_conf.is_null() { (*(*c).base_server).lookup_defaults } else { dir_conf };
+            let dconf = sys::ap_get_module_config(vector, record()) as *const DirConf;
+            if dconf.is_null() || !(*dconf).proxy.enabled() {
+                return DECLINED;
+            }
+            let proxy = &(*dconf).proxy;
+            let Some(cache) = server_conf(sys::ap_server_conf).proxy_cache.clone() else { return DECLINED };
+            let key = proxy.key();
+            let found = cache.lock().unwrap().get(&key).cloned();
+            let tls = match found {
+                Some(t) => t,
+                None => match engine::build_proxy(proxy) {
+                    // A combination of scopes not seen at start-up: built once, then shared.
+                    Ok((t, _)) => {
+                        let t = std::sync::Arc::new(t);
+                        cache.lock().unwrap().insert(key, t.clone());
+                        t
+                    }
+                    Err(e) => {
+                        log_conn!(c, log::ERR, 0, "TLS to backend: {}: {}", e.origin, e.message);
+                        return DECLINED;
+                    }
+                },
+            };
+            filters::attach_backend(c, tls);
+            OK
+        },
+    )
 }
 
 /// Client authentication is part of the handshake, before any request: it cannot differ per
@@ -562,6 +752,9 @@ unsafe fn note_reqtimeout_handshakes(main: *mut server_rec) {
 unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut apr_pool_t) -> c_int {
     unsafe {
         note_reqtimeout_handshakes(main);
+        if !build_proxy_configs(main, pconf) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
         let engines = server_conf(main).engines.clone();
         for s in servers(main) {
             server_conf(s).tls = None;
@@ -721,6 +914,10 @@ unsafe extern "C" fn pre_connection(c: *mut conn_rec, _csd: *mut c_void) -> c_in
         || unsafe {
             if !(*c).master.is_null() {
                 return DECLINED; // HTTP/2 streams ride on the already-secured master connection
+            }
+            if (*c).outgoing != 0 {
+                // A backend connection: ours if bind_outgoing claimed it.
+                return if filters::add_backend_filters(c) { OK } else { DECLINED };
             }
             let s = (*c).base_server;
             let conf = server_conf(s);
@@ -1027,6 +1224,7 @@ unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
             // Before mod_ssl's, which answers HTTPS=off and SSL_VERSION_* for every connection; we
             // answer only for ours.
             sys::ap_hook_ssl_var_lookup(Some(var_lookup), none, none, sys::APR_HOOK_FIRST as c_int);
+            sys::ap_hook_ssl_bind_outgoing(Some(bind_outgoing), none, none, HOOK_MIDDLE);
             sys::ap_hook_expr_lookup(Some(expr_lookup), none, none, sys::APR_HOOK_FIRST as c_int);
             sys::ap_hook_post_read_request(Some(post_read_request), none, none, HOOK_MIDDLE);
             sys::ap_hook_http_scheme(Some(http_scheme), none, none, HOOK_MIDDLE);

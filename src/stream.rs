@@ -50,8 +50,8 @@ impl std::fmt::Display for TlsFailure {
 enum Phase {
     /// Reading the ClientHello; no configuration chosen yet.
     Hello(Box<Acceptor>),
-    /// Handshaking or established.
-    Open(Box<ServerConnection>),
+    /// Handshaking or established (a server connection, or a client one towards a backend).
+    Open(Box<rustls::Connection>),
     /// Failed before a connection existed; only the alert in `pending_alert` remains to send.
     Failed,
     /// The client spoke plain HTTP to the TLS port: its bytes pass through unencrypted so that
@@ -97,7 +97,26 @@ impl TlsStream {
         }
     }
 
+    /// A client-side stream (towards a backend): the handshake starts with our ClientHello.
+    pub fn client(conn: rustls::ClientConnection) -> Self {
+        let mut s = Self::new();
+        s.phase = Phase::Open(Box::new(rustls::Connection::Client(conn)));
+        s
+    }
+
+    /// The server connection, once the ClientHello chose its configuration.
     pub fn connection(&self) -> Option<&ServerConnection> {
+        match &self.phase {
+            Phase::Open(c) => match &**c {
+                rustls::Connection::Server(s) => Some(s),
+                rustls::Connection::Client(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Either side's connection state (protocol, suite, peer certificates, ALPN).
+    pub fn common(&self) -> Option<&rustls::CommonState> {
         match &self.phase {
             Phase::Open(c) => Some(c),
             _ => None,
@@ -214,7 +233,7 @@ impl TlsStream {
         };
         match accepted.into_connection(config) {
             Ok(conn) => {
-                self.phase = Phase::Open(Box::new(conn));
+                self.phase = Phase::Open(Box::new(rustls::Connection::Server(conn)));
                 // The ClientHello has been processed; run what rustls buffered after it.
                 if let Phase::Open(conn) = &mut self.phase
                     && let Err(e) = conn.process_new_packets()

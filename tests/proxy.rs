@@ -1,0 +1,166 @@
+//! TLS to backends for mod_proxy (TLSProxy*), against real backends on loopback.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn proxy_modules() -> String {
+    format!(
+        "LoadModule proxy_module {MODDIR}/mod_proxy.so\nLoadModule proxy_http_module {MODDIR}/mod_proxy_http.so\n\
+         LoadModule proxy_http2_module {MODDIR}/mod_proxy_http2.so\n"
+    )
+}
+
+/// A backend served by this module, logging the protocol, suite and resumption of each request.
+fn backend(extra: &str) -> Httpd {
+    let mut b = Httpd::new();
+    b.write("htdocs/index.html", "backend says hi\n");
+    b.extra = format!(
+        "TLSOptions StdEnvVars\nLogFormat \"%r|%{{SSL_CIPHER}}e|%{{SSL_SESSION_RESUMED}}e\" blog\nCustomLog logs/backend.log blog\n{extra}"
+    );
+    b.start();
+    b
+}
+
+fn backend_log(b: &Httpd) -> Vec<String> {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::read_to_string(b.path("logs/backend.log")).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn front_get(front: &Httpd, path: &str) -> (u16, String) {
+    let (r, _) = front.get(path, TLS13);
+    (r.status, r.text())
+}
+
+#[test]
+fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
+    let good = backend("");
+    let stranger = backend(""); // its certificate comes from another CA
+    let mut misnamed = Httpd::new();
+    let (cert, key) = misnamed.pki.issue(&["other.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    misnamed.write("conf/server.pem", cert);
+    misnamed.write("conf/server.key", key);
+    misnamed.start();
+
+    let ca = good.path("conf/ca.pem").display().to_string();
+    let (g, s, m) = (good.tls_port, stranger.tls_port, misnamed.tls_port);
+    let mut front = Httpd::new();
+    front.extra = format!(
+        "{modules}\
+         ProxyPass /b/ https://localhost:{g}/ disablereuse=on\n\
+         ProxyPass /ip/ https://127.0.0.1:{g}/\n\
+         ProxyPass /stranger/ https://localhost:{s}/\n\
+         ProxyPass /misnamed/ https://localhost:{m}/\n\
+         <Proxy \"https://localhost:{g}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n\
+           TLSProxyCiphersSuppress TLS_AES_256_GCM_SHA384 TLS_AES_128_GCM_SHA256\n</Proxy>\n\
+         <Proxy \"https://127.0.0.1:{g}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n\
+         <Proxy \"https://localhost:{s}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n\
+         <Proxy \"https://localhost:{m}/\">\n  TLSProxyEngine on\n  TLSProxyCA {mca}\n</Proxy>\n",
+        modules = proxy_modules(),
+        mca = misnamed.path("conf/ca.pem").display(),
+    );
+    front.start();
+
+    for _ in 0..6 {
+        assert_eq!(front_get(&front, "/b/index.html"), (200, "backend says hi\n".into()));
+    }
+    assert_eq!(front_get(&front, "/ip/index.html"), (200, "backend says hi\n".into()), "IP backend, IP SAN");
+    let log = backend_log(&good);
+    let via_b: Vec<&String> =
+        log.iter().filter(|l| l.starts_with("GET /index.html") && l.contains("CHACHA20")).collect();
+    assert!(via_b.len() >= 6, "the section's suite settings were used:\n{log:?}");
+    assert!(via_b.iter().filter(|l| l.ends_with("|Resumed")).count() >= 3, "backend sessions resume:\n{log:?}");
+
+    assert_eq!(front_get(&front, "/stranger/index.html").0, 502);
+    assert_eq!(front_get(&front, "/misnamed/index.html").0, 502);
+    let errors = front.error_log();
+    assert!(errors.contains(&format!("TLS handshake failed with backend localhost")), "{errors}");
+    // The stranger's CA has the same name as the trusted one but not its key.
+    assert!(errors.contains("invalid peer certificate: BadSignature"), "untrusted backend explained:\n{errors}");
+    assert!(errors.contains("certificate not valid for name \"localhost\""), "wrong name explained:\n{errors}");
+    front.assert_no_crash();
+}
+
+#[test]
+fn machine_certificate_for_a_mod_ssl_backend_that_requires_one() {
+    let mut front = Httpd::new();
+    // The backend: mod_ssl, requiring client certificates from the front's CA.
+    let mut b = Httpd::new();
+    std::fs::copy(front.path("conf/ca.pem"), b.path("conf/front-ca.pem")).unwrap();
+    let sslport = free_port();
+    b.extra = format!(
+        "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{sslport}\n\
+         <VirtualHost 127.0.0.1:{sslport}>\n  ServerName localhost\n  SSLEngine on\n  SSLCertificateFile conf/server.pem\n  \
+         SSLCertificateKeyFile conf/server.key\n  SSLVerifyClient require\n  SSLCACertificateFile conf/front-ca.pem\n</VirtualHost>\n"
+    );
+    b.write("htdocs/index.html", "mod_ssl backend\n");
+    b.start();
+    let (mcert, mkey) = front.pki.issue(&["front.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    front.write("conf/machine.pem", mcert);
+    front.write("conf/machine.key", mkey);
+    let ca = b.path("conf/ca.pem").display().to_string();
+    front.extra = format!(
+        "{modules}ProxyPass /with/ https://localhost:{sslport}/\nProxyPass /without/ https://127.0.0.1:{sslport}/\n\
+         <Proxy \"https://localhost:{sslport}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n  TLSProxyMachineCertificate conf/machine.pem conf/machine.key\n</Proxy>\n\
+         <Proxy \"https://127.0.0.1:{sslport}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n",
+        modules = proxy_modules()
+    );
+    front.start();
+    assert_eq!(front_get(&front, "/with/index.html"), (200, "mod_ssl backend\n".into()));
+    assert_eq!(front_get(&front, "/without/index.html").0, 502);
+}
+
+#[test]
+fn h2_backend_and_mod_ssl_proxying_beside_us() {
+    let h2 = backend(&format!("LoadModule http2_module {MODDIR}/mod_http2.so\nProtocols h2 http/1.1\n"));
+    let other = backend("");
+    let mut front = Httpd::new();
+    let (p2, po) = (h2.tls_port, other.tls_port);
+    front.extra = format!(
+        "{modules}LoadModule ssl_module {MODDIR}/mod_ssl.so\n\
+         ProxyPass /h2/ h2://localhost:{p2}/\n\
+         ProxyPass /ssl/ https://localhost:{po}/\n\
+         <Proxy \"h2://localhost:{p2}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca2}\n</Proxy>\n\
+         <Proxy \"https://localhost:{po}/\">\n  SSLProxyEngine on\n  SSLProxyCACertificateFile {cao}\n</Proxy>\n",
+        modules = proxy_modules(),
+        ca2 = h2.path("conf/ca.pem").display(),
+        cao = other.path("conf/ca.pem").display(),
+    );
+    front.start();
+    assert_eq!(front_get(&front, "/h2/index.html"), (200, "backend says hi\n".into()));
+    assert!(backend_log(&h2).iter().any(|l| l.starts_with("GET /index.html HTTP/2.0")), "{:?}", backend_log(&h2));
+    assert_eq!(front_get(&front, "/ssl/index.html"), (200, "backend says hi\n".into()), "mod_ssl's own backend");
+    // mod_ssl's client (OpenSSL) picks AES-256-GCM: it was not us.
+    assert!(backend_log(&other).iter().any(|l| l.contains("TLS_AES_256_GCM_SHA384")), "{:?}", backend_log(&other));
+    front.assert_no_crash();
+}
+
+#[test]
+fn proxy_configuration_errors() {
+    let mut h = Httpd::new();
+    h.extra = format!(
+        "{}<Proxy \"https://x.test/\">\n  TLSProxyEngine on\n  TLSProxyCA conf/nope.pem\n</Proxy>\n",
+        proxy_modules()
+    );
+    let o = h.configtest();
+    assert!(
+        !o.status.success() && output_text(&o).contains("TLSProxyCA") && output_text(&o).contains("nope.pem"),
+        "{}",
+        output_text(&o)
+    );
+    h.extra = format!("{}TLSProxyProtocol v1.4+\n", proxy_modules());
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("TLSProxyProtocol"), "{}", output_text(&o));
+    h.extra = format!("{}TLSProxyCiphersPrefer NOPE\n", proxy_modules());
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("'NOPE'"), "{}", output_text(&o));
+    // A directory of PEM files works as TLSProxyCA.
+    std::fs::create_dir_all(h.path("conf/cas")).unwrap();
+    std::fs::copy(h.path("conf/ca.pem"), h.path("conf/cas/one.pem")).unwrap();
+    h.extra = format!("{}TLSProxyEngine on\nTLSProxyCA conf/cas\n", proxy_modules());
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let _ = Command::new("true").status();
+}
