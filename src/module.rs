@@ -452,6 +452,11 @@ unsafe extern "C" fn bind_outgoing(c: *mut conn_rec, dir_conf: *mut sys::ap_conf
             if enable == 0 {
                 return DECLINED;
             }
+            if filters::conn_state(c).is_some() {
+                // mod_proxy binds a kept-alive backend connection again when it releases it (with
+                // the worker's section config, possibly none): it stays ours, with its config.
+                return OK;
+            }
             let vector = if dir_conf.is_null() { (*(*c).base_server).lookup_defaults } else { dir_conf };
             let dconf = sys::ap_get_module_config(vector, record()) as *const DirConf;
             if dconf.is_null() || !(*dconf).proxy.enabled() {

@@ -215,6 +215,11 @@ impl TlsStream {
                         return Err(TlsFailure::Protocol(e));
                     }
                     self.drain_plaintext()?;
+                    if eof && self.is_handshaking() {
+                        // The peer went away mid-handshake: nothing more can happen here.
+                        self.failed = true;
+                        return Err(TlsFailure::Closed);
+                    }
                     if n == 0 || data.is_empty() {
                         return Ok(());
                     }
@@ -541,6 +546,18 @@ mod tests {
         server.feed(b"Host: x\r\n\r\n", &mut chooser).unwrap();
         assert!(server.is_plain_http() && !server.is_handshaking());
         assert_eq!(server.plaintext(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+
+    #[test]
+    fn eof_in_the_middle_of_the_handshake_ends_it() {
+        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        let mut server = TlsStream::new();
+        server.feed(&hello, &mut chooser).unwrap();
+        assert!(server.is_handshaking());
+        assert!(matches!(server.feed(&[], &mut chooser), Err(TlsFailure::Closed)));
+        assert!(server.has_failed(), "no loop waiting for a handshake that cannot finish");
     }
 
     #[test]

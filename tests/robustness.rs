@@ -354,3 +354,43 @@ fn a_broken_new_config_is_refused_and_the_old_one_keeps_serving() {
     assert_served_within(&h, Duration::from_secs(1));
     assert_eq!(h.error_log().matches("resuming normal operations").count(), 1, "no restart happened");
 }
+
+/// utime+stime of the server's processes, in clock ticks.
+fn server_cpu_ticks(h: &Httpd) -> u64 {
+    let mut pids = h.children();
+    pids.push(h.pid());
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|stat| {
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn a_client_leaving_mid_handshake_costs_nothing_afterwards() {
+    for mpm in ["event", "prefork"] {
+        let mut h = Httpd::new();
+        h.mpm = mpm;
+        h.start();
+        for _ in 0..5 {
+            let mut conn =
+                rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
+            let mut sock = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+            conn.write_tls(&mut sock).unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).unwrap(); // the server's flight, then we leave
+            drop(sock);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let before = server_cpu_ticks(&h);
+        std::thread::sleep(Duration::from_secs(1));
+        let spent = server_cpu_ticks(&h) - before;
+        assert!(spent < 20, "{mpm}: the server kept busy after clients left ({spent} ticks in 1 s)");
+        assert_served_within(&h, Duration::from_secs(1));
+        let start = Instant::now();
+        h.stop();
+        assert!(start.elapsed() < Duration::from_secs(5), "{mpm}: no worker was stuck at shutdown");
+    }
+}
