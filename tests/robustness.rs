@@ -94,12 +94,12 @@ fn stalled_handshakes(extra: &str) {
 #[test]
 fn a_stalled_hello_is_cut_off_by_timeout_or_reqtimeout() {
     for (extra, limit) in [
-        ("Timeout 2\n".to_string(), 5),
+        ("Timeout 2\n".to_string(), 8),
         (
             format!(
                 "LoadModule reqtimeout_module {MODDIR}/mod_reqtimeout.so\nRequestReadTimeout handshake=2 header=20 body=20\n"
             ),
-            5,
+            8,
         ),
     ] {
         for mpm in ["event", "prefork"] {
