@@ -19,6 +19,7 @@ need diffutils      sh -c 'command -v cmp'
 need nghttp2-client sh -c 'command -v h2load'
 need memcached      test -x /usr/bin/memcached
 need redis-server   sh -c 'command -v redis-server'
+need pebble         sh -c "command -v pebble"
 
 [ -z "$missing" ] && exit 0
 

@@ -317,6 +317,8 @@ pub struct ServerConf {
     /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
     /// run blocking, where its timer applies, instead of waiting in the event MPM.
     pub reqtimeout_handshake: bool,
+    /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
+    pub md_deferred: bool,
     /// Backend client configs built for this generation (main server only).
     pub proxy_cache: Option<Arc<crate::engine::ProxyCache>>,
     /// The cache opened for this configuration generation (main server only).
@@ -363,6 +365,7 @@ impl ServerConf {
             passphrase_program: base.passphrase_program.clone(),
             session_cache_spec: base.session_cache_spec.clone(),
             reqtimeout_handshake: false,
+            md_deferred: false,
             proxy_cache: None,
             #[cfg(not(test))]
             session_cache: None,

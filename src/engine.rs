@@ -12,6 +12,23 @@ use crate::certs;
 use crate::ciphers;
 use crate::config::{Located, ProxyConf, ServerConf, version_name};
 
+/// A one-off config answering an ACME tls-alpn-01 challenge with the certificate mod_md gives.
+pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("challenge certificate: {e}"))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("challenge key: {e}"))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("challenge certificate: {e}"))?;
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// ALPN protocols we prepare a config variant for. httpd decides per connection which one (if
 /// any) to answer (`ap_select_protocol`); the variants are built here so no config is built then.
 pub const KNOWN_ALPN: &[&[u8]] = &[b"h2", b"http/1.1", b"acme-tls/1"];
@@ -67,7 +84,59 @@ impl FirstSuitableCert {
 
 impl ResolvesServerCert for FirstSuitableCert {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(key) = KEY_OVERRIDE.with(|k| k.borrow().clone()) {
+            return Some(key);
+        }
         Some(self.choose(hello.signature_schemes(), hello.cipher_suites()))
+    }
+}
+
+thread_local! {
+    /// The key the connection being set up on this thread presents (see [`with_key_override`]).
+    static KEY_OVERRIDE: std::cell::RefCell<Option<Arc<CertifiedKey>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (the handshake step that resolves the certificate) presenting `key` instead of the
+/// resolver's choice: rustls asks the resolver without any connection context, and the key with
+/// this connection's stapled OCSP response is only known to our connection code.
+pub fn with_key_override<R>(key: Option<Arc<CertifiedKey>>, f: impl FnOnce() -> R) -> R {
+    if key.is_none() {
+        return f();
+    }
+    KEY_OVERRIDE.with(|k| *k.borrow_mut() = key);
+    let r = f();
+    KEY_OVERRIDE.with(|k| *k.borrow_mut() = None);
+    r
+}
+
+/// OCSP stapling for one certificate: its id (for `ap_ssl_ocsp_*`) and the key carrying the
+/// latest response, rebuilt only when the response changes.
+pub struct Stapling {
+    pub id: [u8; 32],
+    current: std::sync::Mutex<Option<(Vec<u8>, Arc<CertifiedKey>)>>,
+}
+
+impl Stapling {
+    pub fn new(key: &CertifiedKey) -> Stapling {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.cert.first().map_or(&[][..], |c| c.as_ref()));
+        let mut id = [0u8; 32];
+        id.copy_from_slice(digest.as_ref());
+        Stapling { id, current: std::sync::Mutex::new(None) }
+    }
+
+    /// `key` with `response` stapled.
+    pub fn with_response(&self, key: &Arc<CertifiedKey>, response: &[u8]) -> Arc<CertifiedKey> {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((der, k)) = cur.as_ref()
+            && der == response
+        {
+            return k.clone();
+        }
+        let mut stapled = (**key).clone();
+        stapled.ocsp = Some(response.to_vec());
+        let stapled = Arc::new(stapled);
+        *cur = Some((response.to_vec(), stapled.clone()));
+        stapled
     }
 }
 
@@ -80,6 +149,10 @@ pub struct BuildError {
 
 /// Everything a vhost needs at handshake time, built once.
 pub struct VhostTls {
+    /// The certificates are mod_md's temporary fallback: requests are answered 503.
+    pub fallback: bool,
+    /// Per key of the resolver (same order): OCSP stapling, when mod_md provides responses.
+    pub stapling: std::sync::OnceLock<Vec<Option<Arc<Stapling>>>>,
     /// For clients that offer no ALPN protocol we answer.
     pub plain: Arc<ServerConfig>,
     /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`].
@@ -289,7 +362,7 @@ pub fn build_vhost(
             (*p, Arc::new(c))
         })
         .collect();
-    Ok((VhostTls { plain, by_alpn, resolver }, warnings))
+    Ok((VhostTls { fallback: false, stapling: std::sync::OnceLock::new(), plain, by_alpn, resolver }, warnings))
 }
 
 /// Backend client configs of one configuration generation, by their settings, so that every

@@ -60,6 +60,8 @@ struct VhostChooser {
     sni: Option<String>,
     /// The certificate we present (the resolver's choice for this ClientHello).
     cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// That certificate with a stapled OCSP response, handed to the resolver once.
+    stapled: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl ConfigChooser for VhostChooser {
@@ -90,11 +92,81 @@ impl ConfigChooser for VhostChooser {
                     reason: format!("{} has no TLS configuration", describe(self.server)),
                 });
             };
-            self.cert = Some(tls.resolver.choose(hello.signature_schemes(), hello.cipher_suites()));
+            let key = tls.resolver.choose(hello.signature_schemes(), hello.cipher_suites());
             let offered: Vec<&[u8]> = hello.alpn().map(|it| it.collect()).unwrap_or_default();
             let protocol = protocol::select(self.c, self.server, &offered);
+            if protocol.as_deref() == Some(b"acme-tls/1")
+                && let Some(name) = hello.server_name()
+                && let Some(config) = self.acme_challenge(name)
+            {
+                return Ok(config);
+            }
+            self.stapled = self.stapled_key(&tls, &key);
+            self.cert = Some(key);
             Ok(tls.for_protocol(protocol.as_deref()))
         }
+    }
+
+    fn key_override(&mut self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.stapled.take()
+    }
+}
+
+unsafe extern "C" fn copy_ocsp_response(der: *const u8, len: sys::apr_size_t, userdata: *mut c_void) {
+    if !der.is_null() && len > 0 {
+        let out = unsafe { &mut *(userdata as *mut Vec<u8>) };
+        out.extend_from_slice(unsafe { std::slice::from_raw_parts(der, len) });
+    }
+}
+
+impl VhostChooser {
+    /// An ACME tls-alpn-01 validation (RFC 8737): the protocol is switched to `acme-tls/1` first
+    /// (that is how mod_md learns of it), then mod_md gives the challenge certificate.
+    fn acme_challenge(&mut self, name: &str) -> Option<Arc<ServerConfig>> {
+        unsafe {
+            if protocol::switch(self.c, self.server, b"acme-tls/1") != APR_SUCCESS {
+                return None;
+            }
+            let c_name = std::ffi::CString::new(name).ok()?;
+            let (mut cert, mut key): (*const std::ffi::c_char, *const std::ffi::c_char) = (ptr::null(), ptr::null());
+            if sys::ap_ssl_answer_challenge(self.c, c_name.as_ptr(), &mut cert, &mut key) == 0 || cert.is_null() {
+                return None;
+            }
+            let cert_pem = crate::httpd::cstr(cert).into_owned();
+            let key_pem = if key.is_null() { cert_pem.clone() } else { crate::httpd::cstr(key).into_owned() };
+            match crate::engine::challenge_config(&cert_pem, &key_pem) {
+                Ok(c) => {
+                    log_conn!(self.c, log::INFO, 0, "answering the ACME tls-alpn-01 challenge for {name}");
+                    Some(c)
+                }
+                Err(e) => {
+                    log_conn!(self.c, log::ERR, 0, "ACME challenge for {name}: {e}");
+                    None
+                }
+            }
+        }
+    }
+
+    /// The chosen key with mod_md's current OCSP response stapled, when stapling is on for it.
+    fn stapled_key(
+        &self,
+        tls: &crate::engine::VhostTls,
+        key: &Arc<rustls::sign::CertifiedKey>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let index = tls.resolver.keys().iter().position(|k| Arc::ptr_eq(k, key))?;
+        let stapling = tls.stapling.get()?.get(index)?.as_ref()?;
+        let mut response: Vec<u8> = Vec::new();
+        let rv = unsafe {
+            sys::ap_ssl_ocsp_get_resp(
+                self.server,
+                self.c,
+                stapling.id.as_ptr().cast(),
+                stapling.id.len(),
+                Some(copy_ocsp_response),
+                &mut response as *mut Vec<u8> as *mut c_void,
+            )
+        };
+        (rv == APR_SUCCESS && !response.is_empty()).then(|| stapling.with_response(key, &response))
     }
 }
 
@@ -198,7 +270,7 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
         let state = TlsConn {
             c,
             stream: TlsStream::new(),
-            chooser: VhostChooser { c, server: (*c).base_server, sni: None, cert: None },
+            chooser: VhostChooser { c, server: (*c).base_server, sni: None, cert: None, stapled: None },
             established: false,
             in_filter: ptr::null_mut(),
             out_filter: ptr::null_mut(),

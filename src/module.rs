@@ -789,6 +789,12 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
             };
             let Some(engine_addr) = reached_by else { continue };
             let conf = server_conf(s);
+            conf.md_deferred = false;
+            if conf.certificates.is_empty() && !sys::ap_find_linked_module(c"mod_md.c".as_ptr()).is_null() {
+                // mod_md may manage it: asked in post_config (ap_ssl_add_cert_files).
+                conf.md_deferred = true;
+                continue;
+            }
             if conf.certificates.is_empty() {
                 let at = match engine_addr.ip {
                     Some(ip) => format!("{ip}:{}", engine_addr.port),
@@ -869,6 +875,96 @@ unsafe fn ask_passphrase(
     }
 }
 
+/// Certificates for vhosts without TLSCertificate, from mod_md (`ap_ssl_add_cert_files`), or
+/// its temporary fallback until it has one (then requests get 503).
+unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t) -> bool {
+    unsafe fn files(arr: *const sys::apr_array_header_t) -> Vec<std::path::PathBuf> {
+        unsafe {
+            let elts = (*arr).elts as *const *const c_char;
+            (0..(*arr).nelts.max(0) as usize).map(|i| cstr(*elts.add(i)).into_owned().into()).collect()
+        }
+    }
+    let mut ok = true;
+    unsafe {
+        for s in servers(main) {
+            let conf = server_conf(s);
+            if !conf.md_deferred {
+                continue;
+            }
+            let size = std::mem::size_of::<*const c_char>() as c_int;
+            let (certs, keys) = (sys::apr_array_make(pconf, 2, size), sys::apr_array_make(pconf, 2, size));
+            sys::ap_ssl_add_cert_files(s, pconf, certs, keys);
+            let mut fallback = false;
+            if (*certs).nelts == 0 {
+                sys::ap_ssl_add_fallback_cert_files(s, pconf, certs, keys);
+                fallback = (*certs).nelts > 0;
+            }
+            if (*certs).nelts == 0 {
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: {} is served with TLS but has no certificate, and mod_md has none for it: add \
+                     'TLSCertificate cert.pem key.pem' or an MDomain for its name",
+                    describe(s)
+                );
+                ok = false;
+                continue;
+            }
+            let key_files = files(keys);
+            conf.certificates = files(certs)
+                .into_iter()
+                .enumerate()
+                .map(|(i, cert_file)| CertSpec {
+                    cert_file,
+                    key_file: key_files.get(i).cloned(),
+                    origin: Origin { file: "mod_md".into(), line: 0 },
+                })
+                .collect();
+            match engine::build_vhost(conf, None, None) {
+                Ok((mut tls, _)) => {
+                    tls.fallback = fallback;
+                    if fallback {
+                        log_server!(main, log::WARNING, 0, "mod_tls: {} uses mod_md's temporary certificate; answering 503 until mod_md has one", describe(s));
+                    }
+                    conf.tls = Some(std::sync::Arc::new(tls));
+                }
+                Err(e) => {
+                    log_server!(main, log::EMERG, 0, "mod_tls: certificate from mod_md for {}: {}", describe(s), e.message);
+                    ok = false;
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// Registers every certificate with an issuer for OCSP stapling (`ap_ssl_ocsp_prime`): mod_md
+/// (`MDStapling on`, `MDStapleOthers on`) then keeps a fresh response for it.
+unsafe fn prime_ocsp_stapling(main: *mut server_rec, pconf: *mut apr_pool_t) {
+    unsafe {
+        for s in servers(main) {
+            let Some(tls) = server_conf(s).tls.clone() else { continue };
+            let stapling: Vec<Option<std::sync::Arc<engine::Stapling>>> = tls
+                .resolver
+                .keys()
+                .iter()
+                .map(|key| {
+                    if key.cert.len() < 2 {
+                        return None; // no issuer to ask about
+                    }
+                    let st = engine::Stapling::new(key);
+                    let pem: String = key.cert.iter().map(|c| crate::certvars::pem(c)).collect();
+                    let c_pem = std::ffi::CString::new(pem).ok()?;
+                    let rv = sys::ap_ssl_ocsp_prime(s, pconf, st.id.as_ptr().cast(), st.id.len(), c_pem.as_ptr());
+                    (rv == crate::httpd::APR_SUCCESS).then(|| std::sync::Arc::new(st))
+                })
+                .collect();
+            let _ = tls.stapling.set(stapling);
+        }
+    }
+}
+
 unsafe extern "C" fn post_config(
     pconf: *mut apr_pool_t,
     _plog: *mut apr_pool_t,
@@ -895,6 +991,10 @@ unsafe extern "C" fn post_config(
                     }
                 }
             }
+            if !certificates_from_mod_md(main, pconf) {
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            prime_ocsp_stapling(main, pconf);
             if sys::ap_state_query(sys::AP_SQ_MAIN_STATE as c_int) != sys::AP_SQ_MS_CREATE_PRE_CONFIG as c_int {
                 log_server!(
                     main,
@@ -1006,6 +1106,10 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
         |_| {},
         || unsafe {
             let Some(tc) = filters::conn_state((*r).connection) else { return DECLINED };
+            if server_conf((*r).server).tls.as_ref().is_some_and(|t| t.fallback) {
+                // mod_md's stand-in certificate: not for serving content.
+                return sys::HTTP_SERVICE_UNAVAILABLE as c_int;
+            }
             if tc.is_plain_http() {
                 // As mod_ssl: a readable answer for someone who typed http:// with the TLS port.
                 sys::apr_table_setn(

@@ -17,6 +17,12 @@ pub const RECORD_PLAINTEXT: usize = 16 * 1024;
 /// Picks the configuration for a connection once its ClientHello is known.
 pub trait ConfigChooser {
     fn choose(&mut self, hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal>;
+
+    /// The certificate to present instead of the resolver's choice (one carrying a stapled OCSP
+    /// response), if any; asked right after `choose`.
+    fn key_override(&mut self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
 }
 
 /// Why a ClientHello was turned away before the handshake continued, with the alert to send.
@@ -236,7 +242,8 @@ impl TlsStream {
                 return Err(self.fail_hello(TlsFailure::Refused(refusal.reason)));
             }
         };
-        match accepted.into_connection(config) {
+        let key = chooser.key_override();
+        match crate::engine::with_key_override(key, || accepted.into_connection(config)) {
             Ok(conn) => {
                 self.phase = Phase::Open(Box::new(rustls::Connection::Server(conn)));
                 // The ClientHello has been processed; run what rustls buffered after it.
