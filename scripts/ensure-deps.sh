@@ -20,6 +20,7 @@ need nghttp2-client sh -c 'command -v h2load'
 need memcached      test -x /usr/bin/memcached
 need redis-server   sh -c 'command -v redis-server'
 need pebble         sh -c "command -v pebble"
+need iproute2       sh -c "command -v ss"
 
 [ -z "$missing" ] && exit 0
 

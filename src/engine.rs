@@ -18,13 +18,18 @@ pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfi
     let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("challenge certificate: {e}"))?;
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("challenge key: {e}"))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("challenge key: {e}"))?;
+    let provider = provider();
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| format!("challenge key: {e}"))?;
+    // Not through `with_single_cert`: its consistency check parses the certificate with webpki,
+    // which rejects the critical acmeIdentifier extension every challenge certificate carries.
+    let resolver = FirstSuitableCert::new(vec![Arc::new(CertifiedKey::new(chain, signing_key))]);
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("challenge certificate: {e}"))?;
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -118,7 +123,8 @@ pub struct Stapling {
 
 impl Stapling {
     pub fn new(key: &CertifiedKey) -> Stapling {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.cert.first().map_or(&[][..], |c| c.as_ref()));
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.cert.first().map_or(&[][..], |c| c.as_ref()));
         let mut id = [0u8; 32];
         id.copy_from_slice(digest.as_ref());
         Stapling { id, current: std::sync::Mutex::new(None) }

@@ -925,12 +925,25 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
                 Ok((mut tls, _)) => {
                     tls.fallback = fallback;
                     if fallback {
-                        log_server!(main, log::WARNING, 0, "mod_tls: {} uses mod_md's temporary certificate; answering 503 until mod_md has one", describe(s));
+                        log_server!(
+                            main,
+                            log::WARNING,
+                            0,
+                            "mod_tls: {} uses mod_md's temporary certificate; answering 503 until mod_md has one",
+                            describe(s)
+                        );
                     }
                     conf.tls = Some(std::sync::Arc::new(tls));
                 }
                 Err(e) => {
-                    log_server!(main, log::EMERG, 0, "mod_tls: certificate from mod_md for {}: {}", describe(s), e.message);
+                    log_server!(
+                        main,
+                        log::EMERG,
+                        0,
+                        "mod_tls: certificate from mod_md for {}: {}",
+                        describe(s),
+                        e.message
+                    );
                     ok = false;
                 }
             }
@@ -957,6 +970,14 @@ unsafe fn prime_ocsp_stapling(main: *mut server_rec, pconf: *mut apr_pool_t) {
                     let pem: String = key.cert.iter().map(|c| crate::certvars::pem(c)).collect();
                     let c_pem = std::ffi::CString::new(pem).ok()?;
                     let rv = sys::ap_ssl_ocsp_prime(s, pconf, st.id.as_ptr().cast(), st.id.len(), c_pem.as_ptr());
+                    log_server!(
+                        s,
+                        log::DEBUG,
+                        rv,
+                        "OCSP stapling for {}: {}",
+                        describe(s),
+                        if rv == 0 { "provided" } else { "not provided" }
+                    );
                     (rv == crate::httpd::APR_SUCCESS).then(|| std::sync::Arc::new(st))
                 })
                 .collect();

@@ -1,0 +1,264 @@
+//! mod_md integration: OCSP stapling of responses mod_md fetches from a real `openssl ocsp`
+//! responder, and ACME certificates from a real pebble with the tls-alpn-01 challenge.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(cmd: &str) {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(o.status.success(), "{cmd}: {}", output_text(&o));
+}
+
+/// A rustls verifier that records the OCSP response the server stapled.
+#[derive(Debug)]
+struct RecordOcsp {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for RecordOcsp {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap() = ocsp_response.to_vec();
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[test]
+fn ocsp_responses_from_mod_md_are_stapled() {
+    let mut h = Httpd::new();
+    let d = h.path("ocsp");
+    std::fs::create_dir_all(&d).unwrap();
+    let dir = d.display().to_string();
+    let ocsp_port = free_port();
+    // A CA, a server certificate pointing at our responder, and the responder's database.
+    sh(&format!(
+        "cd {dir} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+         -days 5 -subj '/CN=OCSP Test CA' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign,digitalSignature 2>/dev/null && \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null && \
+         printf 'subjectAltName=DNS:localhost\\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:{ocsp_port}/\\n' > ext.cnf && \
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 0x1001 -days 4 -extfile ext.cnf -out server.pem 2>/dev/null && \
+         cat server.pem ca.pem > chain.pem && \
+         printf 'V\\t%s\\t\\t1001\\tunknown\\t/CN=localhost\\n' $(date -u -d '+4 days' +%y%m%d%H%M%SZ) > index.txt"
+    ));
+    let responder = Daemon(
+        Command::new("openssl")
+            .args([
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-port",
+                &ocsp_port.to_string(),
+                "-rsigner",
+                "ca.pem",
+                "-rkey",
+                "ca.key",
+                "-CA",
+                "ca.pem",
+                "-ignore_err",
+            ])
+            .current_dir(&d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until it listens, without connecting: the responder serves one connection at a time
+    // and would wait forever on an empty probe.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listening = || {
+        let o = Command::new("ss").args(["-Hltn", &format!("sport = :{ocsp_port}")]).output().unwrap();
+        !o.stdout.is_empty()
+    };
+    while !listening() {
+        assert!(Instant::now() < deadline, "OCSP responder did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.extra = format!(
+        "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDStapling on\nMDStapleOthers on\n\
+         MDCertificateAgreement accepted\n"
+    );
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate ocsp/chain.pem ocsp/server.key\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    h.log_level = "info md:debug tls:debug".into();
+    h.start();
+    let status = || {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect 127.0.0.1:{} -servername localhost -status -CAfile {dir}/ca.pem 2>&1",
+                h.tls_port
+            ))
+            .output()
+            .unwrap();
+        output_text(&o)
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut text = status();
+    while !text.contains("OCSP Response Status: successful") {
+        assert!(Instant::now() < deadline, "no stapled response:\n{text}\n{}", h.error_log());
+        std::thread::sleep(Duration::from_millis(500));
+        text = status();
+    }
+    assert!(text.contains("Cert Status: good"), "{text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+
+    // A rustls client receives the same stapled response.
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots.add(rustls::pki_types::CertificateDer::from_pem_file(d.join("ca.pem")).unwrap()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let verifier = RecordOcsp {
+        inner: rustls::client::WebPkiServerVerifier::builder(Arc::new(roots)).build().unwrap(),
+        seen: seen.clone(),
+    };
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let mut s = tls_connect(h.tls_port, "localhost", Arc::new(cfg));
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let response = seen.lock().unwrap().clone();
+    assert!(response.len() > 100 && response[0] == 0x30, "a DER OCSP response was stapled ({} bytes)", response.len());
+    drop(responder);
+    h.assert_no_crash();
+}
+
+#[test]
+fn acme_certificate_through_tls_alpn_01_with_pebble() {
+    let mut h = Httpd::new();
+    let (acme_port, mgmt_port, dns_port, dns_mgmt) = (free_port(), free_port(), free_port(), free_port());
+    // Pebble's own HTTPS certificate, from the harness CA that mod_md is told to trust.
+    let (cert, key) = h.pki.issue(&["localhost", "127.0.0.1"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("pebble/cert.pem", cert);
+    h.write("pebble/key.pem", key);
+    h.write(
+        "pebble/config.json",
+        format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{acme_port}", "managementListenAddress": "127.0.0.1:{mgmt_port}",
+               "certificate": "cert.pem", "privateKey": "key.pem", "httpPort": {http}, "tlsPort": {tls},
+               "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+            http = h.plain_port,
+            tls = h.tls_port
+        ),
+    );
+    // Every name resolves to 127.0.0.1 through the challenge test server's DNS.
+    let _dns = Daemon(
+        Command::new("pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}"), "-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{dns_mgmt}"), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _pebble = Daemon(
+        Command::new("pebble")
+            .args(["-config", "config.json", "-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .current_dir(h.path("pebble"))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(std::fs::File::create(h.path("logs/pebble.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let name = "www.mod-tls.test";
+    h.extra = format!(
+        "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDCertificateAgreement accepted\n\
+         MDCertificateAuthority https://127.0.0.1:{acme_port}/dir\nMDCACertificateFile {ca}\n\
+         MDCAChallenges tls-alpn-01\nMDContactEmail admin@mod-tls.test\nMDPortMap https:{tls} http:{http}\nMDRenewViaARI off\nMDomain {name}\n",
+        tls = h.tls_port,
+        http = h.plain_port,
+        ca = h.path("conf/ca.pem").display()
+    );
+    h.write("htdocs/acme/index.html", "managed\n");
+    h.tls_vhost = Some(format!(
+        "<VirtualHost 127.0.0.1:{}>\n  ServerName {name}\n  DocumentRoot htdocs/acme\n  Protocols http/1.1 acme-tls/1\n</VirtualHost>\n",
+        h.tls_port
+    ));
+    h.log_level = "info md:debug".into();
+    h.start();
+    // Until mod_md has a certificate, the vhost answers 503 with mod_md's stand-in.
+    let probe = |h: &Httpd| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf 'GET / HTTP/1.1\\r\\nHost: {name}\\r\\nConnection: close\\r\\n\\r\\n' | \
+                 openssl s_client -connect 127.0.0.1:{} -servername {name} -ign_eof 2>&1",
+                h.tls_port
+            ))
+            .output()
+            .unwrap();
+        output_text(&o)
+    };
+    let first = probe(&h);
+    assert!(first.contains("HTTP/1.1 503"), "fallback certificate answers 503:\n{first}");
+    // mod_md drives the ACME order; pebble validates through our tls-alpn-01 answer.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !h.error_log().contains("has been setup and changes will be activated") {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate from pebble:\n{}\n{}",
+            h.error_log(),
+            std::fs::read_to_string(h.path("logs/pebble.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(h.error_log().contains("answering the ACME tls-alpn-01 challenge"), "{}", h.error_log());
+    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = probe(&h);
+        if text.contains("Pebble") && text.contains("HTTP/1.1 200") && text.contains("managed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ACME certificate is not served after a graceful restart:\n{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    h.assert_no_crash();
+}
