@@ -26,8 +26,14 @@ const TLS_READ_CHUNK: sys::apr_off_t = 32 * 1024;
 /// Pass encrypted output down once this much has accumulated, so a large response streams in
 /// bounded memory instead of being encrypted whole.
 const OUT_PASS_BYTES: usize = 64 * 1024;
-/// Largest response tail held back between brigades for coalescing (as mod_ssl's coalescing
-/// filter does); anything larger goes out at once.
+/// Whether the gathered data is exactly an HTTP/1.x response head (and not an interim 1xx one,
+/// after which the connection may change hands, as for 101 Switching Protocols).
+fn is_response_head(parts: &[(*mut sys::apr_bucket, &[u8])]) -> bool {
+    let (Some((_, first)), Some((_, last))) = (parts.first(), parts.last()) else { return false };
+    first.starts_with(b"HTTP/1.") && first.get(9..10).is_none_or(|d| d != b"1") && last.ends_with(b"\r\n\r\n")
+}
+
+/// Largest response head held back for coalescing with its body.
 const HOLD_BYTES: usize = 8 * 1024;
 const APR_ENOTIMPL: apr_status_t = sys::APR_ENOTIMPL as apr_status_t;
 
@@ -689,9 +695,10 @@ impl TlsConn {
                 cursor = Some(next);
             }
         }
-        if !gathered.is_empty() && gathered_bytes + self.held.len() < HOLD_BYTES {
-            // No metadata ends this brigade: keep the small tail for the next pass (httpd sends a
-            // response head in a brigade of its own).
+        if self.held.is_empty() && gathered_bytes < HOLD_BYTES && is_response_head(&gathered) {
+            // httpd passes an HTTP/1.1 response head in a brigade of its own, the body follows at
+            // once: keep the head for the body's first record. Nothing else is held back (tunnels
+            // and streams rely on data going out when passed).
             for (b, data) in gathered.drain(..) {
                 self.held.extend_from_slice(data);
                 unsafe { brigade::delete(b) };

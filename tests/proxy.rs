@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn proxy_modules() -> String {
@@ -161,4 +163,161 @@ fn proxy_configuration_errors() {
     h.extra = format!("{}TLSProxyEngine on\nTLSProxyCA conf/cas\n", proxy_modules());
     let o = h.configtest();
     assert!(o.status.success(), "{}", output_text(&o));
+}
+
+/// A WebSocket echo server on plain TCP (the innermost backend), one thread per connection.
+fn ws_echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || ws_echo(stream));
+        }
+    });
+    port
+}
+
+fn ws_echo(mut s: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ").or_else(|| l.strip_prefix("sec-websocket-key: ")))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let _ = write!(
+        s,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        ws_accept(&key)
+    );
+    while let Some((opcode, payload)) = ws_read_frame(&mut s) {
+        if opcode == 8 {
+            let _ = ws_write_frame(&mut s, 8, &[], false);
+            return;
+        }
+        if ws_write_frame(&mut s, opcode, &payload, false).is_err() {
+            return;
+        }
+    }
+}
+
+fn ws_accept(key: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+fn ws_read_frame(s: &mut impl std::io::Read) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let opcode = h[0] & 0x0f;
+    let masked = h[1] & 0x80 != 0;
+    let mut len = (h[1] & 0x7f) as u64;
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).ok()?;
+        len = u16::from_be_bytes(b) as u64;
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).ok()?;
+        len = u64::from_be_bytes(b);
+    }
+    let mut mask = [0u8; 4];
+    if masked {
+        s.read_exact(&mut mask).ok()?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).ok()?;
+    if masked {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+    }
+    Some((opcode, payload))
+}
+
+fn ws_write_frame(s: &mut impl std::io::Write, opcode: u8, payload: &[u8], mask: bool) -> std::io::Result<()> {
+    let mut frame = vec![0x80 | opcode];
+    let m = if mask { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(m | n as u8),
+        n if n < 65536 => {
+            frame.push(m | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(m | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if mask {
+        let key = [0x12u8, 0x34, 0x56, 0x78];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    s.write_all(&frame)?;
+    s.flush()
+}
+
+#[test]
+fn websockets_through_a_wss_backend_flow_both_ways() {
+    use std::io::{Read, Write};
+    let echo = ws_echo_server();
+    // The TLS backend (this module) proxies to the plain echo server; the front to it over wss://.
+    let mut backend = Httpd::new();
+    backend.extra = format!("{}ProxyPass /ws ws://127.0.0.1:{echo}/ upgrade=websocket\n", proxy_modules());
+    backend.start();
+    let mut front = Httpd::new();
+    let b = backend.tls_port;
+    front.extra = format!(
+        "{}ProxyPass /ws wss://localhost:{b}/ws upgrade=websocket\n\
+         <Proxy \"wss://localhost:{b}/\">\n  TLSProxyEngine on\n  TLSProxyCA {}\n</Proxy>\n",
+        proxy_modules(),
+        backend.path("conf/ca.pem").display()
+    );
+    front.start();
+    let mut s = front.tls_connect(TLS13);
+    write!(
+        s,
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed during the upgrade");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    // Small messages, a pause (the stream stays up), and 1 MiB each way.
+    let big: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    for (i, msg) in [b"hello".to_vec(), b"again".to_vec(), big.clone(), b"after".to_vec()].into_iter().enumerate() {
+        if i == 1 {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        ws_write_frame(&mut s, 2, &msg, true).unwrap();
+        let (opcode, echoed) = ws_read_frame(&mut s).expect("echo");
+        assert_eq!((opcode, echoed.len()), (2, msg.len()));
+        assert!(echoed == msg, "message {i} came back intact");
+    }
+    ws_write_frame(&mut s, 8, &[], true).unwrap();
+    front.assert_no_crash();
+    backend.assert_no_crash();
 }

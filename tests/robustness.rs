@@ -91,15 +91,17 @@ fn stalled_handshakes(extra: &str) {
     h.assert_no_crash();
 }
 
+/// A 2 s limit must cut the client off long before the harness's `Timeout 30` would; the upper
+/// bound leaves room for the MPM's timer granularity on a loaded machine.
 #[test]
 fn a_stalled_hello_is_cut_off_by_timeout_or_reqtimeout() {
     for (extra, limit) in [
-        ("Timeout 2\n".to_string(), 8),
+        ("Timeout 2\n".to_string(), 15),
         (
             format!(
                 "LoadModule reqtimeout_module {MODDIR}/mod_reqtimeout.so\nRequestReadTimeout handshake=2 header=20 body=20\n"
             ),
-            8,
+            15,
         ),
     ] {
         for mpm in ["event", "prefork"] {
@@ -115,7 +117,7 @@ fn a_stalled_hello_is_cut_off_by_timeout_or_reqtimeout() {
             assert!(closed, "{mpm} {extra}: the stalled client was not cut off");
             let took = start.elapsed();
             assert!(
-                took >= Duration::from_millis(1500) && took < Duration::from_secs(limit),
+                took >= Duration::from_millis(1000) && took < Duration::from_secs(limit),
                 "{mpm} {extra}: cut off after {took:?}"
             );
         }
