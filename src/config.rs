@@ -322,7 +322,7 @@ pub struct ServerConf {
     /// Backend client configs built for this generation (main server only).
     pub proxy_cache: Option<Arc<crate::engine::ProxyCache>>,
     /// The cache opened for this configuration generation (main server only).
-    #[cfg(not(test))]
+    #[cfg(all(feature = "httpd", not(test)))]
     pub session_cache: Option<Arc<crate::session::SessionCache>>,
     /// Built in check_config from the settings above, once per configuration generation, for
     /// servers that TLSEngine connections can reach.
@@ -367,7 +367,7 @@ impl ServerConf {
             reqtimeout_handshake: false,
             md_deferred: false,
             proxy_cache: None,
-            #[cfg(not(test))]
+            #[cfg(all(feature = "httpd", not(test)))]
             session_cache: None,
             tls: None,
         }

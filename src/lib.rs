@@ -16,13 +16,13 @@ pub mod engine;
 pub mod stream;
 pub mod vars;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 mod filters;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod httpd;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 mod module;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod session;
 
 /// The module's version, as logged at start-up and reported in `SSL_VERSION_INTERFACE`.

@@ -1,0 +1,24 @@
+//! Every parser of directive values, on arbitrary text: none may panic, whatever it is given.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mod_tls::config::{CacheSpec, ClientAuth, EngineAddr, TlsOptions, parse_protocol_floor, reqtimeout_handshake};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = mod_tls::ciphers::parse_list(text);
+    let _ = mod_tls::ciphers::lookup(text);
+    let _ = parse_protocol_floor(text);
+    let _ = CacheSpec::parse(text);
+    let _ = ClientAuth::parse(text);
+    let _ = reqtimeout_handshake(text);
+    // Host names would be resolved: only literal forms go to the address parser.
+    if !text.bytes().any(|b| b.is_ascii_alphabetic()) {
+        let _ = EngineAddr::parse_all(text);
+    }
+    let mut options = TlsOptions::default();
+    for word in text.split_whitespace() {
+        let _ = options.apply(word);
+    }
+    let _ = mod_tls::config::host_matches(text, "www.example.net", &[], &[text.to_string()]);
+});
