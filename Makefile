@@ -10,7 +10,7 @@ CARGO   ?= cargo
 APXS    ?= apxs
 export APXS
 
-.PHONY: all deps build debug test lint demo install bench leakcheck clean
+.PHONY: all deps build debug test lint demo install bench leakcheck valgrind clean
 
 all: build
 
@@ -51,6 +51,10 @@ bench: build
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build
 	scripts/leakcheck.py target/release/libmod_tls.so -n 10000
+
+# httpd -X under valgrind memcheck with the debug build.
+valgrind: debug
+	scripts/valgrind.sh target/debug/libmod_tls.so
 
 clean:
 	$(CARGO) clean

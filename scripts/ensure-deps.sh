@@ -21,6 +21,8 @@ need memcached      test -x /usr/bin/memcached
 need redis-server   sh -c 'command -v redis-server'
 need pebble         sh -c "command -v pebble"
 need iproute2       sh -c "command -v ss"
+need valgrind       sh -c "command -v valgrind"
+need python3        sh -c "command -v python3"
 
 [ -z "$missing" ] && exit 0
 
