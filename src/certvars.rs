@@ -142,6 +142,11 @@ pub fn cert_var(der: &[u8], suffix: &str, now_unix: i64) -> Option<String> {
         return Some(pem(der));
     }
     let (_, cert) = X509Certificate::from_der(der).ok()?;
+    parsed_cert_var(&cert, suffix, now_unix)
+}
+
+/// [`cert_var`] on an already parsed certificate (`CERT` excluded).
+fn parsed_cert_var(cert: &X509Certificate<'_>, suffix: &str, now_unix: i64) -> Option<String> {
     let value = match suffix {
         "S_DN" => dn_string(cert.subject()),
         "I_DN" => dn_string(cert.issuer()),
@@ -169,7 +174,7 @@ pub fn cert_var(der: &[u8], suffix: &str, now_unix: i64) -> Option<String> {
             } else if let Some(rest) = suffix.strip_prefix("SAN_") {
                 let (kind, n) = rest.rsplit_once('_')?;
                 let n: usize = n.parse().ok()?;
-                san_values(&cert, kind).into_iter().nth(n)?
+                san_values(cert, kind).into_iter().nth(n)?
             } else {
                 return None;
             }
@@ -200,8 +205,9 @@ fn san_values(cert: &X509Certificate<'_>, kind: &str) -> Vec<String> {
 pub fn all_cert_vars(der: &[u8], now_unix: i64) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let Ok((_, cert)) = X509Certificate::from_der(der) else { return out };
+    // One parse for all of them: StdEnvVars asks for every field on every request.
     for s in ["M_VERSION", "M_SERIAL", "V_START", "V_END", "V_REMAIN", "A_SIG", "A_KEY", "S_DN", "I_DN"] {
-        if let Some(v) = cert_var(der, s, now_unix) {
+        if let Some(v) = parsed_cert_var(&cert, s, now_unix) {
             out.push((s.to_string(), v));
         }
     }
