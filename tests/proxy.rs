@@ -43,9 +43,14 @@ fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
     misnamed.write("conf/server.pem", cert);
     misnamed.write("conf/server.key", key);
     misnamed.start();
+    let mut expired = Httpd::new();
+    let (cert, key) = expired.pki.issue_expired(&["localhost"]);
+    expired.write("conf/server.pem", cert);
+    expired.write("conf/server.key", key);
+    expired.start();
 
     let ca = good.path("conf/ca.pem").display().to_string();
-    let (g, s, m) = (good.tls_port, stranger.tls_port, misnamed.tls_port);
+    let (g, s, m, x) = (good.tls_port, stranger.tls_port, misnamed.tls_port, expired.tls_port);
     let mut front = Httpd::new();
     front.extra = format!(
         "{modules}\
@@ -53,13 +58,16 @@ fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
          ProxyPass /ip/ https://127.0.0.1:{g}/\n\
          ProxyPass /stranger/ https://localhost:{s}/\n\
          ProxyPass /misnamed/ https://localhost:{m}/\n\
+         ProxyPass /expired/ https://localhost:{x}/\n\
          <Proxy \"https://localhost:{g}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n\
            TLSProxyCiphersSuppress TLS_AES_256_GCM_SHA384 TLS_AES_128_GCM_SHA256\n</Proxy>\n\
          <Proxy \"https://127.0.0.1:{g}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n\
          <Proxy \"https://localhost:{s}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n\
-         <Proxy \"https://localhost:{m}/\">\n  TLSProxyEngine on\n  TLSProxyCA {mca}\n</Proxy>\n",
+         <Proxy \"https://localhost:{m}/\">\n  TLSProxyEngine on\n  TLSProxyCA {mca}\n</Proxy>\n\
+         <Proxy \"https://localhost:{x}/\">\n  TLSProxyEngine on\n  TLSProxyCA {xca}\n</Proxy>\n",
         modules = proxy_modules(),
         mca = misnamed.path("conf/ca.pem").display(),
+        xca = expired.path("conf/ca.pem").display(),
     );
     front.start();
 
@@ -75,11 +83,13 @@ fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
 
     assert_eq!(front_get(&front, "/stranger/index.html").0, 502);
     assert_eq!(front_get(&front, "/misnamed/index.html").0, 502);
+    assert_eq!(front_get(&front, "/expired/index.html").0, 502);
     let errors = front.error_log();
     assert!(errors.contains("TLS handshake failed with backend localhost"), "{errors}");
     // The stranger's CA has the same name as the trusted one but not its key.
     assert!(errors.contains("invalid peer certificate: BadSignature"), "untrusted backend explained:\n{errors}");
     assert!(errors.contains("certificate not valid for name \"localhost\""), "wrong name explained:\n{errors}");
+    assert!(errors.contains("invalid peer certificate: certificate expired"), "expired backend explained:\n{errors}");
     assert!(!errors.contains("AH01961"), "every bind of a backend connection was taken:\n{errors}");
     front.assert_no_crash();
 }

@@ -56,10 +56,28 @@ impl Pki {
 
     /// A server certificate for `names` (DNS names or IP addresses): (cert PEM, key PEM).
     pub fn issue(&self, names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+        self.issue_with(names, alg, |_| {})
+    }
+
+    /// A server certificate whose validity ended in 2020.
+    pub fn issue_expired(&self, names: &[&str]) -> (String, String) {
+        self.issue_with(names, &rcgen::PKCS_ECDSA_P256_SHA256, |p| {
+            p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        })
+    }
+
+    fn issue_with(
+        &self,
+        names: &[&str],
+        alg: &'static rcgen::SignatureAlgorithm,
+        adjust: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> (String, String) {
         let key = rcgen::KeyPair::generate_for(alg).unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+        adjust(&mut params);
         let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
         let cert = params.signed_by(&key, &issuer).unwrap();
         (cert.pem(), key.serialize_pem())
