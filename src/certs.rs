@@ -77,8 +77,19 @@ pub fn load_crls(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocat
         return Err(format!("{} holds no CRL: expected PEM 'X509 CRL' blocks or one DER CRL", path.display()));
     }
     for crl in &crls {
-        if let Err(e) = x509_parser::parse_x509_crl(crl) {
-            return Err(format!("a CRL in {} does not parse ({e}): give a PEM or DER X.509 CRL", path.display()));
+        match x509_parser::parse_x509_crl(crl) {
+            Err(e) => {
+                return Err(format!("a CRL in {} does not parse ({e}): give a PEM or DER X.509 CRL", path.display()));
+            }
+            // rustls (webpki) only takes X.509 v2 CRLs, which carry a CRL number.
+            Ok((_, parsed)) if parsed.version().is_none() || parsed.crl_number().is_none() => {
+                return Err(format!(
+                    "a CRL in {} is an X.509 v1 CRL (no CRL number): issue v2 CRLs, e.g. with a 'crlnumber' \
+                     file and 'crl_extensions' in the openssl ca configuration",
+                    path.display()
+                ));
+            }
+            Ok(_) => {}
         }
     }
     Ok(crls)

@@ -294,6 +294,21 @@ fn client_auth_configuration_errors() {
     h.extra = "TLSClientCertificate required\nTLSClientCA conf/ca.pem\nTLSClientCRL conf/bad.crl\n".into();
     let o = h.configtest();
     assert!(!o.status.success() && output_text(&o).contains("TLSClientCRL"), "{}", output_text(&o));
+    // OpenSSL's `ca -gencrl` without a crlnumber writes v1 CRLs, which rustls cannot use: say so.
+    let root = h.root.display().to_string();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {root}/conf && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout v1.key -out v1ca.pem \
+             -days 2 -subj /CN=v1 2>/dev/null && touch index.txt && printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=index.txt\\ndefault_md=sha256\\ndefault_crl_days=2\\n' > ca.cnf && \
+             openssl ca -config ca.cnf -gencrl -keyfile v1.key -cert v1ca.pem -out v1.crl 2>&1"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.extra = "TLSClientCertificate required\nTLSClientCA conf/ca.pem\nTLSClientCRL conf/v1.crl\n".into();
+    let o = h.configtest();
+    assert!(!o.status.success() && output_text(&o).contains("X.509 v1 CRL"), "{}", output_text(&o));
     h.extra = "TLSClientCertificate optional\nTLSClientCA conf/ca.pem\n".into();
     let o = h.configtest();
     assert!(o.status.success() && output_text(&o).contains("without revocation checking"), "{}", output_text(&o));

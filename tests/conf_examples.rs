@@ -36,6 +36,48 @@ fn minimal_vhost_passes_configtest_and_serves() {
 }
 
 #[test]
+fn proxy_and_client_certificate_examples_pass_configtest() {
+    let mut h = Httpd::new();
+    let root = h.root.display().to_string();
+    let (cert, key) = h.pki.issue(&["intranet.example.net"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("tls/intranet.pem", cert);
+    h.write("tls/intranet.key", key);
+    let (cert, key) = h.pki.issue(&["frontend.example.net"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("tls/frontend.pem", cert);
+    h.write("tls/frontend.key", key);
+    for f in ["internal-ca.pem", "clients-ca.pem"] {
+        std::fs::copy(h.path("conf/ca.pem"), h.path(&format!("tls/{f}"))).unwrap();
+    }
+    // A CRL from openssl for the clients CA.
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {root}/tls && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout c.key -out clients-ca.pem \
+             -days 2 -subj /CN=clients 2>/dev/null && touch index.txt && echo 01 > crlnumber && printf '[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\ncrlnumber=crlnumber\ndefault_md=sha256\ndefault_crl_days=2\ncrl_extensions=ext\n[ext]\nauthorityKeyIdentifier=keyid:always\n' > ca.cnf && \
+             openssl ca -config ca.cnf -gencrl -keyfile c.key -cert clients-ca.pem -out clients-ca.crl 2>&1"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let port = free_port();
+    let client_auth = example("client-certificates.conf")
+        .replace("Listen 443", &format!("Listen 127.0.0.1:{port}"))
+        .replace("TLSEngine 443", &format!("TLSEngine {port}"))
+        .replace("*:443", &format!("*:{port}"))
+        .replace("/etc/apache2/", &format!("{root}/"));
+    let proxy = example("reverse-proxy.conf").replace("/etc/apache2/", &format!("{root}/"));
+    h.write("conf/client-auth.conf", client_auth);
+    h.write("conf/proxy.conf", proxy);
+    h.extra = format!(
+        "LoadModule proxy_module {MODDIR}/mod_proxy.so\nLoadModule proxy_http_module {MODDIR}/mod_proxy_http.so\n\
+         LoadModule proxy_http2_module {MODDIR}/mod_proxy_http2.so\nInclude conf/client-auth.conf\nInclude conf/proxy.conf\n"
+    );
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.start();
+}
+
+#[test]
 fn debian_mods_available_pass_configtest() {
     let h = Httpd::new();
     let load = example("debian/mods-available/tls.load")
