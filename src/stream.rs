@@ -106,7 +106,7 @@ impl TlsStream {
     /// A client-side stream (towards a backend): the handshake starts with our ClientHello.
     pub fn client(conn: rustls::ClientConnection) -> Self {
         let mut s = Self::new();
-        s.phase = Phase::Open(Box::new(rustls::Connection::Client(conn)));
+        s.phase = Phase::Open(Box::new(with_limits(rustls::Connection::Client(conn))));
         s
     }
 
@@ -245,7 +245,7 @@ impl TlsStream {
         let key = chooser.key_override();
         match crate::engine::with_key_override(key, || accepted.into_connection(config)) {
             Ok(conn) => {
-                self.phase = Phase::Open(Box::new(rustls::Connection::Server(conn)));
+                self.phase = Phase::Open(Box::new(with_limits(rustls::Connection::Server(conn))));
                 // The ClientHello has been processed; run what rustls buffered after it.
                 if let Phase::Open(conn) = &mut self.phase
                     && let Err(e) = conn.process_new_packets()
@@ -371,6 +371,17 @@ impl TlsStream {
         }
         self.write_tls(out)
     }
+}
+
+/// Outgoing data rustls may queue before we drain it: our writers drain after every run of at
+/// most 64 KiB (filters.rs), so this is a bound that should never bite. Incoming plaintext is
+/// bounded by what one read from the network yields (32 KiB, see `TLS_READ_CHUNK`), since we
+/// only read again once httpd has taken it all; rustls itself caps handshake messages at 64 KiB.
+const SEND_BUFFER_LIMIT: usize = 64 * 1024 + 4 * 1024;
+
+fn with_limits(mut conn: rustls::Connection) -> rustls::Connection {
+    conn.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
+    conn
 }
 
 /// The alert for an error found before a connection existed.
