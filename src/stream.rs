@@ -10,8 +10,8 @@ use std::sync::Arc;
 use rustls::server::{Accepted, Acceptor, ClientHello};
 use rustls::{ServerConfig, ServerConnection};
 
-/// Largest plaintext that fits one TLS record. Outgoing plaintext is gathered up to this size so
-/// that a response head and its first body bytes share one record.
+/// Largest plaintext that fits one TLS record: `send` fills records up to this size across the
+/// parts it is given.
 pub const RECORD_PLAINTEXT: usize = 16 * 1024;
 
 /// Picks the configuration for a connection once its ClientHello is known.
