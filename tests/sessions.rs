@@ -334,6 +334,24 @@ fn cache_configuration_errors_and_none() {
 }
 
 #[test]
+fn default_cache_is_optional_and_its_mutex_configurable() {
+    // Without mod_socache_shmcb the default cache is unavailable: a warning, and the server runs.
+    let mut h = Httpd::new();
+    h.without_shmcb = true;
+    h.start();
+    assert!(h.error_log().contains("no TLS session cache"), "{}", h.error_log());
+    assert_eq!(h.get("/index.html", TLS13).0.status, 200);
+    h.stop();
+    // The cache's lock is an httpd mutex that the Mutex directive configures.
+    let mut h = Httpd::new();
+    h.extra = format!("Mutex file:{} tls-session-cache\n", h.path("run").display());
+    h.start();
+    let cfg = h.pki.client_config(TLS12);
+    assert_eq!(handshake_kind_after_get(h.tls_port, "localhost", &cfg), HandshakeKind::Full);
+    assert_eq!(handshake_kind_after_get(h.tls_port, "localhost", &cfg), HandshakeKind::Resumed);
+}
+
+#[test]
 fn server_status_shows_the_session_cache() {
     let mut h = Httpd::new();
     h.extra = format!(

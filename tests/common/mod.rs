@@ -124,6 +124,8 @@ pub struct Httpd {
     pub mpm_tuning: Option<String>,
     /// Extra environment for the httpd process.
     pub env: Vec<(String, String)>,
+    /// Leave mod_socache_shmcb out (the default session cache then is unavailable).
+    pub without_shmcb: bool,
     child: Option<Child>,
 }
 
@@ -158,6 +160,7 @@ impl Httpd {
             log_level: "info".into(),
             mpm_tuning: None,
             env: Vec::new(),
+            without_shmcb: false,
             child: None,
         }
     }
@@ -216,8 +219,7 @@ LoadModule dir_module {MODDIR}/mod_dir.so
 LoadModule rewrite_module {MODDIR}/mod_rewrite.so
 LoadModule headers_module {MODDIR}/mod_headers.so
 LoadModule env_module {MODDIR}/mod_env.so
-LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so
-{cgi}LoadModule tls_module {module}
+{shmcb}{cgi}LoadModule tls_module {module}
 {user}{mpm_tuning}ServerName localhost
 Timeout 30
 LogFormat "%h %l %u %t \"%r\" %>s %b" common
@@ -237,6 +239,11 @@ TLSEngine 127.0.0.1:{tls}
 {extra}
 "#,
             loglevel = self.log_level,
+            shmcb = if self.without_shmcb {
+                String::new()
+            } else {
+                format!("LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so\n")
+            },
             module = module_path().display(),
             tls = self.tls_port,
             plain = self.plain_port,
