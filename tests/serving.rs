@@ -365,3 +365,21 @@ fn responses_go_out_in_full_records() {
         }
     }
 }
+
+#[test]
+fn engine_on_an_ipv6_address_and_port() {
+    let mut h = Httpd::new();
+    let port = free_port();
+    let (cert, key) = h.pki.issue(&["localhost", "::1"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/v6.pem", cert);
+    h.write("conf/v6.key", key);
+    h.extra = format!(
+        "Listen [::1]:{port}\nTLSEngine [::1]:{port}\n<VirtualHost [::1]:{port}>\n  ServerName localhost\n  \
+         TLSCertificate conf/v6.pem conf/v6.key\n</VirtualHost>\n"
+    );
+    h.start();
+    let o = h.curl(&["-g", "-6", &format!("https://[::1]:{port}/index.html")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello over TLS\n", "{}", output_text(&o));
+    // The IPv4 TLS port is untouched.
+    assert_eq!(h.get("/index.html", TLS13).0.status, 200);
+}
