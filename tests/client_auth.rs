@@ -160,11 +160,9 @@ fn server(optional_port: u16) -> Httpd {
     h.write("htdocs/org/index.html", "members only\n");
     let root = h.root.display().to_string();
     let auth = "  TLSClientCA conf/client/clientca.pem\n  TLSClientCRL conf/client/root.crl\n  TLSClientCRL conf/client/inter.crl\n";
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  \
-         TLSClientCertificate required\n{auth}  TLSUserName SSL_CLIENT_S_DN_CN\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost = Some(h.localhost_vhost(&format!(
+        "  TLSCertificate conf/server.pem conf/server.key\n  TLSClientCertificate required\n{auth}  TLSUserName SSL_CLIENT_S_DN_CN"
+    )));
     h.extra = format!(
         "TLSOptions StdEnvVars ExportCertData\n\
          LogFormat \"%u %{{SSL_CLIENT_VERIFY}}e\" authlog\nCustomLog logs/auth.log authlog\n\

@@ -12,10 +12,6 @@ fn configtest_with(h: &mut Httpd, vhost: &str) -> (bool, String) {
     (o.status.success(), output_text(&o))
 }
 
-fn vhost(h: &Httpd, body: &str) -> String {
-    format!("<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n{body}\n</VirtualHost>\n", h.tls_port)
-}
-
 /// The 1-based line of the first line containing `needle` in the generated httpd.conf.
 fn line_of(h: &Httpd, needle: &str) -> usize {
     let text = h.conf_text();
@@ -24,7 +20,7 @@ fn line_of(h: &Httpd, needle: &str) -> usize {
 }
 
 fn assert_fails_at(h: &mut Httpd, body: &str, needle: &str, expect: &[&str]) {
-    let v = vhost(h, body);
+    let v = h.localhost_vhost(body);
     let (ok, out) = configtest_with(h, &v);
     assert!(!ok, "apache2 -t accepted it:\n{out}");
     let (file, line) = (h.path("conf/httpd.conf").display().to_string(), line_of(h, needle));
@@ -101,7 +97,7 @@ fn certificate_that_does_not_parse() {
 #[test]
 fn vhost_on_tls_port_without_certificate() {
     let mut h = Httpd::new();
-    let v = vhost(&h, "  # no certificate here");
+    let v = h.localhost_vhost("  # no certificate here");
     let (ok, out) = configtest_with(&mut h, &v);
     assert!(!ok, "{out}");
     let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "<VirtualHost 127.0.0.1"));
@@ -139,7 +135,7 @@ fn tls_engine_is_global_and_checked() {
 #[test]
 fn bad_certificate_also_fails_real_start() {
     let mut h = Httpd::new();
-    h.tls_vhost = Some(vhost(&h, "  TLSCertificate conf/nope.pem"));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/nope.pem"));
     let o = std::process::Command::new(HTTPD)
         .args(["-k", "start", "-f"])
         .arg({

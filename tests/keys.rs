@@ -105,10 +105,7 @@ fn chain_is_sent_whole() {
     let (cert, key) = h.pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P384_SHA384);
     h.write("conf/chain.pem", format!("{cert}{}", h.pki.ca_pem));
     h.write("conf/chain.key", key);
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/chain.pem conf/chain.key\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/chain.pem conf/chain.key"));
     h.start();
     let s = h.tls_connect(TLS13);
     assert_eq!(s.conn.peer_certificates().unwrap().len(), 2);
@@ -137,10 +134,7 @@ fn encrypted_key_with_passphrase_program() {
     let script = |pass: &str| format!("#!/bin/sh\necho \"$1 $2\" >> {}\necho '{pass}'\n", counter.display());
     h.write("conf/pass.sh", script("Open Sesame 42"));
     std::fs::set_permissions(h.path("conf/pass.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let vhost = format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/encrypted.key\n</VirtualHost>\n",
-        h.tls_port
-    );
+    let vhost = h.localhost_vhost("  TLSCertificate conf/server.pem conf/encrypted.key");
     h.tls_vhost = Some(vhost);
 
     // Without a passphrase source: a clear error.

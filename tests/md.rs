@@ -117,10 +117,7 @@ fn ocsp_responses_from_mod_md_are_stapled() {
         "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDStapling on\nMDStapleOthers on\n\
          MDCertificateAgreement accepted\n"
     );
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate ocsp/chain.pem ocsp/server.key\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate ocsp/chain.pem ocsp/server.key"));
     h.log_level = "info md:debug tls:debug".into();
     h.start();
     let status = || {

@@ -343,10 +343,7 @@ fn panic_switch_is_inert_without_the_variable() {
 fn a_broken_new_config_is_refused_and_the_old_one_keeps_serving() {
     let mut h = Httpd::new();
     h.start();
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/missing.pem conf/server.key\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/missing.pem conf/server.key"));
     let conf = h.path("conf/httpd.conf");
     std::fs::write(&conf, h.conf_text()).unwrap();
     let o = Command::new(HTTPD).args(["-k", "graceful", "-f"]).arg(&conf).output().unwrap();

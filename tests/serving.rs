@@ -215,12 +215,9 @@ fn https_is_known_to_rewrite_cgi_and_redirects() {
                RewriteRule ^/scheme$ /secure.txt [R=302,L]\n\
                RewriteRule ^/scheme$ /insecure.txt [R=302,L]\n"
         .into();
-    let tls_vhost = format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  \
-         RewriteEngine on\n  RewriteOptions Inherit\n</VirtualHost>\n",
-        h.tls_port
-    );
-    h.tls_vhost = Some(tls_vhost);
+    h.tls_vhost = Some(h.localhost_vhost(
+        "  TLSCertificate conf/server.pem conf/server.key\n  RewriteEngine on\n  RewriteOptions Inherit",
+    ));
     h.start();
 
     let (r, _) = h.get("/env.cgi", TLS13);

@@ -158,9 +158,8 @@ fn rewrite_headers_expr_and_http2_consume_the_variables() {
          RequestHeader set X-TLS \"%{{SSL_PROTOCOL}}s %{{SSL_CIPHER}}s\"\n\
          <Directory \"{root}/htdocs/only13\">\n  Require expr \"%{{SSL_PROTOCOL}} == 'TLSv1.3'\"\n</Directory>\n"
     );
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  RewriteEngine on\n  RewriteOptions Inherit\n</VirtualHost>\n",
-        h.tls_port
+    h.tls_vhost = Some(h.localhost_vhost(
+        "  TLSCertificate conf/server.pem conf/server.key\n  RewriteEngine on\n  RewriteOptions Inherit",
     ));
     h.start();
     let (r, _) = h.get("/proto", TLS13);

@@ -184,10 +184,7 @@ fn unknown_cipher_and_bad_protocol_fail_configtest() {
     let o = h.configtest();
     assert!(o.status.success(), "{}", output_text(&o));
     h.extra = String::new();
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  TLSStrictSNI off\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key\n  TLSStrictSNI off"));
     let o = h.configtest();
     assert!(
         !o.status.success() && output_text(&o).contains("TLSStrictSNI is a global directive"),
@@ -206,10 +203,8 @@ fn each_client_gets_the_first_certificate_it_can_verify() {
     h.write("conf/ec.key", ec_key);
     h.write("conf/rsa.pem", &rsa);
     h.write("conf/rsa.key", rsa_key);
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/ec.pem conf/ec.key\n  TLSCertificate conf/rsa.pem conf/rsa.key\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost =
+        Some(h.localhost_vhost("  TLSCertificate conf/ec.pem conf/ec.key\n  TLSCertificate conf/rsa.pem conf/rsa.key"));
     h.start();
     let ec = CertificateDer::from_pem_slice(ec.as_bytes()).unwrap();
     let rsa = CertificateDer::from_pem_slice(rsa.as_bytes()).unwrap();
@@ -269,10 +264,7 @@ fn certificate_compression_saves_handshake_bytes() {
     let (cert, key) = h.pki.issue(&["localhost", "www.localhost", "api.localhost"], &rcgen::PKCS_RSA_SHA256);
     h.write("conf/chain.pem", format!("{cert}{}", h.pki.ca_pem));
     h.write("conf/chain.key", key);
-    h.tls_vhost = Some(format!(
-        "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/chain.pem conf/chain.key\n</VirtualHost>\n",
-        h.tls_port
-    ));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/chain.pem conf/chain.key"));
     h.start();
     let handshake_bytes = |decompress: bool| {
         let cfg = h.pki.client_config_with(

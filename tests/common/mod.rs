@@ -165,6 +165,11 @@ impl Httpd {
         }
     }
 
+    /// A `<VirtualHost>` named localhost on the TLS port, with `body` (directive lines) inside.
+    pub fn localhost_vhost(&self, body: &str) -> String {
+        format!("<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n{body}\n</VirtualHost>\n", self.tls_port)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
@@ -199,12 +204,10 @@ impl Httpd {
             }
         };
         let mpm_tuning = self.mpm_tuning.clone().unwrap_or_else(|| default_tuning.to_string());
-        let vhost = self.tls_vhost.clone().unwrap_or_else(|| {
-            format!(
-                "<VirtualHost 127.0.0.1:{}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n</VirtualHost>\n",
-                self.tls_port
-            )
-        });
+        let vhost = self
+            .tls_vhost
+            .clone()
+            .unwrap_or_else(|| self.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key"));
         format!(
             r#"ServerRoot "{root}"
 PidFile "{root}/run/httpd.pid"
