@@ -777,9 +777,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
             }
         };
         server_conf(main).session_cache = cache.clone();
-        let make_sessions = |ns: [u8; 8]| -> std::sync::Arc<dyn rustls::server::StoresServerSessions> {
-            std::sync::Arc::new(session::VhostSessions::new(cache.clone().expect("only used with a cache"), ns))
-        };
+        let make_sessions = cache.clone().map(session::VhostSessions::factory);
         for s in servers(main) {
             let reached_by = if (*s).is_virtual != 0 {
                 let addrs = vhost_addrs(s);
@@ -814,8 +812,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
             let mut ask = |key: &std::path::Path, retry: bool| ask_passphrase(main, s, key, retry);
             let ask: Option<crate::certs::PassphraseSource<'_>> =
                 if conf.passphrase_program.is_some() { Some(&mut ask) } else { None };
-            let sessions: Option<engine::SessionStorageFactory<'_>> =
-                if cache.is_some() { Some(&make_sessions) } else { None };
+            let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             match engine::build_vhost(conf, ask, sessions) {
                 Ok((tls, warnings)) => {
                     for w in warnings {
@@ -921,7 +918,10 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
                     origin: Origin { file: "mod_md".into(), line: 0 },
                 })
                 .collect();
-            match engine::build_vhost(conf, None, None) {
+            // Same session cache as every other vhost: a managed domain resumes sessions too.
+            let make_sessions = server_conf(main).session_cache.clone().map(session::VhostSessions::factory);
+            let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
+            match engine::build_vhost(conf, None, sessions) {
                 Ok((mut tls, _)) => {
                     tls.fallback = fallback;
                     if fallback {

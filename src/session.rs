@@ -291,6 +291,11 @@ impl VhostSessions {
         VhostSessions { cache, namespace }
     }
 
+    /// The session storage of each vhost (by its settings namespace) in `cache`.
+    pub fn factory(cache: Arc<SessionCache>) -> impl Fn([u8; 8]) -> Arc<dyn StoresServerSessions> {
+        move |namespace| Arc::new(VhostSessions::new(cache.clone(), namespace))
+    }
+
     fn key(&self, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(8 + key.len());
         k.extend_from_slice(&self.namespace);

@@ -257,5 +257,15 @@ fn acme_certificate_through_tls_alpn_01_with_pebble() {
         assert!(Instant::now() < deadline, "the ACME certificate is not served after a graceful restart:\n{text}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // The managed vhost resumes sessions like any other.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | openssl s_client -connect 127.0.0.1:{} -servername {name} -tls1_2 -reconnect 2>&1",
+            h.tls_port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(output_text(&o).matches("Reused, TLSv1.2").count(), 5, "{}", output_text(&o));
     h.assert_no_crash();
 }
