@@ -33,6 +33,10 @@ fn is_response_head(parts: &[(*mut sys::apr_bucket, &[u8])]) -> bool {
     first.starts_with(b"HTTP/1.") && first.get(9..10).is_none_or(|d| d != b"1") && last.ends_with(b"\r\n\r\n")
 }
 
+/// httpd's core output filter sets aside less than this much in-memory data instead of writing it
+/// (its THRESHOLD_MIN_WRITE); see `TlsConn::unflushed`.
+const CORE_MIN_WRITE: usize = 4096;
+
 /// Largest response head held back for coalescing with its body.
 const HOLD_BYTES: usize = 8 * 1024;
 const APR_ENOTIMPL: apr_status_t = sys::APR_ENOTIMPL as apr_status_t;
@@ -211,6 +215,16 @@ pub struct TlsConn {
     /// follows, so that a response head passed on its own shares a record with the body. Empty,
     /// and without capacity, between responses.
     held: Vec<u8>,
+    /// Encrypted bytes passed down since our last FLUSH. The core output filter keeps a small
+    /// amount of in-memory data (under `CORE_MIN_WRITE`) for later instead of writing it, and the
+    /// event MPM only writes it after httpd has looked for the next request on the connection:
+    /// that look then finds nothing (the client has no response yet), and every keep-alive
+    /// request costs a trip through the MPM's poller. Plain HTTP does not pay this because its
+    /// file buckets are written at once; we flush small responses at their end (EOR) instead.
+    unflushed: usize,
+    /// A TLS 1.3 session ticket is waiting in rustls to go out with the first response instead
+    /// of in a write (and a packet) of its own; the client does not wait for it.
+    ticket_deferred: bool,
 }
 
 /// Takes over connection `c` for TLS: installs the filters and the state.
@@ -287,6 +301,8 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             backend_host: None,
             filters_added: false,
             held: Vec::new(),
+            unflushed: 0,
+            ticket_deferred: false,
         };
         let tc = pool::attach(pool, state);
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
@@ -320,6 +336,11 @@ impl TlsConn {
     /// Still handshaking (nothing failed yet).
     pub fn is_handshaking(&self) -> bool {
         self.stream.is_handshaking() && !self.closed
+    }
+
+    /// The handshake waits for the client's answer to the flight we sent.
+    pub fn awaits_client_flight(&self) -> bool {
+        !self.closed && self.stream.awaits_peer_flight()
     }
 
     /// The SNI the client sent.
@@ -413,6 +434,7 @@ impl TlsConn {
 
     /// Writes whatever TLS bytes rustls has queued to the network, with a FLUSH when asked.
     fn send_tls(&mut self, flush: bool) -> apr_status_t {
+        self.ticket_deferred = false;
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
         if let Err(e) = self.stream.write_tls(&mut w) {
             log_conn!(self.c, log::ERR, 0, "writing TLS records failed: {e}");
@@ -429,9 +451,26 @@ impl TlsConn {
         if self.out.is_empty() {
             return APR_SUCCESS;
         }
+        let (flushed, tail) = self.out.bytes_after_flush();
+        self.unflushed = if flushed { tail } else { self.unflushed + tail };
         let rv = unsafe { sys::ap_pass_brigade((*self.out_filter).next, self.out.0) };
         self.out.clear();
         rv
+    }
+
+    /// A client connection on which httpd serves no further request after the current one.
+    fn closes_after_request(&self) -> bool {
+        self.backend_host.is_none()
+            && self.backend.is_none()
+            && unsafe { (*self.c).keepalive } == sys::ap_conn_keepalive_e_AP_CONN_CLOSE
+    }
+
+    /// At the end of a request's output: whether the core output filter would keep what we gave
+    /// it (see `unflushed`) although the connection stays open for the next request. Closing
+    /// connections skip this: their close_notify goes out in the same write as the response.
+    fn should_flush_at_eor(&self) -> bool {
+        let pending = self.unflushed + self.out.bytes_after_flush().1;
+        !self.closes_after_request() && pending > 0 && pending < CORE_MIN_WRITE
     }
 
     fn fail(&mut self, failure: TlsFailure) -> apr_status_t {
@@ -459,12 +498,13 @@ impl TlsConn {
 
     /// Reads TLS bytes from below once and feeds them to rustls; sends whatever rustls answers.
     fn fill(&mut self, blocking: bool) -> apr_status_t {
-        if self.stream.wants_write() {
+        if self.stream.wants_write() && !self.ticket_deferred {
             let rv = self.send_tls(true);
             if rv != APR_SUCCESS {
                 return rv;
             }
         }
+        let was_handshaking = self.stream.is_handshaking();
         let block = if blocking { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ };
         let rv = unsafe {
             sys::ap_get_brigade(
@@ -512,7 +552,11 @@ impl TlsConn {
         if eof && let Err(f) = self.stream.feed(&[], &mut self.chooser) {
             return self.fail(f);
         }
-        if self.stream.wants_write() {
+        if was_handshaking && self.stream.completed_tls13_server_handshake() {
+            // All that is queued now are session tickets: they go with the first response.
+            self.ticket_deferred = true;
+        }
+        if self.stream.wants_write() && !self.ticket_deferred {
             let rv = self.send_tls(true);
             if rv != APR_SUCCESS {
                 return rv;
@@ -660,7 +704,20 @@ impl TlsConn {
                         self.out.push_flush();
                         self.closed = true;
                     }
-                    let flush = brigade::is_flush(b) || eoc;
+                    let eor = brigade::is_eor(b);
+                    if eor && self.closes_after_request() {
+                        // httpd closes the connection after this response: close_notify can
+                        // go out in the same write as the response instead of in one of its own.
+                        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+                        if let Err(e) = self.stream.close(&mut w) {
+                            log_conn!(self.c, log::DEBUG, 0, "TLS close failed: {e}");
+                        }
+                    }
+                    let eor_flush = eor && self.should_flush_at_eor();
+                    if eor_flush {
+                        self.out.push_flush();
+                    }
+                    let flush = brigade::is_flush(b) || eoc || eor_flush;
                     brigade::remove(b);
                     self.out.push(b);
                     if flush {
@@ -760,6 +817,7 @@ impl TlsConn {
     }
 
     fn encrypt_run(&mut self, run: &[&[u8]], pass: bool) -> apr_status_t {
+        self.ticket_deferred = false;
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
         if let Err(e) = self.stream.send(run, &mut w) {
             log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");

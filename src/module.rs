@@ -1176,6 +1176,12 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
 /// non-blocking: while the client owes bytes, the connection goes back to the MPM in
 /// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
 /// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers.
+/// How long a worker waits for the client's answer to our handshake flight before handing the
+/// connection to the event MPM's poller. A client that answers at once (the usual case) then
+/// finishes its handshake in the same worker, sparing the two thread hand-offs and poller updates
+/// of an asynchronous wait; a stalled one costs a worker only this long.
+const HANDSHAKE_GRACE_MS: i32 = 10;
+
 unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     catch_panic(
         DONE,
@@ -1195,9 +1201,20 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
                 && can_waitio != 0;
             let block =
                 if async_ok { sys::apr_read_type_e_APR_NONBLOCK_READ } else { sys::apr_read_type_e_APR_BLOCK_READ };
-            let bb = crate::httpd::brigade::Brigade::create((*c).pool, (*c).bucket_alloc);
-            let rv = sys::ap_get_brigade((*c).input_filters, bb.0, sys::ap_input_mode_t_AP_MODE_INIT, block, 0);
-            sys::apr_brigade_destroy(bb.0);
+            let init = || {
+                let bb = crate::httpd::brigade::Brigade::create((*c).pool, (*c).bucket_alloc);
+                let rv = sys::ap_get_brigade((*c).input_filters, bb.0, sys::ap_input_mode_t_AP_MODE_INIT, block, 0);
+                sys::apr_brigade_destroy(bb.0);
+                rv
+            };
+            let mut rv = init();
+            if rv == crate::httpd::APR_EAGAIN
+                && async_ok
+                && filters::conn_state(c).is_some_and(|tc| tc.awaits_client_flight())
+                && crate::httpd::wait_readable(c, HANDSHAKE_GRACE_MS)
+            {
+                rv = init();
+            }
             if rv == crate::httpd::APR_EAGAIN && async_ok {
                 (*(*c).cs).sense = sys::conn_sense_e_CONN_SENSE_WANT_READ;
                 (*(*c).cs).state = sys::conn_state_e_CONN_STATE_ASYNC_WAITIO;

@@ -67,6 +67,28 @@ impl Brigade {
         unsafe { self.push(heap_copy(data, self.bucket_alloc())) }
     }
 
+    /// Whether the brigade holds a FLUSH bucket, and how many data bytes follow the last one (all
+    /// of them without a FLUSH). Lengths are the buckets' own; ours are never of unknown length.
+    pub fn bytes_after_flush(self) -> (bool, usize) {
+        let (mut flushed, mut bytes) = (false, 0);
+        let mut b = self.first();
+        while let Some(x) = b {
+            if x == self.sentinel_ptr() {
+                break;
+            }
+            unsafe {
+                if is_flush(x) {
+                    flushed = true;
+                    bytes = 0;
+                } else if !is_metadata(x) && (*x).length != sys::apr_size_t::MAX {
+                    bytes += (*x).length;
+                }
+                b = Some((*x).link.next);
+            }
+        }
+        (flushed, bytes)
+    }
+
     pub fn push_flush(self) {
         unsafe { self.push(sys::apr_bucket_flush_create(self.bucket_alloc())) }
     }
@@ -131,6 +153,14 @@ pub unsafe fn is_eos(b: *mut apr_bucket) -> bool {
 /// `b` must be a valid bucket.
 pub unsafe fn is_eoc(b: *mut apr_bucket) -> bool {
     unsafe { ptr::eq((*b).type_, &raw const sys::ap_bucket_type_eoc) }
+}
+
+/// The end of a request's output (EOR): httpd logs and frees the request when it is destroyed.
+///
+/// # Safety
+/// `b` must be a valid bucket.
+pub unsafe fn is_eor(b: *mut apr_bucket) -> bool {
+    unsafe { ptr::eq((*b).type_, &raw const sys::ap_bucket_type_eor) }
 }
 
 /// apr_bucket_read. File and pipe buckets read a bounded chunk and split themselves, so reading

@@ -52,3 +52,30 @@ pub unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
     }
     unsafe { CStr::from_ptr(p) }.to_string_lossy()
 }
+
+/// Waits up to `timeout_ms` for the connection's socket to become readable (or to report EOF or
+/// an error, which the next read reveals). False on timeout or when the socket is unavailable.
+///
+/// # Safety
+/// `c` must be a live connection with a socket (not a secondary HTTP/2 one).
+pub unsafe fn wait_readable(c: *mut sys::conn_rec, timeout_ms: i32) -> bool {
+    unsafe {
+        let sock = sys::ap_get_conn_socket(c);
+        if sock.is_null() {
+            return false;
+        }
+        let mut fd: sys::apr_os_sock_t = -1;
+        if sys::apr_os_sock_get(&mut fd, sock) != APR_SUCCESS || fd < 0 {
+            return false;
+        }
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        loop {
+            match libc::poll(&mut pfd, 1, timeout_ms) {
+                n if n > 0 => return true,
+                0 => return false,
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
+                _ => return false,
+            }
+        }
+    }
+}
