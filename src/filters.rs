@@ -681,6 +681,9 @@ impl TlsConn {
         // that records fill across bucket boundaries; then encrypted, deleted and passed down.
         let mut gathered: Vec<(*mut sys::apr_bucket, &[u8])> = Vec::new();
         let mut gathered_bytes = 0;
+        // File data read for encryption (see `read_file_chunk`); `gathered` may point into it.
+        let mut file_buf: Vec<u8> = Vec::new();
+        let mut file_buf_used = false;
         let mut cursor = bb.first();
         while let Some(b) = cursor {
             if b == bb.sentinel_ptr() {
@@ -730,7 +733,24 @@ impl TlsConn {
                     cursor = Some(next);
                     continue;
                 }
-                let data = match brigade::read(b, true) {
+                let read = match brigade::file_extent(b) {
+                    Some(extent) => {
+                        if file_buf_used && !gathered.is_empty() {
+                            // The buffer still holds data waiting for encryption.
+                            let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+                            if rv != APR_SUCCESS {
+                                bb.clear();
+                                return rv;
+                            }
+                        }
+                        file_buf_used = true;
+                        // Up to a whole run of records, counting a held response head.
+                        let room = OUT_PASS_BYTES.saturating_sub(gathered_bytes + self.held.len());
+                        read_file_chunk(b, extent, room, &mut file_buf)
+                    }
+                    None => brigade::read(b, true),
+                };
+                let data = match read {
                     Ok(d) => d,
                     Err(rv) => {
                         log_conn!(self.c, log::ERR, rv, "reading response data failed");
@@ -742,7 +762,7 @@ impl TlsConn {
                 let next = (*b).link.next;
                 gathered.push((b, data));
                 gathered_bytes += data.len();
-                if gathered_bytes >= OUT_PASS_BYTES {
+                if gathered_bytes + self.held.len() >= OUT_PASS_BYTES {
                     let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
                     if rv != APR_SUCCESS {
                         bb.clear();
@@ -825,6 +845,46 @@ impl TlsConn {
             return APR_ECONNABORTED;
         }
         if pass { self.pass_out() } else { APR_SUCCESS }
+    }
+}
+
+/// Reads the start of FILE bucket `b` (at most `max` bytes) into `buf` with pread, splitting the
+/// bucket there. This is what apr_bucket_read would do, minus its per-read mmap/munmap (a
+/// TLB shoot-down on every CPU) and page faults: the bytes are copied into records right away,
+/// so a plain read into a reused buffer is cheaper. The slice is valid until `buf` changes.
+///
+/// # Safety
+/// `b` must be a valid FILE bucket whose extent is `extent`.
+unsafe fn read_file_chunk<'a>(
+    b: *mut sys::apr_bucket,
+    (fd, offset, len): (libc::c_int, i64, usize),
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> Result<&'a [u8], apr_status_t> {
+    let want = len.min(max.max(1));
+    if want < len {
+        let rv = unsafe { brigade::split(b, want) };
+        if rv != APR_SUCCESS {
+            return Err(rv);
+        }
+    }
+    buf.clear();
+    buf.reserve(want);
+    let mut got = 0;
+    while got < want {
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().add(got).cast(), want - got, offset + got as i64) };
+        match n {
+            n if n > 0 => got += n as usize,
+            // The file shrank under us: the response cannot be completed.
+            0 => return Err(APR_EOF),
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+    // SAFETY: pread initialised the first `got` bytes.
+    unsafe {
+        buf.set_len(got);
+        Ok(std::slice::from_raw_parts(buf.as_ptr(), got))
     }
 }
 

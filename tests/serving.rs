@@ -380,3 +380,66 @@ fn engine_on_an_ipv6_address_and_port() {
     // The IPv4 TLS port is untouched.
     assert_eq!(h.get("/index.html", TLS13).0.status, 200);
 }
+
+/// Static files go out from their file buckets at any offset: single ranges and multipart byte
+/// ranges (file pieces between generated part headers) arrive byte-exact, small and large.
+#[test]
+fn byte_ranges_of_files_are_exact() {
+    let mut h = Httpd::new();
+    let size = 300 * 1024;
+    random_file(&h.path("htdocs/range.bin"), size);
+    h.start();
+    let file = std::fs::read(h.path("htdocs/range.bin")).unwrap();
+    let get_range = |range: &str| {
+        let mut s = h.tls_connect(TLS13);
+        write!(s, "GET /range.bin HTTP/1.1\r\nHost: localhost\r\nRange: bytes={range}\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("response ends with close_notify");
+        Response::parse(&raw).0
+    };
+    for (from, to) in [(0, 0), (1, 1000), (70_000, 200_000), (size - 10, size - 1)] {
+        let r = get_range(&format!("{from}-{to}"));
+        assert_eq!(r.status, 206, "bytes={from}-{to}");
+        assert_eq!(r.body, &file[from..=to], "bytes={from}-{to}");
+    }
+    // Three pieces in one multipart response: each must be the file's bytes at its offset.
+    let r = get_range("10-20,65530-131100,299000-");
+    assert_eq!(r.status, 206);
+    let boundary = r.header("Content-Type").unwrap().split("boundary=").nth(1).unwrap().to_string();
+    let body = r.body;
+    let found: Vec<usize> =
+        body.windows(boundary.len()).enumerate().filter(|(_, w)| *w == boundary.as_bytes()).map(|(i, _)| i).collect();
+    assert_eq!(found.len(), 4, "three parts and the closing boundary");
+    for (n, (from, to)) in [(10usize, 20usize), (65530, 131100), (299000, size - 1)].into_iter().enumerate() {
+        let part = &body[found[n]..found[n + 1]];
+        let start = part.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let piece = &part[start..start + (to - from + 1)];
+        assert_eq!(piece, &file[from..=to], "part {n}: bytes {from}-{to}");
+    }
+}
+
+/// A TLS 1.3 session ticket is not sent on its own after the handshake: it goes out with the
+/// first response (one write instead of two), and still lets the client resume.
+#[test]
+fn tls13_ticket_rides_with_the_first_response() {
+    let mut h = Httpd::new();
+    h.start();
+    let config = h.pki.client_config(TLS13);
+    let mut s = tls_connect(h.tls_port, "localhost", config.clone());
+    s.sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut probe = [0u8; 1];
+    match s.sock.peek(&mut probe) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        other => panic!("the server sent something before any request: {other:?}"),
+    }
+    s.sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let r = get_on(&mut s, "/index.html", "localhost");
+    assert_eq!(r.status, 200);
+    let again = tls_connect(h.tls_port, "localhost", config);
+    assert_eq!(
+        again.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the ticket that came with the response resumes"
+    );
+}

@@ -163,6 +163,32 @@ pub unsafe fn is_eor(b: *mut apr_bucket) -> bool {
     unsafe { ptr::eq((*b).type_, &raw const sys::ap_bucket_type_eor) }
 }
 
+/// For a FILE bucket: the OS descriptor of its file and the extent (offset, length) it covers.
+///
+/// # Safety
+/// `b` must be a valid bucket.
+pub unsafe fn file_extent(b: *mut apr_bucket) -> Option<(libc::c_int, i64, usize)> {
+    unsafe {
+        if !ptr::eq((*b).type_, &raw const sys::apr_bucket_type_file) {
+            return None;
+        }
+        let file = (*b).data as *mut sys::apr_bucket_file;
+        let mut fd: sys::apr_os_file_t = -1;
+        if sys::apr_os_file_get(&mut fd, (*file).fd) != super::APR_SUCCESS || fd < 0 {
+            return None;
+        }
+        Some((fd, (*b).start, (*b).length))
+    }
+}
+
+/// apr_bucket_split: `b` keeps the first `point` bytes, the rest becomes a new bucket after it.
+///
+/// # Safety
+/// `b` must be a valid bucket of known length greater than `point`.
+pub unsafe fn split(b: *mut apr_bucket, point: usize) -> sys::apr_status_t {
+    unsafe { ((*(*b).type_).split.expect("every bucket type can split"))(b, point) }
+}
+
 /// apr_bucket_read. File and pipe buckets read a bounded chunk and split themselves, so reading
 /// the first bucket of a brigade repeatedly streams a large file without loading it whole.
 ///
