@@ -222,9 +222,6 @@ pub struct TlsConn {
     /// request costs a trip through the MPM's poller. Plain HTTP does not pay this because its
     /// file buckets are written at once; we flush small responses at their end (EOR) instead.
     unflushed: usize,
-    /// A TLS 1.3 session ticket is waiting in rustls to go out with the first response instead
-    /// of in a write (and a packet) of its own; the client does not wait for it.
-    ticket_deferred: bool,
 }
 
 /// Takes over connection `c` for TLS: installs the filters and the state.
@@ -302,7 +299,6 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             filters_added: false,
             held: Vec::new(),
             unflushed: 0,
-            ticket_deferred: false,
         };
         let tc = pool::attach(pool, state);
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
@@ -434,7 +430,6 @@ impl TlsConn {
 
     /// Writes whatever TLS bytes rustls has queued to the network, with a FLUSH when asked.
     fn send_tls(&mut self, flush: bool) -> apr_status_t {
-        self.ticket_deferred = false;
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
         if let Err(e) = self.stream.write_tls(&mut w) {
             log_conn!(self.c, log::ERR, 0, "writing TLS records failed: {e}");
@@ -498,13 +493,12 @@ impl TlsConn {
 
     /// Reads TLS bytes from below once and feeds them to rustls; sends whatever rustls answers.
     fn fill(&mut self, blocking: bool) -> apr_status_t {
-        if self.stream.wants_write() && !self.ticket_deferred {
+        if self.stream.wants_write() {
             let rv = self.send_tls(true);
             if rv != APR_SUCCESS {
                 return rv;
             }
         }
-        let was_handshaking = self.stream.is_handshaking();
         let block = if blocking { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ };
         let rv = unsafe {
             sys::ap_get_brigade(
@@ -552,11 +546,10 @@ impl TlsConn {
         if eof && let Err(f) = self.stream.feed(&[], &mut self.chooser) {
             return self.fail(f);
         }
-        if was_handshaking && self.stream.completed_tls13_server_handshake() {
-            // All that is queued now are session tickets: they go with the first response.
-            self.ticket_deferred = true;
-        }
-        if self.stream.wants_write() && !self.ticket_deferred {
+        // Session tickets go out at once, although the client does not wait for them: they
+        // acknowledge its Finished, and a client with Nagle's algorithm on would otherwise hold
+        // its request back until our delayed ACK (40 ms).
+        if self.stream.wants_write() {
             let rv = self.send_tls(true);
             if rv != APR_SUCCESS {
                 return rv;
@@ -837,7 +830,6 @@ impl TlsConn {
     }
 
     fn encrypt_run(&mut self, run: &[&[u8]], pass: bool) -> apr_status_t {
-        self.ticket_deferred = false;
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
         if let Err(e) = self.stream.send(run, &mut w) {
             log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");

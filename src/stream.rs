@@ -138,15 +138,6 @@ impl TlsStream {
         }
     }
 
-    /// A server-side TLS 1.3 handshake has completed: from then on, what rustls queues without
-    /// being asked (session tickets, KeyUpdate answers) need not go out before the next response.
-    pub fn completed_tls13_server_handshake(&self) -> bool {
-        !self.failed
-            && self
-                .connection()
-                .is_some_and(|c| !c.is_handshaking() && c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
-    }
-
     /// We have answered the peer's last flight and wait for its next one to finish the handshake.
     pub fn awaits_peer_flight(&self) -> bool {
         !self.failed && matches!(&self.phase, Phase::Open(c) if c.is_handshaking() && !c.wants_write())

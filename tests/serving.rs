@@ -419,27 +419,28 @@ fn byte_ranges_of_files_are_exact() {
     }
 }
 
-/// A TLS 1.3 session ticket is not sent on its own after the handshake: it goes out with the
-/// first response (one write instead of two), and still lets the client resume.
+/// A client that leaves Nagle's algorithm on (Python's and many others' default) writes its
+/// request right after its Finished; the kernel holds that write back until the Finished is
+/// acknowledged. In TLS 1.3 the server owes the client nothing after its Finished, so the session
+/// ticket must go out at once (not wait for the response), or the request waits for a delayed
+/// ACK: 40 ms on every connection.
 #[test]
-fn tls13_ticket_rides_with_the_first_response() {
+fn first_request_of_a_nagle_client_is_not_delayed() {
     let mut h = Httpd::new();
     h.start();
-    let config = h.pki.client_config(TLS13);
-    let mut s = tls_connect(h.tls_port, "localhost", config.clone());
-    s.sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    let mut probe = [0u8; 1];
-    match s.sock.peek(&mut probe) {
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-        other => panic!("the server sent something before any request: {other:?}"),
+    for versions in [TLS13] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let mut s = h.tls_connect(versions);
+            assert!(!s.sock.nodelay().unwrap(), "the client keeps Nagle's algorithm on");
+            let start = Instant::now();
+            let r = get_on(&mut s, "/index.html", "localhost");
+            times.push(start.elapsed());
+            assert_eq!(r.status, 200);
+        }
+        // Without the prompt answer every attempt takes 40 ms; a loaded machine can delay any
+        // single one, so the fastest must be fast.
+        times.sort();
+        assert!(times[0] < Duration::from_millis(25), "{versions:?}: request to response took {times:?}");
     }
-    s.sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let r = get_on(&mut s, "/index.html", "localhost");
-    assert_eq!(r.status, 200);
-    let again = tls_connect(h.tls_port, "localhost", config);
-    assert_eq!(
-        again.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed),
-        "the ticket that came with the response resumes"
-    );
 }
