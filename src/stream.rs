@@ -178,34 +178,9 @@ impl TlsStream {
                     return Ok(());
                 }
                 Phase::Failed => return Err(TlsFailure::Closed),
-                Phase::Hello(acceptor) => {
-                    let read = acceptor.read_tls(&mut data);
-                    let n = match read {
-                        Ok(n) => n,
-                        Err(e) => {
-                            return Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}"))));
-                        }
-                    };
-                    match acceptor.accept() {
-                        Ok(None) => {
-                            if n == 0 || data.is_empty() {
-                                return if self.transport_eof {
-                                    // EOF before a complete ClientHello: nothing to answer.
-                                    Err(self.fail_hello(TlsFailure::Closed))
-                                } else {
-                                    Ok(())
-                                };
-                            }
-                        }
-                        Ok(Some(accepted)) => self.start_connection(accepted, chooser)?,
-                        Err((e, mut alert)) => {
-                            let _ = alert.write_all(&mut self.pending_alert);
-                            if self.pending_alert.is_empty() {
-                                // rustls answers some broken hellos with silence; say why.
-                                self.pending_alert.extend_from_slice(&plaintext_alert(alert_for(&e)));
-                            }
-                            return Err(self.fail_hello(TlsFailure::Protocol(e)));
-                        }
+                Phase::Hello(_) => {
+                    if let Some(done) = self.feed_hello(&mut data, chooser) {
+                        return done;
                     }
                 }
                 Phase::Open(_) if data.is_empty() && !eof => return Ok(()),
@@ -239,6 +214,52 @@ impl TlsStream {
         }
     }
 
+    /// `feed` while the ClientHello is being read: `Some` when `feed` is done, `None` to go on
+    /// with the rest of `data` on the connection just started. Not inlined, like
+    /// `start_connection`, to keep `feed`'s frame small for every later record.
+    #[inline(never)]
+    #[cold]
+    fn feed_hello(&mut self, data: &mut &[u8], chooser: &mut dyn ConfigChooser) -> Option<Result<(), TlsFailure>> {
+        let Phase::Hello(acceptor) = &mut self.phase else { return None };
+        let read = acceptor.read_tls(data);
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                return Some(Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}")))));
+            }
+        };
+        match acceptor.accept() {
+            Ok(None) => {
+                if n == 0 || data.is_empty() {
+                    return Some(if self.transport_eof {
+                        // EOF before a complete ClientHello: nothing to answer.
+                        Err(self.fail_hello(TlsFailure::Closed))
+                    } else {
+                        Ok(())
+                    });
+                }
+            }
+            Ok(Some(accepted)) => {
+                if let Err(e) = self.start_connection(accepted, chooser) {
+                    return Some(Err(e));
+                }
+            }
+            Err((e, mut alert)) => {
+                let _ = alert.write_all(&mut self.pending_alert);
+                if self.pending_alert.is_empty() {
+                    // rustls answers some broken hellos with silence; say why.
+                    self.pending_alert.extend_from_slice(&plaintext_alert(alert_for(&e)));
+                }
+                return Some(Err(self.fail_hello(TlsFailure::Protocol(e))));
+            }
+        }
+        None
+    }
+
+    // Not inlined: once per connection, with large rustls values on its frame, which would
+    // otherwise enlarge `feed`'s frame for every record (and the worker's stack for good).
+    #[inline(never)]
+    #[cold]
     fn start_connection(&mut self, accepted: Accepted, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         let config = match chooser.choose(&accepted.client_hello()) {
             Ok(c) => c,
@@ -427,6 +448,14 @@ mod tests {
     }
 
     fn pair(versions: &[&'static rustls::SupportedProtocolVersion]) -> (Fixed, ClientConnection) {
+        pair_with(versions, crate::engine::provider())
+    }
+
+    fn pair_with(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        client_provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> (Fixed, ClientConnection) {
+        let x25519_only_like_openssl = client_provider.kx_groups.len() == 1;
         let key = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
         let der = rustls_pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
         let server = ServerConfig::builder_with_provider(crate::engine::provider())
@@ -437,13 +466,24 @@ mod tests {
             .unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(key.cert.der().clone()).unwrap();
-        let client = ClientConfig::builder_with_provider(crate::engine::provider())
+        let mut client = ClientConfig::builder_with_provider(client_provider)
             .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        if x25519_only_like_openssl {
+            // OpenSSL 3.0 clients offer neither hybrid key exchange nor certificate compression.
+            client.cert_decompressors = vec![];
+        }
         let conn = ClientConnection::new(Arc::new(client), ServerName::try_from("a.test").unwrap()).unwrap();
         (Fixed(Arc::new(server)), conn)
+    }
+
+    /// As `pair`, with a client that offers only X25519 (as OpenSSL 3.0 clients do).
+    fn pair_x25519(versions: &[&'static rustls::SupportedProtocolVersion]) -> (Fixed, ClientConnection) {
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+        pair_with(versions, Arc::new(provider))
     }
 
     /// Moves bytes both ways until neither side has anything to say.
@@ -466,6 +506,81 @@ mod tests {
                 return;
             }
         }
+    }
+
+    /// Deepest stack use of `f` in bytes, found by painting the stack below the caller first.
+    #[inline(never)]
+    fn stack_depth_of(f: impl FnOnce()) -> usize {
+        const SPAN: usize = 512 * 1024;
+        let marker = 0u8;
+        let sp = std::ptr::addr_of!(marker) as usize;
+        let low = sp - SPAN;
+        unsafe {
+            for a in (low..sp - 512).step_by(8) {
+                std::ptr::write_volatile(a as *mut u64, 0xDEAD_BEEF_CAFE_F00D);
+            }
+        }
+        f();
+        let mut a = low;
+        while a < sp - 512 && unsafe { std::ptr::read_volatile(a as *const u64) } == 0xDEAD_BEEF_CAFE_F00D {
+            a += 8;
+        }
+        sp - a
+    }
+
+    /// How much stack the server side uses (a diagnostic, not a check: debug builds differ a lot):
+    /// `cargo test --release --lib stack_probe -- --ignored --nocapture`. Every worker thread
+    /// keeps the deepest stack it ever used resident, so this is idle memory per thread.
+    #[test]
+    #[ignore]
+    fn stack_probe() {
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(|| {
+                for (versions, x25519_only) in [
+                    (&[&rustls::version::TLS13][..], false),
+                    (&[&rustls::version::TLS13][..], true),
+                    (&[&rustls::version::TLS12][..], true),
+                ] {
+                    let (mut chooser, mut client) = if x25519_only { pair_x25519(versions) } else { pair(versions) };
+                    let mut server = TlsStream::new();
+                    let mut deepest = 0;
+                    for _ in 0..20 {
+                        let mut to_server = Vec::new();
+                        while client.wants_write() {
+                            client.write_tls(&mut to_server).unwrap();
+                        }
+                        if !to_server.is_empty() {
+                            deepest = deepest.max(stack_depth_of(|| server.feed(&to_server, &mut chooser).unwrap()));
+                        }
+                        let mut to_client = Vec::new();
+                        server.write_tls(&mut to_client).unwrap();
+                        if !to_client.is_empty() {
+                            client.read_tls(&mut &to_client[..]).unwrap();
+                            client.process_new_packets().unwrap();
+                        }
+                        if to_server.is_empty() && to_client.is_empty() {
+                            break;
+                        }
+                    }
+                    let mut out = Vec::new();
+                    let body = vec![7u8; 1024];
+                    let d = stack_depth_of(|| server.send(&[&body], &mut out).unwrap());
+                    let mut request = Vec::new();
+                    client.writer().write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+                    while client.wants_write() {
+                        client.write_tls(&mut request).unwrap();
+                    }
+                    let r = stack_depth_of(|| server.feed(&request, &mut chooser).unwrap());
+                    eprintln!(
+                        "{versions:?}, X25519 only: {x25519_only}: handshake {deepest} B, record in {r} B, \
+                         1 KiB out {d} B"
+                    );
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
