@@ -488,16 +488,24 @@ mod tests {
 
     /// Moves bytes both ways until neither side has anything to say.
     fn pump(client: &mut ClientConnection, server: &mut TlsStream, chooser: &mut dyn ConfigChooser) {
+        let server = std::cell::RefCell::new(server);
+        pump_with(client, &mut |tls| server.borrow_mut().feed(tls, chooser).unwrap(), &mut |out| {
+            server.borrow_mut().write_tls(out).unwrap()
+        });
+    }
+
+    /// `pump` with the server side given as two closures: feed it TLS bytes, take its output.
+    fn pump_with(client: &mut ClientConnection, feed: &mut dyn FnMut(&[u8]), take: &mut dyn FnMut(&mut Vec<u8>)) {
         for _ in 0..20 {
             let mut to_server = Vec::new();
             while client.wants_write() {
                 client.write_tls(&mut to_server).unwrap();
             }
             if !to_server.is_empty() {
-                server.feed(&to_server, chooser).unwrap();
+                feed(&to_server);
             }
             let mut to_client = Vec::new();
-            server.write_tls(&mut to_client).unwrap();
+            take(&mut to_client);
             if !to_client.is_empty() {
                 client.read_tls(&mut &to_client[..]).unwrap();
                 client.process_new_packets().unwrap();
@@ -545,23 +553,16 @@ mod tests {
                     let (mut chooser, mut client) = if x25519_only { pair_x25519(versions) } else { pair(versions) };
                     let mut server = TlsStream::new();
                     let mut deepest = 0;
-                    for _ in 0..20 {
-                        let mut to_server = Vec::new();
-                        while client.wants_write() {
-                            client.write_tls(&mut to_server).unwrap();
-                        }
-                        if !to_server.is_empty() {
-                            deepest = deepest.max(stack_depth_of(|| server.feed(&to_server, &mut chooser).unwrap()));
-                        }
-                        let mut to_client = Vec::new();
-                        server.write_tls(&mut to_client).unwrap();
-                        if !to_client.is_empty() {
-                            client.read_tls(&mut &to_client[..]).unwrap();
-                            client.process_new_packets().unwrap();
-                        }
-                        if to_server.is_empty() && to_client.is_empty() {
-                            break;
-                        }
+                    {
+                        let server = std::cell::RefCell::new(&mut server);
+                        pump_with(
+                            &mut client,
+                            &mut |tls| {
+                                let d = stack_depth_of(|| server.borrow_mut().feed(tls, &mut chooser).unwrap());
+                                deepest = deepest.max(d);
+                            },
+                            &mut |out| server.borrow_mut().write_tls(out).unwrap(),
+                        );
                     }
                     let mut out = Vec::new();
                     let body = vec![7u8; 1024];
