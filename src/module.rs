@@ -1177,10 +1177,14 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
 /// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
 /// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers.
 /// How long a worker waits for the client's answer to our handshake flight before handing the
-/// connection to the event MPM's poller. A client that answers at once (the usual case) then
-/// finishes its handshake in the same worker, sparing the two thread hand-offs and poller updates
-/// of an asynchronous wait; a stalled one costs a worker only this long.
+/// connection to the event MPM's poller. A nearby client (see `GRACE_MAX_RTT_US`) answers within
+/// a millisecond or two and then finishes its handshake in the same worker, sparing the two
+/// thread hand-offs and poller updates of an asynchronous wait; a stalled one costs a worker
+/// only this long.
 const HANDSHAKE_GRACE_MS: i32 = 10;
+/// Only clients this close (the kernel's round-trip estimate: same host or LAN) are waited for:
+/// a distant client cannot answer within the grace period, so waiting would only hold a worker.
+const GRACE_MAX_RTT_US: u32 = 1000;
 
 unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     catch_panic(
@@ -1211,6 +1215,7 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
             if rv == crate::httpd::APR_EAGAIN
                 && async_ok
                 && filters::conn_state(c).is_some_and(|tc| tc.awaits_client_flight())
+                && crate::httpd::tcp_rtt_us(c).is_some_and(|rtt| rtt <= GRACE_MAX_RTT_US)
                 && crate::httpd::wait_readable(c, HANDSHAKE_GRACE_MS)
             {
                 rv = init();

@@ -53,6 +53,36 @@ pub unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
     unsafe { CStr::from_ptr(p) }.to_string_lossy()
 }
 
+/// The connection's socket as an OS descriptor.
+///
+/// # Safety
+/// `c` must be a live connection.
+unsafe fn conn_fd(c: *mut sys::conn_rec) -> Option<libc::c_int> {
+    unsafe {
+        let sock = sys::ap_get_conn_socket(c);
+        if sock.is_null() {
+            return None;
+        }
+        let mut fd: sys::apr_os_sock_t = -1;
+        (sys::apr_os_sock_get(&mut fd, sock) == APR_SUCCESS && fd >= 0).then_some(fd)
+    }
+}
+
+/// The kernel's smoothed round-trip time estimate for the connection, in microseconds (known
+/// from the TCP handshake on).
+///
+/// # Safety
+/// `c` must be a live connection.
+pub unsafe fn tcp_rtt_us(c: *mut sys::conn_rec) -> Option<u32> {
+    unsafe {
+        let fd = conn_fd(c)?;
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rv = libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len);
+        (rv == 0).then_some(info.tcpi_rtt)
+    }
+}
+
 /// Waits up to `timeout_ms` for the connection's socket to become readable (or to report EOF or
 /// an error, which the next read reveals). False on timeout or when the socket is unavailable.
 ///
@@ -60,14 +90,7 @@ pub unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
 /// `c` must be a live connection with a socket (not a secondary HTTP/2 one).
 pub unsafe fn wait_readable(c: *mut sys::conn_rec, timeout_ms: i32) -> bool {
     unsafe {
-        let sock = sys::ap_get_conn_socket(c);
-        if sock.is_null() {
-            return false;
-        }
-        let mut fd: sys::apr_os_sock_t = -1;
-        if sys::apr_os_sock_get(&mut fd, sock) != APR_SUCCESS || fd < 0 {
-            return false;
-        }
+        let Some(fd) = conn_fd(c) else { return false };
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         loop {
             match libc::poll(&mut pfd, 1, timeout_ms) {
