@@ -423,12 +423,13 @@ fn byte_ranges_of_files_are_exact() {
 /// request right after its Finished; the kernel holds that write back until the Finished is
 /// acknowledged. In TLS 1.3 the server owes the client nothing after its Finished, so the session
 /// ticket must go out at once (not wait for the response), or the request waits for a delayed
-/// ACK: 40 ms on every connection.
+/// ACK: 40 ms on every connection. (The request must go out in one write, as real clients do:
+/// a request written in pieces meets the same 40 ms on its second piece.)
 #[test]
 fn first_request_of_a_nagle_client_is_not_delayed() {
     let mut h = Httpd::new();
     h.start();
-    for versions in [TLS13] {
+    for versions in [TLS13, TLS12] {
         let mut times = Vec::new();
         for _ in 0..5 {
             let mut s = h.tls_connect(versions);
@@ -438,9 +439,8 @@ fn first_request_of_a_nagle_client_is_not_delayed() {
             times.push(start.elapsed());
             assert_eq!(r.status, 200);
         }
-        // Without the prompt answer every attempt takes 40 ms; a loaded machine can delay any
-        // single one, so the fastest must be fast.
+        // Without the prompt answer every attempt takes 40 ms; the median must be fast.
         times.sort();
-        assert!(times[0] < Duration::from_millis(25), "{versions:?}: request to response took {times:?}");
+        assert!(times[2] < Duration::from_millis(25), "{versions:?}: request to response took {times:?}");
     }
 }

@@ -416,7 +416,8 @@ pub fn try_tls_connect(
 
 /// Sends one GET with `host` on an established stream and reads the response to the end.
 pub fn get_on(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>, path: &str, host: &str) -> Response {
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    // One write (one record, one segment), as a real client sends its request.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("response ends with close_notify");
     Response::parse(&raw).0
