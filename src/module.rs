@@ -1168,6 +1168,16 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
     )
 }
 
+/// How long a worker waits for the client's ClientHello, or its answer to our handshake flight,
+/// before handing the connection to the event MPM's poller. A nearby client (see
+/// `GRACE_MAX_RTT_US`) answers within a millisecond or two and then finishes its handshake in the
+/// same worker, sparing the two thread hand-offs and poller updates of an asynchronous wait; a
+/// stalled one costs a worker only this long.
+const HANDSHAKE_GRACE_MS: i32 = 10;
+/// Only clients this close (the kernel's round-trip estimate: same host or LAN) are waited for:
+/// a distant client cannot answer within the grace period, so waiting would only hold a worker.
+const GRACE_MAX_RTT_US: u32 = 1000;
+
 /// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN
 /// have chosen the vhost and protocol when mod_http2 (APR_HOOK_LAST) and the HTTP/1.1 core
 /// (REALLY_LAST) look at the connection.
@@ -1175,17 +1185,8 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
 /// On an MPM that can wait for I/O itself (event, httpd 2.4.71+), the handshake reads
 /// non-blocking: while the client owes bytes, the connection goes back to the MPM in
 /// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
-/// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers.
-/// How long a worker waits for the client's answer to our handshake flight before handing the
-/// connection to the event MPM's poller. A nearby client (see `GRACE_MAX_RTT_US`) answers within
-/// a millisecond or two and then finishes its handshake in the same worker, sparing the two
-/// thread hand-offs and poller updates of an asynchronous wait; a stalled one costs a worker
-/// only this long.
-const HANDSHAKE_GRACE_MS: i32 = 10;
-/// Only clients this close (the kernel's round-trip estimate: same host or LAN) are waited for:
-/// a distant client cannot answer within the grace period, so waiting would only hold a worker.
-const GRACE_MAX_RTT_US: u32 = 1000;
-
+/// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers. Nearby
+/// clients get `HANDSHAKE_GRACE_MS` in the worker first.
 unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     catch_panic(
         DONE,

@@ -138,9 +138,16 @@ impl TlsStream {
         }
     }
 
-    /// We have answered the peer's last flight and wait for its next one to finish the handshake.
+    /// The handshake waits for the peer: for its ClientHello, or for its next flight after we
+    /// answered the last one.
     pub fn awaits_peer_flight(&self) -> bool {
-        !self.failed && matches!(&self.phase, Phase::Open(c) if c.is_handshaking() && !c.wants_write())
+        !self.failed
+            && self.pending_alert.is_empty()
+            && match &self.phase {
+                Phase::Hello(_) => true,
+                Phase::Open(c) => c.is_handshaking() && !c.wants_write(),
+                Phase::Failed | Phase::PlainHttp => false,
+            }
     }
 
     /// The client sent plain HTTP instead of a ClientHello.
