@@ -334,7 +334,7 @@ impl TlsConn {
         self.stream.is_handshaking() && !self.closed
     }
 
-    /// The handshake waits for the client: its ClientHello, or its answer to the flight we sent.
+    /// The handshake waits for the client's answer to the flight we sent.
     pub fn awaits_client_flight(&self) -> bool {
         !self.closed && self.stream.awaits_peer_flight()
     }

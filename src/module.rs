@@ -1168,8 +1168,8 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
     )
 }
 
-/// How long a worker waits for the client's ClientHello, or its answer to our handshake flight,
-/// before handing the connection to the event MPM's poller. A nearby client (see
+/// How long a worker waits for the client's answer to our handshake flight before handing the
+/// connection to the event MPM's poller. A nearby client (see
 /// `GRACE_MAX_RTT_US`) answers within a millisecond or two and then finishes its handshake in the
 /// same worker, sparing the two thread hand-offs and poller updates of an asynchronous wait; a
 /// stalled one costs a worker only this long.

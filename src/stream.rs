@@ -138,16 +138,11 @@ impl TlsStream {
         }
     }
 
-    /// The handshake waits for the peer: for its ClientHello, or for its next flight after we
-    /// answered the last one.
+    /// We have answered the peer's last flight and wait for its next one to finish the handshake.
+    /// (Not for a ClientHello: with the wait there, the event MPM closed a stalled client after
+    /// ~0.3 s instead of `Timeout` in 2 of 20 test runs; not understood, so not done.)
     pub fn awaits_peer_flight(&self) -> bool {
-        !self.failed
-            && self.pending_alert.is_empty()
-            && match &self.phase {
-                Phase::Hello(_) => true,
-                Phase::Open(c) => c.is_handshaking() && !c.wants_write(),
-                Phase::Failed | Phase::PlainHttp => false,
-            }
+        !self.failed && matches!(&self.phase, Phase::Open(c) if c.is_handshaking() && !c.wants_write())
     }
 
     /// The client sent plain HTTP instead of a ClientHello.
