@@ -124,6 +124,33 @@ fn a_stalled_hello_is_cut_off_by_timeout_or_reqtimeout() {
     }
 }
 
+/// A client that goes quiet after our handshake flight (a browser asking its user which client
+/// certificate to send, say) keeps its connection for the whole `Timeout`, on every MPM: the
+/// event MPM's short in-worker wait for nearby clients must not shorten it.
+#[test]
+fn a_client_quiet_after_our_flight_gets_the_whole_timeout() {
+    for mpm in ["event", "worker", "prefork"] {
+        let mut h = Httpd::new();
+        h.mpm = mpm;
+        h.extra = "Timeout 2\n".to_string();
+        h.start();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+            s.write_all(&client_hello(&h)).unwrap();
+            let start = Instant::now();
+            let (flight, closed) = read_until_close(&mut s, Duration::from_secs(20));
+            assert!(flight.len() > 100 && flight[0] == 0x16, "{mpm}: the server answered the ClientHello");
+            assert!(closed, "{mpm}: the quiet client was never cut off");
+            let took = start.elapsed();
+            assert!(
+                took >= Duration::from_millis(1500) && took < Duration::from_secs(15),
+                "{mpm}: cut off after {took:?} (Timeout 2)"
+            );
+        }
+        h.assert_no_crash();
+    }
+}
+
 #[test]
 fn garbage_and_broken_records_end_only_that_connection() {
     let mut h = Httpd::new();
