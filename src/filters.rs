@@ -222,6 +222,8 @@ pub struct TlsConn {
     /// request costs a trip through the MPM's poller. Plain HTTP does not pay this because its
     /// file buckets are written at once; we flush small responses at their end (EOR) instead.
     unflushed: usize,
+    /// A TLS 1.3 session ticket waits in rustls for the first response (see `fill`).
+    ticket_deferred: bool,
 }
 
 /// Takes over connection `c` for TLS: installs the filters and the state.
@@ -299,6 +301,7 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             filters_added: false,
             held: Vec::new(),
             unflushed: 0,
+            ticket_deferred: false,
         };
         let tc = pool::attach(pool, state);
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
@@ -430,6 +433,7 @@ impl TlsConn {
 
     /// Writes whatever TLS bytes rustls has queued to the network, with a FLUSH when asked.
     fn send_tls(&mut self, flush: bool) -> apr_status_t {
+        self.ticket_deferred = false;
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
         if let Err(e) = self.stream.write_tls(&mut w) {
             log_conn!(self.c, log::ERR, 0, "writing TLS records failed: {e}");
@@ -493,12 +497,13 @@ impl TlsConn {
 
     /// Reads TLS bytes from below once and feeds them to rustls; sends whatever rustls answers.
     fn fill(&mut self, blocking: bool) -> apr_status_t {
-        if self.stream.wants_write() {
+        if self.stream.wants_write() && !self.ticket_deferred {
             let rv = self.send_tls(true);
             if rv != APR_SUCCESS {
                 return rv;
             }
         }
+        let was_handshaking = self.stream.is_handshaking();
         let block = if blocking { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ };
         let rv = unsafe {
             sys::ap_get_brigade(
@@ -546,10 +551,15 @@ impl TlsConn {
         if eof && let Err(f) = self.stream.feed(&[], &mut self.chooser) {
             return self.fail(f);
         }
-        // Session tickets go out at once, although the client does not wait for them: they
-        // acknowledge its Finished, and a client with Nagle's algorithm on would otherwise hold
-        // its request back until our delayed ACK (40 ms).
-        if self.stream.wants_write() {
+        if was_handshaking && self.stream.completed_tls13_server_handshake() {
+            // What rustls queued now is the session ticket, which the client does not wait for:
+            // it goes out with the first response instead of in a packet of its own. The
+            // client's Finished is acknowledged at once instead (a client with Nagle's algorithm
+            // on holds its request back until then; our delayed ACK would cost it 40 ms).
+            self.ticket_deferred = true;
+            unsafe { crate::httpd::ack_now(self.c) };
+        }
+        if self.stream.wants_write() && !self.ticket_deferred {
             let rv = self.send_tls(true);
             if rv != APR_SUCCESS {
                 return rv;
@@ -830,6 +840,7 @@ impl TlsConn {
     }
 
     fn encrypt_run(&mut self, run: &[&[u8]], pass: bool) -> apr_status_t {
+        self.ticket_deferred = false;
         let mut w = BrigadeWriter { bb: self.out, written: 0 };
         if let Err(e) = self.stream.send(run, &mut w) {
             log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");

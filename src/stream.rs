@@ -138,6 +138,15 @@ impl TlsStream {
         }
     }
 
+    /// A server-side TLS 1.3 handshake has completed: what rustls queues then unasked (session
+    /// tickets) need not go out before the next response.
+    pub fn completed_tls13_server_handshake(&self) -> bool {
+        !self.failed
+            && self
+                .connection()
+                .is_some_and(|c| !c.is_handshaking() && c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+    }
+
     /// We have answered the peer's last flight and wait for its next one to finish the handshake.
     /// (Not for a ClientHello: with the wait there, the event MPM closed a stalled client after
     /// ~0.3 s instead of `Timeout` in 2 of 20 test runs; not understood, so not done.)

@@ -83,6 +83,26 @@ pub unsafe fn tcp_rtt_us(c: *mut sys::conn_rec) -> Option<u32> {
     }
 }
 
+/// Sends the ACK for what the connection has received now instead of after the kernel's delayed-ACK
+/// timer (TCP_QUICKACK), for when we have nothing to send that could carry it.
+///
+/// # Safety
+/// `c` must be a live connection.
+pub unsafe fn ack_now(c: *mut sys::conn_rec) {
+    unsafe {
+        if let Some(fd) = conn_fd(c) {
+            let on: libc::c_int = 1;
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
 /// Waits up to `timeout_ms` for the connection's socket to become readable (or to report EOF or
 /// an error, which the next read reveals). False on timeout or when the socket is unavailable.
 ///
