@@ -686,7 +686,6 @@ impl TlsConn {
         let mut gathered_bytes = 0;
         // File data read for encryption (see `read_file_chunk`); `gathered` may point into it.
         let mut file_buf: Vec<u8> = Vec::new();
-        let mut file_buf_used = false;
         let mut cursor = bb.first();
         while let Some(b) = cursor {
             if b == bb.sentinel_ptr() {
@@ -738,17 +737,28 @@ impl TlsConn {
                 }
                 let read = match brigade::file_extent(b) {
                     Some(extent) => {
-                        if file_buf_used && !gathered.is_empty() {
-                            // The buffer still holds data waiting for encryption.
+                        // File data of this run accumulates in `file_buf`, whose capacity is
+                        // fixed at one run, so the slices in `gathered` never move; several
+                        // small files (HTTP/2 DATA frames, multipart ranges) share records.
+                        if file_buf.capacity() == 0 {
+                            file_buf.reserve_exact(OUT_PASS_BYTES);
+                        }
+                        let live = file_buf.as_ptr_range();
+                        if !gathered.iter().any(|(_, d)| live.contains(&d.as_ptr())) {
+                            file_buf.clear();
+                        }
+                        // Up to a whole run of records, counting a held response head.
+                        let mut room = OUT_PASS_BYTES.saturating_sub(gathered_bytes + self.held.len());
+                        if room.min(file_buf.capacity() - file_buf.len()) == 0 {
                             let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
                             if rv != APR_SUCCESS {
                                 bb.clear();
                                 return rv;
                             }
+                            file_buf.clear();
+                            room = OUT_PASS_BYTES;
                         }
-                        file_buf_used = true;
-                        // Up to a whole run of records, counting a held response head.
-                        let room = OUT_PASS_BYTES.saturating_sub(gathered_bytes + self.held.len());
+                        let room = room.min(file_buf.capacity() - file_buf.len());
                         read_file_chunk(b, extent, room, &mut file_buf)
                     }
                     None => brigade::read(b, true),
@@ -851,10 +861,11 @@ impl TlsConn {
     }
 }
 
-/// Reads the start of FILE bucket `b` (at most `max` bytes) into `buf` with pread, splitting the
-/// bucket there. This is what apr_bucket_read would do, minus its per-read mmap/munmap (a
-/// TLB shoot-down on every CPU) and page faults: the bytes are copied into records right away,
-/// so a plain read into a reused buffer is cheaper. The slice is valid until `buf` changes.
+/// Reads the start of FILE bucket `b` (at most `max` bytes) with pread, appending it to `buf`
+/// (which must have room for it), and splits the bucket there. This is what apr_bucket_read
+/// would do, minus its per-read mmap/munmap (a TLB shoot-down on every CPU) and page faults: the
+/// bytes are copied into records right away, so a plain read into a reused buffer is cheaper.
+/// The slice is valid until `buf` is cleared.
 ///
 /// # Safety
 /// `b` must be a valid FILE bucket whose extent is `extent`.
@@ -865,17 +876,19 @@ unsafe fn read_file_chunk<'a>(
     buf: &mut Vec<u8>,
 ) -> Result<&'a [u8], apr_status_t> {
     let want = len.min(max.max(1));
+    debug_assert!(buf.capacity() - buf.len() >= want, "the file buffer must not move");
     if want < len {
         let rv = unsafe { brigade::split(b, want) };
         if rv != APR_SUCCESS {
             return Err(rv);
         }
     }
-    buf.clear();
     buf.reserve(want);
+    let start = buf.len();
     let mut got = 0;
     while got < want {
-        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().add(got).cast(), want - got, offset + got as i64) };
+        let at = unsafe { buf.as_mut_ptr().add(start + got) };
+        let n = unsafe { libc::pread(fd, at.cast(), want - got, offset + got as i64) };
         match n {
             n if n > 0 => got += n as usize,
             // The file shrank under us: the response cannot be completed.
@@ -884,10 +897,10 @@ unsafe fn read_file_chunk<'a>(
             _ => return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)),
         }
     }
-    // SAFETY: pread initialised the first `got` bytes.
+    // SAFETY: pread initialised the `got` bytes after `start`.
     unsafe {
-        buf.set_len(got);
-        Ok(std::slice::from_raw_parts(buf.as_ptr(), got))
+        buf.set_len(start + got);
+        Ok(std::slice::from_raw_parts(buf.as_ptr().add(start), got))
     }
 }
 
