@@ -741,7 +741,9 @@ impl TlsConn {
                         // fixed at one run, so the slices in `gathered` never move; several
                         // small files (HTTP/2 DATA frames, multipart ranges) share records.
                         if file_buf.capacity() == 0 {
-                            file_buf.reserve_exact(OUT_PASS_BYTES);
+                            // Only as large as the files of this brigade need (a 1 KiB response
+                            // leaves a 1 KiB hole in the heap, not a 64 KiB one).
+                            file_buf.reserve_exact(file_bytes_from(b, bb.sentinel_ptr()).min(OUT_PASS_BYTES));
                         }
                         let live = file_buf.as_ptr_range();
                         if !gathered.iter().any(|(_, d)| live.contains(&d.as_ptr())) {
@@ -859,6 +861,23 @@ impl TlsConn {
         }
         if pass { self.pass_out() } else { APR_SUCCESS }
     }
+}
+
+/// The length of the FILE buckets from `b` up to `end` (the brigade's sentinel).
+///
+/// # Safety
+/// `b` must be a bucket of the brigade whose sentinel is `end`.
+unsafe fn file_bytes_from(mut b: *mut sys::apr_bucket, end: *mut sys::apr_bucket) -> usize {
+    let mut total = 0;
+    while b != end {
+        unsafe {
+            if let Some((_, _, len)) = brigade::file_extent(b) {
+                total += len;
+            }
+            b = (*b).link.next;
+        }
+    }
+    total
 }
 
 /// Reads the start of FILE bucket `b` (at most `max` bytes) with pread, appending it to `buf`
