@@ -27,8 +27,19 @@ pub fn module_path() -> PathBuf {
 }
 
 /// A port nobody listens on right now (the kernel picks it).
+/// A loopback port no other server of this test process was given. The kernel may hand a port
+/// just released to the next bind(0), and the tests of one file run in parallel: without the
+/// record, two servers (one shutting down, one starting) could share a port, and a client of one
+/// would talk to the other.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static ISSUED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if ISSUED.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 fn is_root() -> bool {
