@@ -895,14 +895,14 @@ unsafe fn read_file_chunk<'a>(
     buf: &mut Vec<u8>,
 ) -> Result<&'a [u8], apr_status_t> {
     let want = len.min(max.max(1));
-    debug_assert!(buf.capacity() - buf.len() >= want, "the file buffer must not move");
+    // `gathered` points into `buf`: growing it here would move those bytes under it.
+    assert!(buf.capacity() - buf.len() >= want, "the file buffer must not move");
     if want < len {
         let rv = unsafe { brigade::split(b, want) };
         if rv != APR_SUCCESS {
             return Err(rv);
         }
     }
-    buf.reserve(want);
     let start = buf.len();
     let mut got = 0;
     while got < want {

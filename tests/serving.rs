@@ -296,27 +296,6 @@ fn graceful_restart_keeps_serving_with_new_config() {
     h.assert_no_crash();
 }
 
-/// Records the bytes a stream reads.
-struct Recording<S> {
-    inner: S,
-    seen: Vec<u8>,
-}
-impl<S: Read> Read for Recording<S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.seen.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
-impl<S: Write> Write for Recording<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// (content type, length) of each TLS record in `wire`.
 fn records(wire: &[u8]) -> Vec<(u8, usize)> {
     let mut out = Vec::new();

@@ -528,3 +528,24 @@ pub fn output_text(o: &Output) -> String {
 
 pub const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 pub const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// Records the bytes a stream reads.
+pub struct Recording<S> {
+    pub inner: S,
+    pub seen: Vec<u8>,
+}
+impl<S: Read> Read for Recording<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+impl<S: Write> Write for Recording<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
