@@ -224,6 +224,9 @@ pub struct TlsConn {
     unflushed: usize,
     /// A TLS 1.3 session ticket waits in rustls for the first response (see `fill`).
     ticket_deferred: bool,
+    /// `send_tls` wrote something since this was last cleared (the handshake loop's question:
+    /// did our flight just go out?).
+    sent_tls: bool,
 }
 
 /// Takes over connection `c` for TLS: installs the filters and the state.
@@ -302,6 +305,7 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             held: Vec::new(),
             unflushed: 0,
             ticket_deferred: false,
+            sent_tls: false,
         };
         let tc = pool::attach(pool, state);
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
@@ -440,6 +444,7 @@ impl TlsConn {
             self.out.clear();
             return APR_ECONNABORTED;
         }
+        self.sent_tls |= w.written > 0;
         if flush {
             self.out.push_flush();
         }
@@ -589,9 +594,15 @@ impl TlsConn {
         }
         if mode == sys::ap_input_mode_t_AP_MODE_INIT {
             while self.stream.is_handshaking() {
+                self.sent_tls = false;
                 let rv = self.fill(blocking);
                 if rv != APR_SUCCESS {
                     return rv;
+                }
+                if !blocking && self.sent_tls && self.awaits_client_flight() {
+                    // Our flight has only just gone out: a read now would find nothing (one
+                    // wasted syscall per handshake). The caller waits for the answer instead.
+                    return APR_EAGAIN;
                 }
             }
             return APR_SUCCESS;

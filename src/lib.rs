@@ -13,6 +13,7 @@ mod cipher_table;
 pub mod ciphers;
 pub mod config;
 pub mod engine;
+pub mod handshake_wait;
 pub mod stream;
 pub mod vars;
 

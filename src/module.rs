@@ -11,7 +11,7 @@ use crate::config::{self, CacheSpec, CertSpec, DirConf, EngineAddr, Located, Ori
 use crate::httpd::server::{describe, servers, socket_addr, vhost_addrs};
 use crate::httpd::sys::{self, apr_pool_t, cmd_parms, conn_rec, request_rec, server_rec};
 use crate::httpd::{DECLINED, DONE, HOOK_MIDDLE, HTTP_INTERNAL_SERVER_ERROR, OK, catch_panic, cstr, log, pool};
-use crate::{ciphers, engine, filters, log_conn, log_server, session, vars};
+use crate::{ciphers, engine, filters, handshake_wait, log_conn, log_server, session, vars};
 
 /// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
 #[repr(transparent)]
@@ -1168,16 +1168,6 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
     )
 }
 
-/// How long a worker waits for the client's answer to our handshake flight before handing the
-/// connection to the event MPM's poller. A nearby client (see
-/// `GRACE_MAX_RTT_US`) answers within a millisecond or two and then finishes its handshake in the
-/// same worker, sparing the two thread hand-offs and poller updates of an asynchronous wait; a
-/// stalled one costs a worker only this long.
-const HANDSHAKE_GRACE_MS: i32 = 10;
-/// Only clients this close (the kernel's round-trip estimate: same host or LAN) are waited for:
-/// a distant client cannot answer within the grace period, so waiting would only hold a worker.
-const GRACE_MAX_RTT_US: u32 = 1000;
-
 /// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN
 /// have chosen the vhost and protocol when mod_http2 (APR_HOOK_LAST) and the HTTP/1.1 core
 /// (REALLY_LAST) look at the connection.
@@ -1186,7 +1176,7 @@ const GRACE_MAX_RTT_US: u32 = 1000;
 /// non-blocking: while the client owes bytes, the connection goes back to the MPM in
 /// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
 /// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers. Nearby
-/// clients get `HANDSHAKE_GRACE_MS` in the worker first.
+/// clients are first waited for in the worker, within the bounds of [`handshake_wait`].
 unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     catch_panic(
         DONE,
@@ -1216,8 +1206,8 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
             if rv == crate::httpd::APR_EAGAIN
                 && async_ok
                 && filters::conn_state(c).is_some_and(|tc| tc.awaits_client_flight())
-                && crate::httpd::tcp_rtt_us(c).is_some_and(|rtt| rtt <= GRACE_MAX_RTT_US)
-                && crate::httpd::wait_readable(c, HANDSHAKE_GRACE_MS)
+                && let Some(_slot) = handshake_wait::may_wait(crate::httpd::tcp_rtt_us(c), threads_per_child())
+                && crate::httpd::wait_readable(c, handshake_wait::GRACE_MS)
             {
                 rv = init();
             }
@@ -1234,6 +1224,13 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
             DECLINED
         },
     )
+}
+
+/// The worker threads of one child process (1 for prefork).
+unsafe fn threads_per_child() -> usize {
+    let mut threads: c_int = 0;
+    let rv = unsafe { sys::ap_mpm_query(sys::AP_MPMQ_MAX_THREADS as c_int, &mut threads) };
+    if rv == crate::httpd::APR_SUCCESS { threads.max(1) as usize } else { 1 }
 }
 
 unsafe extern "C" fn conn_is_ssl(c: *mut conn_rec) -> c_int {

@@ -24,6 +24,11 @@ pub const LIFETIME_SECS: i64 = 24 * 60 * 60;
 
 /// Largest session we read back (a session carries the client's certificate chain, if any).
 const MAX_SESSION_BYTES: usize = 64 * 1024;
+/// What a session without client certificates fits in (they take ~150 bytes): the buffer of a
+/// first lookup, small enough for the allocator's per-thread cache. Larger sessions are found by
+/// a second lookup with room for `MAX_SESSION_BYTES` (a provider reports a value that does not
+/// fit as not found, or as an error).
+const SMALL_SESSION_BYTES: usize = 1024;
 
 thread_local! {
     /// The pool of the connection being served on this thread: socache providers allocate from
@@ -227,8 +232,13 @@ impl SessionCache {
         if !self.ready.load(Ordering::Acquire) {
             return None;
         }
-        let mut buf = vec![0u8; MAX_SESSION_BYTES];
-        let mut len = buf.len() as u32;
+        self.retrieve_into(key, SMALL_SESSION_BYTES).or_else(|| self.retrieve_into(key, MAX_SESSION_BYTES))
+    }
+
+    fn retrieve_into(&self, key: &[u8], capacity: usize) -> Option<Vec<u8>> {
+        // Not zeroed first: the provider writes the value, and only what it wrote is kept.
+        let mut buf: Vec<u8> = Vec::with_capacity(capacity);
+        let mut len = capacity as u32;
         let rv = self.with_pool(|pool| {
             self.locked(|| unsafe {
                 ((*self.provider).retrieve.expect("socache retrieve"))(
@@ -242,10 +252,11 @@ impl SessionCache {
                 )
             })
         });
-        if rv != APR_SUCCESS {
+        if rv != APR_SUCCESS || len as usize > capacity {
             return None;
         }
-        buf.truncate(len as usize);
+        // SAFETY: the provider wrote `len` bytes (at most `capacity`) at the buffer's start.
+        unsafe { buf.set_len(len as usize) };
         Some(buf)
     }
 
