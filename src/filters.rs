@@ -388,7 +388,7 @@ impl TlsConn {
                 return APR_ECONNABORTED;
             }
         };
-        match rustls::ClientConnection::new(tls.for_protocols(&protocols), name) {
+        match rustls::client::UnbufferedClientConnection::new(tls.for_protocols(&protocols), name) {
             Ok(conn) => {
                 self.stream = TlsStream::client(conn);
                 self.backend_host = Some(host);
@@ -438,7 +438,7 @@ impl TlsConn {
     /// Writes whatever TLS bytes rustls has queued to the network, with a FLUSH when asked.
     fn send_tls(&mut self, flush: bool) -> apr_status_t {
         self.ticket_deferred = false;
-        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+        let mut w = BrigadeWriter::new(self.out);
         if let Err(e) = self.stream.write_tls(&mut w) {
             log_conn!(self.c, log::ERR, 0, "writing TLS records failed: {e}");
             self.out.clear();
@@ -712,7 +712,7 @@ impl TlsConn {
                     }
                     let eoc = brigade::is_eoc(b);
                     if eoc {
-                        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+                        let mut w = BrigadeWriter::new(self.out);
                         if let Err(e) = self.stream.close(&mut w) {
                             log_conn!(self.c, log::DEBUG, 0, "TLS close failed: {e}");
                         }
@@ -724,7 +724,7 @@ impl TlsConn {
                     if eor && self.closes_after_request() {
                         // httpd closes the connection after this response: close_notify can
                         // go out in the same write as the response instead of in one of its own.
-                        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+                        let mut w = BrigadeWriter::new(self.out);
                         if let Err(e) = self.stream.close(&mut w) {
                             log_conn!(self.c, log::DEBUG, 0, "TLS close failed: {e}");
                         }
@@ -864,7 +864,7 @@ impl TlsConn {
 
     fn encrypt_run(&mut self, run: &[&[u8]], pass: bool) -> apr_status_t {
         self.ticket_deferred = false;
-        let mut w = BrigadeWriter { bb: self.out, written: 0 };
+        let mut w = BrigadeWriter::new(self.out);
         if let Err(e) = self.stream.send(run, &mut w) {
             log_conn!(self.c, log::DEBUG, 0, "TLS output failed: {e}");
             self.out.clear();

@@ -30,3 +30,47 @@ pub mod session;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The rustls version linked in, read from Cargo.lock at build time.
 pub const RUSTLS_VERSION: &str = env!("MOD_TLS_RUSTLS_VERSION");
+
+/// Unit tests count the heap bytes each thread holds (see `idle_stream_holds_no_buffers`).
+#[cfg(test)]
+pub(crate) mod heap_count {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize));
+            let _ = CALLS.try_with(|c| c.set(c.get() + 1));
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            let _ = LIVE.try_with(|l| l.set(l.get() - layout.size() as isize));
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = LIVE.try_with(|l| l.set(l.get() + new_size as isize - layout.size() as isize));
+            let _ = CALLS.try_with(|c| c.set(c.get() + 1));
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    /// Heap bytes allocated and not yet freed by this thread (through Rust's allocator).
+    pub fn live() -> isize {
+        LIVE.with(|l| l.get())
+    }
+
+    /// Allocations (and reallocations) made by this thread so far.
+    pub fn calls() -> usize {
+        CALLS.with(|c| c.get())
+    }
+}

@@ -4,15 +4,46 @@
 //! `filters.rs` move these bytes between bucket brigades and this type; everything protocol-related
 //! is here, where it can be tested with an in-memory rustls client.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
-use rustls::server::{Accepted, Acceptor, ClientHello};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::server::{Accepted, Acceptor, ClientHello, ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus};
+use rustls::{CommonState, ServerConfig};
 
 /// Largest plaintext that fits one TLS record: `send` fills records up to this size across the
 /// parts it is given.
 pub const RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Most a record adds to its plaintext: header (5), TLS 1.2 explicit nonce (8), TLS 1.3 inner
+/// content type (1), AEAD tag (16).
+const RECORD_OVERHEAD: usize = 5 + 8 + 1 + 16;
+
+/// Most TLS bytes we hold for rustls: a whole handshake message (rustls's own cap, 64 KiB, for
+/// client certificate chains) plus a record in progress. Past it the peer is not speaking TLS.
+const INCOMING_LIMIT: usize = 64 * 1024 + RECORD_PLAINTEXT + 2048;
+
+/// Where `send` puts records: a writer that can also lend room at its end, so that records are
+/// encrypted straight into the memory that goes to the network.
+pub trait RecordSink: Write {
+    /// Room for `len` bytes at the end of the output, to be followed by `commit`.
+    fn room(&mut self, len: usize) -> &mut [u8];
+    /// Keeps the first `used` bytes of the room of `lent` bytes last lent.
+    fn commit(&mut self, lent: usize, used: usize);
+}
+
+impl RecordSink for Vec<u8> {
+    fn room(&mut self, len: usize) -> &mut [u8] {
+        let start = self.len();
+        self.resize(start + len, 0);
+        &mut self[start..]
+    }
+
+    fn commit(&mut self, lent: usize, used: usize) {
+        self.truncate(self.len() - (lent - used));
+    }
+}
 
 /// Picks the configuration for a connection once its ClientHello is known.
 pub trait ConfigChooser {
@@ -54,26 +85,184 @@ impl std::fmt::Display for TlsFailure {
 }
 
 enum Phase {
-    /// Reading the ClientHello; no configuration chosen yet.
+    /// Reading the ClientHello; no configuration chosen yet. The bytes are kept as they came, for
+    /// the connection that the chosen configuration starts.
     Hello(Box<Acceptor>),
     /// Handshaking or established (a server connection, or a client one towards a backend).
-    Open(Box<rustls::Connection>),
-    /// Failed before a connection existed; only the alert in `pending_alert` remains to send.
+    Open(Box<Conn>),
+    /// Failed before a connection existed; only the alert in `outgoing` remains to send.
     Failed,
     /// The client spoke plain HTTP to the TLS port: its bytes pass through unencrypted so that
     /// httpd can answer with a readable 400 (as mod_ssl does).
     PlainHttp,
 }
 
-pub struct TlsStream {
-    phase: Phase,
+/// A rustls connection of the unbuffered kind: it keeps no buffer of its own between calls, so
+/// an idle keep-alive connection holds none (rustls's buffered connections keep 4 KiB each).
+enum Conn {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+impl Conn {
+    fn common(&self) -> &CommonState {
+        match self {
+            Conn::Server(c) => c,
+            Conn::Client(c) => c,
+        }
+    }
+}
+
+/// `process_tls_records` of one side of rustls's unbuffered API.
+type Process<Data> =
+    for<'c, 'i> fn(&'c mut UnbufferedConnectionCommon<Data>, &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Data>;
+
+/// What `send` and `close` do once records may be encrypted.
+type EncryptFn<'a> = &'a mut dyn FnMut(&mut dyn Encrypt) -> Result<(), EncryptError>;
+
+/// Where `drive` stopped.
+#[derive(Debug, PartialEq)]
+enum Stop {
+    /// The handshake needs more bytes from the peer.
+    NeedData,
+    /// The connection is established and everything received so far has been processed: records
+    /// may be encrypted (the `encrypt` callback of `drive` ran, if given).
+    Traffic,
+    /// Both sides have sent close_notify.
+    Closed,
+}
+
+/// The byte buffers around a connection, all of them empty and without capacity when idle.
+#[derive(Default)]
+struct Buffers {
+    /// TLS bytes received and not yet consumed by rustls.
+    incoming: Vec<u8>,
+    /// TLS bytes produced outside `send` (handshake, alerts, tickets, close_notify) and not yet
+    /// written.
+    outgoing: Vec<u8>,
     /// Decrypted bytes not yet handed to httpd, from `plain_in_pos` on.
     plain_in: Vec<u8>,
-    plain_in_pos: usize,
-    /// An alert produced outside a `ServerConnection` (refused or broken ClientHello).
-    pending_alert: Vec<u8>,
     /// The peer sent close_notify.
     peer_closed: bool,
+}
+
+/// Runs rustls over what `bufs.incoming` holds until it needs more bytes or has nothing more to
+/// do: decrypted data goes to `plain_in`, handshake bytes and alerts to `outgoing`. At `Traffic`,
+/// `encrypt` (if any) gets to encrypt application data. On an error, the alert rustls queued is
+/// in `outgoing` too.
+fn drive<Data>(
+    conn: &mut UnbufferedConnectionCommon<Data>,
+    process: Process<Data>,
+    bufs: &mut Buffers,
+    mut encrypt: Option<EncryptFn<'_>>,
+) -> Result<Stop, TlsFailure> {
+    loop {
+        let UnbufferedStatus { discard, state } = process(conn, &mut bufs.incoming);
+        let stop = match state {
+            Err(e) => Err(TlsFailure::Protocol(e)),
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
+                let mut failed = None;
+                while let Some(record) = records.next_record() {
+                    match record {
+                        Ok(r) => bufs.plain_in.extend_from_slice(r.payload),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                failed.map_or(Ok(None), |e| Err(TlsFailure::Protocol(e)))
+            }
+            // We never accept early data (rustls's default), so this cannot happen.
+            Ok(ConnectionState::ReadEarlyData(_)) => {
+                Err(TlsFailure::Protocol(rustls::Error::General("unexpected early data".into())))
+            }
+            Ok(ConnectionState::EncodeTlsData(mut tls)) => {
+                encode_into(&mut tls, &mut bufs.outgoing);
+                Ok(None)
+            }
+            // Our caller writes `outgoing` before any record that `send` encrypts later.
+            Ok(ConnectionState::TransmitTlsData(tls)) => {
+                tls.done();
+                Ok(None)
+            }
+            Ok(ConnectionState::BlockedHandshake) => Ok(Some(Stop::NeedData)),
+            Ok(ConnectionState::PeerClosed) => {
+                bufs.peer_closed = true;
+                Ok(None)
+            }
+            Ok(ConnectionState::Closed) => {
+                bufs.peer_closed = true;
+                Ok(Some(Stop::Closed))
+            }
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => match encrypt.take() {
+                Some(f) => f(&mut traffic)
+                    .map(|()| Some(Stop::Traffic))
+                    .map_err(|e| TlsFailure::Protocol(rustls::Error::General(format!("encrypting: {e}")))),
+                None => Ok(Some(Stop::Traffic)),
+            },
+            Ok(_) => Ok(Some(Stop::NeedData)),
+        };
+        bufs.incoming.drain(..discard);
+        match stop {
+            Ok(None) => continue,
+            Ok(Some(stop)) => {
+                if bufs.incoming.is_empty() {
+                    // Idle connections hold no buffer.
+                    bufs.incoming = Vec::new();
+                }
+                return Ok(stop);
+            }
+            Err(e) => {
+                collect_alerts(conn, process, bufs);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// After an error: moves the alert rustls queued (if any) to `outgoing`. rustls is given the same
+/// buffer as before (its handshake deframer remembers positions in it).
+fn collect_alerts<Data>(conn: &mut UnbufferedConnectionCommon<Data>, process: Process<Data>, bufs: &mut Buffers) {
+    for _ in 0..8 {
+        let UnbufferedStatus { discard, state } = process(conn, &mut bufs.incoming);
+        let more = match state {
+            Ok(ConnectionState::EncodeTlsData(mut tls)) => {
+                encode_into(&mut tls, &mut bufs.outgoing);
+                true
+            }
+            Ok(ConnectionState::TransmitTlsData(tls)) => {
+                tls.done();
+                false
+            }
+            _ => false,
+        };
+        bufs.incoming.drain(..discard);
+        if !more {
+            break;
+        }
+    }
+    bufs.incoming = Vec::new();
+}
+
+/// Appends the handshake record rustls has ready to `outgoing`.
+fn encode_into<Data>(tls: &mut rustls::unbuffered::EncodeTlsData<'_, Data>, outgoing: &mut Vec<u8>) {
+    let required = match tls.encode(&mut []) {
+        Err(EncodeError::InsufficientSize(s)) => s.required_size,
+        _ => 0,
+    };
+    let start = outgoing.len();
+    outgoing.resize(start + required, 0);
+    let written = tls.encode(&mut outgoing[start..]).unwrap_or(0);
+    outgoing.truncate(start + written);
+}
+
+pub struct TlsStream {
+    phase: Phase,
+    bufs: Buffers,
+    plain_in_pos: usize,
+    /// The ClientHello's bytes as received, while the Acceptor reads them.
+    hello_bytes: Vec<u8>,
     /// The transport reached EOF (with or without close_notify).
     transport_eof: bool,
     failed: bool,
@@ -92,10 +281,9 @@ impl TlsStream {
     pub fn new() -> Self {
         TlsStream {
             phase: Phase::Hello(Box::default()),
-            plain_in: Vec::new(),
+            bufs: Buffers::default(),
             plain_in_pos: 0,
-            pending_alert: Vec::new(),
-            peer_closed: false,
+            hello_bytes: Vec::new(),
             transport_eof: false,
             failed: false,
             close_notify_sent: false,
@@ -103,28 +291,32 @@ impl TlsStream {
         }
     }
 
-    /// A client-side stream (towards a backend): the handshake starts with our ClientHello.
-    pub fn client(conn: rustls::ClientConnection) -> Self {
+    /// A client-side stream (towards a backend): the handshake starts with our ClientHello,
+    /// which is ready to write at once.
+    pub fn client(conn: UnbufferedClientConnection) -> Self {
         let mut s = Self::new();
-        s.phase = Phase::Open(Box::new(with_limits(rustls::Connection::Client(conn))));
+        s.phase = Phase::Open(Box::new(Conn::Client(conn)));
+        // Producing our ClientHello cannot fail; if it ever did, the first write reports it.
+        let _ = s.run_or_fail();
         s
     }
 
-    /// The server connection, once the ClientHello chose its configuration.
-    pub fn connection(&self) -> Option<&ServerConnection> {
+    /// Either side's connection state (protocol, suite, peer certificates, ALPN), once the
+    /// ClientHello chose a configuration.
+    pub fn common(&self) -> Option<&CommonState> {
         match &self.phase {
-            Phase::Open(c) => match &**c {
-                rustls::Connection::Server(s) => Some(s),
-                rustls::Connection::Client(_) => None,
-            },
+            Phase::Open(c) => Some(c.common()),
             _ => None,
         }
     }
 
-    /// Either side's connection state (protocol, suite, peer certificates, ALPN).
-    pub fn common(&self) -> Option<&rustls::CommonState> {
+    /// The server side's connection state (a backend connection has none).
+    pub fn connection(&self) -> Option<&CommonState> {
         match &self.phase {
-            Phase::Open(c) => Some(c),
+            Phase::Open(c) => match &**c {
+                Conn::Server(s) => Some(s),
+                Conn::Client(_) => None,
+            },
             _ => None,
         }
     }
@@ -133,7 +325,7 @@ impl TlsStream {
     pub fn is_handshaking(&self) -> bool {
         match &self.phase {
             Phase::Hello(_) | Phase::Failed => true,
-            Phase::Open(c) => c.is_handshaking(),
+            Phase::Open(c) => c.common().is_handshaking(),
             Phase::PlainHttp => false,
         }
     }
@@ -151,7 +343,7 @@ impl TlsStream {
     /// (Not for a ClientHello: with the wait there, the event MPM closed a stalled client after
     /// ~0.3 s instead of `Timeout` in 2 of 20 test runs; not understood, so not done.)
     pub fn awaits_peer_flight(&self) -> bool {
-        !self.failed && matches!(&self.phase, Phase::Open(c) if c.is_handshaking() && !c.wants_write())
+        !self.failed && matches!(&self.phase, Phase::Open(c) if c.common().is_handshaking()) && !self.wants_write()
     }
 
     /// The client sent plain HTTP instead of a ClientHello.
@@ -163,12 +355,35 @@ impl TlsStream {
         self.failed
     }
 
+    /// Runs the connection over the bytes received so far (see `drive`).
+    fn run(&mut self, encrypt: Option<EncryptFn<'_>>) -> Result<Stop, TlsFailure> {
+        let Phase::Open(conn) = &mut self.phase else { return Ok(Stop::NeedData) };
+        let bufs = &mut self.bufs;
+        match &mut **conn {
+            Conn::Server(c) => {
+                drive(c, UnbufferedConnectionCommon::<ServerConnectionData>::process_tls_records, bufs, encrypt)
+            }
+            Conn::Client(c) => {
+                drive(c, UnbufferedConnectionCommon::<ClientConnectionData>::process_tls_records, bufs, encrypt)
+            }
+        }
+    }
+
+    /// `run`, marking the stream failed on an error (the alert is then in `outgoing`).
+    fn run_or_fail(&mut self) -> Result<Stop, TlsFailure> {
+        let r = self.run(None);
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
     /// Feeds TLS bytes read from the network. `data` empty means the transport reached EOF.
     pub fn feed(&mut self, mut data: &[u8], chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         if self.failed {
             return Err(TlsFailure::Closed);
         }
-        // An empty read is how the transport reports EOF; rustls learns of it the same way.
+        // An empty read is how the transport reports EOF.
         let eof = data.is_empty();
         if eof {
             self.transport_eof = true;
@@ -185,7 +400,7 @@ impl TlsStream {
         loop {
             match &mut self.phase {
                 Phase::PlainHttp => {
-                    self.plain_in.extend_from_slice(data);
+                    self.bufs.plain_in.extend_from_slice(data);
                     return Ok(());
                 }
                 Phase::Failed => return Err(TlsFailure::Closed),
@@ -194,32 +409,25 @@ impl TlsStream {
                         return done;
                     }
                 }
-                Phase::Open(_) if data.is_empty() && !eof => return Ok(()),
-                Phase::Open(conn) => {
-                    let n = conn
-                        .read_tls(&mut data)
-                        .map_err(|e| TlsFailure::Protocol(rustls::Error::General(format!("reading TLS data: {e}"))));
-                    let n = match n {
-                        Ok(n) => n,
-                        Err(e) => {
-                            self.failed = true;
-                            return Err(e);
-                        }
-                    };
-                    if let Err(e) = conn.process_new_packets() {
-                        // rustls has queued the matching alert; the caller sends it.
+                Phase::Open(_) => {
+                    if self.bufs.incoming.len() + data.len() > INCOMING_LIMIT {
                         self.failed = true;
-                        return Err(TlsFailure::Protocol(e));
+                        return Err(TlsFailure::Protocol(rustls::Error::General(
+                            "the peer sent more than a TLS message can hold".into(),
+                        )));
                     }
-                    self.drain_plaintext()?;
+                    if self.bufs.peer_closed {
+                        // Nothing counts after close_notify.
+                        return Ok(());
+                    }
+                    self.bufs.incoming.extend_from_slice(data);
+                    self.run_or_fail()?;
                     if eof && self.is_handshaking() {
                         // The peer went away mid-handshake: nothing more can happen here.
                         self.failed = true;
                         return Err(TlsFailure::Closed);
                     }
-                    if n == 0 || data.is_empty() {
-                        return Ok(());
-                    }
+                    return Ok(());
                 }
             }
         }
@@ -232,6 +440,7 @@ impl TlsStream {
     #[cold]
     fn feed_hello(&mut self, data: &mut &[u8], chooser: &mut dyn ConfigChooser) -> Option<Result<(), TlsFailure>> {
         let Phase::Hello(acceptor) = &mut self.phase else { return None };
+        let before = *data;
         let read = acceptor.read_tls(data);
         let n = match read {
             Ok(n) => n,
@@ -239,6 +448,7 @@ impl TlsStream {
                 return Some(Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}")))));
             }
         };
+        self.hello_bytes.extend_from_slice(&before[..n]);
         match acceptor.accept() {
             Ok(None) => {
                 if n == 0 || data.is_empty() {
@@ -254,12 +464,16 @@ impl TlsStream {
                 if let Err(e) = self.start_connection(accepted, chooser) {
                     return Some(Err(e));
                 }
+                // The rest of `data` (if any) follows the ClientHello's bytes.
+                if data.is_empty() {
+                    return Some(Ok(()));
+                }
             }
             Err((e, mut alert)) => {
-                let _ = alert.write_all(&mut self.pending_alert);
-                if self.pending_alert.is_empty() {
+                let _ = alert.write_all(&mut self.bufs.outgoing);
+                if self.bufs.outgoing.is_empty() {
                     // rustls answers some broken hellos with silence; say why.
-                    self.pending_alert.extend_from_slice(&plaintext_alert(alert_for(&e)));
+                    self.bufs.outgoing.extend_from_slice(&plaintext_alert(alert_for(&e)));
                 }
                 return Some(Err(self.fail_hello(TlsFailure::Protocol(e))));
             }
@@ -275,150 +489,187 @@ impl TlsStream {
         let config = match chooser.choose(&accepted.client_hello()) {
             Ok(c) => c,
             Err(refusal) => {
-                self.pending_alert.extend_from_slice(&plaintext_alert(refusal.alert));
+                self.bufs.outgoing.extend_from_slice(&plaintext_alert(refusal.alert));
                 return Err(self.fail_hello(TlsFailure::Refused(refusal.reason)));
             }
         };
+        drop(accepted);
         let key = chooser.key_override();
-        match crate::engine::with_key_override(key, || accepted.into_connection(config)) {
-            Ok(conn) => {
-                self.phase = Phase::Open(Box::new(with_limits(rustls::Connection::Server(conn))));
-                // The ClientHello has been processed; run what rustls buffered after it.
-                if let Phase::Open(conn) = &mut self.phase
-                    && let Err(e) = conn.process_new_packets()
-                {
-                    self.failed = true;
-                    return Err(TlsFailure::Protocol(e));
-                }
-                self.drain_plaintext()
+        let conn = match UnbufferedServerConnection::new(config) {
+            Ok(c) => c,
+            Err(e) => {
+                self.bufs.outgoing.extend_from_slice(&plaintext_alert(rustls::AlertDescription::InternalError));
+                return Err(self.fail_hello(TlsFailure::Protocol(e)));
             }
-            Err((e, mut alert)) => {
-                let _ = alert.write_all(&mut self.pending_alert);
-                Err(self.fail_hello(TlsFailure::Protocol(e)))
-            }
+        };
+        self.phase = Phase::Open(Box::new(Conn::Server(conn)));
+        // The connection reads the ClientHello again, from the bytes the Acceptor saw.
+        self.bufs.incoming = std::mem::take(&mut self.hello_bytes);
+        let r = crate::engine::with_key_override(key, || self.run(None));
+        if r.is_err() {
+            self.failed = true;
         }
+        r.map(|_| ())
     }
 
     fn fail_hello(&mut self, f: TlsFailure) -> TlsFailure {
         self.failed = true;
         self.phase = Phase::Failed;
+        self.hello_bytes = Vec::new();
         f
-    }
-
-    fn drain_plaintext(&mut self) -> Result<(), TlsFailure> {
-        let Phase::Open(conn) = &mut self.phase else { return Ok(()) };
-        if self.plain_in_pos == self.plain_in.len() {
-            self.plain_in.clear();
-            self.plain_in_pos = 0;
-        }
-        match conn.reader().read_to_end(&mut self.plain_in) {
-            Ok(_) => self.peer_closed = true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            // EOF without close_notify: deliver what we have, then end of stream.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.transport_eof = true,
-            Err(e) => {
-                self.failed = true;
-                return Err(TlsFailure::Protocol(rustls::Error::General(e.to_string())));
-            }
-        }
-        Ok(())
     }
 
     /// Decrypted bytes waiting for httpd.
     pub fn plaintext(&self) -> &[u8] {
-        &self.plain_in[self.plain_in_pos..]
+        &self.bufs.plain_in[self.plain_in_pos..]
     }
 
     pub fn consume(&mut self, n: usize) {
-        self.plain_in_pos = (self.plain_in_pos + n).min(self.plain_in.len());
-        if self.plain_in_pos == self.plain_in.len() {
+        self.plain_in_pos = (self.plain_in_pos + n).min(self.bufs.plain_in.len());
+        if self.plain_in_pos == self.bufs.plain_in.len() {
             // Idle connections hold no buffer of ours.
-            self.plain_in = Vec::new();
+            self.bufs.plain_in = Vec::new();
             self.plain_in_pos = 0;
         }
     }
 
     /// No plaintext left and none will come: the peer closed (cleanly or not).
     pub fn at_eof(&self) -> bool {
-        self.plaintext().is_empty() && (self.peer_closed || self.transport_eof)
+        self.plaintext().is_empty() && (self.bufs.peer_closed || self.transport_eof)
     }
 
     /// Whether the peer closed with close_notify (as opposed to just dropping the transport).
     pub fn peer_sent_close_notify(&self) -> bool {
-        self.peer_closed
+        self.bufs.peer_closed
     }
 
-    /// TLS bytes (handshake, alerts, records) are waiting to be written.
+    /// TLS bytes (handshake, alerts, tickets) are waiting to be written.
     pub fn wants_write(&self) -> bool {
-        !self.pending_alert.is_empty()
-            || match &self.phase {
-                Phase::Open(c) => c.wants_write(),
-                _ => false,
-            }
+        !self.bufs.outgoing.is_empty()
     }
 
     /// Writes every pending TLS byte to `out`.
     pub fn write_tls(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        if !self.pending_alert.is_empty() {
-            out.write_all(&self.pending_alert)?;
-            self.pending_alert.clear();
-        }
-        if let Phase::Open(conn) = &mut self.phase {
-            while conn.wants_write() {
-                conn.write_tls(out)?;
-            }
+        if !self.bufs.outgoing.is_empty() {
+            out.write_all(&self.bufs.outgoing)?;
+            self.bufs.outgoing = Vec::new();
         }
         Ok(())
     }
 
     /// Encrypts `parts` as one stream of application data: records are filled up to 16 KiB across
-    /// part boundaries (a response head and its first body bytes share a record), then written to
-    /// `out`. The parts are read in place: nothing is gathered into a buffer of ours first.
-    pub fn send(&mut self, parts: &[&[u8]], out: &mut dyn Write) -> io::Result<()> {
-        let Phase::Open(conn) = &mut self.phase else {
+    /// part boundaries (a response head and its first body bytes share a record) and encrypted
+    /// straight into room lent by `out`. Pending handshake bytes (a session ticket) go first.
+    pub fn send(&mut self, parts: &[&[u8]], out: &mut dyn RecordSink) -> io::Result<()> {
+        if !matches!(self.phase, Phase::Open(_)) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "no TLS connection to write to"));
-        };
+        }
         if self.failed || self.close_notify_sent {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "TLS connection is closed"));
         }
-        let mut slices: Vec<io::IoSlice<'_>> =
-            parts.iter().filter(|p| !p.is_empty()).map(|p| io::IoSlice::new(p)).collect();
-        let mut rest: &mut [io::IoSlice<'_>] = &mut slices;
-        while !rest.is_empty() {
-            let n = conn.writer().write_vectored(rest)?;
-            while conn.wants_write() {
-                conn.write_tls(out)?;
-            }
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "rustls accepted no data"));
-            }
-            io::IoSlice::advance_slices(&mut rest, n);
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return self.write_tls(out);
         }
-        Ok(())
+        // Handshake bytes still pending (a TLS 1.3 ticket held back) go before the records.
+        self.write_tls(out)?;
+        // Records whose plaintext lies in one part are encrypted from it in place; a record
+        // spanning parts is gathered first (at most one record's worth: a response head).
+        let mut gather: Vec<u8> = Vec::new();
+        let mut encrypt = |t: &mut dyn Encrypt| -> Result<(), EncryptError> {
+            let mut pending = parts.iter().copied().filter(|p| !p.is_empty()).peekable();
+            let mut current: &[u8] = pending.next().unwrap_or(&[]);
+            loop {
+                if current.is_empty() {
+                    match pending.next() {
+                        Some(p) => current = p,
+                        None => return Ok(()),
+                    }
+                }
+                let chunk: &[u8] = if current.len() >= RECORD_PLAINTEXT || pending.peek().is_none() {
+                    // Whole records from this part (up to the end of the part if it is the last).
+                    let take = if pending.peek().is_none() {
+                        current.len()
+                    } else {
+                        current.len() - current.len() % RECORD_PLAINTEXT
+                    };
+                    let (head, rest) = current.split_at(take);
+                    current = rest;
+                    head
+                } else {
+                    gather.clear();
+                    while gather.len() < RECORD_PLAINTEXT {
+                        if current.is_empty() {
+                            match pending.next() {
+                                Some(p) => current = p,
+                                None => break,
+                            }
+                        }
+                        let take = current.len().min(RECORD_PLAINTEXT - gather.len());
+                        gather.extend_from_slice(&current[..take]);
+                        current = &current[take..];
+                    }
+                    &gather
+                };
+                let records = chunk.len().div_ceil(RECORD_PLAINTEXT);
+                let lent = chunk.len() + records * RECORD_OVERHEAD + 64;
+                let room = out.room(lent);
+                match t.encrypt(chunk, room) {
+                    Ok(n) => out.commit(lent, n),
+                    Err(e) => {
+                        out.commit(lent, 0);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let r = self.run(Some(&mut encrypt));
+        // Whatever rustls queued meanwhile (a key update) follows.
+        let w = self.write_tls(out);
+        match r {
+            Ok(Stop::Traffic) => w,
+            Ok(_) => Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS handshake is not complete")),
+            Err(e) => {
+                self.failed = true;
+                let _ = self.write_tls(out);
+                Err(io::Error::other(e.to_string()))
+            }
+        }
     }
 
     /// Sends close_notify (once) after everything written so far.
     pub fn close(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        if !self.failed
-            && !self.close_notify_sent
-            && let Phase::Open(conn) = &mut self.phase
-        {
-            conn.send_close_notify();
-            self.close_notify_sent = true;
+        if !self.failed && !self.close_notify_sent && matches!(self.phase, Phase::Open(_)) {
+            let mut notify: Vec<u8> = Vec::new();
+            let mut queue = |t: &mut dyn Encrypt| -> Result<(), EncryptError> {
+                let mut room = [0u8; 64];
+                let n = t.close_notify(&mut room)?;
+                notify.extend_from_slice(&room[..n]);
+                Ok(())
+            };
+            if let Ok(Stop::Traffic) = self.run(Some(&mut queue)) {
+                self.close_notify_sent = true;
+            }
+            self.bufs.outgoing.extend_from_slice(&notify);
         }
         self.write_tls(out)
     }
 }
 
-/// Outgoing data rustls may queue before we drain it: our writers drain after every run of at
-/// most 64 KiB (filters.rs), so this is a bound that should never bite. Incoming plaintext is
-/// bounded by what one read from the network yields (32 KiB, see `TLS_READ_CHUNK`), since we
-/// only read again once httpd has taken it all; rustls itself caps handshake messages at 64 KiB.
-const SEND_BUFFER_LIMIT: usize = 64 * 1024 + 4 * 1024;
+/// rustls's `WriteTraffic` of either side, for the closures of `send` and `close`.
+trait Encrypt {
+    fn encrypt(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, EncryptError>;
+    fn close_notify(&mut self, out: &mut [u8]) -> Result<usize, EncryptError>;
+}
 
-fn with_limits(mut conn: rustls::Connection) -> rustls::Connection {
-    conn.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
-    conn
+impl<Data> Encrypt for rustls::unbuffered::WriteTraffic<'_, Data> {
+    fn encrypt(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, EncryptError> {
+        rustls::unbuffered::WriteTraffic::encrypt(self, plaintext, out)
+    }
+
+    fn close_notify(&mut self, out: &mut [u8]) -> Result<usize, EncryptError> {
+        self.queue_close_notify(out)
+    }
 }
 
 /// The alert for an error found before a connection existed.
@@ -444,6 +695,7 @@ mod tests {
     use super::*;
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::io::Read;
 
     struct Fixed(Arc<ServerConfig>);
     impl ConfigChooser for Fixed {
@@ -593,6 +845,62 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// What an idle keep-alive connection's stream holds on the heap after one request: no
+    /// buffer (a buffered rustls connection alone keeps 4 KiB). C allocations (aws-lc's key
+    /// schedules) are not counted. `-- --nocapture` shows the figures.
+    #[test]
+    fn idle_stream_holds_no_buffers() {
+        for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+            let (mut chooser, mut client) = pair_x25519(versions);
+            // Only the server side's calls count: the client shares this thread.
+            let held = std::cell::Cell::new(0isize);
+            let calls = std::cell::Cell::new(0usize);
+            let counted = |f: &mut dyn FnMut()| {
+                let (before, calls_before) = (crate::heap_count::live(), crate::heap_count::calls());
+                f();
+                held.set(held.get() + crate::heap_count::live() - before);
+                calls.set(calls.get() + crate::heap_count::calls() - calls_before);
+            };
+            let before = crate::heap_count::live();
+            let server = std::cell::RefCell::new(TlsStream::new());
+            held.set(crate::heap_count::live() - before);
+            for request in [false, true] {
+                if request {
+                    client.writer().write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+                }
+                pump_with(
+                    &mut client,
+                    &mut |tls| counted(&mut || server.borrow_mut().feed(tls, &mut chooser).unwrap()),
+                    &mut |out| {
+                        // Room beforehand, so that only the server's own allocations count.
+                        out.reserve(64 * 1024);
+                        counted(&mut || server.borrow_mut().write_tls(out).unwrap());
+                    },
+                );
+            }
+            counted(&mut || {
+                let mut s = server.borrow_mut();
+                let n = s.plaintext().len();
+                s.consume(n);
+                let mut out = Vec::with_capacity(64 * 1024);
+                let body = [7u8; 1024];
+                let before = out.capacity();
+                s.send(&[&body], &mut out).unwrap();
+                assert_eq!(out.capacity(), before);
+                drop(out);
+            });
+            let stream = std::mem::size_of::<TlsStream>();
+            let conn = std::mem::size_of::<UnbufferedServerConnection>();
+            eprintln!(
+                "{versions:?}: {} B on the heap (TlsStream {stream} B inline, rustls connection {conn} B); \
+                 {} Rust allocations for the handshake, request and response",
+                held.get(),
+                calls.get()
+            );
+            assert!(held.get() < 3 * 1024, "an idle stream holds {} bytes", held.get());
+        }
     }
 
     #[test]

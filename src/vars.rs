@@ -1,7 +1,7 @@
 //! The values of the `SSL_*` variables httpd modules ask for (mod_ssl's names), computed on demand
 //! from the connection's state. Plain Rust: the hooks in `module.rs` only convert strings.
 
-use rustls::ServerConnection;
+use rustls::CommonState;
 
 use crate::certvars;
 use crate::ciphers;
@@ -9,7 +9,7 @@ use crate::config::version_name;
 
 /// What is known about one TLS connection when a variable is asked for.
 pub struct ConnFacts<'a> {
-    pub conn: &'a ServerConnection,
+    pub conn: &'a CommonState,
     pub sni: Option<&'a str>,
     /// DER of the certificate we presented.
     pub server_cert: Option<&'a [u8]>,

@@ -226,6 +226,43 @@ pub unsafe fn heap_copy(data: &[u8], alloc: *mut apr_bucket_alloc_t) -> *mut apr
 pub struct BrigadeWriter {
     pub bb: Brigade,
     pub written: usize,
+    /// Bucket memory lent by `room`, until `commit`.
+    pub lent: *mut u8,
+}
+
+impl BrigadeWriter {
+    pub fn new(bb: Brigade) -> Self {
+        BrigadeWriter { bb, written: 0, lent: ptr::null_mut() }
+    }
+}
+
+impl crate::stream::RecordSink for BrigadeWriter {
+    fn room(&mut self, len: usize) -> &mut [u8] {
+        unsafe {
+            let buf = sys::apr_bucket_alloc(len, self.bb.bucket_alloc()) as *mut u8;
+            assert!(!buf.is_null(), "apr_bucket_alloc failed");
+            self.lent = buf;
+            // The memory is only written through this slice (records are encrypted into it) and
+            // only what was written is kept (`commit`).
+            std::slice::from_raw_parts_mut(buf, len)
+        }
+    }
+
+    fn commit(&mut self, _lent: usize, used: usize) {
+        let buf = std::mem::replace(&mut self.lent, ptr::null_mut());
+        if buf.is_null() {
+            return;
+        }
+        unsafe {
+            if used == 0 {
+                sys::apr_bucket_free(buf.cast());
+                return;
+            }
+            let alloc = self.bb.bucket_alloc();
+            self.bb.push(sys::apr_bucket_heap_create(buf as *const _, used, Some(sys::apr_bucket_free), alloc));
+        }
+        self.written += used;
+    }
 }
 
 impl io::Write for BrigadeWriter {
