@@ -575,7 +575,8 @@ impl TlsStream {
         self.write_tls(out)?;
         // Records whose plaintext lies in one part are encrypted from it in place; a record
         // spanning parts is gathered first (at most one record's worth: a response head).
-        let mut gather: Vec<u8> = Vec::new();
+        let spans_parts = parts.iter().filter(|p| !p.is_empty()).count() > 1;
+        let mut gather: Vec<u8> = Vec::with_capacity(if spans_parts { total.min(RECORD_PLAINTEXT) } else { 0 });
         let mut encrypt = |t: &mut dyn Encrypt| -> Result<(), EncryptError> {
             let mut pending = parts.iter().copied().filter(|p| !p.is_empty()).peekable();
             let mut current: &[u8] = pending.next().unwrap_or(&[]);
@@ -611,14 +612,24 @@ impl TlsStream {
                     }
                     &gather
                 };
+                // Room for the records, and for a key update rustls may put before them.
                 let records = chunk.len().div_ceil(RECORD_PLAINTEXT);
-                let lent = chunk.len() + records * RECORD_OVERHEAD + 64;
-                let room = out.room(lent);
-                match t.encrypt(chunk, room) {
-                    Ok(n) => out.commit(lent, n),
-                    Err(e) => {
-                        out.commit(lent, 0);
-                        return Err(e);
+                let mut lent = chunk.len() + records * RECORD_OVERHEAD + 64;
+                loop {
+                    let room = out.room(lent);
+                    match t.encrypt(chunk, room) {
+                        Ok(n) => {
+                            out.commit(lent, n);
+                            break;
+                        }
+                        Err(EncryptError::InsufficientSize(s)) if s.required_size > lent => {
+                            out.commit(lent, 0);
+                            lent = s.required_size;
+                        }
+                        Err(e) => {
+                            out.commit(lent, 0);
+                            return Err(e);
+                        }
                     }
                 }
             }

@@ -368,10 +368,18 @@ fn engine_on_an_ipv6_address_and_port() {
 }
 
 /// Static files go out from their file buckets at any offset: single ranges and multipart byte
-/// ranges (file pieces between generated part headers) arrive byte-exact, small and large.
+/// ranges (file pieces between generated part headers) arrive byte-exact, small and large, read
+/// (small pieces, `EnableMMAP Off`) or mapped (pieces of 256 KiB and more, at any offset).
 #[test]
 fn byte_ranges_of_files_are_exact() {
+    for mmap in ["On", "Off"] {
+        byte_ranges_of_files_are_exact_with(mmap);
+    }
+}
+
+fn byte_ranges_of_files_are_exact_with(mmap: &str) {
     let mut h = Httpd::new();
+    h.extra = format!("EnableMMAP {mmap}\n");
     let size = 300 * 1024;
     random_file(&h.path("htdocs/range.bin"), size);
     h.start();
@@ -384,10 +392,10 @@ fn byte_ranges_of_files_are_exact() {
         s.read_to_end(&mut raw).expect("response ends with close_notify");
         Response::parse(&raw).0
     };
-    for (from, to) in [(0, 0), (1, 1000), (70_000, 200_000), (size - 10, size - 1)] {
+    for (from, to) in [(0, 0), (1, 1000), (70_000, 200_000), (size - 10, size - 1), (1001, size - 1), (0, size - 1)] {
         let r = get_range(&format!("{from}-{to}"));
-        assert_eq!(r.status, 206, "bytes={from}-{to}");
-        assert_eq!(r.body, &file[from..=to], "bytes={from}-{to}");
+        assert_eq!(r.status, 206, "EnableMMAP {mmap}: bytes={from}-{to}");
+        assert_eq!(r.body, &file[from..=to], "EnableMMAP {mmap}: bytes={from}-{to}");
     }
     // Three pieces in one multipart response: each must be the file's bytes at its offset.
     let r = get_range("10-20,65530-131100,299000-");
