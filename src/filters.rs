@@ -565,9 +565,12 @@ impl TlsConn {
             // What rustls queued now is the session ticket, which the client does not wait for:
             // it goes out with the first response instead of in a packet of its own. The
             // client's Finished is acknowledged at once instead (a client with Nagle's algorithm
-            // on holds its request back until then; our delayed ACK would cost it 40 ms).
+            // on holds its request back until then; our delayed ACK would cost it 40 ms), unless
+            // its request is already here: then the response carries the ACK.
             self.ticket_deferred = true;
-            unsafe { crate::httpd::ack_now(self.c) };
+            if self.stream.plaintext().is_empty() {
+                unsafe { crate::httpd::ack_now(self.c) };
+            }
         }
         if self.stream.wants_write() && !self.ticket_deferred {
             let rv = self.send_tls(true);
