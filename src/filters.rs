@@ -26,11 +26,6 @@ const TLS_READ_CHUNK: sys::apr_off_t = 32 * 1024;
 /// Pass encrypted output down once this much has accumulated, so a large response streams in
 /// bounded memory instead of being encrypted whole.
 const OUT_PASS_BYTES: usize = 64 * 1024;
-/// File data at least this large is encrypted from a memory map of the file (where `EnableMMAP`
-/// allows), smaller data is read with pread: mapping costs a fixed amount, copying per byte.
-const MMAP_MIN_BYTES: usize = 256 * 1024;
-/// How much of a file one mapping covers (APR's own limit for mapping file buckets).
-const MMAP_WINDOW_BYTES: usize = 4 * 1024 * 1024;
 /// Whether the gathered data is exactly an HTTP/1.x response head (and not an interim 1xx one,
 /// after which the connection may change hands, as for 101 Switching Protocols).
 fn is_response_head(parts: &[(*mut sys::apr_bucket, &[u8])]) -> bool {
@@ -754,36 +749,7 @@ impl TlsConn {
                     cursor = Some(next);
                     continue;
                 }
-                let extent = brigade::file_extent(b);
-                if let Some((fd, offset, len)) = extent
-                    && len >= MMAP_MIN_BYTES
-                    && brigade::file_can_mmap(b)
-                    && let Some(map) = brigade::FileMap::new(fd, offset, len.min(MMAP_WINDOW_BYTES))
-                {
-                    // A large file: encrypted from its pages in place, window by window.
-                    if len > MMAP_WINDOW_BYTES {
-                        let rv = brigade::split(b, MMAP_WINDOW_BYTES);
-                        if rv != APR_SUCCESS {
-                            bb.clear();
-                            return rv;
-                        }
-                    }
-                    let next = (*b).link.next;
-                    // SAFETY: encrypt_gathered is done with the slice (and empties `gathered`)
-                    // before the map is dropped.
-                    let data = map.bytes();
-                    gathered.push((b, data));
-                    gathered_bytes += data.len();
-                    let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
-                    drop(map);
-                    if rv != APR_SUCCESS {
-                        bb.clear();
-                        return rv;
-                    }
-                    cursor = Some(next);
-                    continue;
-                }
-                let read = match extent {
+                let read = match brigade::file_extent(b) {
                     Some(extent) => {
                         // File data of this run accumulates in `file_buf`, whose capacity is
                         // fixed at one run, so the slices in `gathered` never move; several

@@ -368,8 +368,8 @@ fn engine_on_an_ipv6_address_and_port() {
 }
 
 /// Static files go out from their file buckets at any offset: single ranges and multipart byte
-/// ranges (file pieces between generated part headers) arrive byte-exact, small and large, read
-/// (small pieces, `EnableMMAP Off`) or mapped (pieces of 256 KiB and more, at any offset).
+/// ranges (file pieces between generated part headers) arrive byte-exact, small and large, with
+/// `EnableMMAP` on or off.
 #[test]
 fn byte_ranges_of_files_are_exact() {
     for mmap in ["On", "Off"] {

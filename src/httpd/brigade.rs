@@ -181,54 +181,6 @@ pub unsafe fn file_extent(b: *mut apr_bucket) -> Option<(libc::c_int, i64, usize
     }
 }
 
-/// For a FILE bucket: whether its file may be memory-mapped (httpd's `EnableMMAP` where the file
-/// was served from; off for files that can change or shrink while being sent).
-///
-/// # Safety
-/// `b` must be a valid FILE bucket.
-pub unsafe fn file_can_mmap(b: *mut apr_bucket) -> bool {
-    unsafe { (*((*b).data as *mut sys::apr_bucket_file)).can_mmap != 0 }
-}
-
-/// A read-only mapping of part of a file, with its pages read in up front (one call instead of
-/// a page fault per 4 KiB); unmapped when dropped.
-pub struct FileMap {
-    base: *mut c_void,
-    map_len: usize,
-    /// From the page boundary the mapping starts at to the requested offset.
-    skip: usize,
-    len: usize,
-}
-
-impl FileMap {
-    /// Maps `len` bytes of `fd` from `offset`; None if the file cannot be mapped.
-    pub fn new(fd: libc::c_int, offset: i64, len: usize) -> Option<FileMap> {
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as i64;
-        let aligned = offset - offset % page;
-        let skip = (offset - aligned) as usize;
-        let map_len = skip + len;
-        let base = unsafe {
-            libc::mmap(ptr::null_mut(), map_len, libc::PROT_READ, libc::MAP_SHARED | libc::MAP_POPULATE, fd, aligned)
-        };
-        (base != libc::MAP_FAILED).then_some(FileMap { base, map_len, skip, len })
-    }
-
-    /// The mapped bytes. The slice is not tied to `self`: the caller must stop using it before
-    /// dropping the map.
-    ///
-    /// # Safety
-    /// The slice must not be used after the map is dropped.
-    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
-        unsafe { std::slice::from_raw_parts((self.base as *const u8).add(self.skip), self.len) }
-    }
-}
-
-impl Drop for FileMap {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.base, self.map_len) };
-    }
-}
-
 /// apr_bucket_split: `b` keeps the first `point` bytes, the rest becomes a new bucket after it.
 ///
 /// # Safety
