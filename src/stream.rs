@@ -1,8 +1,10 @@
 //! One server-side TLS connection as a byte pump, independent of httpd: TLS bytes go in with
 //! [`TlsStream::feed`], plaintext comes out of [`TlsStream::plaintext`]; plaintext goes in with
-//! [`TlsStream::send`], TLS records come out through any `io::Write`. The connection filters in
-//! `filters.rs` move these bytes between bucket brigades and this type; everything protocol-related
-//! is here, where it can be tested with an in-memory rustls client.
+//! [`TlsStream::send`], TLS records come out into a [`RecordSink`] (handshake bytes through any
+//! `io::Write`). The connection filters in `filters.rs` move these bytes between bucket brigades
+//! and this type; everything protocol-related is here, where it can be tested with an in-memory
+//! rustls client. rustls's unbuffered API is used, so that the buffers are ours and an idle
+//! connection holds none.
 
 use std::io::{self, Write};
 use std::sync::Arc;
