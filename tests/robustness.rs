@@ -220,6 +220,41 @@ impl Write for Trickle {
     }
 }
 
+/// A client whose handshake message never ends (a TLS 1.2 Certificate announced as 16 MiB, its
+/// records following one after another) is cut off once a handshake message could not be
+/// larger (64 KiB): the server neither buffers the stream nor waits for `Timeout`.
+#[test]
+fn an_endless_handshake_message_is_cut_off() {
+    let mut h = Httpd::new();
+    h.start();
+    let mut conn = rustls::ClientConnection::new(h.pki.client_config(TLS12), "localhost".try_into().unwrap()).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+    sock.write_all(&hello).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut flight = [0u8; 4096];
+    assert!(sock.read(&mut flight).unwrap() > 0, "the server answers the ClientHello");
+
+    let mut sent = 0usize;
+    for i in 0..128 {
+        let mut record = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+        let mut payload = vec![0x5au8; 16 * 1024];
+        if i == 0 {
+            payload[..4].copy_from_slice(&[0x0b, 0xff, 0xff, 0xff]);
+        }
+        record.extend_from_slice(&payload);
+        if sock.write_all(&record).is_err() {
+            break;
+        }
+        sent += record.len();
+    }
+    let (_, closed) = read_until_close(&mut sock, Duration::from_secs(3));
+    assert!(closed, "the connection is still open after {sent} bytes of one handshake message");
+    assert_served_within(&h, Duration::from_secs(1));
+    h.assert_no_crash();
+}
+
 #[test]
 fn split_and_oversized_hellos_are_handled() {
     let mut h = Httpd::new();
