@@ -1031,6 +1031,69 @@ mod tests {
         assert!(server.has_failed(), "no loop waiting for a handshake that cannot finish");
     }
 
+    /// A client certificate of ~40 KiB: its handshake message spans several records, which arrive
+    /// in small pieces; the message is joined across them (rustls keeps positions in our buffer
+    /// between calls) and the connection then carries a request.
+    #[test]
+    fn large_client_certificate_in_small_pieces() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca = ca_params.self_signed(&ca_key).unwrap();
+            let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+            let names: Vec<String> = (0..1500).map(|i| format!("client-{i}.example.net")).collect();
+            let client_key = rcgen::KeyPair::generate().unwrap();
+            let client_cert = rcgen::CertificateParams::new(names).unwrap().signed_by(&client_key, &issuer).unwrap();
+            assert!(client_cert.der().len() > 32 * 1024);
+
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.der().clone()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::engine::provider())
+                    .build()
+                    .unwrap();
+            let server_key = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+            let server = ServerConfig::builder_with_provider(crate::engine::provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(
+                    vec![server_key.cert.der().clone()],
+                    rustls_pki_types::PrivateKeyDer::try_from(server_key.signing_key.serialize_der()).unwrap(),
+                )
+                .unwrap();
+            let mut server_roots = RootCertStore::empty();
+            server_roots.add(server_key.cert.der().clone()).unwrap();
+            let client_config = ClientConfig::builder_with_provider(crate::engine::provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(server_roots)
+                .with_client_auth_cert(
+                    vec![client_cert.der().clone()],
+                    rustls_pki_types::PrivateKeyDer::try_from(client_key.serialize_der()).unwrap(),
+                )
+                .unwrap();
+            let mut client =
+                ClientConnection::new(Arc::new(client_config), ServerName::try_from("a.test").unwrap()).unwrap();
+            let mut chooser = Fixed(Arc::new(server));
+            let server = std::cell::RefCell::new(TlsStream::new());
+            client.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            pump_with(
+                &mut client,
+                &mut |tls| {
+                    for piece in tls.chunks(1000) {
+                        server.borrow_mut().feed(piece, &mut chooser).unwrap();
+                    }
+                },
+                &mut |out| server.borrow_mut().write_tls(out).unwrap(),
+            );
+            let server = server.into_inner();
+            assert!(!server.is_handshaking(), "{version:?}: the handshake completed");
+            assert_eq!(server.plaintext(), b"GET / HTTP/1.1\r\n\r\n", "{version:?}");
+        }
+    }
+
     #[test]
     fn hello_split_into_single_bytes() {
         let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
