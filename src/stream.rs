@@ -23,8 +23,9 @@ pub const RECORD_PLAINTEXT: usize = 16 * 1024;
 const RECORD_OVERHEAD: usize = 5 + 8 + 1 + 16;
 
 /// Most TLS bytes we hold for rustls: a whole handshake message (rustls's own cap, 64 KiB, for
-/// client certificate chains) plus a record in progress. Past it the peer is not speaking TLS.
-const INCOMING_LIMIT: usize = 64 * 1024 + RECORD_PLAINTEXT + 2048;
+/// client certificate chains), a record in progress and one read from the network (32 KiB, see
+/// `TLS_READ_CHUNK` in filters.rs). Past it the peer is not speaking TLS.
+const INCOMING_LIMIT: usize = 64 * 1024 + RECORD_PLAINTEXT + 2048 + 32 * 1024;
 
 /// Where `send` puts records: a writer that can also lend room at its end, so that records are
 /// encrypted straight into the memory that goes to the network.
@@ -206,6 +207,10 @@ fn drive<Data>(
             Ok(_) => Ok(Some(Stop::NeedData)),
         };
         bufs.incoming.drain(..discard);
+        if bufs.peer_closed {
+            // rustls reads nothing after close_notify: whatever followed it is dropped.
+            bufs.incoming = Vec::new();
+        }
         match stop {
             Ok(None) => continue,
             Ok(Some(stop)) => {
@@ -265,6 +270,10 @@ pub struct TlsStream {
     plain_in_pos: usize,
     /// The ClientHello's bytes as received, while the Acceptor reads them.
     hello_bytes: Vec<u8>,
+    /// The certificate to present instead of the resolver's choice (see
+    /// `ConfigChooser::key_override`), until the handshake is done: after a HelloRetryRequest,
+    /// rustls asks the resolver again for the second ClientHello.
+    key_override: Option<Arc<rustls::sign::CertifiedKey>>,
     /// The transport reached EOF (with or without close_notify).
     transport_eof: bool,
     failed: bool,
@@ -286,6 +295,7 @@ impl TlsStream {
             bufs: Buffers::default(),
             plain_in_pos: 0,
             hello_bytes: Vec::new(),
+            key_override: None,
             transport_eof: false,
             failed: false,
             close_notify_sent: false,
@@ -412,18 +422,22 @@ impl TlsStream {
                     }
                 }
                 Phase::Open(_) => {
+                    if self.bufs.peer_closed {
+                        // Nothing counts after close_notify.
+                        return Ok(());
+                    }
                     if self.bufs.incoming.len() + data.len() > INCOMING_LIMIT {
                         self.failed = true;
                         return Err(TlsFailure::Protocol(rustls::Error::General(
                             "the peer sent more than a TLS message can hold".into(),
                         )));
                     }
-                    if self.bufs.peer_closed {
-                        // Nothing counts after close_notify.
-                        return Ok(());
-                    }
                     self.bufs.incoming.extend_from_slice(data);
-                    self.run_or_fail()?;
+                    let key = self.key_override.clone();
+                    crate::engine::with_key_override(key, || self.run_or_fail())?;
+                    if !self.is_handshaking() {
+                        self.key_override = None;
+                    }
                     if eof && self.is_handshaking() {
                         // The peer went away mid-handshake: nothing more can happen here.
                         self.failed = true;
@@ -507,6 +521,7 @@ impl TlsStream {
         self.phase = Phase::Open(Box::new(Conn::Server(conn)));
         // The connection reads the ClientHello again, from the bytes the Acceptor saw.
         self.bufs.incoming = std::mem::take(&mut self.hello_bytes);
+        self.key_override = key.clone();
         let r = crate::engine::with_key_override(key, || self.run(None));
         if r.is_err() {
             self.failed = true;
@@ -978,11 +993,19 @@ mod tests {
         pump(&mut client, &mut server, &mut chooser);
         client.writer().write_all(b"x").unwrap();
         client.send_close_notify();
-        pump(&mut client, &mut server, &mut chooser);
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        // Whatever follows close_notify in the same read is not kept.
+        wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x10]);
+        wire.extend_from_slice(&[0u8; 8]);
+        server.feed(&wire, &mut chooser).unwrap();
         assert_eq!(server.plaintext(), b"x");
         assert!(!server.at_eof());
         server.consume(1);
         assert!(server.at_eof() && server.peer_sent_close_notify());
+        assert_eq!(server.bufs.incoming.capacity(), 0, "nothing is held after close_notify");
     }
 
     #[test]
