@@ -390,6 +390,17 @@ impl TlsStream {
         r
     }
 
+    /// `run_or_fail` over newly received bytes, presenting `key_override` while the handshake
+    /// may still ask the resolver for a certificate.
+    fn run_handshake_step(&mut self) -> Result<Stop, TlsFailure> {
+        let key = self.key_override.clone();
+        let r = crate::engine::with_key_override(key, || self.run_or_fail());
+        if !self.is_handshaking() {
+            self.key_override = None;
+        }
+        r
+    }
+
     /// Feeds TLS bytes read from the network. `data` empty means the transport reached EOF.
     pub fn feed(&mut self, mut data: &[u8], chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         if self.failed {
@@ -433,11 +444,7 @@ impl TlsStream {
                         )));
                     }
                     self.bufs.incoming.extend_from_slice(data);
-                    let key = self.key_override.clone();
-                    crate::engine::with_key_override(key, || self.run_or_fail())?;
-                    if !self.is_handshaking() {
-                        self.key_override = None;
-                    }
+                    self.run_handshake_step()?;
                     if eof && self.is_handshaking() {
                         // The peer went away mid-handshake: nothing more can happen here.
                         self.failed = true;
@@ -521,12 +528,8 @@ impl TlsStream {
         self.phase = Phase::Open(Box::new(Conn::Server(conn)));
         // The connection reads the ClientHello again, from the bytes the Acceptor saw.
         self.bufs.incoming = std::mem::take(&mut self.hello_bytes);
-        self.key_override = key.clone();
-        let r = crate::engine::with_key_override(key, || self.run(None));
-        if r.is_err() {
-            self.failed = true;
-        }
-        r.map(|_| ())
+        self.key_override = key;
+        self.run_handshake_step().map(|_| ())
     }
 
     fn fail_hello(&mut self, f: TlsFailure) -> TlsFailure {
@@ -657,9 +660,9 @@ impl TlsStream {
         match r {
             Ok(Stop::Traffic) => w,
             Ok(_) => Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS handshake is not complete")),
+            // The alert rustls queued went out with `w` above.
             Err(e) => {
                 self.failed = true;
-                let _ = self.write_tls(out);
                 Err(io::Error::other(e.to_string()))
             }
         }

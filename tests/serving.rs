@@ -415,9 +415,9 @@ fn byte_ranges_of_files_are_exact_with(mmap: &str) {
 
 /// A client that leaves Nagle's algorithm on (Python's and many others' default) writes its
 /// request right after its Finished; the kernel holds that write back until the Finished is
-/// acknowledged. In TLS 1.3 the server owes the client nothing after its Finished, so the session
-/// ticket must go out at once (not wait for the response), or the request waits for a delayed
-/// ACK: 40 ms on every connection. (The request must go out in one write, as real clients do:
+/// acknowledged. In TLS 1.3 the server owes the client nothing after its Finished (the module
+/// holds the session ticket back for the response), so it must acknowledge the Finished at once,
+/// or the request waits for a delayed ACK: 40 ms on every connection. (The request must go out in one write, as real clients do:
 /// a request written in pieces meets the same 40 ms on its second piece.)
 #[test]
 fn first_request_of_a_nagle_client_is_not_delayed() {

@@ -1,5 +1,6 @@
 //! Bucket brigades: the ring macros of apr_buckets.h re-done as functions, bucket reads as slices,
-//! and an `io::Write` that appends heap buckets (what rustls writes TLS records into).
+//! and a writer that appends heap buckets (handshake bytes are copied in; records are encrypted
+//! straight into the bucket memory it lends).
 
 use std::ffi::c_void;
 use std::io;
@@ -222,12 +223,13 @@ pub unsafe fn heap_copy(data: &[u8], alloc: *mut apr_bucket_alloc_t) -> *mut apr
     }
 }
 
-/// `io::Write` that appends everything written as heap buckets to a brigade.
+/// Appends heap buckets to a brigade: what is written through `io::Write` is copied; a
+/// `RecordSink` room is bucket memory that becomes the bucket itself.
 pub struct BrigadeWriter {
     pub bb: Brigade,
     pub written: usize,
     /// Bucket memory lent by `room`, until `commit`.
-    pub lent: *mut u8,
+    lent: *mut u8,
 }
 
 impl BrigadeWriter {
@@ -270,27 +272,6 @@ impl io::Write for BrigadeWriter {
         self.bb.push_copy(buf);
         self.written += buf.len();
         Ok(buf.len())
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        // One bucket for the whole batch: rustls hands over one slice per record.
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total == 0 {
-            return Ok(0);
-        }
-        unsafe {
-            let alloc = self.bb.bucket_alloc();
-            let buf = sys::apr_bucket_alloc(total, alloc) as *mut u8;
-            assert!(!buf.is_null(), "apr_bucket_alloc failed");
-            let mut at = 0;
-            for b in bufs {
-                ptr::copy_nonoverlapping(b.as_ptr(), buf.add(at), b.len());
-                at += b.len();
-            }
-            self.bb.push(sys::apr_bucket_heap_create(buf as *const _, total, Some(sys::apr_bucket_free), alloc));
-        }
-        self.written += total;
-        Ok(total)
     }
 
     fn flush(&mut self) -> io::Result<()> {
