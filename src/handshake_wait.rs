@@ -5,9 +5,12 @@
 //! cannot exhaust the workers; but each such wait costs two thread hand-offs and two poller
 //! updates (~40 µs of CPU per handshake on the development machine). Waiting in the worker
 //! (`poll()`, no CPU) is what mod_ssl does for the whole handshake. We take the cheap path only
-//! while it is harmless: for a bounded time, for clients whose round trip fits in it, and for at
-//! most half of a child's threads at once. The rest, and whatever outlasts the grace period, wait
-//! in the MPM.
+//! while it is harmless: for a bounded time, for clients whose round trip fits in it, for at most
+//! half of a child's threads at once, and only while half of the child's threads are idle.
+//! The last rule matters beyond our own connections: when the event MPM finds no idle worker, it
+//! closes the keep-alive connections it holds (an HTTP/2 session between requests gets a GOAWAY),
+//! so threads waiting here must never be the ones that make the workers run out. The rest, and
+//! whatever outlasts the grace period, wait in the MPM.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,14 +38,26 @@ impl Drop for Slot {
     }
 }
 
-/// Permission to wait in the worker for a client with round trip `rtt_us` in a process of
-/// `threads` workers; `None` means: wait in the MPM.
-pub fn may_wait(rtt_us: Option<u32>, threads: usize) -> Option<Slot> {
-    take_slot(&WAITING, rtt_us, threads)
+/// The workers of the child process the decision is made in: how many it has, and how many are
+/// idle right now (`None`: unknown).
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    pub threads: usize,
+    pub idle: Option<usize>,
 }
 
-fn take_slot(waiting: &'static AtomicUsize, rtt_us: Option<u32>, threads: usize) -> Option<Slot> {
+/// Permission to wait in the worker for a client with round trip `rtt_us`; `None` means: wait
+/// in the MPM.
+pub fn may_wait(rtt_us: Option<u32>, workers: Workers) -> Option<Slot> {
+    take_slot(&WAITING, rtt_us, workers)
+}
+
+fn take_slot(waiting: &'static AtomicUsize, rtt_us: Option<u32>, Workers { threads, idle }: Workers) -> Option<Slot> {
     if rtt_us.is_none_or(|rtt| rtt > MAX_RTT_US) {
+        return None;
+    }
+    // Half of the threads are idle (this one is busy already and is not counted).
+    if idle.is_none_or(|idle| idle * 2 < threads) {
         return None;
     }
     // At least half of the threads stay free for requests and for connections that are ready.
@@ -57,25 +72,38 @@ fn take_slot(waiting: &'static AtomicUsize, rtt_us: Option<u32>, threads: usize)
 mod tests {
     use super::*;
 
+    fn workers(threads: usize, idle: usize) -> Workers {
+        Workers { threads, idle: Some(idle) }
+    }
+
     #[test]
     fn near_clients_wait_far_or_unknown_ones_do_not() {
         static W: AtomicUsize = AtomicUsize::new(0);
-        assert!(take_slot(&W, Some(300), 64).is_some());
-        assert!(take_slot(&W, Some(MAX_RTT_US), 64).is_some());
-        assert!(take_slot(&W, Some(MAX_RTT_US + 1), 64).is_none());
-        assert!(take_slot(&W, None, 64).is_none());
+        assert!(take_slot(&W, Some(300), workers(64, 60)).is_some());
+        assert!(take_slot(&W, Some(MAX_RTT_US), workers(64, 60)).is_some());
+        assert!(take_slot(&W, Some(MAX_RTT_US + 1), workers(64, 60)).is_none());
+        assert!(take_slot(&W, None, workers(64, 60)).is_none());
         assert_eq!(W.load(Ordering::Relaxed), 0, "slots are given back when dropped");
     }
 
     #[test]
     fn at_most_half_of_the_threads_wait() {
         static W: AtomicUsize = AtomicUsize::new(0);
-        let slots: Vec<Slot> = (0..10).filter_map(|_| take_slot(&W, Some(100), 8)).collect();
+        let slots: Vec<Slot> = (0..10).filter_map(|_| take_slot(&W, Some(100), workers(8, 8))).collect();
         assert_eq!(slots.len(), 4);
         drop(slots);
         assert_eq!(W.load(Ordering::Relaxed), 0);
-        assert!(take_slot(&W, Some(100), 8).is_some());
+        assert!(take_slot(&W, Some(100), workers(8, 8)).is_some());
         // A single-threaded child (prefork has no async wait anyway) never waits in place.
-        assert!(take_slot(&W, Some(100), 1).is_none());
+        assert!(take_slot(&W, Some(100), workers(1, 1)).is_none());
+    }
+
+    #[test]
+    fn only_while_half_of_the_threads_are_idle() {
+        static W: AtomicUsize = AtomicUsize::new(0);
+        assert!(take_slot(&W, Some(100), workers(16, 8)).is_some());
+        assert!(take_slot(&W, Some(100), workers(16, 7)).is_none());
+        assert!(take_slot(&W, Some(100), workers(16, 0)).is_none());
+        assert!(take_slot(&W, Some(100), Workers { threads: 16, idle: None }).is_none());
     }
 }

@@ -1206,7 +1206,7 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
             if rv == crate::httpd::APR_EAGAIN
                 && async_ok
                 && filters::conn_state(c).is_some_and(|tc| tc.awaits_client_flight())
-                && let Some(_slot) = handshake_wait::may_wait(crate::httpd::tcp_rtt_us(c), threads_per_child())
+                && let Some(_slot) = handshake_wait::may_wait(crate::httpd::tcp_rtt_us(c), workers_of_this_child())
                 && crate::httpd::wait_readable(c, handshake_wait::GRACE_MS)
             {
                 rv = init();
@@ -1226,11 +1226,13 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     )
 }
 
-/// The worker threads of one child process (1 for prefork).
-unsafe fn threads_per_child() -> usize {
+/// The worker threads of this child process (1 for prefork), and how many of them the scoreboard
+/// shows idle.
+unsafe fn workers_of_this_child() -> handshake_wait::Workers {
     let mut threads: c_int = 0;
     let rv = unsafe { sys::ap_mpm_query(sys::AP_MPMQ_MAX_THREADS as c_int, &mut threads) };
-    if rv == crate::httpd::APR_SUCCESS { threads.max(1) as usize } else { 1 }
+    let threads = if rv == crate::httpd::APR_SUCCESS { threads.max(1) as usize } else { 1 };
+    handshake_wait::Workers { threads, idle: unsafe { crate::httpd::server::idle_workers_of_this_child(threads) } }
 }
 
 unsafe extern "C" fn conn_is_ssl(c: *mut conn_rec) -> c_int {

@@ -273,6 +273,14 @@ fn alpn_follows_protocols_and_http2_works() {
     let mut h = Httpd::new();
     random_file(&h.path("htdocs/1k.bin"), 1024);
     h.extra = format!("LoadModule http2_module {MODDIR}/mod_http2.so\nProtocols h2 http/1.1\n");
+    // Enough workers for the 16 HTTP/2 clients below: when the event MPM finds all workers busy
+    // (16 per child by default here, and a loaded test machine), it closes the keep-alive
+    // connections it holds, and an HTTP/2 session between requests is one (GOAWAY "timeout",
+    // h2load counts the rest of its requests as failed).
+    h.mpm_tuning = Some(
+        "StartServers 2\nServerLimit 2\nThreadsPerChild 64\nThreadLimit 64\nMinSpareThreads 32\nMaxSpareThreads 128\nMaxRequestWorkers 128\n"
+            .into(),
+    );
     h.write("htdocs/h1/index.html", "h1 only\n");
     h.tls_vhost = Some(format!(
         "{}{}",

@@ -136,3 +136,25 @@ pub unsafe fn vhost_for_name(c: *mut sys::conn_rec, host: &str) -> Option<*mut s
     }
     (!search.found.is_null()).then_some(search.found)
 }
+
+/// How many of this child process's first `threads` worker slots the scoreboard shows idle
+/// (`SERVER_READY`); `None` when the process has no scoreboard slot.
+///
+/// # Safety
+/// Must run in a child process after the scoreboard is attached (any connection hook).
+pub unsafe fn idle_workers_of_this_child(threads: usize) -> Option<usize> {
+    unsafe {
+        let mut me = sys::apr_proc_t { pid: libc::getpid(), ..Default::default() };
+        let child = sys::ap_find_child_by_pid(&mut me);
+        if child < 0 {
+            return None;
+        }
+        let idle = (0..threads as i32)
+            .filter(|&t| {
+                let w = sys::ap_get_scoreboard_worker_from_indexes(child, t);
+                !w.is_null() && u32::from((*w).status) == sys::SERVER_READY
+            })
+            .count();
+        Some(idle)
+    }
+}
