@@ -21,8 +21,9 @@ use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_EOF, APR_SUCCESS, catch_pan
 use crate::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::{log_conn, module};
 
-/// How many TLS bytes to ask the network for at once: a full record and then some.
-const TLS_READ_CHUNK: sys::apr_off_t = 32 * 1024;
+/// The most TLS bytes to ask the network for at once: a full record and then some (reads ask
+/// for no more than the record being received needs, see `TlsStream::read_size`).
+const TLS_READ_CHUNK: usize = 32 * 1024;
 /// Pass encrypted output down once this much has accumulated, so a large response streams in
 /// bounded memory instead of being encrypted whole.
 const OUT_PASS_BYTES: usize = 64 * 1024;
@@ -516,7 +517,7 @@ impl TlsConn {
                 self.raw_in.0,
                 sys::ap_input_mode_t_AP_MODE_READBYTES,
                 block,
-                TLS_READ_CHUNK,
+                self.stream.read_size(TLS_READ_CHUNK) as sys::apr_off_t,
             )
         };
         let mut eof = rv == APR_EOF;

@@ -252,6 +252,42 @@ fn collect_alerts<Data>(conn: &mut UnbufferedConnectionCommon<Data>, process: Pr
     bufs.incoming = Vec::new();
 }
 
+/// Tracks TLS record boundaries in a byte stream: which part of which record comes next.
+#[derive(Debug, Default)]
+struct RecordFraming {
+    header: [u8; RECORD_HEADER_LEN],
+    header_len: usize,
+    body_left: usize,
+}
+
+const RECORD_HEADER_LEN: usize = 5;
+
+impl RecordFraming {
+    /// The bytes that complete the current part: the record's body, or the next header.
+    fn wanted(&self) -> usize {
+        if self.body_left > 0 { self.body_left } else { RECORD_HEADER_LEN - self.header_len }
+    }
+
+    fn advance(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(data.len());
+                self.body_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (RECORD_HEADER_LEN - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == RECORD_HEADER_LEN {
+                self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                self.header_len = 0;
+            }
+        }
+    }
+}
+
 /// Appends the handshake record rustls has ready to `outgoing`.
 fn encode_into<Data>(tls: &mut rustls::unbuffered::EncodeTlsData<'_, Data>, outgoing: &mut Vec<u8>) {
     let required = match tls.encode(&mut []) {
@@ -280,6 +316,8 @@ pub struct TlsStream {
     close_notify_sent: bool,
     /// Any byte arrived from the peer yet.
     received_any: bool,
+    /// Where the peer's bytes stand in TLS record framing (see `read_size`).
+    framing: RecordFraming,
 }
 
 impl Default for TlsStream {
@@ -300,6 +338,7 @@ impl TlsStream {
             failed: false,
             close_notify_sent: false,
             received_any: false,
+            framing: RecordFraming::default(),
         }
     }
 
@@ -356,6 +395,14 @@ impl TlsStream {
     /// ~0.3 s instead of `Timeout` in 2 of 20 test runs; not understood, so not done.)
     pub fn awaits_peer_flight(&self) -> bool {
         !self.failed && matches!(&self.phase, Phase::Open(c) if c.common().is_handshaking()) && !self.wants_write()
+    }
+
+    /// How many bytes to ask the network for next: the rest of the record being received, or
+    /// the next record's header; at most `max`. Asking for more than the peer has sent makes
+    /// httpd's core input filter try another read, which finds nothing: one wasted syscall per
+    /// flight from the peer (the ClientHello, the client's Finished, every request).
+    pub fn read_size(&self, max: usize) -> usize {
+        if self.is_plain_http() { max } else { self.framing.wanted().min(max) }
     }
 
     /// The client sent plain HTTP instead of a ClientHello.
@@ -420,6 +467,7 @@ impl TlsStream {
             self.phase = Phase::PlainHttp;
         }
         self.received_any |= !data.is_empty();
+        self.framing.advance(data);
         loop {
             match &mut self.phase {
                 Phase::PlainHttp => {
@@ -724,6 +772,39 @@ fn plaintext_alert(desc: rustls::AlertDescription) -> [u8; 7] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framing_asks_for_the_rest_of_the_record_or_the_next_header() {
+        let mut f = RecordFraming::default();
+        assert_eq!(f.wanted(), 5);
+        f.advance(&[0x16, 0x03]);
+        assert_eq!(f.wanted(), 3, "the rest of the header");
+        f.advance(&[0x01, 0x01, 0x02]);
+        assert_eq!(f.wanted(), 258, "the body the header announces");
+        f.advance(&[0; 200]);
+        assert_eq!(f.wanted(), 58);
+        // The end of this record, an empty record and most of the next header in one read.
+        let mut next = vec![0; 58];
+        next.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x00, 0x17, 0x03, 0x03]);
+        f.advance(&next);
+        assert_eq!(f.wanted(), 2);
+        f.advance(&[0x40, 0x11, 0xaa]);
+        assert_eq!(f.wanted(), 0x4011 - 1);
+    }
+
+    #[test]
+    fn read_size_follows_the_records_and_not_plain_http() {
+        let mut s = TlsStream::new();
+        assert_eq!(s.read_size(32768), 5);
+        let mut chooser = Refuse;
+        s.feed(&[0x16, 0x03, 0x01, 0x02, 0x00], &mut chooser).unwrap();
+        assert_eq!(s.read_size(32768), 0x200);
+        assert_eq!(s.read_size(100), 100);
+        let mut s = TlsStream::new();
+        s.feed(b"GET / HTTP/1.1\r\n", &mut chooser).unwrap();
+        assert!(s.is_plain_http());
+        assert_eq!(s.read_size(32768), 32768);
+    }
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
     use std::io::Read;
