@@ -510,6 +510,46 @@ impl TlsConn {
             }
         }
         let was_handshaking = self.stream.is_handshaking();
+        let rv = self.read_into_stream(blocking);
+        if rv != APR_SUCCESS {
+            return rv;
+        }
+        if was_handshaking && self.stream.completed_tls13_server_handshake() {
+            // What rustls queued now is the session ticket, which the client does not wait for:
+            // it goes out with the first response instead of in a packet of its own. The
+            // client's Finished is acknowledged at once instead (a client with Nagle's algorithm
+            // on holds its request back until then; our delayed ACK would cost it 40 ms), unless
+            // its request is already here: then the response carries the ACK. Reads stop at the
+            // end of the Finished's record, so a request sent with it is still below us: look.
+            self.ticket_deferred = true;
+            for _ in 0..2 {
+                if !self.stream.plaintext().is_empty() {
+                    break;
+                }
+                match self.read_into_stream(false) {
+                    APR_SUCCESS => {}
+                    rv if rv == APR_EAGAIN => break,
+                    rv => return rv,
+                }
+            }
+            if self.stream.plaintext().is_empty() {
+                unsafe { crate::httpd::ack_now(self.c) };
+            }
+        }
+        if self.stream.wants_write() && !self.ticket_deferred {
+            let rv = self.send_tls(true);
+            if rv != APR_SUCCESS {
+                return rv;
+            }
+        }
+        if !self.established && !self.stream.is_handshaking() && !self.stream.is_plain_http() {
+            return self.on_established();
+        }
+        APR_SUCCESS
+    }
+
+    /// One read from below (no more than the TLS record being received needs), fed to the stream.
+    fn read_into_stream(&mut self, blocking: bool) -> apr_status_t {
         let block = if blocking { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ };
         let rv = unsafe {
             sys::ap_get_brigade(
@@ -556,26 +596,6 @@ impl TlsConn {
         }
         if eof && let Err(f) = self.stream.feed(&[], &mut self.chooser) {
             return self.fail(f);
-        }
-        if was_handshaking && self.stream.completed_tls13_server_handshake() {
-            // What rustls queued now is the session ticket, which the client does not wait for:
-            // it goes out with the first response instead of in a packet of its own. The
-            // client's Finished is acknowledged at once instead (a client with Nagle's algorithm
-            // on holds its request back until then; our delayed ACK would cost it 40 ms), unless
-            // its request is already here: then the response carries the ACK.
-            self.ticket_deferred = true;
-            if self.stream.plaintext().is_empty() {
-                unsafe { crate::httpd::ack_now(self.c) };
-            }
-        }
-        if self.stream.wants_write() && !self.ticket_deferred {
-            let rv = self.send_tls(true);
-            if rv != APR_SUCCESS {
-                return rv;
-            }
-        }
-        if !self.established && !self.stream.is_handshaking() && !self.stream.is_plain_http() {
-            return self.on_established();
         }
         APR_SUCCESS
     }
