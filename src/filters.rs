@@ -528,8 +528,11 @@ impl TlsConn {
                 }
                 match self.read_into_stream(false) {
                     APR_SUCCESS => {}
-                    rv if rv == APR_EAGAIN => break,
-                    rv => return rv,
+                    // The stream failed (a bad record): the connection is over.
+                    rv if self.closed => return rv,
+                    // Nothing there yet, or a read error (mod_reqtimeout's deadline, a reset)
+                    // that the next read will meet again: the handshake itself is done.
+                    _ => break,
                 }
             }
             if self.stream.plaintext().is_empty() {

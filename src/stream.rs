@@ -258,11 +258,15 @@ struct RecordFraming {
     header: [u8; RECORD_HEADER_LEN],
     header_len: usize,
     body_left: usize,
+    /// A header arrived that rustls refuses (see `header_refused`).
+    refused: bool,
 }
 
 const RECORD_HEADER_LEN: usize = 5;
-/// The largest record body TLS allows: 2^14 bytes of data plus 2048 of expansion (TLS 1.2).
+/// rustls refuses records with a body this large or larger: 2^14 bytes of data plus 2048 of
+/// expansion (TLS 1.2).
 const MAX_RECORD_BODY: usize = 16384 + 2048;
+const APPLICATION_DATA: u8 = 23;
 
 impl RecordFraming {
     /// The bytes that complete the current part: the record's body, or the next header.
@@ -270,10 +274,22 @@ impl RecordFraming {
         if self.body_left > 0 { self.body_left } else { RECORD_HEADER_LEN - self.header_len }
     }
 
-    /// The record being received is larger than TLS allows (2^14 bytes plus expansion): rustls
-    /// should see it at once and refuse it, not after we have buffered it.
-    fn is_oversized(&self) -> bool {
-        self.body_left > MAX_RECORD_BODY
+    /// A record header arrived that rustls refuses (rustls's own checks of a header: a content
+    /// type TLS does not have, a version other than 3.x, an empty record other than application
+    /// data, a body TLS does not allow). rustls should see it at once: waiting for its body
+    /// would leave a peer that is not speaking TLS (an SSLv2 hello, plain HTTP after a blank
+    /// line, a backend that speaks first in plain text) waiting for an answer until `Timeout`.
+    fn header_refused(&self) -> bool {
+        self.refused
+    }
+
+    fn refuses(header: &[u8; RECORD_HEADER_LEN]) -> bool {
+        let [content_type, major, _, len_hi, len_lo] = *header;
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+        !(20..=24).contains(&content_type)
+            || major != 3
+            || (len == 0 && content_type != APPLICATION_DATA)
+            || len >= MAX_RECORD_BODY
     }
 
     /// Moves past `data`; true if that completed a record.
@@ -292,6 +308,7 @@ impl RecordFraming {
             self.header_len += n;
             data = &data[n..];
             if self.header_len == RECORD_HEADER_LEN {
+                self.refused |= Self::refuses(&self.header);
                 self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
                 self.header_len = 0;
                 completed |= self.body_left == 0;
@@ -484,7 +501,7 @@ impl TlsStream {
         }
         self.received_any |= !data.is_empty();
         // rustls can only act on whole records (or refuse an oversized one from its header).
-        let whole_record = self.framing.advance(data) || self.framing.is_oversized() || eof;
+        let whole_record = self.framing.advance(data) || self.framing.header_refused() || eof;
         loop {
             match &mut self.phase {
                 Phase::PlainHttp => {
@@ -819,13 +836,45 @@ mod tests {
         assert_eq!(f.wanted(), 2);
         assert!(!f.advance(&[0x40, 0x11, 0xaa]), "no record completed");
         assert_eq!(f.wanted(), 0x4011 - 1);
-        assert!(!f.is_oversized());
+        assert!(!f.header_refused());
         // One read holding the end of a record and the start of the next completes one.
         let mut tail = vec![0; 0x4011 - 1];
         tail.extend_from_slice(&[0x17, 0x03]);
         assert!(f.advance(&tail));
-        assert!(!f.advance(&[0x03, 0xff, 0xff]));
-        assert!(f.is_oversized(), "a 64 KiB record is refused from its header");
+        assert!(!f.header_refused());
+        assert!(!f.advance(&[0x03, 0x47, 0xff]));
+        assert!(!f.header_refused(), "the largest record rustls takes");
+        let mut f = RecordFraming::default();
+        f.advance(&[0x17, 0x03, 0x03, 0x48, 0x00]);
+        assert!(f.header_refused(), "a record body of 18 KiB is refused from its header");
+        for header in [
+            [0x80, 0x2e, 0x01, 0x03, 0x01], // an SSLv2-compatible ClientHello
+            [b'\r', b'\n', b'G', b'E', b'T'],
+            [b'g', b'e', b't', b' ', b'/'],
+            [b'2', b'2', b'0', b' ', b'm'], // an SMTP greeting
+            [0x16, 0x02, 0x00, 0x00, 0x10],
+            [0x16, 0x03, 0x01, 0x00, 0x00],
+        ] {
+            let mut f = RecordFraming::default();
+            f.advance(&header);
+            assert!(f.header_refused(), "{header:?}");
+        }
+        let mut f = RecordFraming::default();
+        f.advance(&[0x17, 0x03, 0x03, 0x00, 0x00]);
+        assert!(!f.header_refused(), "empty application data is allowed");
+    }
+
+    #[test]
+    fn what_is_not_tls_is_refused_without_waiting_for_a_body() {
+        // An SSLv2-compatible ClientHello announces 769 bytes by TLS framing and sends 48.
+        let mut s = TlsStream::new();
+        let mut hello = vec![0x80, 0x2e, 0x01, 0x03, 0x01];
+        hello.extend_from_slice(&[0; 43]);
+        assert!(s.feed(&hello[..5], &mut Refuse).is_err());
+        assert!(!s.bufs.outgoing.is_empty(), "an alert is ready");
+        // Plain HTTP after a blank line.
+        let mut s = TlsStream::new();
+        assert!(s.feed(b"\r\nGET", &mut Refuse).is_err());
     }
 
     #[test]

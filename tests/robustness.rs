@@ -183,6 +183,11 @@ fn garbage_and_broken_records_end_only_that_connection() {
         ("truncated record", hello[..hello.len() - 7].to_vec()),
         ("oversized record", oversized),
         ("SSLv2-style hello", vec![0x80, 0x2e, 0x01, 0x00, 0x02, 0x00, 0x15, 0x00, 0x00]),
+        // Read as TLS records, these announce more bytes than they send: they are refused from
+        // their first five bytes, not left waiting for `Timeout`.
+        ("SSLv2-compatible hello offering TLS 1.0", [&[0x80, 0x2e, 0x01, 0x03, 0x01][..], &[0; 43]].concat()),
+        ("plain HTTP after a blank line", b"\r\nGET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
+        ("lower-case plain HTTP", b"get / HTTP/1.0\r\n\r\n".to_vec()),
     ];
     for (what, bytes) in cases {
         let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
