@@ -24,9 +24,21 @@ fn backend(extra: &str) -> Httpd {
     b
 }
 
-fn backend_log(b: &Httpd) -> Vec<String> {
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    std::fs::read_to_string(b.path("logs/backend.log")).unwrap_or_default().lines().map(str::to_string).collect()
+/// The backend's access log once it has at least `lines` lines (or after 10 s): httpd logs a
+/// request after its response went out, so the front's answer can come first.
+fn backend_log(b: &Httpd, lines: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log: Vec<String> = std::fs::read_to_string(b.path("logs/backend.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if log.len() >= lines || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn front_get(front: &Httpd, path: &str) -> (u16, String) {
@@ -75,7 +87,7 @@ fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
         assert_eq!(front_get(&front, "/b/index.html"), (200, "backend says hi\n".into()));
     }
     assert_eq!(front_get(&front, "/ip/index.html"), (200, "backend says hi\n".into()), "IP backend, IP SAN");
-    let log = backend_log(&good);
+    let log = backend_log(&good, 7);
     let via_b: Vec<&String> =
         log.iter().filter(|l| l.starts_with("GET /index.html") && l.contains("CHACHA20")).collect();
     assert!(via_b.len() >= 6, "the section's suite settings were used:\n{log:?}");
@@ -141,10 +153,12 @@ fn h2_backend_and_mod_ssl_proxying_beside_us() {
     );
     front.start();
     assert_eq!(front_get(&front, "/h2/index.html"), (200, "backend says hi\n".into()));
-    assert!(backend_log(&h2).iter().any(|l| l.starts_with("GET /index.html HTTP/2.0")), "{:?}", backend_log(&h2));
+    let log = backend_log(&h2, 1);
+    assert!(log.iter().any(|l| l.starts_with("GET /index.html HTTP/2.0")), "{log:?}");
     assert_eq!(front_get(&front, "/ssl/index.html"), (200, "backend says hi\n".into()), "mod_ssl's own backend");
     // mod_ssl's client (OpenSSL) picks AES-256-GCM: it was not us.
-    assert!(backend_log(&other).iter().any(|l| l.contains("TLS_AES_256_GCM_SHA384")), "{:?}", backend_log(&other));
+    let log = backend_log(&other, 1);
+    assert!(log.iter().any(|l| l.contains("TLS_AES_256_GCM_SHA384")), "{log:?}");
     front.assert_no_crash();
 }
 

@@ -41,29 +41,33 @@ fn get_keepalive(s: &mut Tls) {
 }
 
 /// Makes `n` connections with one client config, keeping each open while the next is made so
-/// that they spread over the server's processes. Returns each connection's handshake kind.
-fn connect_held(h: &Httpd, cfg: &Arc<rustls::ClientConfig>, n: usize) -> Vec<HandshakeKind> {
+/// that they spread over the server's processes. Returns each connection's handshake kind and
+/// its client port (which the server logs).
+fn connect_held(h: &Httpd, cfg: &Arc<rustls::ClientConfig>, n: usize) -> Vec<(HandshakeKind, u16)> {
     let mut held = Vec::new();
     let mut kinds = Vec::new();
     for _ in 0..n {
         let mut s = tls_connect(h.tls_port, "localhost", cfg.clone());
         get_keepalive(&mut s);
-        kinds.push(s.conn.handshake_kind().unwrap());
+        kinds.push((s.conn.handshake_kind().unwrap(), s.sock.local_addr().unwrap().port()));
         held.push(s);
     }
     kinds
 }
 
-/// (pid, resumed) per logged request, waiting until `n` lines are there.
-fn tls_log(h: &Httpd, n: usize) -> Vec<(u32, bool)> {
+/// (pid, client port, resumed) per logged request, waiting until `n` lines are there. Lines are
+/// in the order requests ended in the server, which is not always the order of the connections:
+/// a process logs a request after its response went out, and the next connection may be served
+/// and logged by another process first.
+fn tls_log(h: &Httpd, n: usize) -> Vec<(u32, u16, bool)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(h.path("logs/tls.log")).unwrap_or_default();
-        let lines: Vec<(u32, bool)> = text
+        let lines: Vec<(u32, u16, bool)> = text
             .lines()
             .map(|l| {
                 let f: Vec<&str> = l.split(' ').collect();
-                (f[0].parse().unwrap(), f[2] == "Resumed")
+                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "Resumed")
             })
             .collect();
         if lines.len() >= n || Instant::now() > deadline {
@@ -79,23 +83,31 @@ fn resumes_across_processes(mpm: &'static str, tuning: &str) {
     h.mpm_tuning = Some(tuning.into());
     h.extra = TLS_LOG.into();
     h.start();
-    let mut total = 0;
+    let mut rounds = Vec::new();
     for versions in [TLS13, TLS12] {
         let cfg = h.pki.client_config(versions);
         let kinds = connect_held(&h, &cfg, 12);
-        total += kinds.len();
-        assert_eq!(kinds[0], HandshakeKind::Full);
-        assert!(kinds[1..].iter().all(|k| *k == HandshakeKind::Resumed), "{mpm} {versions:?}: {kinds:?}");
+        assert_eq!(kinds[0].0, HandshakeKind::Full);
+        assert!(kinds[1..].iter().all(|(k, _)| *k == HandshakeKind::Resumed), "{mpm} {versions:?}: {kinds:?}");
+        rounds.push(kinds);
     }
-    let log = tls_log(&h, total);
-    assert_eq!(log.len(), total);
-    for round in log.chunks(12) {
-        let first_pid = round[0].0;
-        assert!(!round[0].1, "the first connection is a full handshake");
-        let resumed_pids: HashSet<u32> = round[1..].iter().filter(|(_, r)| *r).map(|(p, _)| *p).collect();
-        assert_eq!(round[1..].iter().filter(|(_, r)| *r).count(), 11, "server saw every resumption: {round:?}");
-        assert!(resumed_pids.iter().any(|p| *p != first_pid), "resumed in other processes than the first: {round:?}");
-        assert!(resumed_pids.len() >= 2, "{round:?}");
+    let log = tls_log(&h, 24);
+    assert_eq!(log.len(), 24);
+    for round in rounds {
+        // What the server logged for each connection of the round, in the order they were made.
+        let seen: Vec<(u32, bool)> = round
+            .iter()
+            .map(|(_, port)| {
+                let line = log.iter().find(|(_, p, _)| p == port).unwrap_or_else(|| panic!("no log line for {port}"));
+                (line.0, line.2)
+            })
+            .collect();
+        let first_pid = seen[0].0;
+        assert!(!seen[0].1, "the first connection is a full handshake: {seen:?}");
+        let resumed_pids: HashSet<u32> = seen[1..].iter().filter(|(_, r)| *r).map(|(p, _)| *p).collect();
+        assert_eq!(seen[1..].iter().filter(|(_, r)| *r).count(), 11, "server saw every resumption: {seen:?}");
+        assert!(resumed_pids.iter().any(|p| *p != first_pid), "resumed in other processes than the first: {seen:?}");
+        assert!(resumed_pids.len() >= 2, "{seen:?}");
     }
     h.assert_no_crash();
 }
@@ -180,7 +192,7 @@ fn fleet_resumes_through(provider_module: &str, spec: &str) {
             get_keepalive(&mut s);
         }
     }
-    assert!(tls_log(&b, 6).iter().all(|(_, resumed)| *resumed), "server b saw resumed sessions");
+    assert!(tls_log(&b, 6).iter().all(|(_, _, resumed)| *resumed), "server b saw resumed sessions");
     a.assert_no_crash();
     b.assert_no_crash();
 }
