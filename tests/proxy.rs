@@ -24,21 +24,9 @@ fn backend(extra: &str) -> Httpd {
     b
 }
 
-/// The backend's access log once it has at least `lines` lines (or after 10 s): httpd logs a
-/// request after its response went out, so the front's answer can come first.
+/// The backend's access log once it has at least `lines` lines (see `Httpd::log_when`).
 fn backend_log(b: &Httpd, lines: usize) -> Vec<String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let log: Vec<String> = std::fs::read_to_string(b.path("logs/backend.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if log.len() >= lines || std::time::Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    b.log_when("logs/backend.log", |t| t.lines().count() >= lines).lines().map(str::to_string).collect()
 }
 
 fn front_get(front: &Httpd, path: &str) -> (u16, String) {

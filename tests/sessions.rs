@@ -60,21 +60,13 @@ fn connect_held(h: &Httpd, cfg: &Arc<rustls::ClientConfig>, n: usize) -> Vec<(Ha
 /// a process logs a request after its response went out, and the next connection may be served
 /// and logged by another process first.
 fn tls_log(h: &Httpd, n: usize) -> Vec<(u32, u16, bool)> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(h.path("logs/tls.log")).unwrap_or_default();
-        let lines: Vec<(u32, u16, bool)> = text
-            .lines()
-            .map(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "Resumed")
-            })
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.log_when("logs/tls.log", |t| t.lines().count() >= n)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2] == "Resumed")
+        })
+        .collect()
 }
 
 fn resumes_across_processes(mpm: &'static str, tuning: &str) {

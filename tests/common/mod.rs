@@ -330,6 +330,19 @@ TLSEngine 127.0.0.1:{tls}
         std::fs::read_to_string(self.path("logs/error.log")).unwrap_or_default()
     }
 
+    /// The log file `rel` once `done` accepts its text, or after 10 s. httpd logs a request after
+    /// its response went out: a client that has its answer may look before the line is there.
+    pub fn log_when(&self, rel: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(self.path(rel)).unwrap_or_default();
+            if done(&text) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Asserts that no child crashed and nothing panicked so far.
     pub fn assert_no_crash(&self) {
         let log = self.error_log();
