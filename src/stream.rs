@@ -482,7 +482,7 @@ impl TlsStream {
     }
 
     /// Feeds TLS bytes read from the network. `data` empty means the transport reached EOF.
-    pub fn feed(&mut self, mut data: &[u8], chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
+    pub fn feed(&mut self, data: &[u8], chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         if self.failed {
             return Err(TlsFailure::Closed);
         }
@@ -502,97 +502,90 @@ impl TlsStream {
         self.received_any |= !data.is_empty();
         // rustls can only act on whole records (or refuse an oversized one from its header).
         let whole_record = self.framing.advance(data) || self.framing.header_refused() || eof;
-        loop {
-            match &mut self.phase {
-                Phase::PlainHttp => {
-                    self.bufs.plain_in.extend_from_slice(data);
+        match &mut self.phase {
+            Phase::PlainHttp => {
+                self.bufs.plain_in.extend_from_slice(data);
+                Ok(())
+            }
+            Phase::Failed => Err(TlsFailure::Closed),
+            Phase::Hello(_) => self.feed_hello(data, whole_record, chooser),
+            Phase::Open(_) => {
+                if self.bufs.peer_closed {
+                    // Nothing counts after close_notify.
                     return Ok(());
                 }
-                Phase::Failed => return Err(TlsFailure::Closed),
-                Phase::Hello(_) => {
-                    if let Some(done) = self.feed_hello(&mut data, whole_record, chooser) {
-                        return done;
-                    }
+                if self.bufs.incoming.len() + data.len() > INCOMING_LIMIT {
+                    self.failed = true;
+                    return Err(TlsFailure::Protocol(rustls::Error::General(
+                        "the peer sent more than a TLS message can hold".into(),
+                    )));
                 }
-                Phase::Open(_) => {
-                    if self.bufs.peer_closed {
-                        // Nothing counts after close_notify.
-                        return Ok(());
-                    }
-                    if self.bufs.incoming.len() + data.len() > INCOMING_LIMIT {
-                        self.failed = true;
-                        return Err(TlsFailure::Protocol(rustls::Error::General(
-                            "the peer sent more than a TLS message can hold".into(),
-                        )));
-                    }
-                    self.bufs.incoming.extend_from_slice(data);
-                    if !whole_record {
-                        return Ok(());
-                    }
-                    self.run_handshake_step()?;
-                    if eof && self.is_handshaking() {
-                        // The peer went away mid-handshake: nothing more can happen here.
-                        self.failed = true;
-                        return Err(TlsFailure::Closed);
-                    }
+                self.bufs.incoming.extend_from_slice(data);
+                if !whole_record {
                     return Ok(());
                 }
+                self.run_handshake_step()?;
+                if eof && self.is_handshaking() {
+                    // The peer went away mid-handshake: nothing more can happen here.
+                    self.failed = true;
+                    return Err(TlsFailure::Closed);
+                }
+                Ok(())
             }
         }
     }
 
-    /// `feed` while the ClientHello is being read: `Some` when `feed` is done, `None` to go on
-    /// with the rest of `data` on the connection just started. Not inlined, like
-    /// `start_connection`, to keep `feed`'s frame small for every later record.
+    /// `feed` while the ClientHello is being read. Not inlined, like `start_connection`, to keep
+    /// `feed`'s frame small for every later record.
     ///
-    /// The bytes wait in `hello_bytes` until a record is complete (`whole_record`), and the
-    /// Acceptor reads whole records: fed a record header alone (reads ask for just that, see `read_size`), it reads
-    /// the body into a second buffer twice the size of its first, a transient that left idle
-    /// connections ~0.5 KiB larger each through heap fragmentation.
+    /// All bytes wait in `hello_bytes` (the connection that starts reads them again, with
+    /// whatever followed the ClientHello), and the Acceptor reads them a whole record at a time
+    /// (`whole_record`): fed a record header alone (reads ask for just that, see `read_size`),
+    /// it reads the body into a second buffer twice the size of its first, a transient that left
+    /// idle connections ~0.5 KiB larger each through heap fragmentation.
     #[inline(never)]
     #[cold]
     fn feed_hello(
         &mut self,
-        data: &mut &[u8],
+        data: &[u8],
         whole_record: bool,
         chooser: &mut dyn ConfigChooser,
-    ) -> Option<Result<(), TlsFailure>> {
+    ) -> Result<(), TlsFailure> {
         self.hello_bytes.extend_from_slice(data);
-        *data = &[];
         if !whole_record {
-            return Some(Ok(()));
+            return Ok(());
         }
         loop {
-            let Phase::Hello(acceptor) = &mut self.phase else { return None };
+            let Phase::Hello(acceptor) = &mut self.phase else {
+                unreachable!("feed_hello runs in the hello phase, which only its returns leave")
+            };
             let mut unread = &self.hello_bytes[self.hello_read..];
             let n = match acceptor.read_tls(&mut unread) {
                 Ok(n) => n,
                 Err(e) => {
-                    return Some(Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}")))));
+                    return Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}"))));
                 }
             };
             self.hello_read += n;
             match acceptor.accept() {
                 Ok(None) => {
                     if n == 0 || self.hello_read == self.hello_bytes.len() {
-                        return Some(if self.transport_eof {
+                        return if self.transport_eof {
                             // EOF before a complete ClientHello: nothing to answer.
                             Err(self.fail_hello(TlsFailure::Closed))
                         } else {
                             Ok(())
-                        });
+                        };
                     }
                 }
-                // The connection reads all of `hello_bytes` again, with whatever followed the
-                // ClientHello.
-                Ok(Some(accepted)) => return Some(self.start_connection(accepted, chooser)),
+                Ok(Some(accepted)) => return self.start_connection(accepted, chooser),
                 Err((e, mut alert)) => {
                     let _ = alert.write_all(&mut self.bufs.outgoing);
                     if self.bufs.outgoing.is_empty() {
                         // rustls answers some broken hellos with silence; say why.
                         self.bufs.outgoing.extend_from_slice(&plaintext_alert(alert_for(&e)));
                     }
-                    return Some(Err(self.fail_hello(TlsFailure::Protocol(e))));
+                    return Err(self.fail_hello(TlsFailure::Protocol(e)));
                 }
             }
         }

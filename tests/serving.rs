@@ -417,8 +417,9 @@ fn byte_ranges_of_files_are_exact_with(mmap: &str) {
 /// request right after its Finished; the kernel holds that write back until the Finished is
 /// acknowledged. In TLS 1.3 the server owes the client nothing after its Finished (the module
 /// holds the session ticket back for the response), so it must acknowledge the Finished at once,
-/// or the request waits for a delayed ACK: 40 ms on every connection. (The request must go out in one write, as real clients do:
-/// a request written in pieces meets the same 40 ms on its second piece.)
+/// or the request waits for a delayed ACK: 40 ms on every connection. (The request must go out
+/// in one write, as real clients do: a request written in pieces meets the same 40 ms on its
+/// second piece.)
 #[test]
 fn first_request_of_a_nagle_client_is_not_delayed() {
     let mut h = Httpd::new();
