@@ -26,12 +26,14 @@ debug: deps
 
 lint: deps
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features test-hooks -- -D warnings
 
-# The integration tests load target/debug/libmod_tls.so into /usr/sbin/apache2; `cargo test` builds it.
+# The integration tests load target/debug/libmod_tls.so into /usr/sbin/apache2, built with the
+# test-only switches (feature test-hooks) that release builds never have.
+TEST_FEATURES = --features test-hooks
 test: deps
-	$(CARGO) build --locked
-	$(CARGO) test --locked
+	$(CARGO) build --locked $(TEST_FEATURES)
+	$(CARGO) test --locked $(TEST_FEATURES)
 	$(MAKE) --no-print-directory lint
 
 demo: build

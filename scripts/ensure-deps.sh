@@ -11,7 +11,8 @@ need() { # need <package> <test command...>
 
 need apache2        test -x /usr/sbin/apache2
 need apache2-dev    sh -c 'command -v apxs'
-need libclang-dev   sh -c 'ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* 2>/dev/null | grep -q .'
+# libclang itself, not libclang-cpp (which some images ship without it).
+need libclang-dev   sh -c 'ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* 2>/dev/null | grep -v libclang-cpp | grep -q .'
 need curl           sh -c 'command -v curl'
 need openssl        sh -c 'command -v openssl'
 need procps         sh -c 'command -v pgrep'

@@ -329,20 +329,6 @@ pub struct ServerConf {
     pub tls: Option<Arc<crate::engine::VhostTls>>,
 }
 
-/// The settings that make two vhosts' TLS differ (a request may only move between vhosts whose
-/// settings are equal: otherwise 421).
-#[derive(Debug, PartialEq, Eq)]
-pub struct TlsSettings {
-    certificates: Vec<(PathBuf, Option<PathBuf>)>,
-    floor: u16,
-    prefer: Vec<u16>,
-    suppress: Vec<u16>,
-    honor_client_order: bool,
-    client_auth: ClientAuth,
-    client_ca: Option<PathBuf>,
-    client_crls: Vec<PathBuf>,
-}
-
 fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
     if add.is_empty() { base.to_vec() } else { add.to_vec() }
 }
@@ -383,19 +369,6 @@ impl ServerConf {
 
     pub fn floor(&self) -> u16 {
         self.protocol_floor.as_ref().map_or(0x0303, |l| l.value)
-    }
-
-    pub fn settings(&self) -> TlsSettings {
-        TlsSettings {
-            certificates: self.certificates.iter().map(|c| (c.cert_file.clone(), c.key_file.clone())).collect(),
-            floor: self.floor(),
-            prefer: self.ciphers_prefer.iter().map(|l| l.value).collect(),
-            suppress: self.ciphers_suppress.iter().map(|l| l.value).collect(),
-            honor_client_order: self.honor_client_order.unwrap_or(true),
-            client_auth: self.client_auth(),
-            client_ca: self.client_ca.as_ref().map(|l| l.value.clone()),
-            client_crls: self.client_crls.iter().map(|l| l.value.clone()).collect(),
-        }
     }
 }
 
@@ -704,18 +677,6 @@ mod tests {
         assert!(host_matches("web7.test", "x", &[], &names(&["web?.test"])));
         assert!(!host_matches("web17.test", "x", &[], &names(&["web?.test"])));
         assert!(!host_matches("other.test", "www.example.net", &names(&["alias.test"]), &names(&["*.wild.test"])));
-    }
-
-    #[test]
-    fn settings_compare_what_makes_tls_differ() {
-        let spec =
-            |f: &str| CertSpec { cert_file: f.into(), key_file: None, origin: Origin { file: "x".into(), line: 1 } };
-        let a = ServerConf { certificates: vec![spec("a")], ..Default::default() };
-        let mut b = ServerConf { certificates: vec![spec("a")], ..Default::default() };
-        b.certificates[0].origin.line = 9;
-        assert_eq!(a.settings(), b.settings(), "where it was written does not matter");
-        b.protocol_floor = Some(Located { value: 0x0304, origin: Origin { file: "x".into(), line: 2 } });
-        assert_ne!(a.settings(), b.settings());
     }
 
     #[test]

@@ -104,14 +104,22 @@ thread_local! {
 /// Runs `f` (the handshake step that resolves the certificate) presenting `key` instead of the
 /// resolver's choice: rustls asks the resolver without any connection context, and the key with
 /// this connection's stapled OCSP response is only known to our connection code.
+///
+/// The override is cleared even if `f` unwinds: left behind, it would make the next handshake on
+/// this thread present this connection's certificate, whichever vhost that handshake is for.
 pub fn with_key_override<R>(key: Option<Arc<CertifiedKey>>, f: impl FnOnce() -> R) -> R {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            KEY_OVERRIDE.with(|k| k.borrow_mut().take());
+        }
+    }
     if key.is_none() {
         return f();
     }
     KEY_OVERRIDE.with(|k| *k.borrow_mut() = key);
-    let r = f();
-    KEY_OVERRIDE.with(|k| *k.borrow_mut() = None);
-    r
+    let _clear = Clear;
+    f()
 }
 
 /// OCSP stapling for one certificate: its id (for `ap_ssl_ocsp_*`) and the key carrying the
@@ -164,6 +172,8 @@ pub struct VhostTls {
     /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`].
     pub by_alpn: Vec<(&'static [u8], Arc<ServerConfig>)>,
     pub resolver: Arc<FirstSuitableCert>,
+    /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
+    pub fingerprint: TlsFingerprint,
 }
 
 impl VhostTls {
@@ -215,37 +225,73 @@ fn select_suites(
     (out, warnings)
 }
 
-/// Where a vhost keeps its sessions: given the vhost's namespace (see [`session_namespace`]).
+/// Where a vhost keeps its sessions: given the vhost's namespace ([`TlsFingerprint::session_namespace`]).
 pub type SessionStorageFactory<'a> = &'a dyn Fn([u8; 8]) -> Arc<dyn rustls::server::StoresServerSessions>;
 
-/// A short tag for everything that decides whether a session may be resumed in a vhost: the
-/// certificates (by content, so that servers of a fleet with the same certificates agree), the
-/// protocol floor, the suites and the client-certificate policy. Sessions are stored under it, so a session never resumes in a
-/// vhost with other TLS settings.
-pub fn session_namespace(
-    keys: &[Arc<CertifiedKey>],
-    floor: u16,
-    suites: &[SupportedCipherSuite],
-    honor: bool,
-    policy: &[u8],
-) -> [u8; 8] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for k in keys {
-        for c in &k.cert {
-            ctx.update(&(c.len() as u32).to_be_bytes());
-            ctx.update(c);
+/// The one definition of "the same TLS settings": a digest of everything that decides who may
+/// connect to a vhost and how. The certificates presented, the protocol floor, the suites in
+/// their order and whose order wins, the client-certificate mode, and the *contents* of the
+/// client CAs and CRLs (not their paths: a CA bundle or CRL replaced in place and reloaded must
+/// not look the same, and servers of a fleet with the same files must agree).
+///
+/// Two uses, one value: a request may only be served by a vhost whose fingerprint equals that of
+/// the vhost its handshake ran with (else 421), and sessions are filed under it, so a session
+/// never resumes where the settings it was checked under no longer hold.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TlsFingerprint([u8; 32]);
+
+impl TlsFingerprint {
+    /// The prefix of this vhost's keys in the session cache.
+    pub fn session_namespace(&self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&self.0[..8]);
+        out
+    }
+}
+
+/// Collects the parts of a [`TlsFingerprint`]; each part is labelled and length-prefixed, so no
+/// two different sequences of parts digest alike.
+pub struct FingerprintBuilder(aws_lc_rs::digest::Context);
+
+impl Default for FingerprintBuilder {
+    fn default() -> Self {
+        FingerprintBuilder(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+    }
+}
+
+impl FingerprintBuilder {
+    pub fn part(&mut self, label: &str, bytes: &[u8]) -> &mut Self {
+        self.0.update(&(label.len() as u32).to_be_bytes());
+        self.0.update(label.as_bytes());
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    /// The certificate chains presented, in order.
+    pub fn certificates(&mut self, keys: &[Arc<CertifiedKey>]) -> &mut Self {
+        for k in keys {
+            self.part("key", &[]);
+            for c in &k.cert {
+                self.part("certificate", c);
+            }
         }
+        self
     }
-    ctx.update(&floor.to_be_bytes());
-    for s in suites {
-        ctx.update(&u16::from(s.suite()).to_be_bytes());
+
+    /// The protocol floor, the suites (in preference order) and whether the client's order wins.
+    pub fn protocol(&mut self, floor: u16, suites: &[SupportedCipherSuite], honor_client_order: bool) -> &mut Self {
+        let ids: Vec<u8> = suites.iter().flat_map(|s| u16::from(s.suite()).to_be_bytes()).collect();
+        self.part("floor", &floor.to_be_bytes())
+            .part("suites", &ids)
+            .part("honor-client-order", &[u8::from(honor_client_order)])
     }
-    ctx.update(&[u8::from(honor)]);
-    ctx.update(policy);
-    let digest = ctx.finish();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&digest.as_ref()[..8]);
-    out
+
+    pub fn finish(self) -> TlsFingerprint {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        TlsFingerprint(out)
+    }
 }
 
 type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
@@ -256,9 +302,16 @@ type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 fn client_verifier(
     conf: &ServerConf,
     provider: &Arc<CryptoProvider>,
+    fingerprint: &mut FingerprintBuilder,
 ) -> Result<(Option<ClientVerifier>, Vec<String>), BuildError> {
     use crate::config::ClientAuth;
     let mode = conf.client_auth();
+    let mode_byte = match mode {
+        ClientAuth::None => 0,
+        ClientAuth::Optional => 1,
+        ClientAuth::Required => 2,
+    };
+    fingerprint.part("client-auth", &[mode_byte]);
     if mode == ClientAuth::None {
         return Ok((None, Vec::new()));
     }
@@ -273,12 +326,21 @@ fn client_verifier(
     };
     let roots = certs::load_roots(&ca.value)
         .map_err(|m| BuildError { origin: ca.origin.to_string(), message: format!("TLSClientCA: {m}") })?;
+    for anchor in &roots.roots {
+        fingerprint
+            .part("ca-subject", &anchor.subject)
+            .part("ca-key", &anchor.subject_public_key_info)
+            .part("ca-constraints", anchor.name_constraints.as_deref().unwrap_or_default());
+    }
     let mut crls = Vec::new();
     for l in &conf.client_crls {
         crls.extend(
             certs::load_crls(&l.value)
                 .map_err(|m| BuildError { origin: l.origin.to_string(), message: format!("TLSClientCRL: {m}") })?,
         );
+    }
+    for crl in &crls {
+        fingerprint.part("crl", crl);
     }
     let mut warnings = Vec::new();
     if crls.is_empty() {
@@ -334,13 +396,12 @@ pub fn build_vhost(
         }
     }
     let honor = conf.honor_client_order.unwrap_or(true);
-    // Client-certificate policy is part of what a session means, too.
-    let auth_policy =
-        format!("{:?}", (conf.client_auth(), conf.client_ca.as_ref().map(|l| &l.value), conf.client_crls.len()));
-    let namespace = session_namespace(&keys, floor, &suites, honor, auth_policy.as_bytes());
+    let mut fingerprint = FingerprintBuilder::default();
+    fingerprint.certificates(&keys).protocol(floor, &suites, honor);
     let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
     let resolver = Arc::new(FirstSuitableCert::new(keys));
-    let (verifier, auth_warnings) = client_verifier(conf, &provider)?;
+    let (verifier, auth_warnings) = client_verifier(conf, &provider, &mut fingerprint)?;
+    let fingerprint = fingerprint.finish();
     let mut warnings = warnings;
     warnings.extend(auth_warnings);
     let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions).map_err(|e| {
@@ -353,7 +414,7 @@ pub fn build_vhost(
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.ignore_client_order = !honor;
     config.session_storage = match sessions {
-        Some(make) => make(namespace),
+        Some(make) => make(fingerprint.session_namespace()),
         None => Arc::new(rustls::server::NoServerSessionStorage {}),
     };
     // Each full handshake stores one TLS 1.3 ticket (stateful: its state lives in the shared
@@ -368,7 +429,10 @@ pub fn build_vhost(
             (*p, Arc::new(c))
         })
         .collect();
-    Ok((VhostTls { fallback: false, stapling: std::sync::OnceLock::new(), plain, by_alpn, resolver }, warnings))
+    Ok((
+        VhostTls { fallback: false, stapling: std::sync::OnceLock::new(), plain, by_alpn, resolver, fingerprint },
+        warnings,
+    ))
 }
 
 /// Backend client configs of one configuration generation, by their settings, so that every
@@ -536,17 +600,100 @@ mod tests {
         assert!(warnings[0].starts_with("AH10319: t.conf:3") && warnings[0].contains("TLS_RSA_WITH_RC4_128_MD5"));
     }
 
+    /// A self-signed CA (PEM) and CRLs it signs, revoking the serials given.
+    fn ca_with_crl(dir: &std::path::Path) -> (std::path::PathBuf, impl Fn(&str, &[u64]) -> std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca = params.self_signed(&key).unwrap();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+        let dir = dir.to_path_buf();
+        let crl = move |name: &str, revoked: &[u64]| {
+            let crl = rcgen::CertificateRevocationListParams {
+                this_update: rcgen::date_time_ymd(2025, 1, 1),
+                next_update: rcgen::date_time_ymd(2099, 1, 1),
+                crl_number: rcgen::SerialNumber::from(1u64),
+                issuing_distribution_point: None,
+                revoked_certs: revoked
+                    .iter()
+                    .map(|s| rcgen::RevokedCertParams {
+                        serial_number: rcgen::SerialNumber::from(*s),
+                        revocation_time: rcgen::date_time_ymd(2025, 6, 1),
+                        reason_code: None,
+                        invalidity_date: None,
+                    })
+                    .collect(),
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            };
+            let pem = crl.signed_by(&rcgen::Issuer::new(params.clone(), &key)).unwrap().pem().unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        (ca_path, crl)
+    }
+
     #[test]
-    fn namespace_depends_on_what_makes_sessions_resumable() {
-        let p = provider();
+    fn key_override_is_cleared_when_the_handshake_step_panics() {
         let a = key(&rcgen::PKCS_ECDSA_P256_SHA256);
-        let b = key(&rcgen::PKCS_ECDSA_P256_SHA256);
-        let all = &p.cipher_suites;
-        let ns = session_namespace(std::slice::from_ref(&a), 0x0303, all, true, b"");
-        assert_eq!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, all, true, b""), "stable");
-        assert_ne!(ns, session_namespace(&[b], 0x0303, all, true, b""), "other certificate");
-        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0304, all, true, b""), "other floor");
-        assert_ne!(ns, session_namespace(std::slice::from_ref(&a), 0x0303, &all[1..], true, b""), "other suites");
+        let overridden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_key_override(Some(a.clone()), || {
+                assert!(KEY_OVERRIDE.with(|k| k.borrow().is_some()));
+                panic!("handshake step fails");
+            })
+        }));
+        assert!(overridden.is_err());
+        assert!(KEY_OVERRIDE.with(|k| k.borrow().is_none()), "the next handshake on this thread sees no override");
+    }
+
+    #[test]
+    fn fingerprint_covers_who_may_connect_by_content_not_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x.test".into()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem() + &key.serialize_pem()).unwrap();
+        let (ca, crl) = ca_with_crl(dir.path());
+        fn l<T>(value: T) -> Located<T> {
+            Located { value, origin: origin() }
+        }
+        let cert = dir.path().join("c.pem");
+        // The fingerprint of a vhost with the certificate above, changed by `edit`.
+        let fp = |edit: &dyn Fn(&mut ServerConf)| {
+            let mut conf = ServerConf {
+                certificates: vec![CertSpec { cert_file: cert.clone(), key_file: None, origin: origin() }],
+                ..Default::default()
+            };
+            edit(&mut conf);
+            build_vhost(&conf, None, None).unwrap().0.fingerprint
+        };
+        use crate::config::ClientAuth;
+        let auth = |mode: ClientAuth, crl_path: std::path::PathBuf| {
+            let ca = ca.clone();
+            move |c: &mut ServerConf| {
+                c.client_auth = Some(l(mode));
+                c.client_ca = Some(l(ca.clone()));
+                c.client_crls = vec![l(crl_path.clone())];
+            }
+        };
+        let plain = fp(&|_| {});
+        assert_eq!(plain, fp(&|_| {}), "stable");
+        let a_crl = crl("a.crl", &[]);
+        let required = fp(&auth(ClientAuth::Required, a_crl.clone()));
+        assert_ne!(plain, required, "client authentication");
+        assert_ne!(required, fp(&auth(ClientAuth::Optional, a_crl.clone())), "its mode");
+        let copy = dir.path().join("copy.crl");
+        std::fs::copy(&a_crl, &copy).unwrap();
+        assert_eq!(required, fp(&auth(ClientAuth::Required, copy)), "same CRL elsewhere");
+        // One CRL each, same CA: only the CRL's contents tell them apart (the count did not).
+        assert_ne!(required, fp(&auth(ClientAuth::Required, crl("b.crl", &[66]))), "another CRL");
+        let replaced = fp(&auth(ClientAuth::Required, crl("a.crl", &[66])));
+        assert_ne!(required, replaced, "a CRL replaced in place");
+        assert_ne!(plain, fp(&|c| c.protocol_floor = Some(l(0x0304))), "protocol floor");
+        assert_ne!(plain, fp(&|c| c.ciphers_suppress = vec![l(0x1301)]), "suites");
+        assert_ne!(plain, fp(&|c| c.honor_client_order = Some(false)), "whose order wins");
+        assert_eq!(plain, fp(&|c| c.certificates[0].origin.line = 9), "where it was written does not matter");
     }
 
     #[test]

@@ -81,7 +81,8 @@ impl ConfigChooser for VhostChooser {
             let base = (*self.c).base_server;
             let strict = module::server_conf(base).strict_sni();
             if let Some(name) = hello.server_name() {
-                panic_if_asked(name);
+                #[cfg(feature = "test-hooks")]
+                crate::test_hooks::panic_if_sni_is(name);
                 self.sni = Some(name.to_string());
                 match vhost_for_name(self.c, name) {
                     Some(s) => self.server = s,
@@ -123,11 +124,18 @@ impl ConfigChooser for VhostChooser {
     }
 }
 
+/// A panic (allocation failure) leaves the response empty: the handshake goes on without staple.
 unsafe extern "C" fn copy_ocsp_response(der: *const u8, len: sys::apr_size_t, userdata: *mut c_void) {
-    if !der.is_null() && len > 0 {
-        let out = unsafe { &mut *(userdata as *mut Vec<u8>) };
-        out.extend_from_slice(unsafe { std::slice::from_raw_parts(der, len) });
-    }
+    catch_panic(
+        (),
+        |_| {},
+        || {
+            if !der.is_null() && len > 0 {
+                let out = unsafe { &mut *(userdata as *mut Vec<u8>) };
+                out.extend_from_slice(unsafe { std::slice::from_raw_parts(der, len) });
+            }
+        },
+    )
 }
 
 impl VhostChooser {
@@ -181,15 +189,6 @@ impl VhostChooser {
     }
 }
 
-/// Test-only switch: with `MOD_TLS_TEST_PANIC_SNI=<name>` in httpd's environment, a ClientHello
-/// for that name panics, so the tests can show that a panic costs only its own connection.
-fn panic_if_asked(sni: &str) {
-    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if NAME.get_or_init(|| std::env::var("MOD_TLS_TEST_PANIC_SNI").ok()).as_deref() == Some(sni) {
-        panic!("test panic requested for SNI {sni}");
-    }
-}
-
 /// Per-connection state, owned by `c->pool`.
 pub struct TlsConn {
     c: *mut conn_rec,
@@ -203,6 +202,8 @@ pub struct TlsConn {
     raw_in: Brigade,
     /// TLS records on their way down.
     out: Brigade,
+    /// For the handshake reads of process_connection (AP_MODE_INIT), reused for every step.
+    init: Brigade,
     /// EOC seen or the connection failed: nothing more goes out.
     closed: bool,
     /// For a backend connection: the host we verify, once the handshake started.
@@ -299,6 +300,7 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             out_filter: ptr::null_mut(),
             raw_in: Brigade::create(pool, alloc),
             out: Brigade::create(pool, alloc),
+            init: Brigade::create(pool, alloc),
             closed: false,
             backend,
             backend_host: None,
@@ -311,6 +313,22 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
         let tc = pool::attach(pool, state);
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
         tc
+    }
+}
+
+/// One step of the handshake from process_connection: reads through the filter chain in
+/// AP_MODE_INIT (so that the filters below ours, mod_reqtimeout's included, see it), with the
+/// connection's own brigade.
+///
+/// # Safety
+/// `c` must be a live connection whose TLS state is ours.
+pub unsafe fn drive_handshake(c: *mut conn_rec, block: sys::apr_read_type_e) -> apr_status_t {
+    unsafe {
+        let Some(tc) = conn_state(c) else { return APR_ECONNABORTED };
+        let bb = tc.init;
+        let rv = sys::ap_get_brigade((*c).input_filters, bb.0, sys::ap_input_mode_t_AP_MODE_INIT, block, 0);
+        bb.clear();
+        rv
     }
 }
 

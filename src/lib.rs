@@ -25,6 +25,8 @@ pub mod httpd;
 mod module;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod session;
+#[cfg(all(feature = "httpd", feature = "test-hooks", not(test)))]
+mod test_hooks;
 
 /// The module's version, as logged at start-up and reported in `SSL_VERSION_INTERFACE`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

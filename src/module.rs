@@ -1033,10 +1033,17 @@ unsafe extern "C" fn post_config(
 
 // ---- connection and request hooks ----------------------------------------------------------
 
+/// A connection we cannot set up is marked aborted and handed on (DECLINED), as mod_ssl does: core's
+/// own pre_connection, which runs after ours, must still record the socket and add the core
+/// filters, or the MPM's lingering close finds no socket. An aborted connection is never
+/// processed, so nothing is served in plaintext on a TLS port.
 unsafe extern "C" fn pre_connection(c: *mut conn_rec, _csd: *mut c_void) -> c_int {
     catch_panic(
-        DONE,
-        |m| log_conn!(c, log::ERR, 0, "internal error (panic) setting up TLS, closing this connection: {m}"),
+        DECLINED,
+        |m| unsafe {
+            (*c).aborted = 1;
+            log_conn!(c, log::ERR, 0, "internal error (panic) setting up TLS, closing this connection: {m}");
+        },
         || unsafe {
             if !(*c).master.is_null() {
                 return DECLINED; // HTTP/2 streams ride on the already-secured master connection
@@ -1051,10 +1058,12 @@ unsafe extern "C" fn pre_connection(c: *mut conn_rec, _csd: *mut c_void) -> c_in
             if !conf.engines.iter().any(|e| e.matches(&local)) {
                 return DECLINED;
             }
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::panic_in_pre_connection_on(local.port());
             if conf.tls.is_none() {
                 log_conn!(c, log::ERR, 0, "no TLS configuration for {} on {local}; closing", describe(s));
                 (*c).aborted = 1;
-                return DONE;
+                return DECLINED;
             }
             filters::attach(c);
             OK
@@ -1119,8 +1128,10 @@ unsafe extern "C" fn expr_lookup(parms: *mut sys::ap_expr_lookup_parms) -> c_int
     )
 }
 
-/// A request whose Host names another vhost than the SNI did may only be served when both have
-/// the same TLS settings (otherwise the client would get around the other vhost's policy): 421.
+/// A request whose Host names another vhost than the one its handshake ran with (chosen by SNI,
+/// or the address's default without SNI) may only be served when both have the same TLS settings
+/// (otherwise the client would get around the other vhost's policy): 421, so that a client that
+/// coalesced connections (HTTP/2) or sent no SNI retries on a connection of its own for that name.
 unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
     catch_panic(
         DECLINED,
@@ -1147,25 +1158,36 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
             {
                 (*r).user = pool::pstrdup((*r).pool, &user) as *mut c_char;
             }
-            let Some(sni) = tc.sni() else { return DECLINED };
+            // Every request, with or without SNI: without it the handshake ran with the address's
+            // default vhost, whose policy a Host naming another vhost must not get around.
             let handshake_server = tc.server();
-            if (*r).server == handshake_server {
-                return DECLINED;
-            }
-            if server_conf((*r).server).settings() != server_conf(handshake_server).settings() {
+            if (*r).server != handshake_server && !same_tls_settings((*r).server, handshake_server) {
+                let sni = tc.sni().map_or_else(|| "no SNI".to_string(), |n| format!("SNI '{n}'"));
                 log_server!(
                     (*r).server,
-                    log::INFO,
+                    log::ERR,
                     0,
-                    "AH10345: request for host '{}' on a connection whose SNI was '{sni}': the two virtual hosts \
-                 have different TLS settings; answering 421 Misdirected Request",
-                    cstr((*r).hostname)
+                    "AH10345: request for host '{}' on a connection whose handshake ran for {} ({sni}): the two \
+                     virtual hosts have different TLS settings; answering 421 Misdirected Request",
+                    cstr((*r).hostname),
+                    describe(handshake_server)
                 );
                 return sys::HTTP_MISDIRECTED_REQUEST as c_int;
             }
             DECLINED
         },
     )
+}
+
+/// Whether two vhosts have the same TLS settings ([`engine::TlsFingerprint`]); a vhost without a
+/// built configuration matches nothing but itself.
+unsafe fn same_tls_settings(a: *const server_rec, b: *const server_rec) -> bool {
+    unsafe {
+        match (&server_conf(a).tls, &server_conf(b).tls) {
+            (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
+            _ => false,
+        }
+    }
 }
 
 /// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN
@@ -1180,7 +1202,10 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
 unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
     catch_panic(
         DONE,
-        |m| log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS handshake: {m}"),
+        |m| unsafe {
+            (*c).aborted = 1;
+            log_conn!(c, log::ERR, 0, "internal error (panic) in the TLS handshake: {m}");
+        },
         || unsafe {
             if !(*c).master.is_null() {
                 return DECLINED;
@@ -1196,12 +1221,9 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
                 && can_waitio != 0;
             let block =
                 if async_ok { sys::apr_read_type_e_APR_NONBLOCK_READ } else { sys::apr_read_type_e_APR_BLOCK_READ };
-            let init = || {
-                let bb = crate::httpd::brigade::Brigade::create((*c).pool, (*c).bucket_alloc);
-                let rv = sys::ap_get_brigade((*c).input_filters, bb.0, sys::ap_input_mode_t_AP_MODE_INIT, block, 0);
-                sys::apr_brigade_destroy(bb.0);
-                rv
-            };
+            // One brigade per connection: this runs again for every segment of a slow handshake,
+            // and brigades made from `c->pool` would hold their memory until the connection ends.
+            let init = || filters::drive_handshake(c, block);
             let mut rv = init();
             if rv == crate::httpd::APR_EAGAIN
                 && async_ok

@@ -37,11 +37,17 @@ thread_local! {
 }
 
 /// Runs `f` with `pool` as the pool for cache calls made on this thread meanwhile.
+/// The previous pool is restored even if `f` unwinds: a pointer left behind would have the next
+/// connection on this thread allocate from a pool that is gone.
 pub fn with_conn_pool<R>(pool: *mut apr_pool_t, f: impl FnOnce() -> R) -> R {
-    let prev = CONN_POOL.with(|c| c.replace(pool));
-    let r = f();
-    CONN_POOL.with(|c| c.set(prev));
-    r
+    struct Restore(*mut apr_pool_t);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONN_POOL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CONN_POOL.with(|c| c.replace(pool)));
+    f()
 }
 
 /// One opened socache for a configuration generation.

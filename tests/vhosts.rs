@@ -328,3 +328,134 @@ fn alpn_follows_protocols_and_http2_works() {
     assert!(text.contains("Application protocol: h2"), "{text}");
     h.assert_no_crash();
 }
+
+/// One certificate for every name, so that only the vhosts' TLS policies differ: free.test (the
+/// address's default), twin.test (identical settings), and one vhost per policy a client without
+/// SNI must not get around.
+fn boundary_server() -> Httpd {
+    let mut h = Httpd::new();
+    h.log_level = "warn".into();
+    let names = ["free.test", "twin.test", "auth.test", "v13.test", "suites.test"];
+    let (cert, key) = h.pki.issue(&names, &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/all.pem", cert);
+    h.write("conf/all.key", key);
+    h.write("conf/clientca.pem", &h.pki.ca_pem);
+    h.extra = format!("LoadModule http2_module {MODDIR}/mod_http2.so\nProtocols h2 http/1.1\n");
+    let mut blocks = String::new();
+    for (name, policy) in [
+        ("free.test", ""),
+        ("twin.test", ""),
+        ("auth.test", "  TLSClientCertificate required\n  TLSClientCA conf/clientca.pem"),
+        ("v13.test", "  TLSProtocol v1.3+"),
+        ("suites.test", "  TLSCiphersSuppress TLS_AES_128_GCM_SHA256"),
+    ] {
+        h.write(&format!("htdocs/{name}/index.html"), format!("{name}\n"));
+        blocks += &vhost_block(h.tls_port, name, "conf/all.pem", "conf/all.key", policy);
+    }
+    h.tls_vhost = Some(blocks);
+    h
+}
+
+fn without_sni(h: &Httpd, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+    Arc::new(h.pki.client_config_with(versions, |_| {}, |c| c.enable_sni = false))
+}
+
+/// One GET on a kept-alive connection: (status, body).
+fn get_keep_alive(
+    s: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    host: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let len: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+            if raw.len() >= end + 4 + len {
+                let r = Response::parse(&raw).0;
+                return (r.status, r.text());
+            }
+        }
+        let n = s.read(&mut buf).expect("response");
+        assert!(n > 0, "connection closed before the response to {host} was complete");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn without_sni_a_host_with_other_tls_settings_gets_421() {
+    let mut h = boundary_server();
+    h.start();
+    for versions in [TLS13, TLS12] {
+        for (host, status) in
+            [("free.test", 200), ("twin.test", 200), ("auth.test", 421), ("v13.test", 421), ("suites.test", 421)]
+        {
+            // The handshake runs with free.test's settings (the default vhost): no client
+            // certificate asked for, TLS 1.2 allowed, all suites.
+            let mut s = tls_connect(h.tls_port, "free.test", without_sni(&h, versions));
+            let r = get_on(&mut s, "/", host);
+            assert_eq!(r.status, status, "no SNI, {versions:?}, Host {host}: {}", r.text());
+            if status == 200 {
+                assert_eq!(r.text(), format!("{host}\n"));
+            } else {
+                assert!(!r.text().contains(host), "none of {host}'s content");
+            }
+        }
+    }
+    // Logged at error (this server runs at LogLevel warn), with the number and both sides.
+    let log = h.log_when("logs/error.log", |l| l.matches("AH10345").count() >= 6);
+    let line = log.lines().find(|l| l.contains("AH10345") && l.contains("'auth.test'")).expect("AH10345 for auth.test");
+    assert!(line.contains(":error]") && line.contains("no SNI") && line.contains("free.test"), "{line}");
+    h.assert_no_crash();
+}
+
+#[test]
+fn every_request_of_a_keep_alive_connection_is_checked() {
+    let mut h = boundary_server();
+    h.start();
+    for cfg in [without_sni(&h, TLS13), h.pki.client_config(TLS13)] {
+        let mut s = tls_connect(h.tls_port, "free.test", cfg);
+        assert_eq!(get_keep_alive(&mut s, "free.test"), (200, "free.test\n".into()));
+        assert_eq!(get_keep_alive(&mut s, "twin.test"), (200, "twin.test\n".into()));
+        // httpd ends the connection after a request refused this early (post_read_request).
+        assert_eq!(get_keep_alive(&mut s, "auth.test").0, 421, "third request, other Host");
+    }
+}
+
+#[test]
+fn every_http2_stream_is_checked() {
+    let mut h = boundary_server();
+    h.start();
+    let port = h.tls_port;
+    // Streams one after the other on one HTTP/2 connection (curl reuses it: num_connects 0),
+    // each with the :authority its Host header gives. To the address (no SNI), and with SNI.
+    let resolve = format!("free.test:{port}:127.0.0.1");
+    for (url, extra) in [
+        (format!("https://127.0.0.1:{port}/"), None),
+        (format!("https://free.test:{port}/"), Some(["--resolve", resolve.as_str()])),
+    ] {
+        let mut args: Vec<String> = Vec::new();
+        for (i, host) in ["free.test", "twin.test", "auth.test", "v13.test", "free.test"].iter().enumerate() {
+            if i > 0 {
+                args.push("--next".into());
+            }
+            args.extend(["--http2", "-k", "-o", "/dev/null", "-H"].map(String::from));
+            args.push(format!("Host: {host}"));
+            args.extend(extra.iter().flatten().map(|s| s.to_string()));
+            args.extend(["-w", "%{http_version} %{http_code} %{num_connects}\n"].map(String::from));
+            args.push(url.clone());
+        }
+        let o = std::process::Command::new("curl").arg("-sS").args(&args).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "2 200 1\n2 200 0\n2 421 0\n2 421 0\n2 200 0\n",
+            "{url}: {}",
+            output_text(&o)
+        );
+    }
+    assert!(h.error_log().contains("AH10345"), "{}", h.error_log());
+    h.assert_no_crash();
+}

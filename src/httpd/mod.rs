@@ -36,7 +36,15 @@ pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            on_panic(&msg);
+            // The payload's drop and `on_panic` (logging, marking the connection) run inside a
+            // guard too: a second panic there must not unwind into httpd either. A payload whose
+            // drop panics is leaked rather than dropped again.
+            if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(second);
+            }
+            if let Err(second) = catch_unwind(AssertUnwindSafe(|| on_panic(&msg))) {
+                std::mem::forget(second);
+            }
             fallback
         }
     }

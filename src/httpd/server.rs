@@ -114,14 +114,21 @@ struct NameSearch<'a> {
     found: *mut sys::server_rec,
 }
 
+/// A panic stops the walk with nothing found (the caller then treats the name as unknown).
 unsafe extern "C" fn match_vhost(baton: *mut std::ffi::c_void, _c: *mut sys::conn_rec, s: *mut sys::server_rec) -> i32 {
-    let search = unsafe { &mut *(baton as *mut NameSearch) };
-    if unsafe { server_has_name(s, search.host) } {
-        search.found = s;
-        1
-    } else {
-        0
-    }
+    super::catch_panic(
+        1,
+        |_| {},
+        || {
+            let search = unsafe { &mut *(baton as *mut NameSearch) };
+            if unsafe { server_has_name(s, search.host) } {
+                search.found = s;
+                1
+            } else {
+                0
+            }
+        },
+    )
 }
 
 /// The name-based vhost of connection `c`'s address that `host` names, as httpd would pick it from
