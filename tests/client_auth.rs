@@ -85,6 +85,8 @@ impl ClientPki {
         let mut files = vec![
             ("clientca.pem".to_string(), root.cert.pem()),
             ("root.crl".to_string(), root.crl(&[66])),
+            // The same CA's next CRL, which revokes alice too.
+            ("root-alice.crl".to_string(), root.crl(&[66, 11])),
             ("inter.crl".to_string(), inter.crl(&[])),
         ];
         for (name, ca, org, serial, expired) in [
@@ -311,4 +313,95 @@ fn client_auth_configuration_errors() {
     h.extra = "TLSClientCertificate optional\nTLSClientCA conf/ca.pem\n".into();
     let o = h.configtest();
     assert!(o.status.success() && output_text(&o).contains("without revocation checking"), "{}", output_text(&o));
+}
+
+/// GET / as alice with `cfg` (which keeps her sessions): how the handshake went, or what the
+/// client saw.
+fn alice_get(port: u16, cfg: &Arc<rustls::ClientConfig>) -> Result<rustls::HandshakeKind, String> {
+    let mut s = try_tls_connect(port, "localhost", cfg.clone()).map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    assert_eq!(Response::parse(&raw).0.status, 200);
+    Ok(s.conn.handshake_kind().unwrap())
+}
+
+fn required_with(crl: &str) -> String {
+    format!(
+        "  TLSCertificate conf/server.pem conf/server.key\n  TLSClientCertificate required\n  \
+         TLSClientCA conf/client/clientca.pem\n  TLSClientCRL conf/client/{crl}\n  TLSClientCRL conf/client/inter.crl\n"
+    )
+}
+
+/// Two ports with the same name, certificate and CA, each with two CRLs: only the contents of
+/// one CRL differ, and on port B it revokes alice. A session alice made on A carries the same
+/// SNI to B, so the session's tag (the vhost's settings fingerprint) is all that keeps it out.
+#[test]
+fn a_session_never_resumes_where_a_crl_revokes_its_client() {
+    let b = free_port();
+    let mut h = Httpd::new();
+    ClientPki::new().install(&h);
+    h.tls_vhost = Some(h.localhost_vhost(&required_with("root.crl")));
+    h.extra = format!(
+        "Listen 127.0.0.1:{b}\nTLSEngine 127.0.0.1:{b}\n<VirtualHost 127.0.0.1:{b}>\n  ServerName localhost\n{}</VirtualHost>\n",
+        required_with("root-alice.crl")
+    );
+    h.start();
+    for versions in [TLS13, TLS12] {
+        let cfg = client_config(&h, Some("alice"), versions);
+        assert_eq!(alice_get(h.tls_port, &cfg), Ok(rustls::HandshakeKind::Full));
+        assert_eq!(
+            alice_get(h.tls_port, &cfg),
+            Ok(rustls::HandshakeKind::Resumed),
+            "{versions:?}: offered, valid on A"
+        );
+        let refused = alice_get(b, &cfg).expect_err("alice is revoked on B");
+        assert!(refused.contains("CertificateRevoked"), "{versions:?}: a full handshake on B: {refused}");
+    }
+    h.assert_no_crash();
+}
+
+/// Sessions in memcached outlive a graceful restart. A CRL replaced in place (same path, same
+/// count) and reloaded must not let a session checked under the old one resume.
+#[test]
+fn a_crl_replaced_in_place_ends_sessions_checked_under_the_old_one() {
+    let (_memcached, port) = start_memcached();
+    let mut h = Httpd::new();
+    ClientPki::new().install(&h);
+    h.tls_vhost = Some(h.localhost_vhost(&required_with("root.crl")));
+    h.extra = format!(
+        "LoadModule socache_memcache_module {MODDIR}/mod_socache_memcache.so\nTLSSessionCache memcache:127.0.0.1:{port}\n"
+    );
+    h.start();
+    let graceful = |h: &Httpd, n: usize| {
+        unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+        h.log_when("logs/error.log", |l| l.matches("resuming normal operations").count() >= n);
+        wait_until_served(h);
+    };
+    let tls13 = client_config(&h, Some("alice"), TLS13);
+    let tls12 = client_config(&h, Some("alice"), TLS12);
+    for cfg in [&tls13, &tls12] {
+        assert_eq!(alice_get(h.tls_port, cfg), Ok(rustls::HandshakeKind::Full));
+    }
+    // Unchanged settings: the sessions resume across the restart (the cache outlived it).
+    graceful(&h, 2);
+    for cfg in [&tls13, &tls12] {
+        assert_eq!(alice_get(h.tls_port, cfg), Ok(rustls::HandshakeKind::Resumed));
+    }
+    std::fs::copy(h.path("conf/client/root-alice.crl"), h.path("conf/client/root.crl")).unwrap();
+    graceful(&h, 3);
+    for cfg in [&tls13, &tls12] {
+        let refused = alice_get(h.tls_port, cfg).expect_err("alice is revoked now");
+        assert!(refused.contains("CertificateRevoked"), "{refused}");
+    }
+    h.assert_no_crash();
+}
+
+/// Waits until the restarted server answers a fresh handshake.
+fn wait_until_served(h: &Httpd) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while request(h, h.tls_port, Some("carol"), TLS13, "/").is_err() {
+        assert!(std::time::Instant::now() < deadline, "not serving after the restart");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -59,16 +59,34 @@ fn read_until_close(sock: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
 #[test]
 fn a_panic_costs_only_its_connection() {
     let mut h = Httpd::new();
+    // A second TLS port whose connections panic in pre_connection.
+    let doomed = free_port();
+    h.extra = format!(
+        "Listen 127.0.0.1:{doomed}\nTLSEngine 127.0.0.1:{doomed}\n<VirtualHost 127.0.0.1:{doomed}>\n  ServerName localhost\n  \
+         TLSCertificate conf/server.pem conf/server.key\n</VirtualHost>\n"
+    );
     h.env.push(("MOD_TLS_TEST_PANIC_SNI".into(), "panic.test".into()));
+    h.env.push(("MOD_TLS_TEST_PANIC_PRE_CONNECTION".into(), doomed.to_string()));
     h.start();
     let children = h.children();
     for _ in 0..5 {
         assert!(try_tls_connect(h.tls_port, "panic.test", h.pki.client_config(TLS13)).is_err());
         assert_served_within(&h, Duration::from_secs(1));
     }
-    let log = h.error_log();
-    assert_eq!(log.matches("internal error (panic)").count(), 5, "one line per panic:\n{log}");
+    for _ in 0..5 {
+        assert!(try_tls_connect(doomed, "localhost", h.pki.client_config(TLS13)).is_err());
+        // Closed at once, and never served in plaintext on a TLS port.
+        let mut s = TcpStream::connect(("127.0.0.1", doomed)).unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let (got, closed) = read_until_close(&mut s, Duration::from_secs(5));
+        assert!(closed && got.is_empty(), "closed without an answer: {:?}", String::from_utf8_lossy(&got));
+        assert_served_within(&h, Duration::from_secs(1));
+    }
+    let log = h.log_when("logs/error.log", |l| l.matches("internal error (panic)").count() >= 15);
+    assert_eq!(log.matches("internal error (panic) in the TLS input filter").count(), 5, "one line per panic:\n{log}");
+    assert_eq!(log.matches("internal error (panic) setting up TLS").count(), 10, "one line per panic:\n{log}");
     assert!(log.contains("test panic requested for SNI panic.test"), "{log}");
+    assert!(log.contains(&format!("test panic requested in pre_connection for port {doomed}")), "{log}");
     assert!(!log.contains("exit signal"), "{log}");
     assert_eq!(h.children(), children, "no child died");
 }
@@ -480,4 +498,94 @@ fn a_client_leaving_mid_handshake_costs_nothing_afterwards() {
         h.stop();
         assert!(start.elapsed() < Duration::from_secs(5), "{mpm}: no worker was stuck at shutdown");
     }
+}
+
+/// A TLS 1.3 ClientHello grown to `size` bytes of handshake message by a padding extension,
+/// split into records of at most 16 KiB as TLS requires.
+fn big_client_hello(h: &Httpd, size: usize) -> Vec<u8> {
+    let hello = client_hello(h);
+    let msg = &hello[5..]; // one record: the handshake message follows its header
+    let body = &msg[4..];
+    // Walk to the extensions: version, random, session id, suites, compression methods.
+    let mut at = 2 + 32;
+    at += 1 + body[at] as usize;
+    at += 2 + u16::from_be_bytes([body[at], body[at + 1]]) as usize;
+    at += 1 + body[at] as usize;
+    let ext_len = u16::from_be_bytes([body[at], body[at + 1]]) as usize;
+    let pad = size - msg.len() - 4;
+    let mut new_body = body[..at].to_vec();
+    new_body.extend_from_slice(&((ext_len + 4 + pad) as u16).to_be_bytes());
+    // Padding (RFC 7685) first: pre_shared_key, if any, must stay last.
+    new_body.extend_from_slice(&[0x00, 0x15]);
+    new_body.extend_from_slice(&(pad as u16).to_be_bytes());
+    new_body.extend(std::iter::repeat_n(0u8, pad));
+    new_body.extend_from_slice(&body[at + 2..]);
+    let mut message = vec![0x01];
+    message.extend_from_slice(&(new_body.len() as u32).to_be_bytes()[1..]);
+    message.extend_from_slice(&new_body);
+    assert_eq!(message.len(), size);
+    let mut records = Vec::new();
+    for fragment in message.chunks(16384) {
+        records.extend_from_slice(&[0x16, 0x03, 0x01]);
+        records.extend_from_slice(&(fragment.len() as u16).to_be_bytes());
+        records.extend_from_slice(fragment);
+    }
+    records
+}
+
+/// Resident memory of the server's children, in KiB.
+fn children_rss_kib(h: &Httpd) -> u64 {
+    h.children()
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap())
+        })
+        .sum()
+}
+
+/// A client that sends its ClientHello one byte per segment makes the handshake resume once
+/// per byte; each step must not leave memory behind in the connection's pool (which lives until
+/// the connection ends).
+#[test]
+fn a_hello_dribbled_byte_by_byte_costs_bounded_memory() {
+    let mut h = Httpd::new();
+    h.mpm_tuning = Some(
+        "StartServers 1\nServerLimit 1\nThreadsPerChild 16\nThreadLimit 16\nMinSpareThreads 1\nMaxSpareThreads 64\nMaxRequestWorkers 16\n"
+            .into(),
+    );
+    h.start();
+    let hello = big_client_hello(&h, 16 * 1024);
+    assert_served_within(&h, Duration::from_secs(1));
+    let before = children_rss_kib(&h);
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let hello = hello.clone();
+            let port = h.tls_port;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_nodelay(true).unwrap();
+                for b in &hello {
+                    s.write_all(std::slice::from_ref(b)).unwrap();
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+                // The server answers the whole hello with its flight (a handshake record).
+                let mut first = [0u8; 1];
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.read_exact(&mut first).unwrap();
+                assert_eq!(first[0], 0x16, "ServerHello");
+                s
+            })
+        })
+        .collect();
+    // Keep the connections (and their pools) open while measuring.
+    let open: Vec<TcpStream> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let after = children_rss_kib(&h);
+    let grown = after.saturating_sub(before);
+    assert!(grown < 1536, "3 dribbled handshakes grew the child by {grown} KiB ({before} -> {after})");
+    drop(open);
+    assert_served_within(&h, Duration::from_secs(1));
+    h.assert_no_crash();
 }

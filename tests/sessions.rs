@@ -143,27 +143,6 @@ fn openssl_reconnect_keeps_the_tls12_session_id() {
     assert_eq!(text.matches("Reused, TLSv1.2").count(), 5, "{text}");
 }
 
-/// A server process the test starts on loopback and kills when done.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(cmd: &mut Command, port: u16) -> Daemon {
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cache server");
-    let d = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "cache server on {port} did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    d
-}
-
 fn fleet_resumes_through(provider_module: &str, spec: &str) {
     let mut a = Httpd::new();
     let mut b = Httpd::new();
@@ -191,13 +170,7 @@ fn fleet_resumes_through(provider_module: &str, spec: &str) {
 
 #[test]
 fn fleet_shares_sessions_through_memcached() {
-    let port = free_port();
-    let mut cmd = Command::new("memcached");
-    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.args(["-u", "nobody"]);
-    }
-    let _memcached = start_daemon(&mut cmd, port);
+    let (_memcached, port) = start_memcached();
     fleet_resumes_through(
         &format!("socache_memcache_module {MODDIR}/mod_socache_memcache.so"),
         &format!("memcache:127.0.0.1:{port}"),

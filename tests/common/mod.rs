@@ -562,3 +562,35 @@ impl<S: Write> Write for Recording<S> {
         self.inner.flush()
     }
 }
+
+/// A server process the test starts on loopback and kills when done.
+pub struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_daemon(cmd: &mut Command, port: u16) -> Daemon {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cache server");
+    let d = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "cache server on {port} did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d
+}
+
+/// memcached on a free loopback port, for caches that outlive httpd: (daemon, port).
+pub fn start_memcached() -> (Daemon, u16) {
+    let port = free_port();
+    let mut cmd = Command::new("memcached");
+    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]);
+    if is_root() {
+        cmd.args(["-u", "nobody"]);
+    }
+    (start_daemon(&mut cmd, port), port)
+}
