@@ -226,9 +226,6 @@ pub struct TlsConn {
     unflushed: usize,
     /// A TLS 1.3 session ticket waits in rustls for the first response (see `fill`).
     ticket_deferred: bool,
-    /// `send_tls` wrote something since this was last cleared (the handshake loop's question:
-    /// did our flight just go out?).
-    sent_tls: bool,
 }
 
 /// Takes over connection `c` for TLS: installs the filters and the state.
@@ -308,7 +305,6 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             held: Vec::new(),
             unflushed: 0,
             ticket_deferred: false,
-            sent_tls: false,
         };
         let tc = pool::attach(pool, state);
         sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
@@ -463,7 +459,6 @@ impl TlsConn {
             self.out.clear();
             return APR_ECONNABORTED;
         }
-        self.sent_tls |= w.written > 0;
         if flush {
             self.out.push_flush();
         }
@@ -638,16 +633,14 @@ impl TlsConn {
             }
         }
         if mode == sys::ap_input_mode_t_AP_MODE_INIT {
+            // No early EAGAIN after our flight goes out, even though the read that follows
+            // usually finds nothing (one EAGAIN syscall): the client's next bytes may already sit
+            // in the core input filter's buffer, read together with its ClientHello, where
+            // neither poll() nor the MPM's wait for the socket would ever see them.
             while self.stream.is_handshaking() {
-                self.sent_tls = false;
                 let rv = self.fill(blocking);
                 if rv != APR_SUCCESS {
                     return rv;
-                }
-                if !blocking && self.sent_tls && self.awaits_client_flight() {
-                    // Our flight has only just gone out: a read now would find nothing (one
-                    // wasted syscall per handshake). The caller waits for the answer instead.
-                    return APR_EAGAIN;
                 }
             }
             return APR_SUCCESS;

@@ -609,3 +609,94 @@ fn a_hello_dribbled_byte_by_byte_costs_bounded_memory() {
     assert_served_within(&h, Duration::from_secs(1));
     h.assert_no_crash();
 }
+
+/// Feeds what the server sent to `conn`; the client's verdict on it.
+fn client_reads(conn: &mut rustls::ClientConnection, mut data: &[u8]) -> Result<(), rustls::Error> {
+    while !data.is_empty() {
+        conn.read_tls(&mut data).unwrap();
+        conn.process_new_packets()?;
+    }
+    Ok(())
+}
+
+/// Bytes the client sent right behind its ClientHello arrive in the same read as the hello, so
+/// httpd's core input filter holds them before our flight goes out: they must be read at once,
+/// not after the client gives up. Here a record of two ChangeCipherSpec messages, which TLS 1.3
+/// forbids: the client gets the unexpected_message alert at once.
+#[test]
+fn bytes_behind_the_hello_are_answered_at_once() {
+    for mpm in ["event", "worker"] {
+        let mut h = Httpd::new();
+        h.mpm = mpm;
+        h.start();
+        let mut conn =
+            rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        let start = Instant::now();
+        s.write_all(&[hello.as_slice(), &[0x14, 0x03, 0x03, 0x00, 0x02, 0x01, 0x01]].concat()).unwrap();
+        let (got, closed) = read_until_close(&mut s, Duration::from_secs(5));
+        assert!(closed && start.elapsed() < Duration::from_secs(1), "{mpm}: closed after {:?}", start.elapsed());
+        let verdict = client_reads(&mut conn, &got);
+        assert!(
+            matches!(verdict, Err(rustls::Error::AlertReceived(rustls::AlertDescription::UnexpectedMessage))),
+            "{mpm}: {verdict:?}"
+        );
+        let log = h.log_when("logs/error.log", |l| l.contains("IllegalMiddleboxChangeCipherSpec"));
+        assert!(log.contains("IllegalMiddleboxChangeCipherSpec"), "{log}");
+    }
+}
+
+/// However well-formed records are cut into segments (a hello in two records sent at once; a
+/// record cut anywhere, the rest sent after the server had to wait), the handshake never waits
+/// on bytes httpd has already read.
+#[test]
+fn no_split_of_the_hello_leaves_the_handshake_waiting() {
+    let mut h = Httpd::new();
+    h.start();
+    // Two records in one segment: the server's flight follows at once.
+    let big = big_client_hello(&h, 20 * 1024);
+    for cut in [None, Some(3), Some(5), Some(9000), Some(16389), Some(16392), Some(big.len() - 1)] {
+        let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        let start = Instant::now();
+        match cut {
+            None => s.write_all(&big).unwrap(),
+            Some(at) => {
+                s.write_all(&big[..at]).unwrap();
+                // Long enough for the server to hand the connection to the MPM's wait.
+                std::thread::sleep(Duration::from_millis(150));
+                s.write_all(&big[at..]).unwrap();
+            }
+        }
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut first = [0u8; 1];
+        read_retrying(&mut s, &mut first).unwrap();
+        assert_eq!(first[0], 0x16, "cut at {cut:?}: the server's flight");
+        assert!(start.elapsed() < Duration::from_secs(1), "cut at {cut:?}: {:?}", start.elapsed());
+    }
+    // A real client's hello cut anywhere: the handshake completes and the request is served.
+    let hello_len = client_hello(&h).len();
+    for at in [1, 4, 5, 6, hello_len / 2, hello_len - 1] {
+        let mut conn =
+            rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let mut sock = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        sock.set_nodelay(true).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let start = Instant::now();
+        sock.write_all(&hello[..at]).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        sock.write_all(&hello[at..]).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).unwrap_or_else(|e| panic!("cut at {at}: {e}"));
+        }
+        let r = get_on(&mut s, "/index.html", "localhost");
+        assert_eq!(r.status, 200, "cut at {at}");
+        assert!(start.elapsed() < Duration::from_secs(2), "cut at {at}: {:?}", start.elapsed());
+    }
+    h.assert_no_crash();
+}

@@ -227,14 +227,13 @@ pub unsafe fn heap_copy(data: &[u8], alloc: *mut apr_bucket_alloc_t) -> *mut apr
 /// `RecordSink` room is bucket memory that becomes the bucket itself.
 pub struct BrigadeWriter {
     pub bb: Brigade,
-    pub written: usize,
     /// Bucket memory lent by `room`, until `commit`.
     lent: *mut u8,
 }
 
 impl BrigadeWriter {
     pub fn new(bb: Brigade) -> Self {
-        BrigadeWriter { bb, written: 0, lent: ptr::null_mut() }
+        BrigadeWriter { bb, lent: ptr::null_mut() }
     }
 }
 
@@ -263,14 +262,12 @@ impl crate::stream::RecordSink for BrigadeWriter {
             let alloc = self.bb.bucket_alloc();
             self.bb.push(sys::apr_bucket_heap_create(buf as *const _, used, Some(sys::apr_bucket_free), alloc));
         }
-        self.written += used;
     }
 }
 
 impl io::Write for BrigadeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.bb.push_copy(buf);
-        self.written += buf.len();
         Ok(buf.len())
     }
 

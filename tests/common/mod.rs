@@ -236,6 +236,7 @@ LoadModule env_module {MODDIR}/mod_env.so
 {shmcb}{cgi}LoadModule tls_module {module}
 {user}{mpm_tuning}ServerName localhost
 Timeout 30
+GracefulShutdownTimeout 5
 LogFormat "%h %l %u %t \"%r\" %>s %b" common
 CustomLog "{root}/logs/access.log" common
 TypesConfig /etc/mime.types
@@ -351,19 +352,30 @@ TLSEngine 127.0.0.1:{tls}
         }
     }
 
+    /// Stops httpd the way an administrator does: graceful-stop (SIGWINCH), which lets each child
+    /// finish its connections (at most `GracefulShutdownTimeout`), then SIGTERM, then SIGKILL.
+    /// A bare SIGTERM right after many connections were dropped races the event MPM's own
+    /// shutdown (it reads the sockets of connections whose pools may be gone).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break;
+            let exited_within = |child: &mut Child, limit: Duration| {
+                let deadline = Instant::now() + limit;
+                while Instant::now() < deadline {
+                    if child.try_wait().unwrap().is_some() {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                false
+            };
+            unsafe { libc::kill(pid, libc::SIGWINCH) };
+            if !exited_within(&mut child, Duration::from_secs(10)) {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                exited_within(&mut child, Duration::from_secs(10));
             }
             unsafe { libc::kill(-pid, libc::SIGKILL) };
-            let _ = child.wait();
+            child.wait().expect("reap httpd");
         }
     }
 
