@@ -3,6 +3,7 @@
 #   make demo      build and serve https://127.0.0.1:8443/ (DEMO_PORT=... to change)
 #   make test      unit + integration tests against the real httpd (what CI runs)
 #   make install   install mod_tls.so with apxs; DESTDIR is honoured
+#   make soak      mixed TLS load with graceful restarts for SOAK_MINUTES (5); not part of make test
 #
 # Missing Debian packages (apache2, apache2-dev, libclang-dev, curl, ...) are installed first.
 
@@ -10,7 +11,7 @@ CARGO   ?= cargo
 APXS    ?= apxs
 export APXS
 
-.PHONY: all deps build debug test lint demo install bench leakcheck valgrind clean
+.PHONY: all deps build debug test lint demo install bench leakcheck soak valgrind clean
 
 all: build
 
@@ -53,6 +54,12 @@ bench: build
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build
 	scripts/leakcheck.py target/release/libmod_tls.so -n 10000
+
+# Mixed load (h2load HTTP/1.1 and HTTP/2, resumption, client certificates, proxy, abrupt closes,
+# stalled handshakes, garbage) with a graceful restart every 30 s; fails on any failed request or crash.
+SOAK_MINUTES ?= 5
+soak: build
+	scripts/soak.py target/release/libmod_tls.so --minutes $(SOAK_MINUTES)
 
 # httpd -X under valgrind memcheck with the debug build.
 valgrind: debug

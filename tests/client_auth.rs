@@ -405,3 +405,40 @@ fn wait_until_served(h: &Httpd) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Sessions made while a vhost asked for no client certificate must not resume once it requires
+/// one, even from a cache that outlived the restart.
+#[test]
+fn sessions_made_without_client_auth_do_not_resume_once_it_is_required() {
+    let (_memcached, port) = start_memcached();
+    let mut h = Httpd::new();
+    ClientPki::new().install(&h);
+    h.extra = format!(
+        "LoadModule socache_memcache_module {MODDIR}/mod_socache_memcache.so\nTLSSessionCache memcache:127.0.0.1:{port}\n"
+    );
+    h.start();
+    let anonymous = [client_config(&h, None, TLS13), client_config(&h, None, TLS12)];
+    for cfg in &anonymous {
+        let mut s = tls_connect(h.tls_port, "localhost", cfg.clone());
+        assert_eq!(get_on(&mut s, "/", "localhost").status, 200);
+    }
+    h.tls_vhost = Some(h.localhost_vhost(&required_with("root.crl")));
+    std::fs::write(h.path("conf/httpd.conf"), h.conf_text()).unwrap();
+    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+    h.log_when("logs/error.log", |l| l.matches("resuming normal operations").count() >= 2);
+    wait_until_served(&h);
+    for cfg in &anonymous {
+        let refused = request_with(h.tls_port, cfg).expect_err("a client certificate is required now");
+        assert!(refused.contains("CertificateRequired"), "{refused}");
+    }
+    h.assert_no_crash();
+}
+
+/// GET / with `cfg`; the status, or what the client saw.
+fn request_with(port: u16, cfg: &Arc<rustls::ClientConfig>) -> Result<u16, String> {
+    let mut s = try_tls_connect(port, "localhost", cfg.clone()).map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    Ok(Response::parse(&raw).0.status)
+}

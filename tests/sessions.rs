@@ -23,8 +23,9 @@ const TLS_LOG: &str = "TLSOptions StdEnvVars\nLogFormat \"%P %{remote}p %{SSL_SE
 fn handshake_kind_after_get(port: u16, sni: &str, cfg: &Arc<rustls::ClientConfig>) -> HandshakeKind {
     let mut s = tls_connect(port, sni, cfg.clone());
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-    let mut sink = Vec::new();
-    let _ = s.read_to_end(&mut sink);
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response ends with close_notify");
+    assert_eq!(Response::parse(&raw).0.status, 200, "served over the {sni} connection");
     s.conn.handshake_kind().unwrap()
 }
 

@@ -273,8 +273,10 @@ TLSEngine 127.0.0.1:{tls}
         // Children run as www-data when we are root: let them read the document tree.
         std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o755)).unwrap();
         if is_root() {
-            let _ = Command::new("chown").args(["-R", "www-data:www-data"]).arg(self.path("htdocs")).status();
-            let _ = Command::new("chown").args(["-R", "www-data:www-data"]).arg(self.path("run")).status();
+            for dir in ["htdocs", "run"] {
+                let chown = Command::new("chown").args(["-R", "www-data:www-data"]).arg(self.path(dir)).status();
+                assert!(chown.is_ok_and(|s| s.success()), "chown {dir} to www-data");
+            }
         }
         conf
     }
