@@ -3,20 +3,28 @@
 #   make demo      build and serve https://127.0.0.1:8443/ (DEMO_PORT=... to change)
 #   make test      unit + integration tests against the real httpd (what CI runs)
 #   make install   install mod_tls.so with apxs; DESTDIR is honoured
+#   make deb       build the Debian package libapache2-mod-tls-rs into target/debian/
 #   make soak      mixed TLS load with graceful restarts for SOAK_MINUTES (5); not part of make test
 #
-# Missing Debian packages (apache2, apache2-dev, libclang-dev, curl, ...) are installed first.
+# Missing Debian packages are installed first: what building and serving need for build, install
+# and demo; packaging tools for deb; every test tool for test (scripts/ensure-deps.sh).
 
 CARGO   ?= cargo
 APXS    ?= apxs
 export APXS
 
-.PHONY: all deps build debug test lint demo install bench leakcheck soak valgrind clean
+.PHONY: all deps deps-deb deps-test build debug test lint demo install deb bench leakcheck soak valgrind clean
 
 all: build
 
 deps:
-	@scripts/ensure-deps.sh
+	@scripts/ensure-deps.sh build
+
+deps-deb:
+	@scripts/ensure-deps.sh deb
+
+deps-test:
+	@scripts/ensure-deps.sh test
 
 build: deps
 	$(CARGO) build --release --locked
@@ -32,7 +40,8 @@ lint: deps
 # The integration tests load target/debug/libmod_tls.so into /usr/sbin/apache2, built with the
 # test-only switches (feature test-hooks) that release builds never have.
 TEST_FEATURES = --features test-hooks
-test: deps
+# The package test (tests/package.rs) checks the .deb that `make deb` leaves in target/debian/.
+test: deps-test deb
 	$(CARGO) build --locked $(TEST_FEATURES)
 	$(CARGO) test --locked $(TEST_FEATURES)
 	$(MAKE) --no-print-directory lint
@@ -45,6 +54,19 @@ LIBEXECDIR = $(shell $(APXS) -q LIBEXECDIR)
 install: build
 	install -d "$(DESTDIR)$(LIBEXECDIR)"
 	$(APXS) -i -S LIBEXECDIR="$(DESTDIR)$(LIBEXECDIR)" -n tls target/release/mod_tls.so
+
+# The Debian package, as Debian's own module packages are built (debian/: dh with dh_apache2).
+# dpkg-buildpackage writes next to the source tree; the results are moved to target/debian/.
+# -d: the Rust toolchain comes from rustup, which dpkg does not know about.
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version 2>/dev/null)
+DEB_ARCH    = $(shell dpkg --print-architecture)
+DEB_BASE    = libapache2-mod-tls-rs_$(DEB_VERSION)_$(DEB_ARCH)
+deb: deps-deb
+	@test "$(DEB_VERSION)" = "$$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)" || \
+		{ echo "error: debian/changelog's version $(DEB_VERSION) is not Cargo.toml's: add a changelog entry" >&2; exit 1; }
+	dpkg-buildpackage -b -d -us -uc
+	rm -rf target/debian && mkdir -p target/debian
+	mv ../$(DEB_BASE).deb ../$(DEB_BASE).buildinfo ../$(DEB_BASE).changes target/debian/
 
 # Side-by-side comparison with mod_ssl and plain httpd (../shared/bench/tlsbench; ~7 min).
 TLSBENCH ?= ../shared/bench/tlsbench

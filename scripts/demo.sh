@@ -1,14 +1,22 @@
 #!/bin/sh
 # Serves HTTPS with mod_tls on https://127.0.0.1:${DEMO_PORT:-8443}/ using an embedded default
 # configuration and a self-signed certificate generated on first use. Ctrl-C stops it.
+#
+# The server's files live in ${DEMO_DIR:-/tmp/mod_tls-demo-<uid>}, not in the checkout: started as
+# root, httpd serves as www-data, which cannot read a checkout in root's home (mode 700).
 set -eu
 
 module=$(realpath "${1:-target/release/libmod_tls.so}")
 port=${DEMO_PORT:-8443}
-root=$(realpath -m target/demo)
+root=${DEMO_DIR:-${TMPDIR:-/tmp}/mod_tls-demo-$(id -u)}
 moddir=$(apxs -q LIBEXECDIR)
 
+if [ -e "$root" ] && [ ! -O "$root" ]; then
+    echo "error: $root belongs to another user; set DEMO_DIR to a directory of yours" >&2
+    exit 1
+fi
 mkdir -p "$root/conf" "$root/htdocs" "$root/logs" "$root/run"
+chmod 755 "$root"
 if [ ! -f "$root/conf/demo.pem" ]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -38,6 +46,7 @@ LoadModule mpm_event_module $moddir/mod_mpm_event.so
 LoadModule authz_core_module $moddir/mod_authz_core.so
 LoadModule mime_module $moddir/mod_mime.so
 LoadModule dir_module $moddir/mod_dir.so
+LoadModule socache_shmcb_module $moddir/mod_socache_shmcb.so
 LoadModule tls_module $module
 $user
 ServerName localhost

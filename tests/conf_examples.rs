@@ -77,13 +77,18 @@ fn proxy_and_client_certificate_examples_pass_configtest() {
     h.start();
 }
 
+/// The Debian package's mods-available files (debian/tls.{load,conf}): enabling the module alone,
+/// before any site names a TLSEngine address, must leave a server that starts.
 #[test]
 fn debian_mods_available_pass_configtest() {
     let h = Httpd::new();
-    let load = example("debian/mods-available/tls.load")
-        .replace("/usr/lib/apache2/modules/mod_tls.so", &module_path().display().to_string());
+    let packaged = |f: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("debian").join(f)).unwrap()
+    };
+    let load =
+        packaged("tls.load").replace("/usr/lib/apache2/modules/mod_tls.so", &module_path().display().to_string());
     h.write("mods-available/tls.load", load);
-    h.write("mods-available/tls.conf", example("debian/mods-available/tls.conf"));
+    h.write("mods-available/tls.conf", packaged("tls.conf"));
     // A server configured the Debian way: modules from mods-enabled, no LoadModule of our own.
     let conf = h
         .conf_text()
@@ -92,7 +97,11 @@ fn debian_mods_available_pass_configtest() {
         .filter(|l| !l.contains("TLSCertificate"))
         .collect::<Vec<_>>()
         .join("\n");
-    let conf = format!("{conf}\nInclude mods-available/tls.load\nInclude mods-available/tls.conf\n");
+    let run = h.path("run");
+    let conf = format!(
+        "Define APACHE_RUN_DIR {}\n{conf}\nInclude mods-available/tls.load\nInclude mods-available/tls.conf\n",
+        run.display()
+    );
     std::fs::write(h.path("conf/debian.conf"), conf).unwrap();
     let o = std::process::Command::new(HTTPD).arg("-t").arg("-f").arg(h.path("conf/debian.conf")).output().unwrap();
     assert!(o.status.success(), "{}", output_text(&o));

@@ -137,6 +137,8 @@ pub struct Httpd {
     pub env: Vec<(String, String)>,
     /// Leave mod_socache_shmcb out (the default session cache then is unavailable).
     pub without_shmcb: bool,
+    /// A whole httpd.conf of the test's own, written instead of the generated one.
+    pub main_conf: Option<String>,
     child: Option<Child>,
 }
 
@@ -172,6 +174,7 @@ impl Httpd {
             mpm_tuning: None,
             env: Vec::new(),
             without_shmcb: false,
+            main_conf: None,
             child: None,
         }
     }
@@ -269,7 +272,7 @@ TLSEngine 127.0.0.1:{tls}
     fn write_conf(&self) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let conf = self.path("conf/httpd.conf");
-        std::fs::write(&conf, self.conf_text()).unwrap();
+        std::fs::write(&conf, self.main_conf.clone().unwrap_or_else(|| self.conf_text())).unwrap();
         // Children run as www-data when we are root: let them read the document tree.
         std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o755)).unwrap();
         if is_root() {

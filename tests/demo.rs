@@ -1,0 +1,54 @@
+//! `make demo`'s script: it serves HTTPS with its embedded configuration, and its log has no
+//! warning or error.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn the_demo_serves_https_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_dir = dir.path().join("demo");
+    let port = free_port();
+    let log = dir.path().join("demo.log");
+    let mut demo = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.sh"))
+        .arg(module_path())
+        .env("DEMO_PORT", port.to_string())
+        .env("DEMO_DIR", &demo_dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ca = demo_dir.join("conf/demo.pem");
+    let url = format!("https://localhost:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--resolve", &format!("localhost:{port}:127.0.0.1"), "--cacert"])
+            .arg(&ca)
+            .arg(&url)
+            .output()
+            .unwrap();
+        if o.status.success() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline && demo.try_wait().unwrap().is_none(),
+            "the demo does not serve: {}\n{}",
+            output_text(&o),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.contains("Hello from Apache httpd with mod_tls"), "{page}");
+    unsafe { libc::kill(demo.id() as i32, libc::SIGWINCH) };
+    demo.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("mod_tls/"), "the demo's log: {text}");
+    for bad in [":warn]", ":error]", ":crit]", ":emerg]"] {
+        assert!(!text.contains(bad), "{bad} in the demo's log:\n{text}");
+    }
+}

@@ -1,0 +1,189 @@
+//! The Debian package that `make deb` builds (target/debian/): lintian finds no error and only
+//! the warnings explained below, it holds the files and control fields a Debian module package
+//! has, its maintainer scripts go through apache2-maintscript-helper, and a Debian-layout
+//! configuration made from its files (what `a2enmod tls` and `a2ensite default-tls` link) serves
+//! HTTPS, with sessions resuming through the cache its tls.conf sets up.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// The package `make deb` left; `make test` builds it before the tests run.
+fn package() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian");
+    let debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}: run `make deb` (make test does) first", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    assert_eq!(debs.len(), 1, "one package in {}: {debs:?}", dir.display());
+    let name = debs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let arch = String::from_utf8(Command::new("dpkg").arg("--print-architecture").output().unwrap().stdout).unwrap();
+    assert_eq!(name, format!("libapache2-mod-tls-rs_{}_{}.deb", env!("CARGO_PKG_VERSION"), arch.trim()));
+    debs[0].clone()
+}
+
+fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+    let o = Command::new("dpkg-deb").args(args).arg(deb).output().unwrap();
+    assert!(o.status.success(), "dpkg-deb {args:?}: {}", output_text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// lintian's warnings that this package keeps, each with the reason. (Below warning level, lintian
+/// also notes `hardening-no-fortify-functions`: Rust code calls no glibc `*_chk` functions; and
+/// `spelling-error-in-binary` for strings inside dependencies.)
+const EXPLAINED: &[(&str, &str)] = &[(
+    "non-standard-apache2-module-package-name",
+    "libapache2-mod-tls would be the name of a package of httpd's C mod_tls; this is the Rust \
+     module with the same directives and module name (tls), so it is libapache2-mod-tls-rs and \
+     Conflicts with libapache2-mod-tls (both ship mod_tls.so)",
+)];
+
+#[test]
+fn lintian_finds_no_error_and_every_warning_is_explained() {
+    let deb = package();
+    let o = Command::new("lintian")
+        .args(["--tag-display-limit", "0", "--display-level", ">=warning"])
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let text = output_text(&o);
+    let tags: Vec<&str> = text.lines().filter(|l| l.starts_with("E: ") || l.starts_with("W: ")).collect();
+    for line in &tags {
+        assert!(!line.starts_with("E: "), "lintian error: {line}\n{text}");
+        let tag = line.split(": ").nth(2).and_then(|t| t.split_whitespace().next()).unwrap_or("");
+        assert!(EXPLAINED.iter().any(|(t, _)| *t == tag), "unexplained lintian warning: {line}\n{text}");
+    }
+}
+
+#[test]
+fn files_control_fields_and_maintainer_scripts() {
+    let deb = package();
+    let files = dpkg_deb(&["-c"], &deb);
+    for f in [
+        "./usr/lib/apache2/modules/mod_tls.so",
+        "./etc/apache2/mods-available/tls.load",
+        "./etc/apache2/mods-available/tls.conf",
+        "./etc/apache2/sites-available/default-tls.conf",
+        "./usr/share/doc/libapache2-mod-tls-rs/copyright",
+        "./usr/share/doc/libapache2-mod-tls-rs/changelog.gz",
+    ] {
+        assert!(files.lines().any(|l| l.ends_with(f)), "{f} in:\n{files}");
+    }
+    let field = |name: &str| {
+        dpkg_deb(&["-f"], &deb).lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+    };
+    assert_eq!(field("Package").as_deref(), Some("libapache2-mod-tls-rs"));
+    assert_eq!(field("Version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(field("Section").as_deref(), Some("httpd"));
+    let depends = field("Depends").expect("Depends");
+    assert!(depends.contains("apache2-api-20120211"), "the module ABI: {depends}");
+    assert!(depends.contains("libc6 (>="), "the libc it was built against: {depends}");
+    // Maintainer scripts: a2enmod/a2dismod through apache2-maintscript-helper, as dh_apache2 writes.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new("dpkg-deb").arg("-e").arg(&deb).arg(dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let postinst = std::fs::read_to_string(dir.path().join("postinst")).unwrap();
+    for script in ["postinst", "prerm", "postrm"] {
+        let text = std::fs::read_to_string(dir.path().join(script)).unwrap();
+        assert!(text.contains(". /usr/share/apache2/apache2-maintscript-helper"), "{script}:\n{text}");
+        assert!(text.contains("for conf in tls "), "{script}:\n{text}");
+    }
+    assert!(postinst.contains("apache2_invoke enmod $conf"), "{postinst}");
+    // The module in the package is stripped (debug information stays out of the package).
+    let so = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dpkg-deb --fsys-tarfile {} | tar -xOf - ./usr/lib/apache2/modules/mod_tls.so | wc -c",
+            deb.display()
+        ))
+        .output()
+        .unwrap();
+    let size: u64 = String::from_utf8_lossy(&so.stdout).trim().parse().unwrap();
+    assert!(size < 16 * 1024 * 1024, "mod_tls.so is {size} bytes");
+}
+
+#[test]
+fn a_debian_layout_made_from_the_package_serves_https() {
+    let deb = package();
+    let mut h = Httpd::new();
+    h.log_level = "warn".into();
+    let port = free_port();
+    // The package's files, as dpkg would install them, under the test's root.
+    let o = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&h.root).output().unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let etc = h.path("etc/apache2");
+    let module = h.path("usr/lib/apache2/modules/mod_tls.so");
+    // What a2enmod tls (with its Depends: socache_shmcb) and a2ensite default-tls link.
+    let load = std::fs::read_to_string(etc.join("mods-available/tls.load")).unwrap();
+    assert!(load.contains("# Depends: socache_shmcb"), "{load}");
+    std::fs::write(
+        etc.join("mods-available/tls.load"),
+        load.replace("/usr/lib/apache2/modules/mod_tls.so", &module.display().to_string()),
+    )
+    .unwrap();
+    std::fs::create_dir_all(etc.join("mods-enabled")).unwrap();
+    std::fs::create_dir_all(etc.join("sites-enabled")).unwrap();
+    std::fs::copy("/etc/apache2/mods-available/socache_shmcb.load", etc.join("mods-available/socache_shmcb.load"))
+        .unwrap();
+    for (link, target) in [
+        ("mods-enabled/socache_shmcb.load", "../mods-available/socache_shmcb.load"),
+        ("mods-enabled/tls.load", "../mods-available/tls.load"),
+        ("mods-enabled/tls.conf", "../mods-available/tls.conf"),
+        ("sites-enabled/default-tls.conf", "../sites-available/default-tls.conf"),
+    ] {
+        std::os::unix::fs::symlink(target, etc.join(link)).unwrap();
+    }
+    // The site as shipped, on a test port and with the test's certificate for the snakeoil one.
+    let site = std::fs::read_to_string(etc.join("sites-available/default-tls.conf")).unwrap();
+    for shipped in
+        ["/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key", "443", "/var/www/html"]
+    {
+        assert!(site.contains(shipped), "{shipped} in:\n{site}");
+    }
+    let site = site
+        .replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", &h.path("conf/server.pem").display().to_string())
+        .replace("/etc/ssl/private/ssl-cert-snakeoil.key", &h.path("conf/server.key").display().to_string())
+        .replace("Listen 443", &format!("Listen 127.0.0.1:{port}"))
+        .replace("443", &port.to_string())
+        .replace("/var/www/html", &h.path("htdocs").display().to_string());
+    std::fs::write(etc.join("sites-available/default-tls.conf"), site).unwrap();
+    let root = h.root.display().to_string();
+    let user = if unsafe { libc::geteuid() } == 0 { "User www-data\nGroup www-data\n" } else { "" };
+    // Debian's apache2.conf in short: envvars' variables, then mods-enabled and sites-enabled.
+    h.main_conf = Some(format!(
+        "Define APACHE_RUN_DIR {root}/run\nDefine APACHE_LOG_DIR {root}/logs\n\
+         ServerRoot \"{}\"\nPidFile {root}/run/httpd.pid\nMutex file:{root}/run default\n\
+         ErrorLog {root}/logs/error.log\nLogLevel warn\n{user}\
+         LoadModule mpm_event_module {MODDIR}/mod_mpm_event.so\n\
+         LoadModule authz_core_module {MODDIR}/mod_authz_core.so\n\
+         LoadModule mime_module {MODDIR}/mod_mime.so\nLoadModule dir_module {MODDIR}/mod_dir.so\n\
+         ServerName localhost\nTypesConfig /etc/mime.types\nDirectoryIndex index.html\n\
+         LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" combined\n\
+         <Directory {root}/htdocs>\n  Require all granted\n</Directory>\n\
+         Listen 127.0.0.1:{}\nListen 127.0.0.1:{}\n\
+         IncludeOptional mods-enabled/*.load\nIncludeOptional mods-enabled/*.conf\nIncludeOptional sites-enabled/*.conf\n",
+        etc.display(),
+        h.tls_port,
+        h.plain_port,
+    ));
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.start();
+    for versions in [TLS13, TLS12] {
+        let cfg = h.pki.client_config(versions);
+        for kind in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed] {
+            let mut s = tls_connect(port, "localhost", cfg.clone());
+            let r = get_on(&mut s, "/index.html", "localhost");
+            assert_eq!((r.status, r.text().as_str()), (200, "hello over TLS\n"));
+            assert_eq!(s.conn.handshake_kind(), Some(kind), "{versions:?}: tls.conf's session cache");
+        }
+    }
+    let log = h.error_log();
+    assert!(!log.contains(":warn]") && !log.contains(":error]"), "{log}");
+    h.assert_no_crash();
+}
