@@ -10,12 +10,21 @@ use common::*;
 
 #[test]
 fn the_demo_serves_https_without_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    // A checkout that the httpd user cannot read (as root's home is): the module and the working
+    // directory are inside a mode-700 directory; the demo's own directory is elsewhere.
+    let checkout = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(checkout.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let module = checkout.path().join("mod_tls.so");
+    std::fs::copy(module_path(), &module).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let demo_dir = dir.path().join("demo");
     let port = free_port();
     let log = dir.path().join("demo.log");
     let mut demo = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.sh"))
-        .arg(module_path())
+        .arg(&module)
+        .current_dir(checkout.path())
         .env("DEMO_PORT", port.to_string())
         .env("DEMO_DIR", &demo_dir)
         .stdout(Stdio::null())
