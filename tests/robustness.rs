@@ -116,12 +116,37 @@ fn stalled_handshakes(extra: &str) {
         s.write_all(sent).unwrap();
         stalled.push(s);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Every stalled client's bytes have been read by the server (it holds them all now).
+    wait_until_server_read_all(h.tls_port, stalled.len());
     for _ in 0..3 {
         assert_served_within(&h, Duration::from_secs(1));
     }
     drop(stalled);
     h.assert_no_crash();
+}
+
+/// Waits until `n` established connections to the server's `port` have nothing left unread in
+/// the server's receive queue (/proc/net/tcp: the connections the server accepted and read).
+fn wait_until_server_read_all(port: u16, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let read_all = table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let rx_queue = u64::from_str_radix(f.get(4)?.rsplit(':').next()?, 16).ok()?;
+                (local_port == port && f[3] == "01" && rx_queue == 0).then_some(())
+            })
+            .count();
+        if read_all >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server read {read_all} of {n} connections");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// How long the server kept the connection that `client` opens and then leaves silent (the
