@@ -8,7 +8,8 @@
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use rustls::ServerConfig;
 use rustls::server::ClientHello;
@@ -67,9 +68,10 @@ struct VhostChooser {
     c: *mut conn_rec,
     /// The vhost chosen (the address's default until a ClientHello says otherwise).
     server: *mut server_rec,
-    /// The SNI the client sent, if any.
+    /// The SNI the client sent, if any (moved into the handshake's facts once it completes).
     sni: Option<String>,
-    /// The certificate we present (the resolver's choice for this ClientHello).
+    /// The certificate we present (the resolver's choice for this ClientHello; moved into the
+    /// handshake's facts once it completes).
     cert: Option<Arc<rustls::sign::CertifiedKey>>,
     /// That certificate with a stapled OCSP response, handed to the resolver once.
     stapled: Option<Arc<rustls::sign::CertifiedKey>>,
@@ -189,9 +191,51 @@ impl VhostChooser {
     }
 }
 
-/// Per-connection state, owned by `c->pool`.
+/// What request-time hooks see of a connection. They may run on other threads than the
+/// connection's own (HTTP/2 streams), so this is kept apart from [`TlsConn`], which only the
+/// connection's own thread touches: written once by that thread, then only read.
+pub struct ConnShared {
+    /// Set when the handshake completes, before any request can exist.
+    established: OnceLock<Established>,
+    /// The client spoke plain HTTP to the TLS port.
+    plain_http: AtomicBool,
+}
+
+/// What a completed handshake settled.
+pub struct Established {
+    /// The vhost the handshake ran with (chosen by SNI, or the address's default).
+    pub server: *mut server_rec,
+    pub facts: Arc<crate::vars::HandshakeFacts>,
+}
+
+// SAFETY: `server` points to a server_rec, which httpd only reads after start-up, for the whole
+// configuration generation that this connection belongs to.
+unsafe impl Send for Established {}
+unsafe impl Sync for Established {}
+
+impl ConnShared {
+    pub fn established(&self) -> Option<&Established> {
+        self.established.get()
+    }
+
+    /// The client spoke plain HTTP to the TLS port.
+    pub fn is_plain_http(&self) -> bool {
+        self.plain_http.load(Ordering::Acquire)
+    }
+}
+
+/// What `c->conn_config` holds for us: the shared view and the connection's own state, in two
+/// allocations so that a reference to one never covers the other.
+struct ConnSlot {
+    shared: ConnShared,
+    state: *mut TlsConn,
+}
+
+/// Per-connection state, owned by `c->pool`; only the connection's own thread uses it.
 pub struct TlsConn {
     c: *mut conn_rec,
+    /// The shared view of this connection (in its [`ConnSlot`]).
+    shared: *const ConnShared,
     stream: TlsStream,
     chooser: VhostChooser,
     /// The handshake completed and we acted on it (protocol switch).
@@ -288,8 +332,16 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
     unsafe {
         let pool = (*c).pool;
         let alloc = (*c).bucket_alloc;
+        let slot = pool::attach(
+            pool,
+            ConnSlot {
+                shared: ConnShared { established: OnceLock::new(), plain_http: AtomicBool::new(false) },
+                state: ptr::null_mut(),
+            },
+        );
         let state = TlsConn {
             c,
+            shared: ptr::addr_of!((*slot).shared),
             stream: TlsStream::new(),
             chooser: VhostChooser { c, server: (*c).base_server, sni: None, cert: None, stapled: None },
             established: false,
@@ -307,7 +359,8 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             ticket_deferred: false,
         };
         let tc = pool::attach(pool, state);
-        sys::ap_set_module_config((*c).conn_config, module::record(), tc as *mut c_void);
+        (*slot).state = tc;
+        sys::ap_set_module_config((*c).conn_config, module::record(), slot as *mut c_void);
         tc
     }
 }
@@ -328,29 +381,37 @@ pub unsafe fn drive_handshake(c: *mut conn_rec, block: sys::apr_read_type_e) -> 
     }
 }
 
-/// Our state for `c` (or for its master connection, for HTTP/2 streams), if TLS is ours.
+unsafe fn slot(c: *const conn_rec) -> *mut ConnSlot {
+    unsafe { sys::ap_get_module_config((*c).conn_config, module::record()) as *mut ConnSlot }
+}
+
+/// Our state for connection `c`, if TLS is ours, for the hooks that run on the connection's own
+/// thread. HTTP/2 streams get none: they run on other threads, and see [`conn_shared`].
+///
+/// # Safety
+/// `c` must be a valid conn_rec, and this must be its own thread.
+pub unsafe fn conn_state<'a>(c: *const conn_rec) -> Option<&'a mut TlsConn> {
+    unsafe {
+        if !(*c).master.is_null() {
+            return None;
+        }
+        slot(c).as_ref().and_then(|s| s.state.as_mut())
+    }
+}
+
+/// What request-time hooks may see of `c` (or of its master connection, for an HTTP/2 stream),
+/// if TLS is ours: from any thread.
 ///
 /// # Safety
 /// `c` must be a valid conn_rec.
-pub unsafe fn conn_state<'a>(c: *const conn_rec) -> Option<&'a mut TlsConn> {
+pub unsafe fn conn_shared<'a>(c: *const conn_rec) -> Option<&'a ConnShared> {
     unsafe {
         let c = if (*c).master.is_null() { c } else { (*c).master as *const conn_rec };
-        let p = sys::ap_get_module_config((*c).conn_config, module::record()) as *mut TlsConn;
-        p.as_mut()
+        slot(c).as_ref().map(|s| &s.shared)
     }
 }
 
 impl TlsConn {
-    /// The vhost the handshake selected.
-    pub fn server(&self) -> *mut server_rec {
-        self.chooser.server
-    }
-
-    /// The client spoke plain HTTP to the TLS port.
-    pub fn is_plain_http(&self) -> bool {
-        self.stream.is_plain_http()
-    }
-
     /// Still handshaking (nothing failed yet).
     pub fn is_handshaking(&self) -> bool {
         self.stream.is_handshaking() && !self.closed
@@ -359,25 +420,6 @@ impl TlsConn {
     /// The handshake waits for the client's answer to the flight we sent.
     pub fn awaits_client_flight(&self) -> bool {
         !self.closed && self.stream.awaits_peer_flight()
-    }
-
-    /// The SNI the client sent.
-    pub fn sni(&self) -> Option<&str> {
-        self.chooser.sni.as_deref()
-    }
-
-    /// What the variables are computed from, once the handshake has produced a connection.
-    pub fn facts(&self) -> Option<crate::vars::ConnFacts<'_>> {
-        let now_unix =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let conn = self.stream.connection()?;
-        Some(crate::vars::ConnFacts {
-            conn,
-            client_chain: conn.peer_certificates(),
-            sni: self.sni(),
-            server_cert: self.chooser.cert.as_ref().and_then(|k| k.cert.first()).map(|c| c.as_ref()),
-            now_unix,
-        })
     }
 
     /// A backend connection starts its handshake with the name and protocols mod_proxy noted on
@@ -422,6 +464,14 @@ impl TlsConn {
     fn on_established(&mut self) -> apr_status_t {
         self.established = true;
         let Some(conn) = self.stream.connection() else { return APR_SUCCESS };
+        // The SNI and the certificate move into the snapshot: nothing else needs them any more.
+        let facts = Arc::new(crate::vars::HandshakeFacts::of(conn, self.chooser.sni.take(), self.chooser.cert.take()));
+        let established = Established { server: self.chooser.server, facts: facts.clone() };
+        if unsafe { &*self.shared }.established.set(established).is_err() {
+            log_conn!(self.c, log::ERR, 0, "internal error: the handshake completed twice");
+            self.closed = true;
+            return APR_ECONNABORTED;
+        }
         log_conn!(
             self.c,
             log::DEBUG,
@@ -429,7 +479,7 @@ impl TlsConn {
             "TLS handshake done: {:?} {:?}, SNI {:?}, ALPN {:?}, {}",
             conn.protocol_version(),
             conn.negotiated_cipher_suite().map(|s| s.suite()),
-            self.chooser.sni,
+            facts.sni,
             conn.alpn_protocol().map(String::from_utf8_lossy),
             unsafe { describe(self.chooser.server) }
         );
@@ -558,7 +608,12 @@ impl TlsConn {
                 return rv;
             }
         }
-        if !self.established && !self.stream.is_handshaking() && !self.stream.is_plain_http() {
+        if !self.established && !self.stream.is_handshaking() {
+            if self.stream.is_plain_http() {
+                // Plain HTTP never completes a handshake: say so to the request hooks.
+                unsafe { &*self.shared }.plain_http.store(true, Ordering::Release);
+                return APR_SUCCESS;
+            }
             return self.on_established();
         }
         APR_SUCCESS

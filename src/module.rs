@@ -1086,9 +1086,8 @@ unsafe extern "C" fn var_lookup(
             if c.is_null() || name.is_null() {
                 return ptr::null();
             }
-            let Some(tc) = filters::conn_state(c) else { return ptr::null() };
-            let Some(facts) = tc.facts() else { return ptr::null() };
-            match vars::lookup(&cstr(name), &facts) {
+            let Some(facts) = handshake_facts(c) else { return ptr::null() };
+            match vars::lookup(&cstr(name), &vars::ConnFacts::now(facts)) {
                 Some(v) => pool::pstrdup(p, &v),
                 None => ptr::null(),
             }
@@ -1137,12 +1136,12 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
         DECLINED,
         |_| {},
         || unsafe {
-            let Some(tc) = filters::conn_state((*r).connection) else { return DECLINED };
+            let Some(shared) = filters::conn_shared((*r).connection) else { return DECLINED };
             if server_conf((*r).server).tls.as_ref().is_some_and(|t| t.fallback) {
                 // mod_md's stand-in certificate: not for serving content.
                 return sys::HTTP_SERVICE_UNAVAILABLE as c_int;
             }
-            if tc.is_plain_http() {
+            if shared.is_plain_http() {
                 // As mod_ssl: a readable answer for someone who typed http:// with the TLS port.
                 sys::apr_table_setn(
                     (*r).notes,
@@ -1153,16 +1152,22 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
                 log_conn!((*r).connection, log::INFO, 0, "plain HTTP request on a TLS port; answering 400");
                 return sys::HTTP_BAD_REQUEST as c_int;
             }
+            let Some(established) = shared.established() else {
+                // Requests only follow a completed handshake; refuse rather than guess.
+                log_server!((*r).server, log::ERR, 0, "request on a TLS connection without a completed handshake");
+                return sys::HTTP_MISDIRECTED_REQUEST as c_int;
+            };
             if let Some(var) = server_conf((*r).server).user_name_var.as_deref()
-                && let Some(user) = tc.facts().and_then(|f| vars::lookup(var, &f))
+                && let Some(user) = vars::lookup(var, &vars::ConnFacts::now(&established.facts))
             {
                 (*r).user = pool::pstrdup((*r).pool, &user) as *mut c_char;
             }
             // Every request, with or without SNI: without it the handshake ran with the address's
             // default vhost, whose policy a Host naming another vhost must not get around.
-            let handshake_server = tc.server();
+            let handshake_server = established.server;
             if (*r).server != handshake_server && !same_tls_settings((*r).server, handshake_server) {
-                let sni = tc.sni().map_or_else(|| "no SNI".to_string(), |n| format!("SNI '{n}'"));
+                let sni =
+                    established.facts.sni.as_deref().map_or_else(|| "no SNI".to_string(), |n| format!("SNI '{n}'"));
                 log_server!(
                     (*r).server,
                     log::ERR,
@@ -1262,16 +1267,21 @@ unsafe extern "C" fn conn_is_ssl(c: *mut conn_rec) -> c_int {
         DECLINED,
         |_| {},
         || unsafe {
-            match filters::conn_state(c) {
-                Some(tc) if !tc.is_plain_http() => OK,
+            match filters::conn_shared(c) {
+                Some(shared) if !shared.is_plain_http() => OK,
                 _ => DECLINED,
             }
         },
     )
 }
 
+/// The facts of `c`'s completed handshake (its master's, for an HTTP/2 stream), from any thread.
+unsafe fn handshake_facts<'a>(c: *const conn_rec) -> Option<&'a vars::HandshakeFacts> {
+    unsafe { filters::conn_shared(c)?.established().map(|e| &*e.facts) }
+}
+
 unsafe fn request_is_ours(r: *const request_rec) -> bool {
-    unsafe { !(*r).connection.is_null() && filters::conn_state((*r).connection).is_some() }
+    unsafe { !(*r).connection.is_null() && filters::conn_shared((*r).connection).is_some() }
 }
 
 unsafe extern "C" fn http_scheme(r: *const request_rec) -> *const c_char {
@@ -1289,7 +1299,9 @@ unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
         DECLINED,
         |_| {},
         || unsafe {
-            let Some(tc) = filters::conn_state((*r).connection) else { return DECLINED };
+            if filters::conn_shared((*r).connection).is_none() {
+                return DECLINED;
+            }
             let env = (*r).subprocess_env;
             sys::apr_table_setn(env, c"HTTPS".as_ptr(), c"on".as_ptr());
             let dconf = &*(sys::ap_get_module_config((*r).per_dir_config, record()) as *const DirConf);
@@ -1298,7 +1310,8 @@ unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
             if !std_vars && !cert_data {
                 return DECLINED;
             }
-            let Some(facts) = tc.facts() else { return DECLINED };
+            let Some(facts) = handshake_facts((*r).connection) else { return DECLINED };
+            let facts = vars::ConnFacts::now(facts);
             let set = |k: &str, v: &str| {
                 sys::apr_table_setn(env, pool::pstrdup((*r).pool, k), pool::pstrdup((*r).pool, v));
             };

@@ -1,20 +1,53 @@
 //! The values of the `SSL_*` variables httpd modules ask for (mod_ssl's names), computed on demand
-//! from the connection's state. Plain Rust: the hooks in `module.rs` only convert strings.
+//! from what the handshake established. Plain Rust: the hooks in `module.rs` only convert strings.
 
-use rustls::CommonState;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::sign::CertifiedKey;
+use rustls::{CommonState, HandshakeKind, NamedGroup, ProtocolVersion};
 
 use crate::certvars;
 use crate::ciphers;
 use crate::config::version_name;
 
+/// What one TLS connection's handshake established, taken once when it completed and never
+/// changed afterwards: request threads (HTTP/2 streams run on other threads than their
+/// connection) share it read-only instead of reading the live rustls connection, which the
+/// connection's own thread keeps using.
+#[derive(Debug, Default)]
+pub struct HandshakeFacts {
+    pub protocol: Option<ProtocolVersion>,
+    pub suite: Option<u16>,
+    pub kind: Option<HandshakeKind>,
+    pub alpn: Option<Vec<u8>>,
+    pub key_exchange: Option<NamedGroup>,
+    pub sni: Option<String>,
+    /// The certificate we presented (shared with the vhost's configuration, not copied).
+    pub server_key: Option<Arc<CertifiedKey>>,
+    /// The peer's verified certificate chain (leaf first), if it sent one.
+    pub peer_chain: Option<Vec<CertificateDer<'static>>>,
+}
+
+impl HandshakeFacts {
+    /// The facts of `conn`, whose handshake has completed.
+    pub fn of(conn: &CommonState, sni: Option<String>, server_key: Option<Arc<CertifiedKey>>) -> Self {
+        HandshakeFacts {
+            protocol: conn.protocol_version(),
+            suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
+            kind: conn.handshake_kind(),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            key_exchange: conn.negotiated_key_exchange_group().map(|g| g.name()),
+            sni,
+            server_key,
+            peer_chain: conn.peer_certificates().map(<[CertificateDer<'static>]>::to_vec),
+        }
+    }
+}
+
 /// What is known about one TLS connection when a variable is asked for.
 pub struct ConnFacts<'a> {
-    pub conn: &'a CommonState,
-    pub sni: Option<&'a str>,
-    /// DER of the certificate we presented.
-    pub server_cert: Option<&'a [u8]>,
-    /// The client's verified certificate chain (leaf first), if it sent one.
-    pub client_chain: Option<&'a [rustls::pki_types::CertificateDer<'static>]>,
+    pub handshake: &'a HandshakeFacts,
     pub now_unix: i64,
 }
 
@@ -48,44 +81,59 @@ fn cipher_bits(suite: &str) -> Option<u32> {
     }
 }
 
-impl ConnFacts<'_> {
+impl<'a> ConnFacts<'a> {
+    /// The facts of `handshake` as of now (certificate variables count the days left).
+    pub fn now(handshake: &'a HandshakeFacts) -> Self {
+        let now_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        ConnFacts { handshake, now_unix }
+    }
+
+    fn client_chain(&self) -> Option<&[CertificateDer<'static>]> {
+        self.handshake.peer_chain.as_deref()
+    }
+
     fn client_leaf(&self) -> Option<&[u8]> {
-        self.client_chain.and_then(|c| c.first()).map(|c| c.as_ref())
+        self.client_chain().and_then(|c| c.first()).map(|c| c.as_ref())
+    }
+
+    fn server_cert(&self) -> Option<&[u8]> {
+        self.handshake.server_key.as_ref().and_then(|k| k.cert.first()).map(|c| c.as_ref())
     }
 }
 
 /// The value of variable `name`, or `None` when it is not ours or has no value.
 pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
-    let conn = f.conn;
+    let hs = f.handshake;
     let suite_name = || {
-        let id = u16::from(conn.negotiated_cipher_suite()?.suite());
+        let id = hs.suite?;
         Some(ciphers::iana_name(id).map_or_else(|| format!("TLS_CIPHER_0x{id:04x}"), str::to_string))
     };
     let value = match name {
         "HTTPS" => "on".to_string(),
-        "SSL_PROTOCOL" => version_name(u16::from(conn.protocol_version()?)),
+        "SSL_PROTOCOL" => version_name(u16::from(hs.protocol?)),
         "SSL_CIPHER" => suite_name()?,
         "SSL_CIPHER_USEKEYSIZE" | "SSL_CIPHER_ALGKEYSIZE" => cipher_bits(&suite_name()?)?.to_string(),
         "SSL_CIPHER_EXPORT" | "SSL_SECURE_RENEG" => "false".to_string(),
         "SSL_COMPRESS_METHOD" => "NULL".to_string(),
         "SSL_CLIENT_VERIFY" => if f.client_leaf().is_some() { "SUCCESS" } else { "NONE" }.to_string(),
-        "SSL_TLS_SNI" => f.sni?.to_string(),
+        "SSL_TLS_SNI" => hs.sni.clone()?,
         "SSL_VERSION_INTERFACE" => format!("mod_tls/{}", crate::VERSION),
         "SSL_VERSION_LIBRARY" => format!("rustls/{}", crate::RUSTLS_VERSION),
-        "SSL_SESSION_RESUMED" => match conn.handshake_kind()? {
-            rustls::HandshakeKind::Resumed => "Resumed".to_string(),
+        "SSL_SESSION_RESUMED" => match hs.kind? {
+            HandshakeKind::Resumed => "Resumed".to_string(),
             _ => "Initial".to_string(),
         },
         // Never exposed: it would hand resumption secrets to applications and logs.
         "SSL_SESSION_ID" => String::new(),
-        "SSL_ALPN" => String::from_utf8_lossy(conn.alpn_protocol()?).into_owned(),
-        "SSL_KEY_EXCHANGE" => format!("{:?}", conn.negotiated_key_exchange_group()?.name()),
+        "SSL_ALPN" => String::from_utf8_lossy(hs.alpn.as_deref()?).into_owned(),
+        "SSL_KEY_EXCHANGE" => format!("{:?}", hs.key_exchange?),
         _ => {
             if let Some(suffix) = name.strip_prefix("SSL_SERVER_") {
-                certvars::cert_var(f.server_cert?, suffix, f.now_unix)?
+                certvars::cert_var(f.server_cert()?, suffix, f.now_unix)?
             } else if let Some(n) = name.strip_prefix("SSL_CLIENT_CERT_CHAIN_") {
                 let n: usize = n.parse().ok()?;
-                certvars::pem(f.client_chain?.get(n + 1)?)
+                certvars::pem(f.client_chain()?.get(n + 1)?)
             } else {
                 let suffix = name.strip_prefix("SSL_CLIENT_")?;
                 certvars::cert_var(f.client_leaf()?, suffix, f.now_unix)?
@@ -99,7 +147,7 @@ pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
 pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         STD_VARS.iter().filter_map(|n| lookup(n, f).map(|v| (n.to_string(), v))).collect();
-    if let Some(der) = f.server_cert {
+    if let Some(der) = f.server_cert() {
         out.extend(certvars::all_cert_vars(der, f.now_unix).into_iter().map(|(k, v)| (format!("SSL_SERVER_{k}"), v)));
     }
     if let Some(der) = f.client_leaf() {
@@ -111,8 +159,8 @@ pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
 /// What `TLSOptions ExportCertData` adds.
 pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
-        f.server_cert.map(|der| ("SSL_SERVER_CERT".to_string(), certvars::pem(der))).into_iter().collect();
-    if let Some(chain) = f.client_chain {
+        f.server_cert().map(|der| ("SSL_SERVER_CERT".to_string(), certvars::pem(der))).into_iter().collect();
+    if let Some(chain) = f.client_chain() {
         for (i, cert) in chain.iter().enumerate() {
             let name = if i == 0 { "SSL_CLIENT_CERT".to_string() } else { format!("SSL_CLIENT_CERT_CHAIN_{}", i - 1) };
             out.push((name, certvars::pem(cert)));
@@ -124,6 +172,34 @@ pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_come_from_the_handshake_snapshot() {
+        let hs = HandshakeFacts {
+            protocol: Some(ProtocolVersion::TLSv1_3),
+            suite: Some(0x1302),
+            kind: Some(HandshakeKind::Resumed),
+            alpn: Some(b"h2".to_vec()),
+            key_exchange: Some(NamedGroup::X25519MLKEM768),
+            sni: Some("www.example.net".into()),
+            ..Default::default()
+        };
+        let f = ConnFacts { handshake: &hs, now_unix: 0 };
+        let v = |n: &str| lookup(n, &f);
+        assert_eq!(v("SSL_PROTOCOL").as_deref(), Some("TLSv1.3"));
+        assert_eq!(v("SSL_CIPHER").as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        assert_eq!(v("SSL_CIPHER_USEKEYSIZE").as_deref(), Some("256"));
+        assert_eq!(v("SSL_SESSION_RESUMED").as_deref(), Some("Resumed"));
+        assert_eq!(v("SSL_ALPN").as_deref(), Some("h2"));
+        assert_eq!(v("SSL_KEY_EXCHANGE").as_deref(), Some("X25519MLKEM768"));
+        assert_eq!(v("SSL_TLS_SNI").as_deref(), Some("www.example.net"));
+        assert_eq!(v("SSL_CLIENT_VERIFY").as_deref(), Some("NONE"));
+        assert_eq!(v("SSL_CLIENT_S_DN"), None, "no client certificate");
+        assert_eq!(v("SSL_SERVER_S_DN"), None, "no certificate recorded");
+        assert_eq!(v("SSL_SESSION_ID").as_deref(), Some(""), "never exposed");
+        let names: Vec<String> = std_env_vars(&f).into_iter().map(|(k, _)| k).collect();
+        assert!(names.contains(&"SSL_PROTOCOL".to_string()) && !names.contains(&"SSL_SERVER_CERT".to_string()));
+    }
 
     #[test]
     fn key_sizes_from_suite_names() {

@@ -189,6 +189,14 @@ fn rewrite_headers_expr_and_http2_consume_the_variables() {
         ]);
         assert_eq!(String::from_utf8_lossy(&o.stdout), "2", "TLS {max}: {}", output_text(&o));
     }
+    // Over HTTP/2 each request runs on another thread than its connection: the variables come
+    // from the handshake's snapshot there, with the same values.
+    for _ in 0..3 {
+        let o = h.curl(&["--http2", "--tlsv1.3", &h.https_url("/env.cgi"), &h.https_url("/env.cgi")]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(text.matches("HTTP_X_TLS=TLSv1.3 TLS_AES_256_GCM_SHA384\n").count(), 2, "{}", output_text(&o));
+        assert_eq!(text.matches("HTTPS=on\n").count(), 2, "{text}");
+    }
 }
 
 #[test]
