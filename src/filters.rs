@@ -28,11 +28,10 @@ const TLS_READ_CHUNK: usize = 32 * 1024;
 /// Pass encrypted output down once this much has accumulated, so a large response streams in
 /// bounded memory instead of being encrypted whole.
 const OUT_PASS_BYTES: usize = 64 * 1024;
-/// Whether the gathered data is exactly an HTTP/1.x response head (and not an interim 1xx one,
-/// after which the connection may change hands, as for 101 Switching Protocols).
+/// Whether the data gathered from a brigade is exactly a response head ([`policy::is_response_head`]).
 fn is_response_head(parts: &[(*mut sys::apr_bucket, &[u8])]) -> bool {
     let (Some((_, first)), Some((_, last))) = (parts.first(), parts.last()) else { return false };
-    first.starts_with(b"HTTP/1.") && first.get(9..10).is_none_or(|d| d != b"1") && last.ends_with(b"\r\n\r\n")
+    crate::policy::is_response_head(first, last)
 }
 
 /// httpd's core output filter sets aside less than this much in-memory data instead of writing it

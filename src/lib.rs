@@ -14,6 +14,7 @@ pub mod ciphers;
 pub mod config;
 pub mod engine;
 pub mod handshake_wait;
+pub mod policy;
 pub mod stream;
 pub mod vars;
 

@@ -209,11 +209,21 @@ static COMMANDS: CommandTable<21> = CommandTable([
     END_OF_COMMANDS,
 ]);
 
-/// The settings of server `s` (merged for vhosts once httpd has merged them).
+/// The settings of server `s` (merged for vhosts once httpd has merged them), read-only: what
+/// connection and request hooks use, on any thread, once start-up is over.
 ///
 /// # Safety
 /// `s` must be a valid server_rec whose config vector holds ours.
-pub unsafe fn server_conf<'a>(s: *const server_rec) -> &'a mut ServerConf {
+pub unsafe fn server_conf<'a>(s: *const server_rec) -> &'a ServerConf {
+    unsafe { &*(sys::ap_get_module_config((*s).module_config, record()) as *const ServerConf) }
+}
+
+/// The settings of server `s`, to change: only while httpd reads its configuration and builds
+/// from it (directive handlers, post_config), when no other thread runs.
+///
+/// # Safety
+/// As [`server_conf`], and no reference to the same settings may be alive.
+unsafe fn server_conf_mut<'a>(s: *const server_rec) -> &'a mut ServerConf {
     unsafe { &mut *(sys::ap_get_module_config((*s).module_config, record()) as *mut ServerConf) }
 }
 
@@ -294,7 +304,7 @@ unsafe extern "C" fn set_engine(cmd: *mut cmd_parms, _dconf: *mut c_void, arg: *
                     .into());
             }
             let addrs = EngineAddr::parse_all(&cstr(arg))?;
-            let conf = server_conf((*cmd).server);
+            let conf = server_conf_mut((*cmd).server);
             for a in addrs {
                 if !conf.engines.contains(&a) {
                     conf.engines.push(a);
@@ -315,7 +325,7 @@ unsafe extern "C" fn set_certificate(
         directive(cmd, || {
             let cert_file = server_relative(cmd, cert)?;
             let key_file = if key.is_null() { None } else { Some(server_relative(cmd, key)?) };
-            server_conf((*cmd).server).certificates.push(CertSpec { cert_file, key_file, origin: origin(cmd) });
+            server_conf_mut((*cmd).server).certificates.push(CertSpec { cert_file, key_file, origin: origin(cmd) });
             Ok(())
         })
     }
@@ -412,7 +422,7 @@ unsafe extern "C" fn set_proxy_machine_cert(
 unsafe fn build_proxy_configs(main: *mut server_rec, pconf: *mut apr_pool_t) -> bool {
     unsafe {
         let cache = std::sync::Arc::new(engine::ProxyCache::default());
-        server_conf(main).proxy_cache = Some(cache.clone());
+        server_conf_mut(main).proxy_cache = Some(cache.clone());
         let scopes = (*pool::userdata(pconf, c"mod_tls proxy scopes", ProxyScopes::new)).clone();
         let mut ok = true;
         for s in servers(main) {
@@ -508,7 +518,7 @@ unsafe extern "C" fn set_client_auth(cmd: *mut cmd_parms, _d: *mut c_void, arg: 
         directive(cmd, || {
             not_in_directory(cmd, "TLSClientCertificate")?;
             let value = config::ClientAuth::parse(&cstr(arg))?;
-            server_conf((*cmd).server).client_auth = Some(Located { value, origin: origin(cmd) });
+            server_conf_mut((*cmd).server).client_auth = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
     }
@@ -519,7 +529,7 @@ unsafe extern "C" fn set_client_ca(cmd: *mut cmd_parms, _d: *mut c_void, arg: *c
         directive(cmd, || {
             not_in_directory(cmd, "TLSClientCA")?;
             let value = server_relative(cmd, arg)?;
-            server_conf((*cmd).server).client_ca = Some(Located { value, origin: origin(cmd) });
+            server_conf_mut((*cmd).server).client_ca = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
     }
@@ -530,7 +540,7 @@ unsafe extern "C" fn set_client_crl(cmd: *mut cmd_parms, _d: *mut c_void, arg: *
         directive(cmd, || {
             not_in_directory(cmd, "TLSClientCRL")?;
             let value = server_relative(cmd, arg)?;
-            server_conf((*cmd).server).client_crls.push(Located { value, origin: origin(cmd) });
+            server_conf_mut((*cmd).server).client_crls.push(Located { value, origin: origin(cmd) });
             Ok(())
         })
     }
@@ -544,7 +554,7 @@ unsafe extern "C" fn set_user_name(cmd: *mut cmd_parms, _d: *mut c_void, arg: *c
             if !name.starts_with("SSL_") {
                 return Err(format!("TLSUserName '{name}': name a TLS variable such as SSL_CLIENT_S_DN_CN"));
             }
-            server_conf((*cmd).server).user_name_var = Some(name);
+            server_conf_mut((*cmd).server).user_name_var = Some(name);
             Ok(())
         })
     }
@@ -557,7 +567,7 @@ unsafe extern "C" fn set_session_cache(cmd: *mut cmd_parms, _d: *mut c_void, arg
                 return Err("TLSSessionCache is a global directive: move it out of <VirtualHost>".into());
             }
             let value = CacheSpec::parse(&cstr(arg))?;
-            server_conf((*cmd).server).session_cache_spec = Some(Located { value, origin: origin(cmd) });
+            server_conf_mut((*cmd).server).session_cache_spec = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
     }
@@ -596,7 +606,7 @@ unsafe extern "C" fn set_passphrase_dialog(cmd: *mut cmd_parms, _d: *mut c_void,
                     ));
                 }
             }
-            server_conf((*cmd).server).passphrase_program = Some(path);
+            server_conf_mut((*cmd).server).passphrase_program = Some(path);
             Ok(())
         })
     }
@@ -608,7 +618,7 @@ unsafe extern "C" fn set_strict_sni(cmd: *mut cmd_parms, _dconf: *mut c_void, on
             if (*(*cmd).server).is_virtual != 0 {
                 return Err("TLSStrictSNI is a global directive: move it out of <VirtualHost> to the top level".into());
             }
-            server_conf((*cmd).server).strict_sni = Some(on != 0);
+            server_conf_mut((*cmd).server).strict_sni = Some(on != 0);
             Ok(())
         })
     }
@@ -618,7 +628,7 @@ unsafe extern "C" fn set_protocol(cmd: *mut cmd_parms, _dconf: *mut c_void, arg:
     unsafe {
         directive(cmd, || {
             let value = config::parse_protocol_floor(&cstr(arg))?;
-            server_conf((*cmd).server).protocol_floor = Some(Located { value, origin: origin(cmd) });
+            server_conf_mut((*cmd).server).protocol_floor = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
     }
@@ -629,7 +639,7 @@ unsafe fn add_ciphers(cmd: *mut cmd_parms, arg: *const c_char, prefer: bool) -> 
         directive(cmd, || {
             let which = if prefer { "TLSCiphersPrefer" } else { "TLSCiphersSuppress" };
             let ids = ciphers::parse_list(&cstr(arg)).map_err(|e| format!("{which}: {e}"))?;
-            let conf = server_conf((*cmd).server);
+            let conf = server_conf_mut((*cmd).server);
             let list = if prefer { &mut conf.ciphers_prefer } else { &mut conf.ciphers_suppress };
             list.extend(ids.into_iter().map(|value| Located { value, origin: origin(cmd) }));
             Ok(())
@@ -648,7 +658,7 @@ unsafe extern "C" fn set_ciphers_suppress(cmd: *mut cmd_parms, _d: *mut c_void, 
 unsafe extern "C" fn set_honor_order(cmd: *mut cmd_parms, _dconf: *mut c_void, on: c_int) -> *const c_char {
     unsafe {
         directive(cmd, || {
-            server_conf((*cmd).server).honor_client_order = Some(on != 0);
+            server_conf_mut((*cmd).server).honor_client_order = Some(on != 0);
             Ok(())
         })
     }
@@ -738,18 +748,10 @@ unsafe fn note_reqtimeout_handshakes(main: *mut server_rec) {
     unsafe {
         let mut found = Vec::new();
         walk(sys::ap_conftree, None, &mut found);
-        let global = found.iter().rev().find(|(v, _)| v.is_none()).is_some_and(|(_, on)| *on);
         for s in servers(main) {
-            let own = found
-                .iter()
-                .rev()
-                .find(|(v, _)| {
-                    v.as_ref().is_some_and(|(file, line)| {
-                        (*s).is_virtual != 0 && *file == cstr((*s).defn_name) && *line == (*s).defn_line_number as i32
-                    })
-                })
-                .map(|(_, on)| *on);
-            server_conf(s).reqtimeout_handshake = own.unwrap_or(global);
+            let defn = cstr((*s).defn_name);
+            let vhost = ((*s).is_virtual != 0).then(|| (&*defn, (*s).defn_line_number as i32));
+            server_conf_mut(s).reqtimeout_handshake = crate::policy::reqtimeout_handshake_applies(&found, vhost);
         }
     }
 }
@@ -762,7 +764,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
         }
         let engines = server_conf(main).engines.clone();
         for s in servers(main) {
-            server_conf(s).tls = None;
+            server_conf_mut(s).tls = None;
         }
         if engines.is_empty() {
             return OK;
@@ -776,7 +778,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                 None
             }
         };
-        server_conf(main).session_cache = cache.clone();
+        server_conf_mut(main).session_cache = cache.clone();
         let make_sessions = cache.clone().map(session::VhostSessions::factory);
         for s in servers(main) {
             let reached_by = if (*s).is_virtual != 0 {
@@ -786,7 +788,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                 engines.iter().find(|e| config::engine_reaches_main_server(e, &all_vhost_addrs))
             };
             let Some(engine_addr) = reached_by else { continue };
-            let conf = server_conf(s);
+            let conf = server_conf_mut(s);
             conf.md_deferred = false;
             if conf.certificates.is_empty() && !sys::ap_find_linked_module(c"mod_md.c".as_ptr()).is_null() {
                 // mod_md may manage it: asked in post_config (ap_ssl_add_cert_files).
@@ -884,7 +886,7 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
     let mut ok = true;
     unsafe {
         for s in servers(main) {
-            let conf = server_conf(s);
+            let conf = server_conf_mut(s);
             if !conf.md_deferred {
                 continue;
             }
@@ -1165,7 +1167,12 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
             // Every request, with or without SNI: without it the handshake ran with the address's
             // default vhost, whose policy a Host naming another vhost must not get around.
             let handshake_server = established.server;
-            if (*r).server != handshake_server && !same_tls_settings((*r).server, handshake_server) {
+            let fingerprint = |s: *const server_rec| server_conf(s).tls.as_ref().map(|t| t.fingerprint);
+            if crate::policy::misdirected(
+                (*r).server == handshake_server,
+                fingerprint((*r).server).as_ref(),
+                fingerprint(handshake_server).as_ref(),
+            ) {
                 let sni =
                     established.facts.sni.as_deref().map_or_else(|| "no SNI".to_string(), |n| format!("SNI '{n}'"));
                 log_server!(
@@ -1182,17 +1189,6 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
             DECLINED
         },
     )
-}
-
-/// Whether two vhosts have the same TLS settings ([`engine::TlsFingerprint`]); a vhost without a
-/// built configuration matches nothing but itself.
-unsafe fn same_tls_settings(a: *const server_rec, b: *const server_rec) -> bool {
-    unsafe {
-        match (&server_conf(a).tls, &server_conf(b).tls) {
-            (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
-            _ => false,
-        }
-    }
 }
 
 /// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN

@@ -1,0 +1,78 @@
+//! Decisions the connection and request hooks make, as plain functions with unit tests: the glue
+//! in `filters.rs` and `module.rs` gathers the facts from httpd and acts on the answer.
+
+use crate::engine::TlsFingerprint;
+
+/// Whether the data gathered from one output brigade (its first and last pieces) is exactly an
+/// HTTP/1.x response head, and not an interim 1xx one, after which the connection may change
+/// hands (101 Switching Protocols). Such a head is held back to share a record with the body.
+pub fn is_response_head(first: &[u8], last: &[u8]) -> bool {
+    first.starts_with(b"HTTP/1.") && first.get(9..10).is_none_or(|d| d != b"1") && last.ends_with(b"\r\n\r\n")
+}
+
+/// Whether a request for a vhost must be refused with 421 because its TLS settings differ from
+/// those of the vhost the connection's handshake ran with (chosen by SNI, or the address's
+/// default without SNI). A vhost without a built configuration matches nothing but itself.
+pub fn misdirected(same_vhost: bool, request: Option<&TlsFingerprint>, handshake: Option<&TlsFingerprint>) -> bool {
+    if same_vhost {
+        return false;
+    }
+    !matches!((request, handshake), (Some(r), Some(h)) if r == h)
+}
+
+/// Where a `RequestReadTimeout` line stands: at the top level, or in the `<VirtualHost>` that
+/// begins at this file and line.
+pub type ReqtimeoutScope = Option<(String, i32)>;
+
+/// Whether mod_reqtimeout bounds the handshakes of the server defined at `vhost` (None: the
+/// main server), given every `RequestReadTimeout` line in configuration order with whether it
+/// sets a handshake stage. A vhost's own last line wins; without one, the last top-level line.
+pub fn reqtimeout_handshake_applies(lines: &[(ReqtimeoutScope, bool)], vhost: Option<(&str, i32)>) -> bool {
+    let last_in = |scope: Option<(&str, i32)>| {
+        lines.iter().rev().find(|(s, _)| s.as_ref().map(|(f, l)| (f.as_str(), *l)) == scope).map(|(_, on)| *on)
+    };
+    vhost.and_then(|v| last_in(Some(v))).or_else(|| last_in(None)).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_are_final_http1_heads_only() {
+        assert!(is_response_head(b"HTTP/1.1 200 OK\r\n", b"Content-Length: 3\r\n\r\n"));
+        assert!(is_response_head(b"HTTP/1.1 404 Not Found\r\n\r\n", b"HTTP/1.1 404 Not Found\r\n\r\n"));
+        assert!(!is_response_head(b"HTTP/1.1 101 Switching Protocols\r\n", b"\r\n\r\n"), "interim");
+        assert!(!is_response_head(b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(!is_response_head(b"HTTP/1.1 200 OK\r\n", b"Content-Length: 3\r\n"), "head not complete");
+        assert!(!is_response_head(b"hello", b"\r\n\r\n"), "body data");
+    }
+
+    #[test]
+    fn misdirected_unless_same_vhost_or_same_settings() {
+        let fp = |b: u8| {
+            let mut f = crate::engine::FingerprintBuilder::default();
+            f.part("x", &[b]);
+            f.finish()
+        };
+        let (a, b) = (fp(1), fp(2));
+        assert!(!misdirected(true, None, None), "the handshake's own vhost");
+        assert!(!misdirected(false, Some(&a), Some(&a.clone())), "identical settings");
+        assert!(misdirected(false, Some(&a), Some(&b)), "other settings");
+        assert!(misdirected(false, None, Some(&a)), "a vhost without TLS configuration");
+        assert!(misdirected(false, Some(&a), None));
+    }
+
+    #[test]
+    fn reqtimeout_vhost_line_wins_then_the_last_top_level_one() {
+        let v = |l: i32| Some(("httpd.conf".to_string(), l));
+        let lines = vec![(None, true), (v(10), false), (None, false), (v(20), true), (v(20), false)];
+        assert!(!reqtimeout_handshake_applies(&lines, None), "the last top-level line");
+        assert!(!reqtimeout_handshake_applies(&lines, Some(("httpd.conf", 10))), "its own line");
+        assert!(!reqtimeout_handshake_applies(&lines, Some(("httpd.conf", 20))), "its own last line");
+        assert!(!reqtimeout_handshake_applies(&lines, Some(("httpd.conf", 30))), "inherits the top level");
+        let lines = vec![(None, true), (v(10), false)];
+        assert!(reqtimeout_handshake_applies(&lines, Some(("httpd.conf", 30))));
+        assert!(!reqtimeout_handshake_applies(&[], None), "no RequestReadTimeout at all");
+    }
+}
