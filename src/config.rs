@@ -323,7 +323,7 @@ pub struct ServerConf {
     pub proxy_cache: Option<Arc<crate::engine::ProxyCache>>,
     /// The cache opened for this configuration generation (main server only).
     #[cfg(all(feature = "httpd", not(test)))]
-    pub session_cache: Option<Arc<crate::session::SessionCache>>,
+    pub session_cache: Option<Arc<crate::httpd::socache::SessionCache>>,
     /// Built in check_config from the settings above, once per configuration generation, for
     /// servers that TLSEngine connections can reach.
     pub tls: Option<Arc<crate::engine::VhostTls>>,

@@ -656,7 +656,7 @@ impl TlsConn {
                     }
                 };
                 let pool = (*self.c).pool;
-                let fed = crate::session::with_conn_pool(pool, || self.stream.feed(data, &mut self.chooser));
+                let fed = crate::httpd::socache::with_conn_pool(pool, || self.stream.feed(data, &mut self.chooser));
                 brigade::delete(b);
                 if let Err(f) = fed {
                     self.raw_in.clear();

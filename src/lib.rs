@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod handshake_wait;
 pub mod policy;
+pub mod sessions;
 pub mod stream;
 pub mod vars;
 
@@ -24,8 +25,6 @@ mod filters;
 pub mod httpd;
 #[cfg(all(feature = "httpd", not(test)))]
 mod module;
-#[cfg(all(feature = "httpd", not(test)))]
-pub mod session;
 #[cfg(all(feature = "httpd", feature = "test-hooks", not(test)))]
 mod test_hooks;
 

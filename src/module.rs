@@ -9,9 +9,10 @@ use std::ptr;
 
 use crate::config::{self, CacheSpec, CertSpec, DirConf, EngineAddr, Located, Origin, ServerConf};
 use crate::httpd::server::{describe, servers, socket_addr, vhost_addrs};
+use crate::httpd::socache;
 use crate::httpd::sys::{self, apr_pool_t, cmd_parms, conn_rec, request_rec, server_rec};
 use crate::httpd::{DECLINED, DONE, HOOK_MIDDLE, HTTP_INTERNAL_SERVER_ERROR, OK, catch_panic, cstr, log, pool};
-use crate::{ciphers, engine, filters, handshake_wait, log_conn, log_server, session, vars};
+use crate::{ciphers, engine, filters, handshake_wait, log_conn, log_server, vars};
 
 /// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
 #[repr(transparent)]
@@ -687,7 +688,7 @@ unsafe fn open_session_cache(
     main: *mut server_rec,
     pconf: *mut apr_pool_t,
     ptemp: *mut apr_pool_t,
-) -> Result<Option<std::sync::Arc<session::SessionCache>>, ()> {
+) -> Result<Option<std::sync::Arc<socache::SessionCache>>, ()> {
     unsafe {
         let spec = server_conf(main).session_cache_spec.clone();
         let (name, args, origin) = match &spec {
@@ -697,7 +698,7 @@ unsafe fn open_session_cache(
             }
             None => ("shmcb".to_string(), config::DEFAULT_CACHE_ARGS.to_string(), None),
         };
-        match session::SessionCache::create(&name, &args, main, pconf, ptemp) {
+        match socache::SessionCache::create(&name, &args, main, pconf, ptemp) {
             Ok(c) => Ok(Some(c)),
             Err(e) => match origin {
                 Some(o) => {
@@ -779,7 +780,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
             }
         };
         server_conf_mut(main).session_cache = cache.clone();
-        let make_sessions = cache.clone().map(session::VhostSessions::factory);
+        let make_sessions = cache.clone().map(crate::sessions::VhostSessions::factory);
         for s in servers(main) {
             let reached_by = if (*s).is_virtual != 0 {
                 let addrs = vhost_addrs(s);
@@ -921,7 +922,7 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
                 })
                 .collect();
             // Same session cache as every other vhost: a managed domain resumes sessions too.
-            let make_sessions = server_conf(main).session_cache.clone().map(session::VhostSessions::factory);
+            let make_sessions = server_conf(main).session_cache.clone().map(crate::sessions::VhostSessions::factory);
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             match engine::build_vhost(conf, None, sessions) {
                 Ok((mut tls, _)) => {
@@ -1002,7 +1003,7 @@ unsafe extern "C" fn post_config(
             if let Some(cache) = server_conf(main).session_cache.clone() {
                 let configured = server_conf(main).session_cache_spec.clone();
                 if configured.is_none() {
-                    session::ensure_default_dir(pconf);
+                    socache::ensure_default_dir(pconf);
                 }
                 if let Err(e) = cache.init(pconf) {
                     match configured {
@@ -1334,7 +1335,7 @@ unsafe extern "C" fn pre_config(pconf: *mut apr_pool_t, _plog: *mut apr_pool_t, 
             // Lets administrators configure the cache's lock with `Mutex ... tls-session-cache`.
             sys::ap_mutex_register(
                 pconf,
-                session::MUTEX_TYPE.as_ptr(),
+                socache::MUTEX_TYPE.as_ptr(),
                 ptr::null(),
                 sys::apr_lockmech_e_APR_LOCK_DEFAULT,
                 0,

@@ -8,6 +8,7 @@ pub mod log;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+pub mod socache;
 
 pub use bindings as sys;
 

@@ -1,7 +1,6 @@
-//! TLS sessions in httpd's shared object cache (socache: shmcb, dbm, memcache, redis, …), so that a
-//! session made by one child — or by another server of a fleet sharing memcached/redis — resumes in
-//! any other. rustls asks through [`StoresServerSessions`]; we store stateful TLS 1.2 session ids
-//! and TLS 1.3 tickets under the vhost's settings namespace.
+//! httpd's shared object cache (socache: shmcb, dbm, memcache, redis, …) as the
+//! [`SessionStore`] behind TLS sessions (see `crate::sessions`), so that a session made by one
+//! child — or by another server of a fleet sharing memcached/redis — resumes in any other.
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char};
@@ -9,11 +8,10 @@ use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use rustls::server::StoresServerSessions;
-
 use crate::config::CacheSpec;
 use crate::httpd::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
 use crate::httpd::{APR_SUCCESS, cstr};
+use crate::sessions::SessionStore;
 
 /// The mutex type name, for the `Mutex` directive (`Mutex file:/run/lock tls-session-cache`).
 pub const MUTEX_TYPE: &std::ffi::CStr = c"tls-session-cache";
@@ -212,6 +210,33 @@ impl SessionCache {
         }
     }
 
+    fn retrieve_into(&self, key: &[u8], capacity: usize) -> Option<Vec<u8>> {
+        // Not zeroed first: the provider writes the value, and only what it wrote is kept.
+        let mut buf: Vec<u8> = Vec::with_capacity(capacity);
+        let mut len = capacity as u32;
+        let rv = self.with_pool(|pool| {
+            self.locked(|| unsafe {
+                ((*self.provider).retrieve.expect("socache retrieve"))(
+                    self.instance,
+                    self.server,
+                    key.as_ptr(),
+                    key.len() as u32,
+                    buf.as_mut_ptr(),
+                    &mut len,
+                    pool,
+                )
+            })
+        });
+        if rv != APR_SUCCESS || len as usize > capacity {
+            return None;
+        }
+        // SAFETY: the provider wrote `len` bytes (at most `capacity`) at the buffer's start.
+        unsafe { buf.set_len(len as usize) };
+        Some(buf)
+    }
+}
+
+impl SessionStore for SessionCache {
     fn store(&self, key: &[u8], value: &mut [u8]) -> bool {
         if !self.ready.load(Ordering::Acquire) {
             return false;
@@ -241,31 +266,6 @@ impl SessionCache {
         self.retrieve_into(key, SMALL_SESSION_BYTES).or_else(|| self.retrieve_into(key, MAX_SESSION_BYTES))
     }
 
-    fn retrieve_into(&self, key: &[u8], capacity: usize) -> Option<Vec<u8>> {
-        // Not zeroed first: the provider writes the value, and only what it wrote is kept.
-        let mut buf: Vec<u8> = Vec::with_capacity(capacity);
-        let mut len = capacity as u32;
-        let rv = self.with_pool(|pool| {
-            self.locked(|| unsafe {
-                ((*self.provider).retrieve.expect("socache retrieve"))(
-                    self.instance,
-                    self.server,
-                    key.as_ptr(),
-                    key.len() as u32,
-                    buf.as_mut_ptr(),
-                    &mut len,
-                    pool,
-                )
-            })
-        });
-        if rv != APR_SUCCESS || len as usize > capacity {
-            return None;
-        }
-        // SAFETY: the provider wrote `len` bytes (at most `capacity`) at the buffer's start.
-        unsafe { buf.set_len(len as usize) };
-        Some(buf)
-    }
-
     fn remove(&self, key: &[u8]) {
         if !self.ready.load(Ordering::Acquire) {
             return;
@@ -282,6 +282,10 @@ impl SessionCache {
             })
         });
     }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
 }
 
 /// Owned by `pconf`: destroys the cache (shared memory, connections) with the configuration.
@@ -293,55 +297,6 @@ impl Drop for DestroyOnDrop {
         if c.ready.swap(false, Ordering::AcqRel) {
             unsafe { ((*c.provider).destroy.expect("socache destroy"))(c.instance, c.server) };
         }
-    }
-}
-
-/// One vhost's view of the cache: its keys are prefixed with the vhost's settings namespace.
-#[derive(Debug)]
-pub struct VhostSessions {
-    cache: Arc<SessionCache>,
-    namespace: [u8; 8],
-}
-
-impl VhostSessions {
-    pub fn new(cache: Arc<SessionCache>, namespace: [u8; 8]) -> Self {
-        VhostSessions { cache, namespace }
-    }
-
-    /// The session storage of each vhost (by its settings namespace) in `cache`.
-    pub fn factory(cache: Arc<SessionCache>) -> impl Fn([u8; 8]) -> Arc<dyn StoresServerSessions> {
-        move |namespace| Arc::new(VhostSessions::new(cache.clone(), namespace))
-    }
-
-    fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(8 + key.len());
-        k.extend_from_slice(&self.namespace);
-        k.extend_from_slice(key);
-        k
-    }
-}
-
-impl StoresServerSessions for VhostSessions {
-    fn put(&self, key: Vec<u8>, mut value: Vec<u8>) -> bool {
-        let ok = self.cache.store(&self.key(&key), &mut value);
-        // The value holds the session's secrets: wipe our copy.
-        zeroize::Zeroize::zeroize(&mut value);
-        ok
-    }
-
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.cache.retrieve(&self.key(key))
-    }
-
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let k = self.key(key);
-        let v = self.cache.retrieve(&k)?;
-        self.cache.remove(&k);
-        Some(v)
-    }
-
-    fn can_cache(&self) -> bool {
-        self.cache.ready.load(Ordering::Acquire)
     }
 }
 
