@@ -230,13 +230,42 @@ struct ConnSlot {
     state: *mut TlsConn,
 }
 
+/// Which side of TLS a connection of ours is.
+enum Role {
+    /// A client's connection: we are the TLS server; the chooser picks the vhost from the hello.
+    Server(VhostChooser),
+    /// Our connection to a proxy backend: we are the TLS client.
+    Backend(Backend),
+}
+
+enum Backend {
+    /// Claimed in bind_outgoing: the handshake starts at the first read or write, once mod_proxy
+    /// has noted the backend's name and ALPN protocols, with one of these configs.
+    Pending(Arc<crate::engine::ProxyTls>),
+    /// The handshake started towards this host (the name its certificate is verified against).
+    Started { host: String },
+}
+
+/// The chooser of a backend connection's stream, which never sees a ClientHello.
+struct NoClientHello;
+
+impl ConfigChooser for NoClientHello {
+    fn choose(&mut self, _hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal> {
+        Err(Refusal {
+            alert: rustls::AlertDescription::UnexpectedMessage,
+            reason: "a ClientHello on a connection to a backend".into(),
+        })
+    }
+}
+
 /// Per-connection state, owned by `c->pool`; only the connection's own thread uses it.
 pub struct TlsConn {
     c: *mut conn_rec,
     /// The shared view of this connection (in its [`ConnSlot`]).
     shared: *const ConnShared,
     stream: TlsStream,
-    chooser: VhostChooser,
+    /// A client's connection to us, or ours to a proxy backend.
+    role: Role,
     /// The handshake completed and we acted on it (protocol switch).
     established: bool,
     in_filter: *mut ap_filter_t,
@@ -249,11 +278,6 @@ pub struct TlsConn {
     init: Brigade,
     /// EOC seen or the connection failed: nothing more goes out.
     closed: bool,
-    /// For a backend connection: the host we verify, once the handshake started.
-    backend_host: Option<String>,
-    /// For a backend connection: the configs to start the client handshake with, once mod_proxy
-    /// has noted the backend's name and ALPN protocols.
-    backend: Option<Arc<crate::engine::ProxyTls>>,
     /// Our filters are in place.
     filters_added: bool,
     /// A small tail of response data held back (copied) until more data or a metadata bucket
@@ -300,7 +324,7 @@ pub unsafe fn attach_backend(c: *mut conn_rec, tls: Arc<crate::engine::ProxyTls>
 pub unsafe fn add_backend_filters(c: *mut conn_rec) -> bool {
     unsafe {
         match conn_state(c) {
-            Some(tc) if tc.backend.is_some() && !tc.filters_added => {
+            Some(tc) if matches!(tc.role, Role::Backend(_)) && !tc.filters_added => {
                 add_filters(c, tc);
                 true
             }
@@ -342,7 +366,12 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             c,
             shared: ptr::addr_of!((*slot).shared),
             stream: TlsStream::new(),
-            chooser: VhostChooser { c, server: (*c).base_server, sni: None, cert: None, stapled: None },
+            role: match backend {
+                Some(tls) => Role::Backend(Backend::Pending(tls)),
+                None => {
+                    Role::Server(VhostChooser { c, server: (*c).base_server, sni: None, cert: None, stapled: None })
+                }
+            },
             established: false,
             in_filter: ptr::null_mut(),
             out_filter: ptr::null_mut(),
@@ -350,8 +379,6 @@ unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTl
             out: Brigade::create(pool, alloc),
             init: Brigade::create(pool, alloc),
             closed: false,
-            backend,
-            backend_host: None,
             filters_added: false,
             held: Vec::new(),
             unflushed: 0,
@@ -424,7 +451,8 @@ impl TlsConn {
     /// A backend connection starts its handshake with the name and protocols mod_proxy noted on
     /// the connection (`proxy-request-hostname`, `proxy-request-alpn-protos`).
     fn start_backend_handshake(&mut self) -> apr_status_t {
-        let Some(tls) = self.backend.take() else { return APR_SUCCESS };
+        let Role::Backend(Backend::Pending(tls)) = &self.role else { return APR_SUCCESS };
+        let tls = tls.clone();
         let (host, alpn) = unsafe {
             let notes = (*self.c).notes;
             let note = |k: &std::ffi::CStr| {
@@ -447,7 +475,7 @@ impl TlsConn {
         match rustls::client::UnbufferedClientConnection::new(tls.for_protocols(&protocols), name) {
             Ok(conn) => {
                 self.stream = TlsStream::client(conn);
-                self.backend_host = Some(host);
+                self.role = Role::Backend(Backend::Started { host });
                 APR_SUCCESS
             }
             Err(e) => {
@@ -464,8 +492,12 @@ impl TlsConn {
         self.established = true;
         let Some(conn) = self.stream.connection() else { return APR_SUCCESS };
         // The SNI and the certificate move into the snapshot: nothing else needs them any more.
-        let facts = Arc::new(crate::vars::HandshakeFacts::of(conn, self.chooser.sni.take(), self.chooser.cert.take()));
-        let established = Established { server: self.chooser.server, facts: facts.clone() };
+        let (server, sni, cert) = match &mut self.role {
+            Role::Server(chooser) => (chooser.server, chooser.sni.take(), chooser.cert.take()),
+            Role::Backend(_) => (unsafe { (*self.c).base_server }, None, None),
+        };
+        let facts = Arc::new(crate::vars::HandshakeFacts::of(conn, sni, cert));
+        let established = Established { server, facts: facts.clone() };
         if unsafe { &*self.shared }.established.set(established).is_err() {
             log_conn!(self.c, log::ERR, 0, "internal error: the handshake completed twice");
             self.closed = true;
@@ -480,15 +512,15 @@ impl TlsConn {
             conn.negotiated_cipher_suite().map(|s| s.suite()),
             facts.sni,
             conn.alpn_protocol().map(String::from_utf8_lossy),
-            unsafe { describe(self.chooser.server) }
+            unsafe { describe(server) }
         );
-        if self.backend_host.is_some() {
+        if matches!(self.role, Role::Backend(_)) {
             return APR_SUCCESS;
         }
         let Some(alpn) = conn.alpn_protocol().map(<[u8]>::to_vec) else { return APR_SUCCESS };
         unsafe {
             if alpn != protocol::current(self.c) {
-                let rv = protocol::switch(self.c, self.chooser.server, &alpn);
+                let rv = protocol::switch(self.c, server, &alpn);
                 if rv != APR_SUCCESS {
                     log_conn!(self.c, log::ERR, rv, "switching to protocol {} failed", String::from_utf8_lossy(&alpn));
                     self.closed = true;
@@ -527,9 +559,7 @@ impl TlsConn {
 
     /// A client connection on which httpd serves no further request after the current one.
     fn closes_after_request(&self) -> bool {
-        self.backend_host.is_none()
-            && self.backend.is_none()
-            && unsafe { (*self.c).keepalive } == sys::ap_conn_keepalive_e_AP_CONN_CLOSE
+        matches!(self.role, Role::Server(_)) && unsafe { (*self.c).keepalive } == sys::ap_conn_keepalive_e_AP_CONN_CLOSE
     }
 
     /// At the end of a request's output: whether the core output filter would keep what we gave
@@ -546,7 +576,11 @@ impl TlsConn {
         } else {
             "TLS handshake failed"
         };
-        match (&failure, &self.backend_host) {
+        let backend_host = match &self.role {
+            Role::Backend(Backend::Started { host }) => Some(host),
+            _ => None,
+        };
+        match (&failure, backend_host) {
             (TlsFailure::Closed, None) => {
                 log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
             }
@@ -656,7 +690,11 @@ impl TlsConn {
                     }
                 };
                 let pool = (*self.c).pool;
-                let fed = crate::httpd::socache::with_conn_pool(pool, || self.stream.feed(data, &mut self.chooser));
+                let stream = &mut self.stream;
+                let fed = crate::httpd::socache::with_conn_pool(pool, || match &mut self.role {
+                    Role::Server(chooser) => stream.feed(data, chooser),
+                    Role::Backend(_) => stream.feed(data, &mut NoClientHello),
+                });
                 brigade::delete(b);
                 if let Err(f) = fed {
                     self.raw_in.clear();
@@ -664,7 +702,12 @@ impl TlsConn {
                 }
             }
         }
-        if eof && let Err(f) = self.stream.feed(&[], &mut self.chooser) {
+        let ended = match &mut self.role {
+            Role::Server(chooser) if eof => self.stream.feed(&[], chooser),
+            Role::Backend(_) if eof => self.stream.feed(&[], &mut NoClientHello),
+            _ => Ok(()),
+        };
+        if let Err(f) = ended {
             return self.fail(f);
         }
         APR_SUCCESS
@@ -680,7 +723,7 @@ impl TlsConn {
         if self.closed {
             return APR_ECONNABORTED;
         }
-        if self.backend.is_some() {
+        if matches!(self.role, Role::Backend(Backend::Pending(_))) {
             let rv = self.start_backend_handshake();
             if rv != APR_SUCCESS {
                 return rv;
@@ -738,7 +781,7 @@ impl TlsConn {
     }
 
     fn write(&mut self, bb: Brigade) -> apr_status_t {
-        if self.backend.is_some() && !self.closed {
+        if matches!(self.role, Role::Backend(Backend::Pending(_))) && !self.closed {
             let rv = self.start_backend_handshake();
             if rv != APR_SUCCESS {
                 bb.clear();
