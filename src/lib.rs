@@ -2,8 +2,10 @@
 //!
 //! Layers, top to bottom (see README.md): `module` is the exported `tls_module` record with its
 //! directives and hooks; `filters` pump bytes between httpd's bucket brigades and [`stream`];
-//! [`engine`] builds the rustls configurations from [`config`]; [`certs`] loads key material.
-//! `httpd` holds the raw bindings and the thin safe wrappers over them. Everything that calls into
+//! [`engine`] builds the rustls configurations from [`config`]; [`certs`] loads key material;
+//! [`sessions`] files sessions per vhost over a storage trait; [`policy`] holds the decisions the
+//! hooks act on; [`vars`] computes `SSL_*` variables from a handshake's snapshot. `httpd` holds
+//! the raw bindings and the thin safe wrappers over them (socache included). Everything that calls into
 //! httpd is compiled out of unit tests (those symbols exist only inside the httpd executable) and is
 //! tested through the real server in `tests/`.
 
