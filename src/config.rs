@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::error::{ConfError, ErrorKind};
+
 /// Where a directive was written, so that errors found later (in check_config) can still point at it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -142,12 +144,16 @@ pub struct CertSpec {
     pub origin: Origin,
 }
 
-/// `TLSProtocol version+`: the lowest TLS version accepted (as its wire value, 0x0303 = TLS 1.2).
-pub fn parse_protocol_floor(arg: &str) -> Result<u16, String> {
+/// `TLSProtocol version+` (and `TLSProxyProtocol`, named by `directive` in the error): the lowest
+/// TLS version accepted (as its wire value, 0x0303 = TLS 1.2).
+pub fn parse_protocol_floor(directive: &str, arg: &str) -> Result<u16, ConfError> {
     let bad = || {
-        format!(
-            "TLSProtocol '{arg}' is not a version floor: write default, v1.2+, v1.3+, TLSv1.2+, TLSv1.3+ \
-             or TLSv0x0303+ (mod_tls sets the lowest version; there is no maximum)"
+        ConfError::new(
+            ErrorKind::BadValue,
+            format!(
+                "{directive} '{arg}' is not a version floor: write default, v1.2+, v1.3+, TLSv1.2+, TLSv1.3+ \
+                 or TLSv0x0303+ (mod_tls sets the lowest version; there is no maximum)"
+            ),
         )
     };
     let a = arg.trim();
@@ -169,7 +175,10 @@ pub fn parse_protocol_floor(arg: &str) -> Result<u16, String> {
         // Older versions are not available at all: a lower floor means "everything we have".
         0x0300..=0x0303 => Ok(0x0303),
         0x0304 => Ok(0x0304),
-        _ => Err(format!("TLSProtocol '{arg}': rustls has no TLS version 0x{wire:04x}; use v1.2+ or v1.3+")),
+        _ => Err(ConfError::new(
+            ErrorKind::BadValue,
+            format!("{directive} '{arg}': rustls has no TLS version 0x{wire:04x}; use v1.2+ or v1.3+"),
+        )),
     }
 }
 
@@ -658,12 +667,14 @@ mod tests {
             ("TLSv0x0304+", 0x0304),
             ("TLSv0x0301+", 0x0303),
         ] {
-            assert_eq!(parse_protocol_floor(s), Ok(v), "{s}");
+            assert_eq!(parse_protocol_floor("TLSProtocol", s), Ok(v), "{s}");
         }
         for bad in ["v1.3", "1.3+", "TLSv1.4+", "TLSv0x0305+", "SSLv3+", "", "+", "TLSv1.2-"] {
-            assert!(parse_protocol_floor(bad).is_err(), "{bad}");
+            assert!(parse_protocol_floor("TLSProtocol", bad).is_err(), "{bad}");
         }
-        assert!(parse_protocol_floor("TLSv1.3").unwrap_err().contains("v1.3+"));
+        let e = parse_protocol_floor("TLSProxyProtocol", "TLSv1.3").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadValue);
+        assert!(e.message.starts_with("TLSProxyProtocol 'TLSv1.3'") && e.message.contains("v1.3+"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use rustls::{ServerConfig, SignatureAlgorithm, SupportedCipherSuite};
 
 use crate::certs;
 use crate::ciphers;
-use crate::config::{Located, ProxyConf, ServerConf, version_name};
+use crate::config::{Located, Origin, ProxyConf, ServerConf, version_name};
+use crate::error::{ConfError, ErrorKind};
 
 /// A one-off config answering an ACME tls-alpn-01 challenge with the certificate mod_md gives.
 pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
@@ -155,10 +156,15 @@ impl Stapling {
 }
 
 /// A problem with one directive, found while building; reported with its origin.
-#[derive(Debug)]
-pub struct BuildError {
-    pub origin: String,
-    pub message: String,
+pub type BuildError = ConfError;
+
+/// An error of kind `kind` in the directive written at `origin`, if known.
+fn err_at(kind: ErrorKind, origin: Option<&Origin>, message: impl Into<String>) -> ConfError {
+    let e = ConfError::new(kind, message);
+    match origin {
+        Some(o) => e.at(o),
+        None => e,
+    }
 }
 
 /// Everything a vhost needs at handshake time, built once.
@@ -315,17 +321,17 @@ fn client_verifier(
     if mode == ClientAuth::None {
         return Ok((None, Vec::new()));
     }
-    let origin = conf.client_auth.as_ref().map(|l| l.origin.to_string()).unwrap_or_default();
+    let origin = conf.client_auth.as_ref().map(|l| &l.origin);
     let Some(ca) = &conf.client_ca else {
-        return Err(BuildError {
+        return Err(err_at(
+            ErrorKind::BadValue,
             origin,
-            message: "TLSClientCertificate needs TLSClientCA: name the PEM file of the CAs whose client \
-                      certificates are accepted"
-                .into(),
-        });
+            "TLSClientCertificate needs TLSClientCA: name the PEM file of the CAs whose client certificates \
+             are accepted",
+        ));
     };
     let roots = certs::load_roots(&ca.value)
-        .map_err(|m| BuildError { origin: ca.origin.to_string(), message: format!("TLSClientCA: {m}") })?;
+        .map_err(|m| err_at(ErrorKind::KeyMaterial, Some(&ca.origin), format!("TLSClientCA: {m}")))?;
     for anchor in &roots.roots {
         fingerprint
             .part("ca-subject", &anchor.subject)
@@ -336,7 +342,7 @@ fn client_verifier(
     for l in &conf.client_crls {
         crls.extend(
             certs::load_crls(&l.value)
-                .map_err(|m| BuildError { origin: l.origin.to_string(), message: format!("TLSClientCRL: {m}") })?,
+                .map_err(|m| err_at(ErrorKind::KeyMaterial, Some(&l.origin), format!("TLSClientCRL: {m}")))?,
         );
     }
     for crl in &crls {
@@ -344,8 +350,8 @@ fn client_verifier(
     }
     let mut warnings = Vec::new();
     if crls.is_empty() {
-        warnings
-            .push(format!("{origin}: client certificates are accepted without revocation checking: add TLSClientCRL"));
+        let at = origin.map(|o| format!("{o}: ")).unwrap_or_default();
+        warnings.push(format!("{at}client certificates are accepted without revocation checking: add TLSClientCRL"));
     }
     let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(crls)
@@ -355,7 +361,7 @@ fn client_verifier(
     }
     let verifier = builder
         .build()
-        .map_err(|e| BuildError { origin, message: format!("cannot verify client certificates: {e}") })?;
+        .map_err(|e| err_at(ErrorKind::Build, origin, format!("cannot verify client certificates: {e}")))?;
     Ok((Some(verifier), warnings))
 }
 
@@ -372,10 +378,8 @@ pub fn build_vhost(
             Some(f) => Some(&mut **f),
             None => None,
         };
-        let key = certs::load_certified_key(spec, &base, ask_once).map_err(|message| BuildError {
-            origin: spec.origin.to_string(),
-            message: format!("TLSCertificate: {message}"),
-        })?;
+        let key = certs::load_certified_key(spec, &base, ask_once)
+            .map_err(|m| err_at(ErrorKind::KeyMaterial, Some(&spec.origin), format!("TLSCertificate: {m}")))?;
         keys.push(key);
     }
     let (suites, warnings) = select_suites(&base.cipher_suites, &conf.ciphers_prefer, &conf.ciphers_suppress);
@@ -384,15 +388,15 @@ pub fn build_vhost(
         rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
     for v in &versions {
         if !suites.iter().any(|s| s.version() == *v) {
-            let origin = conf.ciphers_suppress.first().map(|l| l.origin.to_string()).unwrap_or_default();
-            return Err(BuildError {
-                origin,
-                message: format!(
+            return Err(err_at(
+                ErrorKind::Ciphers,
+                conf.ciphers_suppress.first().map(|l| &l.origin),
+                format!(
                     "TLSCiphersSuppress leaves no cipher suite for {}: keep at least one, or raise the floor \
                      with TLSProtocol",
                     version_name(u16::from(v.version))
                 ),
-            });
+            ));
         }
     }
     let honor = conf.honor_client_order.unwrap_or(true);
@@ -404,9 +408,9 @@ pub fn build_vhost(
     let fingerprint = fingerprint.finish();
     let mut warnings = warnings;
     warnings.extend(auth_warnings);
-    let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions).map_err(|e| {
-        BuildError { origin: String::new(), message: format!("cannot build the TLS configuration: {e}") }
-    })?;
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| err_at(ErrorKind::Build, None, format!("cannot build the TLS configuration: {e}")))?;
     let builder = match verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
@@ -489,7 +493,7 @@ fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
     let Some(ca) = &conf.ca else {
         return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
     };
-    let err = |message: String| BuildError { origin: ca.origin.to_string(), message: format!("TLSProxyCA: {message}") };
+    let err = |message: String| err_at(ErrorKind::KeyMaterial, Some(&ca.origin), format!("TLSProxyCA: {message}"));
     if ca.value.is_dir() {
         let mut roots = rustls::RootCertStore::empty();
         let mut entries: Vec<_> = std::fs::read_dir(&ca.value)
@@ -518,9 +522,8 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
     let roots = proxy_roots(conf)?;
     let mut keys = Vec::new();
     for spec in &conf.machine_certs {
-        keys.push(certs::load_certified_key(spec, &base, None).map_err(|message| BuildError {
-            origin: spec.origin.to_string(),
-            message: format!("TLSProxyMachineCertificate: {message}"),
+        keys.push(certs::load_certified_key(spec, &base, None).map_err(|m| {
+            err_at(ErrorKind::KeyMaterial, Some(&spec.origin), format!("TLSProxyMachineCertificate: {m}"))
         })?);
     }
     let (suites, warnings) = select_suites(&base.cipher_suites, &conf.prefer, &conf.suppress);
@@ -530,9 +533,12 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
     let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
-        .map_err(|e| BuildError {
-            origin: conf.suppress.first().map(|l| l.origin.to_string()).unwrap_or_default(),
-            message: format!("cannot build the backend TLS configuration: {e}"),
+        .map_err(|e| {
+            err_at(
+                ErrorKind::Build,
+                conf.suppress.first().map(|l| &l.origin),
+                format!("cannot build the backend TLS configuration: {e}"),
+            )
         })?
         .with_root_certificates(roots);
     let config = if keys.is_empty() {
@@ -701,7 +707,8 @@ mod tests {
         let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
         let conf = ServerConf { certificates: vec![spec], ..Default::default() };
         let e = build_vhost(&conf, None, None).err().unwrap();
-        assert_eq!(e.origin, "t.conf:3");
+        assert_eq!(e.origin.as_ref().map(ToString::to_string).as_deref(), Some("t.conf:3"));
+        assert_eq!(e.kind, ErrorKind::KeyMaterial);
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);
     }
 }

@@ -15,6 +15,7 @@ mod cipher_table;
 pub mod ciphers;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod handshake_wait;
 pub mod policy;
 pub mod sessions;

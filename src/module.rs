@@ -373,8 +373,7 @@ unsafe extern "C" fn set_proxy_ca(cmd: *mut cmd_parms, d: *mut c_void, arg: *con
 
 unsafe extern "C" fn set_proxy_protocol(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char) -> *const c_char {
     unsafe {
-        let value =
-            config::parse_protocol_floor(&cstr(arg)).map_err(|e| e.replacen("TLSProtocol", "TLSProxyProtocol", 1));
+        let value = config::parse_protocol_floor("TLSProxyProtocol", &cstr(arg)).map_err(String::from);
         proxy_directive(cmd, d, |p, origin| {
             p.floor = Some(Located { value: value?, origin });
             Ok(())
@@ -443,7 +442,7 @@ unsafe fn build_proxy_configs(main: *mut server_rec, pconf: *mut apr_pool_t) -> 
                         cache.lock().unwrap().insert(key, std::sync::Arc::new(tls));
                     }
                     Err(e) => {
-                        log_server!(main, log::EMERG, 0, "mod_tls: {}: {}", e.origin, e.message);
+                        log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
                         ok = false;
                     }
                 }
@@ -487,7 +486,7 @@ unsafe extern "C" fn bind_outgoing(c: *mut conn_rec, dir_conf: *mut sys::ap_conf
                         t
                     }
                     Err(e) => {
-                        log_conn!(c, log::ERR, 0, "TLS to backend: {}: {}", e.origin, e.message);
+                        log_conn!(c, log::ERR, 0, "TLS to backend: {}", e.located());
                         return DECLINED;
                     }
                 },
@@ -628,7 +627,7 @@ unsafe extern "C" fn set_strict_sni(cmd: *mut cmd_parms, _dconf: *mut c_void, on
 unsafe extern "C" fn set_protocol(cmd: *mut cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
     unsafe {
         directive(cmd, || {
-            let value = config::parse_protocol_floor(&cstr(arg))?;
+            let value = config::parse_protocol_floor("TLSProtocol", &cstr(arg))?;
             server_conf_mut((*cmd).server).protocol_floor = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
@@ -824,7 +823,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                     conf.tls = Some(std::sync::Arc::new(tls));
                 }
                 Err(e) => {
-                    log_server!(main, log::EMERG, 0, "mod_tls: {}: {}", e.origin, e.message);
+                    log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
                     failed = true;
                 }
             }

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = mod_tls::ciphers::parse_list(text);
     let _ = mod_tls::ciphers::lookup(text);
-    let _ = parse_protocol_floor(text);
+    let _ = parse_protocol_floor("TLSProtocol", text);
     let _ = CacheSpec::parse(text);
     let _ = ClientAuth::parse(text);
     let _ = reqtimeout_handshake(text);
