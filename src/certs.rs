@@ -11,83 +11,99 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 use crate::config::CertSpec;
+use crate::error::{ConfError, ErrorKind};
 
-fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+fn unreadable(message: String) -> ConfError {
+    ConfError::new(ErrorKind::Unreadable, message)
+}
+
+fn key_material(message: String) -> ConfError {
+    ConfError::new(ErrorKind::KeyMaterial, message)
+}
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfError> {
     let data = std::fs::read(path).map_err(|e| {
-        format!(
+        unreadable(format!(
             "cannot read the {what} file {}: {e}. Check the path (relative paths start at ServerRoot) \
              and that the user starting httpd may read it",
             path.display()
-        )
+        ))
     })?;
     if data.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(format!("the {what} file {} is empty: it must hold PEM data", path.display()));
+        return Err(unreadable(format!("the {what} file {} is empty: it must hold PEM data", path.display())));
     }
     Ok(data)
 }
 
 /// Reads the PEM certificate chain (end-entity first) and checks every certificate parses as X.509.
-pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError> {
     let data = read_file(path, "certificate")?;
     let mut chain = Vec::new();
     for item in CertificateDer::pem_slice_iter(&data) {
-        let cert = item.map_err(|e| format!("the certificate file {} is not valid PEM ({e})", path.display()))?;
+        let cert =
+            item.map_err(|e| key_material(format!("the certificate file {} is not valid PEM ({e})", path.display())))?;
         if let Err(e) = x509_parser::parse_x509_certificate(&cert) {
-            return Err(format!(
+            return Err(key_material(format!(
                 "certificate #{} in {} does not parse as X.509 ({e}): replace it with a valid PEM certificate",
                 chain.len() + 1,
                 path.display()
-            ));
+            )));
         }
         chain.push(cert);
     }
     if chain.is_empty() {
-        return Err(format!(
+        return Err(key_material(format!(
             "{} holds no certificate: it needs at least one '-----BEGIN CERTIFICATE-----' block",
             path.display()
-        ));
+        )));
     }
     Ok(chain)
 }
 
 /// Reads trust anchors (a PEM bundle) for verifying peers.
-pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, ConfError> {
     let chain = load_chain(path)?;
     let mut roots = rustls::RootCertStore::empty();
     for (i, cert) in chain.into_iter().enumerate() {
-        roots
-            .add(cert)
-            .map_err(|e| format!("certificate #{} in {} cannot be a trust anchor ({e})", i + 1, path.display()))?;
+        roots.add(cert).map_err(|e| {
+            key_material(format!("certificate #{} in {} cannot be a trust anchor ({e})", i + 1, path.display()))
+        })?;
     }
     Ok(roots)
 }
 
 /// Reads certificate revocation lists, PEM (one or more) or DER.
-pub fn load_crls(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, String> {
+pub fn load_crls(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, ConfError> {
     use rustls_pki_types::CertificateRevocationListDer as Crl;
     let data = read_file(path, "CRL")?;
     let crls: Vec<Crl<'static>> = if data.windows(10).any(|w| w == b"-----BEGIN") {
         Crl::pem_slice_iter(&data)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("the CRL file {} is not valid PEM ({e})", path.display()))?
+            .map_err(|e| key_material(format!("the CRL file {} is not valid PEM ({e})", path.display())))?
     } else {
         vec![Crl::from(data)]
     };
     if crls.is_empty() {
-        return Err(format!("{} holds no CRL: expected PEM 'X509 CRL' blocks or one DER CRL", path.display()));
+        return Err(key_material(format!(
+            "{} holds no CRL: expected PEM 'X509 CRL' blocks or one DER CRL",
+            path.display()
+        )));
     }
     for crl in &crls {
         match x509_parser::parse_x509_crl(crl) {
             Err(e) => {
-                return Err(format!("a CRL in {} does not parse ({e}): give a PEM or DER X.509 CRL", path.display()));
+                return Err(key_material(format!(
+                    "a CRL in {} does not parse ({e}): give a PEM or DER X.509 CRL",
+                    path.display()
+                )));
             }
             // rustls (webpki) only takes X.509 v2 CRLs, which carry a CRL number.
             Ok((_, parsed)) if parsed.version().is_none() || parsed.crl_number().is_none() => {
-                return Err(format!(
+                return Err(key_material(format!(
                     "a CRL in {} is an X.509 v1 CRL (no CRL number): issue v2 CRLs, e.g. with a 'crlnumber' \
                      file and 'crl_extensions' in the openssl ca configuration",
                     path.display()
-                ));
+                )));
             }
             Ok(_) => {}
         }
@@ -103,58 +119,58 @@ const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
 const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
 
 /// Decrypts an `ENCRYPTED PRIVATE KEY` (PKCS#8, PBES2) block with passphrases from `ask`.
-fn decrypt_pkcs8(path: &Path, text: &str, ask: PassphraseSource<'_>) -> Result<PrivateKeyDer<'static>, String> {
+fn decrypt_pkcs8(path: &Path, text: &str, ask: PassphraseSource<'_>) -> Result<PrivateKeyDer<'static>, ConfError> {
     let start = text.find(ENCRYPTED_BEGIN).expect("caller checked");
     let end = text[start..]
         .find(ENCRYPTED_END)
         .map(|e| start + e + ENCRYPTED_END.len())
-        .ok_or_else(|| format!("the encrypted private key in {} has no END line", path.display()))?;
+        .ok_or_else(|| key_material(format!("the encrypted private key in {} has no END line", path.display())))?;
     let (_, doc) = pkcs8::der::Document::from_pem(&text[start..end])
-        .map_err(|e| format!("the encrypted private key in {} is not valid PEM ({e})", path.display()))?;
+        .map_err(|e| key_material(format!("the encrypted private key in {} is not valid PEM ({e})", path.display())))?;
     let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
-        .map_err(|e| format!("the encrypted private key in {} does not parse ({e})", path.display()))?;
+        .map_err(|e| key_material(format!("the encrypted private key in {} does not parse ({e})", path.display())))?;
     for retry in [false, true] {
-        let passphrase = ask(path, retry)?;
+        let passphrase = ask(path, retry).map_err(key_material)?;
         if let Ok(secret) = info.decrypt(passphrase.as_bytes()) {
             return Ok(PrivateKeyDer::Pkcs8(secret.as_bytes().to_vec().into()));
         }
     }
-    Err(format!(
+    Err(key_material(format!(
         "the private key in {} could not be decrypted with the passphrase TLSPassPhraseDialog gave: \
          check the passphrase (or the key's encryption, PKCS#8 PBES2 is supported)",
         path.display()
-    ))
+    )))
 }
 
 /// Reads the private key (PKCS#8, PKCS#1 or SEC1 PEM; encrypted PKCS#8 when `ask` can supply
 /// the passphrase).
-pub fn load_key(path: &Path, ask: Option<PassphraseSource<'_>>) -> Result<PrivateKeyDer<'static>, String> {
+pub fn load_key(path: &Path, ask: Option<PassphraseSource<'_>>) -> Result<PrivateKeyDer<'static>, ConfError> {
     let data = read_file(path, "key")?;
     let text = String::from_utf8_lossy(&data);
     if text.contains(ENCRYPTED_BEGIN) {
         return match ask {
             Some(ask) => decrypt_pkcs8(path, &text, ask),
-            None => Err(format!(
+            None => Err(key_material(format!(
                 "the private key in {} is encrypted: configure 'TLSPassPhraseDialog exec:/path/to/program' \
                  to supply its passphrase, or store the key unencrypted and protect the file",
                 path.display()
-            )),
+            ))),
         };
     }
     if text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(format!(
+        return Err(key_material(format!(
             "the private key in {} uses OpenSSL's legacy PEM encryption: convert it to encrypted PKCS#8 \
              ('openssl pkcs8 -topk8 -v2 aes-256-cbc -in old.key -out new.key')",
             path.display()
-        ));
+        )));
     }
     PrivateKeyDer::from_pem_slice(&data).map_err(|e| match e {
-        pem::Error::NoItemsFound => format!(
+        pem::Error::NoItemsFound => key_material(format!(
             "{} holds no private key: expected a PEM 'PRIVATE KEY', 'RSA PRIVATE KEY' or 'EC PRIVATE KEY' block \
              (name the key file as the second argument of TLSCertificate if it is separate)",
             path.display()
-        ),
-        e => format!("the private key in {} is not valid PEM ({e})", path.display()),
+        )),
+        e => key_material(format!("the private key in {} is not valid PEM ({e})", path.display())),
     })
 }
 
@@ -163,23 +179,23 @@ pub fn load_certified_key(
     spec: &CertSpec,
     provider: &CryptoProvider,
     ask: Option<PassphraseSource<'_>>,
-) -> Result<Arc<CertifiedKey>, String> {
+) -> Result<Arc<CertifiedKey>, ConfError> {
     let chain = load_chain(&spec.cert_file)?;
     let key_path = spec.key_file.as_deref().unwrap_or(&spec.cert_file);
     let key = load_key(key_path, ask)?;
     match CertifiedKey::from_der(chain, key, provider) {
         Ok(ck) => Ok(Arc::new(ck)),
-        Err(rustls::Error::InconsistentKeys(_)) => Err(format!(
+        Err(rustls::Error::InconsistentKeys(_)) => Err(key_material(format!(
             "the private key in {} does not belong to the certificate in {}: give the key that was used \
              to create this certificate",
             key_path.display(),
             spec.cert_file.display()
-        )),
-        Err(e) => Err(format!(
+        ))),
+        Err(e) => Err(key_material(format!(
             "the private key in {} cannot be used ({e}): supported are RSA (2048 bits or more), \
              ECDSA P-256/P-384 and Ed25519 keys",
             key_path.display()
-        )),
+        ))),
     }
 }
 
@@ -214,7 +230,7 @@ pub(crate) mod tests {
         load_certified_key(&spec(&cert, Some(&key)), &provider(), None).unwrap();
         load_certified_key(&spec(&both, None), &provider(), None).unwrap();
         let e = load_certified_key(&spec(&cert, None), &provider(), None).unwrap_err();
-        assert!(e.contains("holds no private key"), "{e}");
+        assert!(e.message.contains("holds no private key"), "{e}");
     }
 
     #[test]
@@ -225,18 +241,20 @@ pub(crate) mod tests {
         let cert = write(dir.path(), "c.pem", a.cert.pem().as_bytes());
         let other_key = write(dir.path(), "k.pem", b.signing_key.serialize_pem().as_bytes());
         let e = load_certified_key(&spec(&cert, Some(&other_key)), &provider(), None).unwrap_err();
-        assert!(e.contains("does not belong to the certificate"), "{e}");
+        assert!(e.message.contains("does not belong to the certificate"), "{e}");
 
         let e = load_certified_key(&spec(&dir.path().join("nope.pem"), None), &provider(), None).unwrap_err();
-        assert!(e.contains("cannot read the certificate file") && e.contains("nope.pem"), "{e}");
+        assert!(e.message.contains("cannot read the certificate file") && e.message.contains("nope.pem"), "{e}");
+        assert_eq!(e.kind, ErrorKind::Unreadable);
 
         let empty = write(dir.path(), "empty.pem", b"\n");
         let e = load_certified_key(&spec(&empty, None), &provider(), None).unwrap_err();
-        assert!(e.contains("is empty"), "{e}");
+        assert!(e.message.contains("is empty"), "{e}");
 
         let junk = write(dir.path(), "junk.pem", b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n");
         let e = load_certified_key(&spec(&junk, Some(&other_key)), &provider(), None).unwrap_err();
-        assert!(e.contains("does not parse as X.509"), "{e}");
+        assert!(e.message.contains("does not parse as X.509"), "{e}");
+        assert_eq!(e.kind, ErrorKind::KeyMaterial);
     }
 
     #[test]
@@ -263,8 +281,8 @@ pub(crate) mod tests {
         assert_eq!(asked.get(), 1);
         let mut wrong = |_: &Path, _: bool| Ok(Zeroizing::new("nope".to_string()));
         let e = load_certified_key(&spec(&cert, Some(&enc)), &provider(), Some(&mut wrong)).unwrap_err();
-        assert!(e.contains("could not be decrypted") && !e.contains("nope"), "{e}");
+        assert!(e.message.contains("could not be decrypted") && !e.message.contains("nope"), "{e}");
         let e = load_certified_key(&spec(&cert, Some(&enc)), &provider(), None).unwrap_err();
-        assert!(e.contains("TLSPassPhraseDialog"), "{e}");
+        assert!(e.message.contains("TLSPassPhraseDialog"), "{e}");
     }
 }

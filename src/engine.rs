@@ -330,8 +330,7 @@ fn client_verifier(
              are accepted",
         ));
     };
-    let roots = certs::load_roots(&ca.value)
-        .map_err(|m| err_at(ErrorKind::KeyMaterial, Some(&ca.origin), format!("TLSClientCA: {m}")))?;
+    let roots = certs::load_roots(&ca.value).map_err(|e| e.within("TLSClientCA").at(&ca.origin))?;
     for anchor in &roots.roots {
         fingerprint
             .part("ca-subject", &anchor.subject)
@@ -340,10 +339,7 @@ fn client_verifier(
     }
     let mut crls = Vec::new();
     for l in &conf.client_crls {
-        crls.extend(
-            certs::load_crls(&l.value)
-                .map_err(|m| err_at(ErrorKind::KeyMaterial, Some(&l.origin), format!("TLSClientCRL: {m}")))?,
-        );
+        crls.extend(certs::load_crls(&l.value).map_err(|e| e.within("TLSClientCRL").at(&l.origin))?);
     }
     for crl in &crls {
         fingerprint.part("crl", crl);
@@ -379,7 +375,7 @@ pub fn build_vhost(
             None => None,
         };
         let key = certs::load_certified_key(spec, &base, ask_once)
-            .map_err(|m| err_at(ErrorKind::KeyMaterial, Some(&spec.origin), format!("TLSCertificate: {m}")))?;
+            .map_err(|e| e.within("TLSCertificate").at(&spec.origin))?;
         keys.push(key);
     }
     let (suites, warnings) = select_suites(&base.cipher_suites, &conf.ciphers_prefer, &conf.ciphers_suppress);
@@ -493,11 +489,16 @@ fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
     let Some(ca) = &conf.ca else {
         return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
     };
-    let err = |message: String| err_at(ErrorKind::KeyMaterial, Some(&ca.origin), format!("TLSProxyCA: {message}"));
+    let err = |e: ConfError| e.within("TLSProxyCA").at(&ca.origin);
     if ca.value.is_dir() {
         let mut roots = rustls::RootCertStore::empty();
         let mut entries: Vec<_> = std::fs::read_dir(&ca.value)
-            .map_err(|e| err(format!("cannot read the directory {}: {e}", ca.value.display())))?
+            .map_err(|e| {
+                err(ConfError::new(
+                    ErrorKind::Unreadable,
+                    format!("cannot read the directory {}: {e}", ca.value.display()),
+                ))
+            })?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
@@ -505,11 +506,16 @@ fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
         entries.sort();
         for file in entries {
             for cert in certs::load_chain(&file).map_err(err)? {
-                roots.add(cert).map_err(|e| err(format!("{}: {e}", file.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| err(ConfError::new(ErrorKind::KeyMaterial, format!("{}: {e}", file.display()))))?;
             }
         }
         if roots.is_empty() {
-            return Err(err(format!("{} holds no .pem or .crt certificate", ca.value.display())));
+            return Err(err(ConfError::new(
+                ErrorKind::Unreadable,
+                format!("{} holds no .pem or .crt certificate", ca.value.display()),
+            )));
         }
         return Ok(roots);
     }
@@ -522,9 +528,10 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
     let roots = proxy_roots(conf)?;
     let mut keys = Vec::new();
     for spec in &conf.machine_certs {
-        keys.push(certs::load_certified_key(spec, &base, None).map_err(|m| {
-            err_at(ErrorKind::KeyMaterial, Some(&spec.origin), format!("TLSProxyMachineCertificate: {m}"))
-        })?);
+        keys.push(
+            certs::load_certified_key(spec, &base, None)
+                .map_err(|e| e.within("TLSProxyMachineCertificate").at(&spec.origin))?,
+        );
     }
     let (suites, warnings) = select_suites(&base.cipher_suites, &conf.prefer, &conf.suppress);
     let floor = conf.floor();
@@ -708,7 +715,7 @@ mod tests {
         let conf = ServerConf { certificates: vec![spec], ..Default::default() };
         let e = build_vhost(&conf, None, None).err().unwrap();
         assert_eq!(e.origin.as_ref().map(ToString::to_string).as_deref(), Some("t.conf:3"));
-        assert_eq!(e.kind, ErrorKind::KeyMaterial);
+        assert_eq!(e.kind, ErrorKind::Unreadable, "the kind comes from where it was found");
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);
     }
 }
