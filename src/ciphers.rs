@@ -4,6 +4,7 @@
 //! implement can be told apart from a typo.
 
 use crate::cipher_table::CIPHER_SUITES;
+use crate::error::{ConfError, ErrorKind};
 
 /// Looks a suite up by any of its names; returns its IANA value.
 pub fn lookup(name: &str) -> Option<u16> {
@@ -30,22 +31,25 @@ pub fn iana_name(id: u16) -> Option<&'static str> {
 }
 
 /// Parses a directive's list (space- or colon-separated).
-pub fn parse_list(arg: &str) -> Result<Vec<u16>, String> {
+pub fn parse_list(arg: &str) -> Result<Vec<u16>, ConfError> {
     let mut out = Vec::new();
     for name in arg.split([':', ' ', '\t', ',']).filter(|s| !s.is_empty()) {
         match lookup(name) {
             Some(id) => out.push(id),
             None => {
-                return Err(format!(
-                    "unknown cipher suite '{name}': use an IANA name (TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), \
-                     an OpenSSL name (ECDHE-ECDSA-AES256-GCM-SHA384, TLS13_AES_256_GCM_SHA384) or \
-                     TLS_CIPHER_0xNNNN"
+                return Err(ConfError::new(
+                    ErrorKind::Ciphers,
+                    format!(
+                        "unknown cipher suite '{name}': use an IANA name (TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), \
+                         an OpenSSL name (ECDHE-ECDSA-AES256-GCM-SHA384, TLS13_AES_256_GCM_SHA384) or \
+                         TLS_CIPHER_0xNNNN"
+                    ),
                 ));
             }
         }
     }
     if out.is_empty() {
-        return Err("the list of cipher suites is empty".into());
+        return Err(ConfError::new(ErrorKind::Ciphers, "the list of cipher suites is empty"));
     }
     Ok(out)
 }
@@ -82,7 +86,7 @@ mod tests {
         assert_eq!(lookup("TLS_CIPHER_0xzz"), None);
         assert_eq!(lookup("TLS13_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"), None);
         let e = parse_list("ECDHE-ECDSA-AES256-GCM-SHA384:BOGUS").unwrap_err();
-        assert!(e.contains("'BOGUS'"), "{e}");
+        assert!(e.message.contains("'BOGUS'"), "{e}");
     }
 
     #[test]

@@ -33,15 +33,18 @@ pub struct EngineAddr {
 impl EngineAddr {
     /// Parses the directive argument. Host names are resolved once, here; each resulting address
     /// becomes its own entry, as if it had been written as a literal.
-    pub fn parse_all(arg: &str) -> Result<Vec<EngineAddr>, String> {
+    pub fn parse_all(arg: &str) -> Result<Vec<EngineAddr>, ConfError> {
         let arg = arg.trim();
         let bad = |why: &str| {
-            format!(
-                "TLSEngine '{arg}': {why}. Write a port (443) or an address and port \
-                 (127.0.0.1:443, [::1]:443, *:443)"
+            ConfError::new(
+                ErrorKind::BadValue,
+                format!(
+                    "TLSEngine '{arg}': {why}. Write a port (443) or an address and port \
+                     (127.0.0.1:443, [::1]:443, *:443)"
+                ),
             )
         };
-        let parse_port = |p: &str| -> Result<u16, String> {
+        let parse_port = |p: &str| -> Result<u16, ConfError> {
             match p.parse::<u16>() {
                 Ok(0) | Err(_) => Err(bad(&format!("'{p}' is not a port number between 1 and 65535"))),
                 Ok(n) => Ok(n),
@@ -236,16 +239,19 @@ pub enum CacheSpec {
 pub const DEFAULT_CACHE_ARGS: &str = "tls/session-cache(512000)";
 
 impl CacheSpec {
-    pub fn parse(arg: &str) -> Result<CacheSpec, String> {
+    pub fn parse(arg: &str) -> Result<CacheSpec, ConfError> {
         let arg = arg.trim();
         if arg.eq_ignore_ascii_case("none") {
             return Ok(CacheSpec::None);
         }
         let (name, args) = arg.split_once(':').unwrap_or((arg, ""));
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(format!(
-                "TLSSessionCache '{arg}': write none or provider:arguments, e.g. shmcb:tls/cache(512000), \
-                 memcache:host:11211 or redis:host:6379"
+            return Err(ConfError::new(
+                ErrorKind::BadValue,
+                format!(
+                    "TLSSessionCache '{arg}': write none or provider:arguments, e.g. shmcb:tls/cache(512000), \
+                     memcache:host:11211 or redis:host:6379"
+                ),
             ));
         }
         Ok(CacheSpec::Provider { name: name.to_ascii_lowercase(), args: args.to_string() })
@@ -280,12 +286,15 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
-    pub fn parse(arg: &str) -> Result<ClientAuth, String> {
+    pub fn parse(arg: &str) -> Result<ClientAuth, ConfError> {
         match arg.to_ascii_lowercase().as_str() {
             "none" => Ok(ClientAuth::None),
             "optional" => Ok(ClientAuth::Optional),
             "required" | "require" => Ok(ClientAuth::Required),
-            _ => Err(format!("TLSClientCertificate '{arg}': write required, optional or none")),
+            _ => Err(ConfError::new(
+                ErrorKind::BadValue,
+                format!("TLSClientCertificate '{arg}': write required, optional or none"),
+            )),
         }
     }
 }
@@ -398,7 +407,7 @@ pub struct TlsOptions {
 
 impl TlsOptions {
     /// Applies one word of a `TLSOptions` line.
-    pub fn apply(&mut self, word: &str) -> Result<(), String> {
+    pub fn apply(&mut self, word: &str) -> Result<(), ConfError> {
         let (action, name) = match word.as_bytes().first() {
             Some(b'+') => ('+', &word[1..]),
             Some(b'-') => ('-', &word[1..]),
@@ -412,9 +421,12 @@ impl TlsOptions {
             "StdEnvVars" => OPT_STD_ENV_VARS,
             "ExportCertData" => OPT_EXPORT_CERT_DATA,
             _ => {
-                return Err(format!(
-                    "TLSOptions: unknown option '{word}': use StdEnvVars, ExportCertData (each with an optional \
-                     + or -) or Defaults"
+                return Err(ConfError::new(
+                    ErrorKind::BadValue,
+                    format!(
+                        "TLSOptions: unknown option '{word}': use StdEnvVars, ExportCertData (each with an \
+                         optional + or -) or Defaults"
+                    ),
                 ));
             }
         };
@@ -535,8 +547,8 @@ mod tests {
     fn engine_errors_say_what_to_write() {
         for bad in ["", "0", "70000", "abc", "127.0.0.1", "127.0.0.1:x", "::1:443", "[::1]443"] {
             let e = EngineAddr::parse_all(bad).unwrap_err();
-            assert!(e.contains("TLSEngine"), "{bad}: {e}");
-            assert!(e.contains("Write a port"), "{bad}: {e}");
+            assert!(e.message.contains("TLSEngine"), "{bad}: {e}");
+            assert!(e.message.contains("Write a port"), "{bad}: {e}");
         }
     }
 
@@ -600,7 +612,7 @@ mod tests {
         let below = TlsOptions::merge(&reset, &opts(&["+StdEnvVars"]));
         assert!(below.has(OPT_STD_ENV_VARS) && below.has(OPT_EXPORT_CERT_DATA));
         let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
-        assert!(e.contains("'+FakeBasicAuth'"), "{e}");
+        assert!(e.message.contains("'+FakeBasicAuth'"), "{e}");
         assert!(TlsOptions::default().apply("-Defaults").is_err());
     }
 
@@ -627,7 +639,7 @@ mod tests {
         assert_eq!(ClientAuth::parse("REQUIRED"), Ok(ClientAuth::Required));
         assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
         assert_eq!(ClientAuth::parse("none"), Ok(ClientAuth::None));
-        assert!(ClientAuth::parse("yes").unwrap_err().contains("required, optional or none"));
+        assert!(ClientAuth::parse("yes").unwrap_err().message.contains("required, optional or none"));
     }
 
     #[test]

@@ -577,7 +577,7 @@ unsafe extern "C" fn set_options(cmd: *mut cmd_parms, dconf: *mut c_void, arg: *
     unsafe {
         directive(cmd, || {
             let dconf = &mut *(dconf as *mut DirConf);
-            dconf.options.apply(&cstr(arg))
+            dconf.options.apply(&cstr(arg)).map_err(String::from)
         })
     }
 }
