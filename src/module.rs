@@ -1159,11 +1159,6 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
                 log_server!((*r).server, log::ERR, 0, "request on a TLS connection without a completed handshake");
                 return sys::HTTP_MISDIRECTED_REQUEST as c_int;
             };
-            if let Some(var) = server_conf((*r).server).user_name_var.as_deref()
-                && let Some(user) = vars::lookup(var, &vars::ConnFacts::now(&established.facts))
-            {
-                (*r).user = pool::pstrdup((*r).pool, &user) as *mut c_char;
-            }
             // Every request, with or without SNI: without it the handshake ran with the address's
             // default vhost, whose policy a Host naming another vhost must not get around.
             let handshake_server = established.server;
@@ -1185,6 +1180,12 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
                     describe(handshake_server)
                 );
                 return sys::HTTP_MISDIRECTED_REQUEST as c_int;
+            }
+            // Only for a request this vhost serves: a refused one gets no user either.
+            if let Some(var) = server_conf((*r).server).user_name_var.as_deref()
+                && let Some(user) = vars::lookup(var, &vars::ConnFacts::now(&established.facts))
+            {
+                (*r).user = pool::pstrdup((*r).pool, &user) as *mut c_char;
             }
             DECLINED
         },
