@@ -19,6 +19,7 @@ use crate::httpd::protocol;
 use crate::httpd::server::{describe, vhost_for_name};
 use crate::httpd::sys::{self, ap_filter_t, apr_bucket_brigade, apr_status_t, conn_rec, server_rec};
 use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_EOF, APR_SUCCESS, catch_panic, log, pool};
+use crate::policy::{self, VhostChoice};
 use crate::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::{log_conn, module};
 
@@ -31,12 +32,8 @@ const OUT_PASS_BYTES: usize = 64 * 1024;
 /// Whether the data gathered from a brigade is exactly a response head ([`policy::is_response_head`]).
 fn is_response_head(parts: &[(*mut sys::apr_bucket, &[u8])]) -> bool {
     let (Some((_, first)), Some((_, last))) = (parts.first(), parts.last()) else { return false };
-    crate::policy::is_response_head(first, last)
+    policy::is_response_head(first, last)
 }
-
-/// httpd's core output filter sets aside less than this much in-memory data instead of writing it
-/// (its THRESHOLD_MIN_WRITE); see `TlsConn::unflushed`.
-const CORE_MIN_WRITE: usize = 4096;
 
 /// Largest response head held back for coalescing with its body.
 const HOLD_BYTES: usize = 8 * 1024;
@@ -85,18 +82,20 @@ impl ConfigChooser for VhostChooser {
                 #[cfg(feature = "test-hooks")]
                 crate::test_hooks::panic_if_sni_is(name);
                 self.sni = Some(name.to_string());
-                match vhost_for_name(self.c, name) {
-                    Some(s) => self.server = s,
-                    None if strict => {
-                        return Err(Refusal {
-                            alert: rustls::AlertDescription::UnrecognisedName,
-                            reason: format!(
-                                "AH10353: no virtual host on this address is named '{name}' (SNI); refused because \
-                                 TLSStrictSNI is on"
-                            ),
-                        });
-                    }
-                    None => self.server = base,
+            }
+            let sni = hello.server_name();
+            match policy::choose_vhost(sni, sni.and_then(|name| vhost_for_name(self.c, name)), strict) {
+                VhostChoice::Named(s) => self.server = s,
+                VhostChoice::Default => self.server = base,
+                VhostChoice::Refuse => {
+                    return Err(Refusal {
+                        alert: rustls::AlertDescription::UnrecognisedName,
+                        reason: format!(
+                            "AH10353: no virtual host on this address is named '{}' (SNI); refused because \
+                             TLSStrictSNI is on",
+                            sni.unwrap_or_default()
+                        ),
+                    });
                 }
             }
             let Some(tls) = module::server_conf(self.server).tls.clone() else {
@@ -285,7 +284,7 @@ pub struct TlsConn {
     /// and without capacity, between responses.
     held: Vec<u8>,
     /// Encrypted bytes passed down since our last FLUSH. The core output filter keeps a small
-    /// amount of in-memory data (under `CORE_MIN_WRITE`) for later instead of writing it, and the
+    /// amount of in-memory data (under `policy::CORE_MIN_WRITE`) for later instead of writing it, and the
     /// event MPM only writes it after httpd has looked for the next request on the connection:
     /// that look then finds nothing (the client has no response yet), and every keep-alive
     /// request costs a trip through the MPM's poller. Plain HTTP does not pay this because its
@@ -567,7 +566,7 @@ impl TlsConn {
     /// connections skip this: their close_notify goes out in the same write as the response.
     fn should_flush_at_eor(&self) -> bool {
         let pending = self.unflushed + self.out.bytes_after_flush().1;
-        !self.closes_after_request() && pending > 0 && pending < CORE_MIN_WRITE
+        crate::policy::flush_at_end_of_response(self.closes_after_request(), pending)
     }
 
     fn fail(&mut self, failure: TlsFailure) -> apr_status_t {

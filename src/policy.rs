@@ -20,6 +20,38 @@ pub fn misdirected(same_vhost: bool, request: Option<&TlsFingerprint>, handshake
     !matches!((request, handshake), (Some(r), Some(h)) if r == h)
 }
 
+/// What a ClientHello's SNI selects, given the vhost of the address it names (if any).
+#[derive(Debug, PartialEq, Eq)]
+pub enum VhostChoice<S> {
+    /// The named vhost.
+    Named(S),
+    /// The address's default vhost: no SNI, or an unknown name with `TLSStrictSNI off`.
+    Default,
+    /// An unknown name with `TLSStrictSNI on`: refuse with `unrecognized_name`.
+    Refuse,
+}
+
+pub fn choose_vhost<S>(sni: Option<&str>, named: Option<S>, strict_sni: bool) -> VhostChoice<S> {
+    match (sni, named) {
+        (None, _) => VhostChoice::Default,
+        (Some(_), Some(s)) => VhostChoice::Named(s),
+        (Some(_), None) if strict_sni => VhostChoice::Refuse,
+        (Some(_), None) => VhostChoice::Default,
+    }
+}
+
+/// httpd's core output filter sets aside less than this much in-memory data instead of writing it
+/// (its THRESHOLD_MIN_WRITE).
+pub const CORE_MIN_WRITE: usize = 4096;
+
+/// Whether to FLUSH at the end of a response: the core output filter would keep `pending` bytes
+/// (under [`CORE_MIN_WRITE`]) for later, while the client waits for them before sending its next
+/// request on a connection that stays open. A closing connection writes them with its
+/// close_notify anyway.
+pub fn flush_at_end_of_response(connection_closes: bool, pending: usize) -> bool {
+    !connection_closes && pending > 0 && pending < CORE_MIN_WRITE
+}
+
 /// Where a `RequestReadTimeout` line stands: at the top level, or in the `<VirtualHost>` that
 /// begins at this file and line.
 pub type ReqtimeoutScope = Option<(String, i32)>;
@@ -61,6 +93,23 @@ mod tests {
         assert!(misdirected(false, Some(&a), Some(&b)), "other settings");
         assert!(misdirected(false, None, Some(&a)), "a vhost without TLS configuration");
         assert!(misdirected(false, Some(&a), None));
+    }
+
+    #[test]
+    fn sni_chooses_the_named_vhost_or_the_default_or_refuses() {
+        assert_eq!(choose_vhost(Some("a.test"), Some(1), true), VhostChoice::Named(1));
+        assert_eq!(choose_vhost(None, Some(1), true), VhostChoice::Default, "no SNI");
+        assert_eq!(choose_vhost::<u8>(Some("x.test"), None, true), VhostChoice::Refuse);
+        assert_eq!(choose_vhost::<u8>(Some("x.test"), None, false), VhostChoice::Default);
+    }
+
+    #[test]
+    fn small_tails_of_kept_alive_responses_are_flushed() {
+        assert!(flush_at_end_of_response(false, 1));
+        assert!(flush_at_end_of_response(false, CORE_MIN_WRITE - 1));
+        assert!(!flush_at_end_of_response(false, CORE_MIN_WRITE), "core writes this much itself");
+        assert!(!flush_at_end_of_response(false, 0), "nothing pending");
+        assert!(!flush_at_end_of_response(true, 100), "close_notify goes with it");
     }
 
     #[test]
