@@ -50,11 +50,6 @@ pub fn record() -> *const sys::module {
     tls_module.0.get()
 }
 
-/// Our index into config vectors and per-module log levels (-1 until httpd loads us).
-pub fn index() -> c_int {
-    unsafe { (*tls_module.0.get()).module_index }
-}
-
 const fn take1(
     name: &'static std::ffi::CStr,
     f: unsafe extern "C" fn(*mut cmd_parms, *mut c_void, *const c_char) -> *const c_char,
@@ -1384,6 +1379,7 @@ unsafe extern "C" fn register_hooks(_p: *mut apr_pool_t) {
         (),
         |_| {},
         || unsafe {
+            crate::httpd::set_module(tls_module.0.get());
             let none = ptr::null();
             sys::ap_hook_pre_config(Some(pre_config), none, none, HOOK_MIDDLE);
             sys::ap_hook_check_config(Some(check_config), none, none, HOOK_MIDDLE);

@@ -110,7 +110,7 @@ macro_rules! log_server {
         let s = $s as *const $crate::httpd::sys::server_rec;
         let level: std::ffi::c_int = $level;
         let status: $crate::httpd::sys::apr_status_t = $status;
-        let index = $crate::module::index();
+        let index = $crate::httpd::module_index();
         // SAFETY: callers pass a valid (or NULL) server_rec.
         #[allow(unused_unsafe)]
         let enabled = unsafe { $crate::httpd::log::server_enabled(s, index, level) };
@@ -132,7 +132,7 @@ macro_rules! log_conn {
         let c = $c as *const $crate::httpd::sys::conn_rec;
         let level: std::ffi::c_int = $level;
         let status: $crate::httpd::sys::apr_status_t = $status;
-        let index = $crate::module::index();
+        let index = $crate::httpd::module_index();
         // SAFETY: callers pass a valid conn_rec.
         #[allow(unused_unsafe)]
         let enabled = unsafe { $crate::httpd::log::conn_enabled(c, index, level) };

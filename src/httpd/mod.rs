@@ -26,6 +26,22 @@ pub const APR_EAGAIN: sys::apr_status_t = sys::APR_EAGAIN as sys::apr_status_t;
 pub const APR_ECONNABORTED: sys::apr_status_t = sys::APR_ECONNABORTED as sys::apr_status_t;
 pub const HTTP_INTERNAL_SERVER_ERROR: i32 = sys::HTTP_INTERNAL_SERVER_ERROR as i32;
 
+/// This module's record (httpd fills in its index when it loads the module), registered once by
+/// the adapter: the per-module log level and config lookups need its index, and this layer does
+/// not name the layer above it. A process-wide constant, not per-configuration state.
+static MODULE: std::sync::atomic::AtomicPtr<sys::module> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Registers this module's record (from register_hooks, before anything is logged).
+pub fn set_module(record: *mut sys::module) {
+    MODULE.store(record, std::sync::atomic::Ordering::Release);
+}
+
+/// Our index into config vectors and per-module log levels (-1 until registered and loaded).
+pub fn module_index() -> std::ffi::c_int {
+    let m = MODULE.load(std::sync::atomic::Ordering::Acquire);
+    if m.is_null() { -1 } else { unsafe { (*m).module_index } }
+}
+
 /// Runs `f`, turning a panic into `on_panic(message)` and `fallback`: a panic must never unwind
 /// into httpd (it would abort the whole child, or the parent during start-up).
 pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce() -> R) -> R {
