@@ -2,25 +2,11 @@
 //! a virtual host inherits from the main server. Nothing here talks to httpd, so all of it is unit
 //! tested; the directive handlers in `module.rs` only move strings in and errors out.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
 
+pub use crate::error::Origin;
 use crate::error::{ConfError, ErrorKind};
-
-/// Where a directive was written, so that errors found later (in check_config) can still point at it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub file: String,
-    pub line: u32,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
-    }
-}
 
 /// One `TLSEngine [address:]port`: the local addresses whose incoming connections we serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -306,7 +292,8 @@ pub struct Located<T> {
     pub origin: Origin,
 }
 
-/// Per-server (main server and each `<VirtualHost>`) settings.
+/// Per-server (main server and each `<VirtualHost>`) settings: the directive values only (what
+/// start-up builds from them is kept apart, by the adapter).
 #[derive(Default)]
 pub struct ServerConf {
     /// Only read from the main server: `TLSEngine` is global.
@@ -332,19 +319,6 @@ pub struct ServerConf {
     pub user_name_var: Option<String>,
     /// `TLSSessionCache`, global; `None` = the default shared-memory cache.
     pub session_cache_spec: Option<Located<CacheSpec>>,
-    /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
-    /// run blocking, where its timer applies, instead of waiting in the event MPM.
-    pub reqtimeout_handshake: bool,
-    /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
-    pub md_deferred: bool,
-    /// Backend client configs built for this generation (main server only).
-    pub proxy_cache: Option<Arc<crate::engine::ProxyCache>>,
-    /// The cache opened for this configuration generation (main server only).
-    #[cfg(all(feature = "httpd", not(test)))]
-    pub session_cache: Option<Arc<crate::httpd::socache::SessionCache>>,
-    /// Built in check_config from the settings above, once per configuration generation, for
-    /// servers that TLSEngine connections can reach.
-    pub tls: Option<Arc<crate::engine::VhostTls>>,
 }
 
 fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
@@ -368,12 +342,6 @@ impl ServerConf {
             user_name_var: add.user_name_var.clone().or_else(|| base.user_name_var.clone()),
             passphrase_program: base.passphrase_program.clone(),
             session_cache_spec: base.session_cache_spec.clone(),
-            reqtimeout_handshake: false,
-            md_deferred: false,
-            proxy_cache: None,
-            #[cfg(all(feature = "httpd", not(test)))]
-            session_cache: None,
-            tls: None,
         }
     }
 

@@ -98,7 +98,7 @@ impl ConfigChooser for VhostChooser {
                     });
                 }
             }
-            let Some(tls) = module::server_conf(self.server).tls.clone() else {
+            let Some(tls) = module::built(self.server).tls.clone() else {
                 return Err(Refusal {
                     alert: rustls::AlertDescription::InternalError,
                     reason: format!("{} has no TLS configuration", describe(self.server)),

@@ -205,13 +205,40 @@ static COMMANDS: CommandTable<21> = CommandTable([
     END_OF_COMMANDS,
 ]);
 
+/// What a server's module-config slot holds: the directive values, and apart from them what
+/// start-up builds from them for this configuration generation (so merging copies only values).
+pub struct ServerSlot {
+    conf: ServerConf,
+    built: Built,
+}
+
+/// What start-up builds for one server, once per configuration generation.
+#[derive(Default)]
+pub struct Built {
+    /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
+    /// run blocking, where its timer applies, instead of waiting in the event MPM.
+    pub reqtimeout_handshake: bool,
+    /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
+    pub md_deferred: bool,
+    /// Backend client configs built for this generation (main server only).
+    pub proxy_cache: Option<std::sync::Arc<engine::ProxyCache>>,
+    /// The cache opened for this configuration generation (main server only).
+    pub session_cache: Option<std::sync::Arc<socache::SessionCache>>,
+    /// Built in check_config from the settings, for servers that TLSEngine connections can reach.
+    pub tls: Option<std::sync::Arc<engine::VhostTls>>,
+}
+
+unsafe fn slot_of(s: *const server_rec) -> *mut ServerSlot {
+    unsafe { sys::ap_get_module_config((*s).module_config, record()) as *mut ServerSlot }
+}
+
 /// The settings of server `s` (merged for vhosts once httpd has merged them), read-only: what
 /// connection and request hooks use, on any thread, once start-up is over.
 ///
 /// # Safety
 /// `s` must be a valid server_rec whose config vector holds ours.
 pub unsafe fn server_conf<'a>(s: *const server_rec) -> &'a ServerConf {
-    unsafe { &*(sys::ap_get_module_config((*s).module_config, record()) as *const ServerConf) }
+    unsafe { &(*slot_of(s)).conf }
 }
 
 /// The settings of server `s`, to change: only while httpd reads its configuration and builds
@@ -220,13 +247,35 @@ pub unsafe fn server_conf<'a>(s: *const server_rec) -> &'a ServerConf {
 /// # Safety
 /// As [`server_conf`], and no reference to the same settings may be alive.
 unsafe fn server_conf_mut<'a>(s: *const server_rec) -> &'a mut ServerConf {
-    unsafe { &mut *(sys::ap_get_module_config((*s).module_config, record()) as *mut ServerConf) }
+    unsafe { &mut (*slot_of(s)).conf }
+}
+
+/// What start-up built for server `s`, read-only (connection and request hooks, any thread).
+///
+/// # Safety
+/// As [`server_conf`].
+pub unsafe fn built<'a>(s: *const server_rec) -> &'a Built {
+    unsafe { &(*slot_of(s)).built }
+}
+
+/// What start-up builds for server `s`, while it builds (check_config, post_config).
+///
+/// # Safety
+/// As [`server_conf_mut`], for the built part.
+unsafe fn built_mut<'a>(s: *const server_rec) -> &'a mut Built {
+    unsafe { &mut (*slot_of(s)).built }
 }
 
 // ---- config records ------------------------------------------------------------------------
 
 unsafe extern "C" fn create_server_config(p: *mut apr_pool_t, _s: *mut server_rec) -> *mut c_void {
-    catch_panic(ptr::null_mut(), |_| {}, || unsafe { pool::attach(p, ServerConf::default()) as *mut c_void })
+    catch_panic(
+        ptr::null_mut(),
+        |_| {},
+        || unsafe {
+            pool::attach(p, ServerSlot { conf: ServerConf::default(), built: Built::default() }) as *mut c_void
+        },
+    )
 }
 
 unsafe extern "C" fn merge_server_config(p: *mut apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
@@ -234,7 +283,8 @@ unsafe extern "C" fn merge_server_config(p: *mut apr_pool_t, base: *mut c_void, 
         ptr::null_mut(),
         |_| {},
         || unsafe {
-            let merged = ServerConf::merge(&*(base as *const ServerConf), &*(add as *const ServerConf));
+            let (base, add) = (&*(base as *const ServerSlot), &*(add as *const ServerSlot));
+            let merged = ServerSlot { conf: ServerConf::merge(&base.conf, &add.conf), built: Built::default() };
             pool::attach(p, merged) as *mut c_void
         },
     )
@@ -417,7 +467,7 @@ unsafe extern "C" fn set_proxy_machine_cert(
 unsafe fn build_proxy_configs(main: *mut server_rec, pconf: *mut apr_pool_t) -> bool {
     unsafe {
         let cache = std::sync::Arc::new(engine::ProxyCache::default());
-        server_conf_mut(main).proxy_cache = Some(cache.clone());
+        built_mut(main).proxy_cache = Some(cache.clone());
         let scopes = (*pool::userdata(pconf, c"mod_tls proxy scopes", ProxyScopes::new)).clone();
         let mut ok = true;
         for s in servers(main) {
@@ -468,7 +518,7 @@ unsafe extern "C" fn bind_outgoing(c: *mut conn_rec, dir_conf: *mut sys::ap_conf
                 return DECLINED;
             }
             let proxy = &(*dconf).proxy;
-            let Some(cache) = server_conf(sys::ap_server_conf).proxy_cache.clone() else { return DECLINED };
+            let Some(cache) = built(sys::ap_server_conf).proxy_cache.clone() else { return DECLINED };
             let key = proxy.key();
             let found = cache.lock().unwrap().get(&key).cloned();
             let tls = match found {
@@ -746,7 +796,7 @@ unsafe fn note_reqtimeout_handshakes(main: *mut server_rec) {
         for s in servers(main) {
             let defn = cstr((*s).defn_name);
             let vhost = ((*s).is_virtual != 0).then(|| (&*defn, (*s).defn_line_number as i32));
-            server_conf_mut(s).reqtimeout_handshake = crate::policy::reqtimeout_handshake_applies(&found, vhost);
+            built_mut(s).reqtimeout_handshake = crate::policy::reqtimeout_handshake_applies(&found, vhost);
         }
     }
 }
@@ -759,7 +809,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
         }
         let engines = server_conf(main).engines.clone();
         for s in servers(main) {
-            server_conf_mut(s).tls = None;
+            built_mut(s).tls = None;
         }
         if engines.is_empty() {
             return OK;
@@ -773,7 +823,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                 None
             }
         };
-        server_conf_mut(main).session_cache = cache.clone();
+        built_mut(main).session_cache = cache.clone();
         let make_sessions = cache.clone().map(crate::sessions::VhostSessions::factory);
         for s in servers(main) {
             let reached_by = if (*s).is_virtual != 0 {
@@ -783,11 +833,12 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                 engines.iter().find(|e| config::engine_reaches_main_server(e, &all_vhost_addrs))
             };
             let Some(engine_addr) = reached_by else { continue };
-            let conf = server_conf_mut(s);
-            conf.md_deferred = false;
+            let conf = server_conf(s);
+            let built = built_mut(s);
+            built.md_deferred = false;
             if conf.certificates.is_empty() && !sys::ap_find_linked_module(c"mod_md.c".as_ptr()).is_null() {
                 // mod_md may manage it: asked in post_config (ap_ssl_add_cert_files).
-                conf.md_deferred = true;
+                built.md_deferred = true;
                 continue;
             }
             if conf.certificates.is_empty() {
@@ -815,7 +866,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                     for w in warnings {
                         log_server!(main, log::WARNING, 0, "mod_tls: {w}");
                     }
-                    conf.tls = Some(std::sync::Arc::new(tls));
+                    built_mut(s).tls = Some(std::sync::Arc::new(tls));
                 }
                 Err(e) => {
                     log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
@@ -881,10 +932,10 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
     let mut ok = true;
     unsafe {
         for s in servers(main) {
-            let conf = server_conf_mut(s);
-            if !conf.md_deferred {
+            if !built(s).md_deferred {
                 continue;
             }
+            let conf = server_conf_mut(s);
             let size = std::mem::size_of::<*const c_char>() as c_int;
             let (certs, keys) = (sys::apr_array_make(pconf, 2, size), sys::apr_array_make(pconf, 2, size));
             sys::ap_ssl_add_cert_files(s, pconf, certs, keys);
@@ -916,7 +967,7 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
                 })
                 .collect();
             // Same session cache as every other vhost: a managed domain resumes sessions too.
-            let make_sessions = server_conf(main).session_cache.clone().map(crate::sessions::VhostSessions::factory);
+            let make_sessions = built(main).session_cache.clone().map(crate::sessions::VhostSessions::factory);
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             match engine::build_vhost(conf, None, sessions) {
                 Ok((mut tls, _)) => {
@@ -930,7 +981,7 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
                             describe(s)
                         );
                     }
-                    conf.tls = Some(std::sync::Arc::new(tls));
+                    built_mut(s).tls = Some(std::sync::Arc::new(tls));
                 }
                 Err(e) => {
                     log_server!(
@@ -954,7 +1005,7 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
 unsafe fn prime_ocsp_stapling(main: *mut server_rec, pconf: *mut apr_pool_t) {
     unsafe {
         for s in servers(main) {
-            let Some(tls) = server_conf(s).tls.clone() else { continue };
+            let Some(tls) = built(s).tls.clone() else { continue };
             let stapling: Vec<Option<std::sync::Arc<engine::Stapling>>> = tls
                 .resolver
                 .keys()
@@ -994,7 +1045,7 @@ unsafe extern "C" fn post_config(
         |m| log_server!(main, log::EMERG, 0, "mod_tls: internal error in post_config: {m}"),
         || unsafe {
             // post_config runs twice at start-up; say hello on the pass that serves.
-            if let Some(cache) = server_conf(main).session_cache.clone() {
+            if let Some(cache) = built(main).session_cache.clone() {
                 let configured = server_conf(main).session_cache_spec.clone();
                 if configured.is_none() {
                     socache::ensure_default_dir(pconf);
@@ -1057,7 +1108,7 @@ unsafe extern "C" fn pre_connection(c: *mut conn_rec, _csd: *mut c_void) -> c_in
             }
             #[cfg(feature = "test-hooks")]
             crate::test_hooks::panic_in_pre_connection_on(local.port());
-            if conf.tls.is_none() {
+            if built(s).tls.is_none() {
                 log_conn!(c, log::ERR, 0, "no TLS configuration for {} on {local}; closing", describe(s));
                 (*c).aborted = 1;
                 return DECLINED;
@@ -1134,7 +1185,7 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
         |_| {},
         || unsafe {
             let Some(shared) = filters::conn_shared((*r).connection) else { return DECLINED };
-            if server_conf((*r).server).tls.as_ref().is_some_and(|t| t.fallback) {
+            if built((*r).server).tls.as_ref().is_some_and(|t| t.fallback) {
                 // mod_md's stand-in certificate: not for serving content.
                 return sys::HTTP_SERVICE_UNAVAILABLE as c_int;
             }
@@ -1157,7 +1208,7 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
             // Every request, with or without SNI: without it the handshake ran with the address's
             // default vhost, whose policy a Host naming another vhost must not get around.
             let handshake_server = established.server;
-            let fingerprint = |s: *const server_rec| server_conf(s).tls.as_ref().map(|t| t.fingerprint);
+            let fingerprint = |s: *const server_rec| built(s).tls.as_ref().map(|t| t.fingerprint);
             if crate::policy::misdirected(
                 (*r).server == handshake_server,
                 fingerprint((*r).server).as_ref(),
@@ -1213,7 +1264,7 @@ unsafe extern "C" fn process_connection(c: *mut conn_rec) -> c_int {
             }
             let mut can_waitio: c_int = 0;
             let async_ok = !(*c).cs.is_null()
-                && !server_conf((*c).base_server).reqtimeout_handshake
+                && !built((*c).base_server).reqtimeout_handshake
                 && sys::ap_mpm_query(sys::AP_MPMQ_CAN_WAITIO as c_int, &mut can_waitio) == crate::httpd::APR_SUCCESS
                 && can_waitio != 0;
             let block =
@@ -1345,7 +1396,7 @@ unsafe extern "C" fn child_init(pchild: *mut apr_pool_t, s: *mut server_rec) {
         (),
         |_| {},
         || unsafe {
-            if let Some(cache) = server_conf(s).session_cache.as_ref() {
+            if let Some(cache) = built(s).session_cache.as_ref() {
                 cache.child_init(pchild);
             }
         },
@@ -1358,7 +1409,7 @@ unsafe extern "C" fn status_hook(r: *mut request_rec, flags: c_int) -> c_int {
         OK,
         |_| {},
         || unsafe {
-            let Some(cache) = server_conf(sys::ap_server_conf).session_cache.clone() else { return OK };
+            let Some(cache) = built(sys::ap_server_conf).session_cache.clone() else { return OK };
             let write = |text: &str| {
                 sys::ap_rwrite(text.as_ptr().cast(), text.len() as c_int, r);
             };
