@@ -13,10 +13,15 @@ use common::*;
 
 /// The first bytes a real client sends: a rustls ClientHello record.
 fn client_hello(h: &Httpd) -> Vec<u8> {
+    client_with_hello(h).1
+}
+
+/// A rustls client for localhost and the ClientHello record it sends first, to send by hand.
+fn client_with_hello(h: &Httpd) -> (rustls::ClientConnection, Vec<u8>) {
     let mut conn = rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
-    out
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    (conn, hello)
 }
 
 /// A normal client is served, quickly.
@@ -654,10 +659,7 @@ fn bytes_behind_the_hello_are_answered_at_once() {
         let mut h = Httpd::new();
         h.mpm = mpm;
         h.start();
-        let mut conn =
-            rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
-        let mut hello = Vec::new();
-        conn.write_tls(&mut hello).unwrap();
+        let (mut conn, hello) = client_with_hello(&h);
         let mut s = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
         let start = Instant::now();
         s.write_all(&[hello.as_slice(), &[0x14, 0x03, 0x03, 0x00, 0x02, 0x01, 0x01]].concat()).unwrap();
@@ -704,10 +706,7 @@ fn no_split_of_the_hello_leaves_the_handshake_waiting() {
     // A real client's hello cut anywhere: the handshake completes and the request is served.
     let hello_len = client_hello(&h).len();
     for at in [1, 4, 5, 6, hello_len / 2, hello_len - 1] {
-        let mut conn =
-            rustls::ClientConnection::new(h.pki.client_config(TLS13), "localhost".try_into().unwrap()).unwrap();
-        let mut hello = Vec::new();
-        conn.write_tls(&mut hello).unwrap();
+        let (conn, hello) = client_with_hello(&h);
         let mut sock = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
         sock.set_nodelay(true).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

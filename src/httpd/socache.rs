@@ -174,7 +174,7 @@ impl SessionCache {
     /// # Safety
     /// `r` must be the status request.
     pub unsafe fn status(&self, r: *mut sys::request_rec, flags: i32) {
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.is_ready() {
             return;
         }
         unsafe {
@@ -238,7 +238,7 @@ impl SessionCache {
 
 impl SessionStore for SessionCache {
     fn store(&self, key: &[u8], value: &mut [u8]) -> bool {
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.is_ready() {
             return false;
         }
         let expiry = unsafe { sys::apr_time_now() } + LIFETIME_SECS * 1_000_000;
@@ -260,14 +260,14 @@ impl SessionStore for SessionCache {
     }
 
     fn retrieve(&self, key: &[u8]) -> Option<Vec<u8>> {
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.is_ready() {
             return None;
         }
         self.retrieve_into(key, SMALL_SESSION_BYTES).or_else(|| self.retrieve_into(key, MAX_SESSION_BYTES))
     }
 
     fn remove(&self, key: &[u8]) {
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.is_ready() {
             return;
         }
         self.with_pool(|pool| {
