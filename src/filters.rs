@@ -19,8 +19,8 @@ use crate::httpd::protocol;
 use crate::httpd::server::{describe, vhost_for_name};
 use crate::httpd::sys::{self, ap_filter_t, apr_bucket_brigade, apr_status_t, conn_rec, server_rec};
 use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_EOF, APR_SUCCESS, catch_panic, log, pool};
-use crate::policy::{self, VhostChoice};
-use crate::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
+use crate::tls::policy::{self, VhostChoice};
+use crate::tls::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::{log_conn, module};
 
 /// The most TLS bytes to ask the network for at once: a full record and then some (reads ask
@@ -153,7 +153,7 @@ impl VhostChooser {
             }
             let cert_pem = crate::httpd::cstr(cert).into_owned();
             let key_pem = if key.is_null() { cert_pem.clone() } else { crate::httpd::cstr(key).into_owned() };
-            match crate::engine::challenge_config(&cert_pem, &key_pem) {
+            match crate::tls::engine::challenge_config(&cert_pem, &key_pem) {
                 Ok(c) => {
                     log_conn!(self.c, log::INFO, 0, "answering the ACME tls-alpn-01 challenge for {name}");
                     Some(c)
@@ -169,7 +169,7 @@ impl VhostChooser {
     /// The chosen key with mod_md's current OCSP response stapled, when stapling is on for it.
     fn stapled_key(
         &self,
-        tls: &crate::engine::VhostTls,
+        tls: &crate::tls::engine::VhostTls,
         key: &Arc<rustls::sign::CertifiedKey>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let index = tls.resolver.keys().iter().position(|k| Arc::ptr_eq(k, key))?;
@@ -203,7 +203,7 @@ pub struct ConnShared {
 pub struct Established {
     /// The vhost the handshake ran with (chosen by SNI, or the address's default).
     pub server: *mut server_rec,
-    pub facts: Arc<crate::vars::HandshakeFacts>,
+    pub facts: Arc<crate::tls::vars::HandshakeFacts>,
 }
 
 // SAFETY: `server` points to a server_rec, which httpd only reads after start-up, for the whole
@@ -240,7 +240,7 @@ enum Role {
 enum Backend {
     /// Claimed in bind_outgoing: the handshake starts at the first read or write, once mod_proxy
     /// has noted the backend's name and ALPN protocols, with one of these configs.
-    Pending(Arc<crate::engine::ProxyTls>),
+    Pending(Arc<crate::tls::engine::ProxyTls>),
     /// The handshake started towards this host (the name its certificate is verified against).
     Started { host: String },
 }
@@ -310,7 +310,7 @@ pub unsafe fn attach(c: *mut conn_rec) {
 ///
 /// # Safety
 /// `c` must be a live outgoing connection.
-pub unsafe fn attach_backend(c: *mut conn_rec, tls: Arc<crate::engine::ProxyTls>) {
+pub unsafe fn attach_backend(c: *mut conn_rec, tls: Arc<crate::tls::engine::ProxyTls>) {
     unsafe {
         new_state(c, Some(tls));
     }
@@ -350,7 +350,7 @@ unsafe fn add_filters(c: *mut conn_rec, tc: *mut TlsConn) {
     }
 }
 
-unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::engine::ProxyTls>>) -> *mut TlsConn {
+unsafe fn new_state(c: *mut conn_rec, backend: Option<Arc<crate::tls::engine::ProxyTls>>) -> *mut TlsConn {
     unsafe {
         let pool = (*c).pool;
         let alloc = (*c).bucket_alloc;
@@ -495,7 +495,7 @@ impl TlsConn {
             Role::Server(chooser) => (chooser.server, chooser.sni.take(), chooser.cert.take()),
             Role::Backend(_) => (unsafe { (*self.c).base_server }, None, None),
         };
-        let facts = Arc::new(crate::vars::HandshakeFacts::of(conn, sni, cert));
+        let facts = Arc::new(crate::tls::vars::HandshakeFacts::of(conn, sni, cert));
         let established = Established { server, facts: facts.clone() };
         if unsafe { &*self.shared }.established.set(established).is_err() {
             log_conn!(self.c, log::ERR, 0, "internal error: the handshake completed twice");
@@ -566,7 +566,7 @@ impl TlsConn {
     /// connections skip this: their close_notify goes out in the same write as the response.
     fn should_flush_at_eor(&self) -> bool {
         let pending = self.unflushed + self.out.bytes_after_flush().1;
-        crate::policy::flush_at_end_of_response(self.closes_after_request(), pending)
+        crate::tls::policy::flush_at_end_of_response(self.closes_after_request(), pending)
     }
 
     fn fail(&mut self, failure: TlsFailure) -> apr_status_t {

@@ -9,18 +9,8 @@
 //! httpd is compiled out of unit tests (those symbols exist only inside the httpd executable) and is
 //! tested through the real server in `tests/`.
 
-pub mod certs;
-pub mod certvars;
-mod cipher_table;
-pub mod ciphers;
-pub mod config;
-pub mod engine;
-pub mod error;
-pub mod handshake_wait;
-pub mod policy;
-pub mod sessions;
-pub mod stream;
-pub mod vars;
+pub mod conf;
+pub mod tls;
 
 #[cfg(all(feature = "httpd", not(test)))]
 mod filters;

@@ -7,12 +7,13 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 use std::ptr;
 
-use crate::config::{self, CacheSpec, CertSpec, DirConf, EngineAddr, Located, Origin, ServerConf};
+use crate::conf::{self, CacheSpec, CertSpec, DirConf, EngineAddr, Located, Origin, ServerConf};
 use crate::httpd::server::{describe, servers, socket_addr, vhost_addrs};
 use crate::httpd::socache;
 use crate::httpd::sys::{self, apr_pool_t, cmd_parms, conn_rec, request_rec, server_rec};
 use crate::httpd::{DECLINED, DONE, HOOK_MIDDLE, HTTP_INTERNAL_SERVER_ERROR, OK, catch_panic, cstr, log, pool};
-use crate::{ciphers, engine, filters, handshake_wait, log_conn, log_server, vars};
+use crate::tls::{ciphers, engine, handshake_wait, vars};
+use crate::{filters, log_conn, log_server};
 
 /// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
 #[repr(transparent)]
@@ -384,7 +385,7 @@ type ProxyScopes = Vec<usize>;
 unsafe fn proxy_directive(
     cmd: *mut cmd_parms,
     dconf: *mut c_void,
-    f: impl FnOnce(&mut config::ProxyConf, Origin) -> Result<(), String>,
+    f: impl FnOnce(&mut conf::ProxyConf, Origin) -> Result<(), String>,
 ) -> *const c_char {
     unsafe {
         directive(cmd, || {
@@ -418,7 +419,7 @@ unsafe extern "C" fn set_proxy_ca(cmd: *mut cmd_parms, d: *mut c_void, arg: *con
 
 unsafe extern "C" fn set_proxy_protocol(cmd: *mut cmd_parms, d: *mut c_void, arg: *const c_char) -> *const c_char {
     unsafe {
-        let value = config::parse_protocol_floor("TLSProxyProtocol", &cstr(arg)).map_err(String::from);
+        let value = conf::parse_protocol_floor("TLSProxyProtocol", &cstr(arg)).map_err(String::from);
         proxy_directive(cmd, d, |p, origin| {
             p.floor = Some(Located { value: value?, origin });
             Ok(())
@@ -473,7 +474,7 @@ unsafe fn build_proxy_configs(main: *mut server_rec, pconf: *mut apr_pool_t) -> 
         for s in servers(main) {
             let server_proxy = &(*(sys::ap_get_module_config((*s).lookup_defaults, record()) as *const DirConf)).proxy;
             let candidates = std::iter::once(server_proxy.clone())
-                .chain(scopes.iter().map(|d| config::ProxyConf::merge(server_proxy, &(*(*d as *const DirConf)).proxy)));
+                .chain(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, &(*(*d as *const DirConf)).proxy)));
             for p in candidates.filter(|p| p.enabled()) {
                 let key = p.key();
                 if cache.lock().unwrap().contains_key(&key) {
@@ -562,7 +563,7 @@ unsafe extern "C" fn set_client_auth(cmd: *mut cmd_parms, _d: *mut c_void, arg: 
     unsafe {
         directive(cmd, || {
             not_in_directory(cmd, "TLSClientCertificate")?;
-            let value = config::ClientAuth::parse(&cstr(arg))?;
+            let value = conf::ClientAuth::parse(&cstr(arg))?;
             server_conf_mut((*cmd).server).client_auth = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
@@ -672,7 +673,7 @@ unsafe extern "C" fn set_strict_sni(cmd: *mut cmd_parms, _dconf: *mut c_void, on
 unsafe extern "C" fn set_protocol(cmd: *mut cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
     unsafe {
         directive(cmd, || {
-            let value = config::parse_protocol_floor("TLSProtocol", &cstr(arg))?;
+            let value = conf::parse_protocol_floor("TLSProtocol", &cstr(arg))?;
             server_conf_mut((*cmd).server).protocol_floor = Some(Located { value, origin: origin(cmd) });
             Ok(())
         })
@@ -740,7 +741,7 @@ unsafe fn open_session_cache(
             Some(Located { value: CacheSpec::Provider { name, args }, origin }) => {
                 (name.clone(), args.clone(), Some(origin))
             }
-            None => ("shmcb".to_string(), config::DEFAULT_CACHE_ARGS.to_string(), None),
+            None => ("shmcb".to_string(), conf::DEFAULT_CACHE_ARGS.to_string(), None),
         };
         match socache::SessionCache::create(&name, &args, main, pconf, ptemp) {
             Ok(c) => Ok(Some(c)),
@@ -776,7 +777,7 @@ unsafe fn note_reqtimeout_handshakes(main: *mut server_rec) {
             unsafe {
                 let name = cstr((*n).directive);
                 if name.eq_ignore_ascii_case("RequestReadTimeout")
-                    && let Some(on) = config::reqtimeout_handshake(&cstr((*n).args))
+                    && let Some(on) = conf::reqtimeout_handshake(&cstr((*n).args))
                 {
                     out.push((vhost.clone(), on));
                 }
@@ -796,7 +797,7 @@ unsafe fn note_reqtimeout_handshakes(main: *mut server_rec) {
         for s in servers(main) {
             let defn = cstr((*s).defn_name);
             let vhost = ((*s).is_virtual != 0).then(|| (&*defn, (*s).defn_line_number as i32));
-            built_mut(s).reqtimeout_handshake = crate::policy::reqtimeout_handshake_applies(&found, vhost);
+            built_mut(s).reqtimeout_handshake = crate::tls::policy::reqtimeout_handshake_applies(&found, vhost);
         }
     }
 }
@@ -824,13 +825,13 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
             }
         };
         built_mut(main).session_cache = cache.clone();
-        let make_sessions = cache.clone().map(crate::sessions::VhostSessions::factory);
+        let make_sessions = cache.clone().map(crate::tls::sessions::VhostSessions::factory);
         for s in servers(main) {
             let reached_by = if (*s).is_virtual != 0 {
                 let addrs = vhost_addrs(s);
-                engines.iter().find(|e| addrs.iter().any(|a| config::engine_reaches_vhost(e, a)))
+                engines.iter().find(|e| addrs.iter().any(|a| conf::engine_reaches_vhost(e, a)))
             } else {
-                engines.iter().find(|e| config::engine_reaches_main_server(e, &all_vhost_addrs))
+                engines.iter().find(|e| conf::engine_reaches_main_server(e, &all_vhost_addrs))
             };
             let Some(engine_addr) = reached_by else { continue };
             let conf = server_conf(s);
@@ -858,7 +859,7 @@ unsafe fn build_all(main: *mut server_rec, pconf: *mut apr_pool_t, ptemp: *mut a
                 continue;
             }
             let mut ask = |key: &std::path::Path, retry: bool| ask_passphrase(main, s, key, retry);
-            let ask: Option<crate::certs::PassphraseSource<'_>> =
+            let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
                 if conf.passphrase_program.is_some() { Some(&mut ask) } else { None };
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             match engine::build_vhost(conf, ask, sessions) {
@@ -967,7 +968,7 @@ unsafe fn certificates_from_mod_md(main: *mut server_rec, pconf: *mut apr_pool_t
                 })
                 .collect();
             // Same session cache as every other vhost: a managed domain resumes sessions too.
-            let make_sessions = built(main).session_cache.clone().map(crate::sessions::VhostSessions::factory);
+            let make_sessions = built(main).session_cache.clone().map(crate::tls::sessions::VhostSessions::factory);
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             match engine::build_vhost(conf, None, sessions) {
                 Ok((mut tls, _)) => {
@@ -1015,7 +1016,7 @@ unsafe fn prime_ocsp_stapling(main: *mut server_rec, pconf: *mut apr_pool_t) {
                         return None; // no issuer to ask about
                     }
                     let st = engine::Stapling::new(key);
-                    let pem: String = key.cert.iter().map(|c| crate::certvars::pem(c)).collect();
+                    let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
                     let c_pem = std::ffi::CString::new(pem).ok()?;
                     let rv = sys::ap_ssl_ocsp_prime(s, pconf, st.id.as_ptr().cast(), st.id.len(), c_pem.as_ptr());
                     log_server!(
@@ -1209,7 +1210,7 @@ unsafe extern "C" fn post_read_request(r: *mut request_rec) -> c_int {
             // default vhost, whose policy a Host naming another vhost must not get around.
             let handshake_server = established.server;
             let fingerprint = |s: *const server_rec| built(s).tls.as_ref().map(|t| t.fingerprint);
-            if crate::policy::misdirected(
+            if crate::tls::policy::misdirected(
                 (*r).server == handshake_server,
                 fingerprint((*r).server).as_ref(),
                 fingerprint(handshake_server).as_ref(),
@@ -1348,8 +1349,8 @@ unsafe extern "C" fn fixups(r: *mut request_rec) -> c_int {
             let env = (*r).subprocess_env;
             sys::apr_table_setn(env, c"HTTPS".as_ptr(), c"on".as_ptr());
             let dconf = &*(sys::ap_get_module_config((*r).per_dir_config, record()) as *const DirConf);
-            let std_vars = dconf.options.has(config::OPT_STD_ENV_VARS);
-            let cert_data = dconf.options.has(config::OPT_EXPORT_CERT_DATA);
+            let std_vars = dconf.options.has(conf::OPT_STD_ENV_VARS);
+            let cert_data = dconf.options.has(conf::OPT_EXPORT_CERT_DATA);
             if !std_vars && !cert_data {
                 return DECLINED;
             }

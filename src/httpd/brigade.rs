@@ -237,7 +237,7 @@ impl BrigadeWriter {
     }
 }
 
-impl crate::stream::RecordSink for BrigadeWriter {
+impl crate::tls::stream::RecordSink for BrigadeWriter {
     fn room(&mut self, len: usize) -> &mut [u8] {
         unsafe {
             let buf = sys::apr_bucket_alloc(len, self.bb.bucket_alloc()) as *mut u8;

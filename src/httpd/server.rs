@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::sys;
-use crate::config::VhostAddr;
+use crate::conf::VhostAddr;
 
 /// Iterates the main server and every virtual host, in configuration order.
 pub fn servers(main: *mut sys::server_rec) -> impl Iterator<Item = *mut sys::server_rec> {
@@ -105,7 +105,7 @@ unsafe fn string_array(arr: *const sys::apr_array_header_t) -> Vec<String> {
 pub unsafe fn server_has_name(s: *const sys::server_rec, host: &str) -> bool {
     unsafe {
         let name = super::cstr((*s).server_hostname);
-        crate::config::host_matches(host, &name, &string_array((*s).names), &string_array((*s).wild_names))
+        crate::conf::host_matches(host, &name, &string_array((*s).names), &string_array((*s).wild_names))
     }
 }
 

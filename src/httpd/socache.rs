@@ -1,5 +1,5 @@
 //! httpd's shared object cache (socache: shmcb, dbm, memcache, redis, …) as the
-//! [`SessionStore`] behind TLS sessions (see `crate::sessions`), so that a session made by one
+//! [`SessionStore`] behind TLS sessions (see `crate::tls::sessions`), so that a session made by one
 //! child — or by another server of a fleet sharing memcached/redis — resumes in any other.
 
 use std::cell::Cell;
@@ -8,10 +8,10 @@ use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use crate::config::CacheSpec;
+use crate::conf::CacheSpec;
 use crate::httpd::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
 use crate::httpd::{APR_SUCCESS, cstr};
-use crate::sessions::SessionStore;
+use crate::tls::sessions::SessionStore;
 
 /// The mutex type name, for the `Mutex` directive (`Mutex file:/run/lock tls-session-cache`).
 pub const MUTEX_TYPE: &std::ffi::CStr = c"tls-session-cache";

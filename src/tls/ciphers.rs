@@ -3,8 +3,8 @@
 //! The whole IANA registry is known (see `cipher_table.rs`), so that a suite rustls does not
 //! implement can be told apart from a typo.
 
-use crate::cipher_table::CIPHER_SUITES;
-use crate::error::{ConfError, ErrorKind};
+use crate::conf::error::{ConfError, ErrorKind};
+use crate::tls::cipher_table::CIPHER_SUITES;
 
 /// Looks a suite up by any of its names; returns its IANA value.
 pub fn lookup(name: &str) -> Option<u16> {

@@ -10,8 +10,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use zeroize::Zeroizing;
 
-use crate::config::CertSpec;
-use crate::error::{ConfError, ErrorKind};
+use crate::conf::CertSpec;
+use crate::conf::error::{ConfError, ErrorKind};
 
 fn unreadable(message: String) -> ConfError {
     ConfError::new(ErrorKind::Unreadable, message)
@@ -202,7 +202,7 @@ pub fn load_certified_key(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::Origin;
+    use crate::conf::Origin;
     use std::io::Write;
 
     pub(crate) fn provider() -> CryptoProvider {

@@ -474,7 +474,7 @@ impl TlsStream {
     /// may still ask the resolver for a certificate.
     fn run_handshake_step(&mut self) -> Result<Stop, TlsFailure> {
         let key = self.key_override.clone();
-        let r = crate::engine::with_key_override(key, || self.run_or_fail());
+        let r = crate::tls::engine::with_key_override(key, || self.run_or_fail());
         if !self.is_handshaking() {
             self.key_override = None;
         }
@@ -930,7 +930,7 @@ mod tests {
     }
 
     fn pair(versions: &[&'static rustls::SupportedProtocolVersion]) -> (Fixed, ClientConnection) {
-        pair_with(versions, crate::engine::provider())
+        pair_with(versions, crate::tls::engine::provider())
     }
 
     fn pair_with(
@@ -940,7 +940,7 @@ mod tests {
         let x25519_only_like_openssl = client_provider.kx_groups.len() == 1;
         let key = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
         let der = rustls_pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
-        let server = ServerConfig::builder_with_provider(crate::engine::provider())
+        let server = ServerConfig::builder_with_provider(crate::tls::engine::provider())
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .unwrap()
             .with_no_client_auth()
@@ -1263,12 +1263,14 @@ mod tests {
 
             let mut roots = RootCertStore::empty();
             roots.add(ca.der().clone()).unwrap();
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crate::engine::provider())
-                    .build()
-                    .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                crate::tls::engine::provider(),
+            )
+            .build()
+            .unwrap();
             let server_key = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
-            let server = ServerConfig::builder_with_provider(crate::engine::provider())
+            let server = ServerConfig::builder_with_provider(crate::tls::engine::provider())
                 .with_protocol_versions(&[version])
                 .unwrap()
                 .with_client_cert_verifier(verifier)
@@ -1279,7 +1281,7 @@ mod tests {
                 .unwrap();
             let mut server_roots = RootCertStore::empty();
             server_roots.add(server_key.cert.der().clone()).unwrap();
-            let client_config = ClientConfig::builder_with_provider(crate::engine::provider())
+            let client_config = ClientConfig::builder_with_provider(crate::tls::engine::provider())
                 .with_protocol_versions(&[version])
                 .unwrap()
                 .with_root_certificates(server_roots)

@@ -8,10 +8,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SupportedCipherSuite};
 
-use crate::certs;
-use crate::ciphers;
-use crate::config::{Located, Origin, ProxyConf, ServerConf, version_name};
-use crate::error::{ConfError, ErrorKind};
+use crate::conf::error::{ConfError, ErrorKind};
+use crate::conf::{Located, Origin, ProxyConf, ServerConf, version_name};
+use crate::tls::certs;
+use crate::tls::ciphers;
 
 /// A one-off config answering an ACME tls-alpn-01 challenge with the certificate mod_md gives.
 pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
@@ -310,7 +310,7 @@ fn client_verifier(
     provider: &Arc<CryptoProvider>,
     fingerprint: &mut FingerprintBuilder,
 ) -> Result<(Option<ClientVerifier>, Vec<String>), BuildError> {
-    use crate::config::ClientAuth;
+    use crate::conf::ClientAuth;
     let mode = conf.client_auth();
     let mode_byte = match mode {
         ClientAuth::None => 0,
@@ -437,7 +437,7 @@ pub fn build_vhost(
 
 /// Backend client configs of one configuration generation, by their settings, so that every
 /// backend connection of a scope shares one config (and its TLS session cache).
-pub type ProxyCache = std::sync::Mutex<std::collections::HashMap<crate::config::ProxyKey, Arc<ProxyTls>>>;
+pub type ProxyCache = std::sync::Mutex<std::collections::HashMap<crate::conf::ProxyKey, Arc<ProxyTls>>>;
 
 /// The client configs for one proxy scope: one per ALPN protocol mod_proxy may ask for.
 pub struct ProxyTls {
@@ -568,14 +568,14 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CertSpec, Origin};
+    use crate::conf::{CertSpec, Origin};
 
     fn origin() -> Origin {
         Origin { file: "t.conf".into(), line: 3 }
     }
 
     fn key(alg: &'static rcgen::SignatureAlgorithm) -> Arc<CertifiedKey> {
-        let p = crate::certs::tests::provider();
+        let p = crate::tls::certs::tests::provider();
         let key = rcgen::KeyPair::generate_for(alg).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["x.test".into()]).unwrap().self_signed(&key).unwrap();
         let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
@@ -681,7 +681,7 @@ mod tests {
             edit(&mut conf);
             build_vhost(&conf, None, None).unwrap().0.fingerprint
         };
-        use crate::config::ClientAuth;
+        use crate::conf::ClientAuth;
         let auth = |mode: ClientAuth, crl_path: std::path::PathBuf| {
             let ca = ca.clone();
             move |c: &mut ServerConf| {

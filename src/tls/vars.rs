@@ -7,9 +7,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 use rustls::{CommonState, HandshakeKind, NamedGroup, ProtocolVersion};
 
-use crate::certvars;
-use crate::ciphers;
-use crate::config::version_name;
+use crate::conf::version_name;
+use crate::tls::certvars;
+use crate::tls::ciphers;
 
 /// What one TLS connection's handshake established, taken once when it completed and never
 /// changed afterwards: request threads (HTTP/2 streams run on other threads than their

@@ -1,12 +1,15 @@
-//! Module configuration in plain Rust: what the directives hold, how their arguments parse, and how
-//! a virtual host inherits from the main server. Nothing here talks to httpd, so all of it is unit
-//! tested; the directive handlers in `module.rs` only move strings in and errors out.
+//! The settings floor: what the directives hold (with where each was written), how their
+//! arguments parse, and how a virtual host inherits from the main server. Plain Rust that imports
+//! nothing above it, so all of it is unit tested; the directive table in `adapter/directives.rs`
+//! only moves strings in and typed errors ([`error::ConfError`]) out.
+
+pub mod error;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-pub use crate::error::Origin;
-use crate::error::{ConfError, ErrorKind};
+pub use error::Origin;
+use error::{ConfError, ErrorKind};
 
 /// One `TLSEngine [address:]port`: the local addresses whose incoming connections we serve.
 #[derive(Clone, Debug, PartialEq, Eq)]

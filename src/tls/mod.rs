@@ -1,0 +1,17 @@
+//! The TLS floor, in plain Rust over [`crate::conf`]: the rustls server and client configurations
+//! built from a vhost's settings ([`engine`]), certificates and keys ([`certs`]), cipher-suite names
+//! ([`ciphers`]), the byte pump between TLS records and plaintext ([`stream`]), sessions over a
+//! storage trait ([`sessions`]), the `SSL_*` variable values ([`vars`], [`certvars`]), and the
+//! decisions the hooks act on ([`policy`], [`handshake_wait`]). Nothing here calls httpd: it is all
+//! unit tested, and `httpd/` and the adapter above it only gather facts and act on the answers.
+
+pub mod certs;
+pub mod certvars;
+mod cipher_table;
+pub mod ciphers;
+pub mod engine;
+pub mod handshake_wait;
+pub mod policy;
+pub mod sessions;
+pub mod stream;
+pub mod vars;
