@@ -13,11 +13,9 @@ pub mod conf;
 pub mod tls;
 
 #[cfg(all(feature = "httpd", not(test)))]
-mod filters;
+mod adapter;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod httpd;
-#[cfg(all(feature = "httpd", not(test)))]
-mod module;
 #[cfg(all(feature = "httpd", feature = "test-hooks", not(test)))]
 mod test_hooks;
 

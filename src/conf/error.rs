@@ -28,6 +28,12 @@ pub enum ErrorKind {
     Ciphers,
     /// Settings rustls cannot be configured with.
     Build,
+    /// A directive written where it does not apply (inside `<VirtualHost>` or a directory section).
+    Placement,
+    /// The `TLSPassPhraseDialog` program could not be run or did not give a passphrase.
+    Passphrase,
+    /// The session cache's provider is missing, refuses its arguments or cannot start.
+    SessionCache,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,52 +1,115 @@
-//! Bucket brigades: the ring macros of apr_buckets.h re-done as functions, bucket reads as slices,
-//! and a writer that appends heap buckets (handshake bytes are copied in; records are encrypted
-//! straight into the bucket memory it lends).
+//! Bucket brigades: the ring macros of apr_buckets.h re-done as methods, buckets as handles whose
+//! data reads as slices, and a writer that appends heap buckets (handshake bytes are copied in;
+//! records are encrypted straight into the bucket memory it lends).
+//!
+//! A [`Brigade<'a>`] is valid for `'a`: a filter call's brigade for that call, a connection's own
+//! brigades (`'static` here) as long as the connection's pool, which also owns the state holding
+//! them. A [`Bucket`] is valid while it is in a brigade or held after [`Bucket::remove`], until
+//! [`Bucket::delete`]; data read from it until the bucket is deleted or split.
 
 use std::ffi::c_void;
 use std::io;
-use std::ptr;
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
 
 use super::sys::{self, apr_bucket, apr_bucket_alloc_t, apr_bucket_brigade};
+use super::{APR_EOF, APR_SUCCESS, Status};
 
-/// A brigade we did not allocate ourselves and do not free (pool-owned in httpd's way).
-#[derive(Clone, Copy)]
-pub struct Brigade(pub *mut apr_bucket_brigade);
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Brigade<'a>(NonNull<apr_bucket_brigade>, PhantomData<&'a apr_bucket_brigade>);
 
-impl Brigade {
+/// What kind of bucket it is, as far as the filters care.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BucketKind {
+    /// Bytes in memory, a pipe, a socket…: read with [`Bucket::read`].
+    Data,
+    /// A region of an open file: the descriptor, offset and length.
+    File { fd: libc::c_int, offset: i64, len: usize },
+    /// Write out what came before it now.
+    Flush,
+    /// End of stream.
+    Eos,
+    /// End of connection: httpd closes it after this.
+    Eoc,
+    /// End of a request's output: httpd logs and frees the request when it is destroyed.
+    Eor,
+    /// Other metadata, passed on as it is.
+    OtherMetadata,
+}
+
+impl BucketKind {
+    pub fn is_metadata(self) -> bool {
+        !matches!(self, BucketKind::Data | BucketKind::File { .. })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Bucket(NonNull<apr_bucket>);
+
+impl<'a> Brigade<'a> {
     /// # Safety
     /// `pool` and `alloc` must be live; the brigade lives as long as `pool`.
-    pub unsafe fn create(pool: *mut sys::apr_pool_t, alloc: *mut apr_bucket_alloc_t) -> Brigade {
-        Brigade(unsafe { sys::apr_brigade_create(pool, alloc) })
+    pub(crate) unsafe fn create(pool: *mut sys::apr_pool_t, alloc: *mut apr_bucket_alloc_t) -> Brigade<'a> {
+        // SAFETY: as documented.
+        unsafe { Brigade::from_raw(sys::apr_brigade_create(pool, alloc)) }.expect("apr_brigade_create allocates")
     }
 
-    /// The ring's end marker, for walking a brigade without removing buckets.
-    pub fn sentinel_ptr(self) -> *mut apr_bucket {
-        self.sentinel()
+    /// # Safety
+    /// `bb` must be NULL or a brigade live for `'a`.
+    pub(crate) unsafe fn from_raw(bb: *mut apr_bucket_brigade) -> Option<Brigade<'a>> {
+        NonNull::new(bb).map(|bb| Brigade(bb, PhantomData))
     }
 
+    pub(crate) fn as_ptr(self) -> *mut apr_bucket_brigade {
+        self.0.as_ptr()
+    }
+
+    /// APR_BRIGADE_SENTINEL: the ring head disguised as a bucket (`link` is the first field).
     fn sentinel(self) -> *mut apr_bucket {
-        // APR_BRIGADE_SENTINEL: the ring head disguised as a bucket (`link` is the first field).
-        unsafe { ptr::addr_of_mut!((*self.0).list) as *mut apr_bucket }
+        // SAFETY: live brigade (type invariant); no access, only the address.
+        unsafe { ptr::addr_of_mut!((*self.as_ptr()).list) as *mut apr_bucket }
     }
 
     pub fn is_empty(self) -> bool {
-        unsafe { (*self.0).list.next == self.sentinel() }
+        // SAFETY: live brigade.
+        unsafe { (*self.as_ptr()).list.next == self.sentinel() }
     }
 
-    pub fn first(self) -> Option<*mut apr_bucket> {
-        if self.is_empty() { None } else { Some(unsafe { (*self.0).list.next }) }
+    pub fn first(self) -> Option<Bucket> {
+        // SAFETY: live brigade.
+        self.bucket_or_end(unsafe { (*self.as_ptr()).list.next })
     }
 
-    pub fn bucket_alloc(self) -> *mut apr_bucket_alloc_t {
-        unsafe { (*self.0).bucket_alloc }
+    /// The bucket after `b` in this brigade, if any.
+    pub fn after(self, b: Bucket) -> Option<Bucket> {
+        // SAFETY: `b` is in this brigade (caller's use of the handle), so its link is valid.
+        self.bucket_or_end(unsafe { (*b.as_ptr()).link.next })
     }
 
-    /// APR_BRIGADE_INSERT_TAIL.
-    ///
-    /// # Safety
-    /// `b` must be a bucket not currently in any brigade.
-    pub unsafe fn push(self, b: *mut apr_bucket) {
+    fn bucket_or_end(self, b: *mut apr_bucket) -> Option<Bucket> {
+        if b == self.sentinel() { None } else { NonNull::new(b).map(Bucket) }
+    }
+
+    /// The buckets from `from` (or the first) to the end, as they are now.
+    pub fn buckets_from(self, from: Option<Bucket>) -> impl Iterator<Item = Bucket> + 'a {
+        let mut next = from;
+        std::iter::from_fn(move || {
+            let b = next?;
+            next = self.after(b);
+            Some(b)
+        })
+    }
+
+    fn bucket_alloc(self) -> *mut apr_bucket_alloc_t {
+        // SAFETY: live brigade.
+        unsafe { (*self.as_ptr()).bucket_alloc }
+    }
+
+    /// APR_BRIGADE_INSERT_TAIL of a bucket in no brigade (removed, or new).
+    pub fn push(self, b: Bucket) {
+        // SAFETY: live brigade and a bucket that is in no ring.
         unsafe {
+            let b = b.as_ptr();
             let head = self.sentinel();
             (*b).link.next = head;
             (*b).link.prev = (*head).link.prev;
@@ -57,7 +120,8 @@ impl Brigade {
 
     /// Destroys every bucket (apr_brigade_cleanup).
     pub fn clear(self) {
-        unsafe { sys::apr_brigade_cleanup(self.0 as *mut c_void) };
+        // SAFETY: live brigade.
+        unsafe { sys::apr_brigade_cleanup(self.as_ptr() as *mut c_void) };
     }
 
     /// Appends a copy of `data` as one heap bucket.
@@ -65,186 +129,232 @@ impl Brigade {
         if data.is_empty() {
             return;
         }
-        unsafe { self.push(heap_copy(data, self.bucket_alloc())) }
+        // SAFETY: the brigade's own allocator; the bucket is new.
+        unsafe {
+            let buf = sys::apr_bucket_alloc(data.len(), self.bucket_alloc()) as *mut u8;
+            assert!(!buf.is_null(), "apr_bucket_alloc failed");
+            ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
+            self.push_heap(buf, data.len());
+        }
+    }
+
+    /// Appends bucket memory `buf` (from this brigade's allocator) holding `len` bytes as a heap
+    /// bucket that frees it.
+    ///
+    /// # Safety
+    /// `buf` must come from `apr_bucket_alloc` with this brigade's allocator, and be owned by no one else.
+    unsafe fn push_heap(self, buf: *mut u8, len: usize) {
+        // SAFETY: as documented; heap_create takes ownership of `buf`.
+        unsafe {
+            let b = sys::apr_bucket_heap_create(buf as *const _, len, Some(sys::apr_bucket_free), self.bucket_alloc());
+            self.push(Bucket(NonNull::new(b).expect("apr_bucket_heap_create allocates")));
+        }
+    }
+
+    pub fn push_flush(self) {
+        // SAFETY: the brigade's own allocator.
+        let b = unsafe { sys::apr_bucket_flush_create(self.bucket_alloc()) };
+        self.push(Bucket(NonNull::new(b).expect("apr_bucket_flush_create allocates")));
     }
 
     /// Whether the brigade holds a FLUSH bucket, and how many data bytes follow the last one (all
     /// of them without a FLUSH). Lengths are the buckets' own; ours are never of unknown length.
     pub fn bytes_after_flush(self) -> (bool, usize) {
         let (mut flushed, mut bytes) = (false, 0);
-        let mut b = self.first();
-        while let Some(x) = b {
-            if x == self.sentinel_ptr() {
-                break;
-            }
-            unsafe {
-                if is_flush(x) {
+        for b in self.buckets_from(self.first()) {
+            match b.kind() {
+                BucketKind::Flush => {
                     flushed = true;
                     bytes = 0;
-                } else if !is_metadata(x) && (*x).length != sys::apr_size_t::MAX {
-                    bytes += (*x).length;
                 }
-                b = Some((*x).link.next);
+                k if !k.is_metadata() => bytes += b.known_len().unwrap_or(0),
+                _ => {}
             }
         }
         (flushed, bytes)
     }
 
-    pub fn push_flush(self) {
-        unsafe { self.push(sys::apr_bucket_flush_create(self.bucket_alloc())) }
+    /// Whether the brigade holds any data bucket (not only metadata).
+    pub fn has_data(self) -> bool {
+        self.buckets_from(self.first()).any(|b| !b.kind().is_metadata())
+    }
+
+    /// The length of the FILE buckets from `b` to the end.
+    pub fn file_bytes_from(self, b: Bucket) -> usize {
+        self.buckets_from(Some(b))
+            .map(|b| match b.kind() {
+                BucketKind::File { len, .. } => len,
+                _ => 0,
+            })
+            .sum()
     }
 }
 
-/// APR_BUCKET_REMOVE.
-///
-/// # Safety
-/// `b` must be in a brigade.
-pub unsafe fn remove(b: *mut apr_bucket) {
-    unsafe {
-        (*(*b).link.prev).link.next = (*b).link.next;
-        (*(*b).link.next).link.prev = (*b).link.prev;
+impl Bucket {
+    fn as_ptr(self) -> *mut apr_bucket {
+        self.0.as_ptr()
     }
-}
 
-/// apr_bucket_delete: remove and destroy.
-///
-/// # Safety
-/// `b` must be in a brigade and not used afterwards.
-pub unsafe fn delete(b: *mut apr_bucket) {
-    unsafe {
-        remove(b);
-        destroy(b);
+    fn type_is(self, t: *const sys::apr_bucket_type_t) -> bool {
+        // SAFETY: a live bucket (handle invariant).
+        unsafe { ptr::eq((*self.as_ptr()).type_, t) }
     }
-}
 
-/// apr_bucket_destroy.
-///
-/// # Safety
-/// `b` must not be in a brigade and not used afterwards.
-pub unsafe fn destroy(b: *mut apr_bucket) {
-    unsafe {
-        if let Some(d) = (*(*b).type_).destroy {
-            d((*b).data);
+    pub fn kind(self) -> BucketKind {
+        // SAFETY: a live bucket; the type records are httpd's and APR's statics.
+        unsafe {
+            if self.type_is(&raw const sys::apr_bucket_type_file) {
+                let file = (*self.as_ptr()).data as *mut sys::apr_bucket_file;
+                let mut fd: sys::apr_os_file_t = -1;
+                if sys::apr_os_file_get(&mut fd, (*file).fd) == APR_SUCCESS && fd >= 0 {
+                    return BucketKind::File { fd, offset: (*self.as_ptr()).start, len: (*self.as_ptr()).length };
+                }
+                return BucketKind::Data;
+            }
+            if (*(*self.as_ptr()).type_).is_metadata != sys::apr_bucket_type_t_APR_BUCKET_METADATA {
+                return BucketKind::Data;
+            }
+            if self.type_is(&raw const sys::apr_bucket_type_flush) {
+                BucketKind::Flush
+            } else if self.type_is(&raw const sys::apr_bucket_type_eos) {
+                BucketKind::Eos
+            } else if self.type_is(&raw const sys::ap_bucket_type_eoc) {
+                BucketKind::Eoc
+            } else if self.type_is(&raw const sys::ap_bucket_type_eor) {
+                BucketKind::Eor
+            } else {
+                BucketKind::OtherMetadata
+            }
         }
-        if let Some(f) = (*b).free {
-            f(b as *mut c_void);
+    }
+
+    /// The length, unless not known before reading (pipes, sockets).
+    fn known_len(self) -> Option<usize> {
+        // SAFETY: a live bucket.
+        let len = unsafe { (*self.as_ptr()).length };
+        (len != sys::apr_size_t::MAX).then_some(len)
+    }
+
+    /// APR_BUCKET_REMOVE: out of its brigade (to [`Brigade::push`] elsewhere, or delete).
+    pub fn remove(self) {
+        // SAFETY: a bucket in a ring.
+        unsafe {
+            let b = self.as_ptr();
+            (*(*b).link.prev).link.next = (*b).link.next;
+            (*(*b).link.next).link.prev = (*b).link.prev;
         }
     }
-}
 
-/// # Safety
-/// `b` must be a valid bucket.
-pub unsafe fn is_metadata(b: *mut apr_bucket) -> bool {
-    unsafe { (*(*b).type_).is_metadata == sys::apr_bucket_type_t_APR_BUCKET_METADATA }
-}
-
-/// # Safety
-/// `b` must be a valid bucket.
-pub unsafe fn is_flush(b: *mut apr_bucket) -> bool {
-    unsafe { ptr::eq((*b).type_, &raw const sys::apr_bucket_type_flush) }
-}
-
-/// # Safety
-/// `b` must be a valid bucket.
-pub unsafe fn is_eos(b: *mut apr_bucket) -> bool {
-    unsafe { ptr::eq((*b).type_, &raw const sys::apr_bucket_type_eos) }
-}
-
-/// # Safety
-/// `b` must be a valid bucket.
-pub unsafe fn is_eoc(b: *mut apr_bucket) -> bool {
-    unsafe { ptr::eq((*b).type_, &raw const sys::ap_bucket_type_eoc) }
-}
-
-/// The end of a request's output (EOR): httpd logs and frees the request when it is destroyed.
-///
-/// # Safety
-/// `b` must be a valid bucket.
-pub unsafe fn is_eor(b: *mut apr_bucket) -> bool {
-    unsafe { ptr::eq((*b).type_, &raw const sys::ap_bucket_type_eor) }
-}
-
-/// For a FILE bucket: the OS descriptor of its file and the extent (offset, length) it covers.
-///
-/// # Safety
-/// `b` must be a valid bucket.
-pub unsafe fn file_extent(b: *mut apr_bucket) -> Option<(libc::c_int, i64, usize)> {
-    unsafe {
-        if !ptr::eq((*b).type_, &raw const sys::apr_bucket_type_file) {
-            return None;
+    /// apr_bucket_delete: remove and destroy. The handle must not be used afterwards.
+    pub fn delete(self) {
+        self.remove();
+        // SAFETY: a bucket out of any ring, destroyed once.
+        unsafe {
+            let b = self.as_ptr();
+            if let Some(d) = (*(*b).type_).destroy {
+                d((*b).data);
+            }
+            if let Some(f) = (*b).free {
+                f(b as *mut c_void);
+            }
         }
-        let file = (*b).data as *mut sys::apr_bucket_file;
-        let mut fd: sys::apr_os_file_t = -1;
-        if sys::apr_os_file_get(&mut fd, (*file).fd) != super::APR_SUCCESS || fd < 0 {
-            return None;
+    }
+
+    /// apr_bucket_split: this bucket keeps the first `point` bytes, the rest becomes a new bucket
+    /// after it.
+    pub fn split(self, point: usize) -> Status {
+        // SAFETY: a live bucket; every bucket type can split at a point within its length.
+        unsafe { ((*(*self.as_ptr()).type_).split.expect("every bucket type can split"))(self.as_ptr(), point) }
+    }
+
+    /// apr_bucket_read. File and pipe buckets read a bounded chunk and split themselves, so
+    /// reading the first bucket of a brigade repeatedly streams a large file without loading it
+    /// whole. The slice lives until the bucket is deleted or split.
+    pub fn read<'d>(self, block: bool) -> Result<&'d [u8], Status> {
+        let mut data: *const std::ffi::c_char = ptr::null();
+        let mut len: sys::apr_size_t = 0;
+        let how = super::conn::read_type(block);
+        // SAFETY: a live bucket; every bucket type can read.
+        let rv = unsafe {
+            ((*(*self.as_ptr()).type_).read.expect("every bucket type can read"))(
+                self.as_ptr(),
+                &mut data,
+                &mut len,
+                how,
+            )
+        };
+        if rv != APR_SUCCESS {
+            return Err(rv);
         }
-        Some((fd, (*b).start, (*b).length))
+        if len == 0 || data.is_null() {
+            return Ok(&[]);
+        }
+        // SAFETY: the bucket's data, valid until it is destroyed or changed (see above).
+        Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) })
     }
-}
 
-/// apr_bucket_split: `b` keeps the first `point` bytes, the rest becomes a new bucket after it.
-///
-/// # Safety
-/// `b` must be a valid bucket of known length greater than `point`.
-pub unsafe fn split(b: *mut apr_bucket, point: usize) -> sys::apr_status_t {
-    unsafe { ((*(*b).type_).split.expect("every bucket type can split"))(b, point) }
-}
-
-/// apr_bucket_read. File and pipe buckets read a bounded chunk and split themselves, so reading
-/// the first bucket of a brigade repeatedly streams a large file without loading it whole.
-///
-/// # Safety
-/// `b` must be a valid bucket; the slice lives until the bucket is destroyed or modified.
-pub unsafe fn read<'a>(b: *mut apr_bucket, block: bool) -> Result<&'a [u8], sys::apr_status_t> {
-    let mut data: *const std::ffi::c_char = ptr::null();
-    let mut len: sys::apr_size_t = 0;
-    let how = if block { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ };
-    let rv = unsafe { ((*(*b).type_).read.expect("every bucket type can read"))(b, &mut data, &mut len, how) };
-    if rv != super::APR_SUCCESS {
-        return Err(rv);
-    }
-    if len == 0 || data.is_null() {
-        return Ok(&[]);
-    }
-    Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) })
-}
-
-/// A heap bucket holding a copy of `data`, allocated from the connection's bucket allocator (whose
-/// free lists recycle the memory for the next bucket).
-///
-/// # Safety
-/// `alloc` must be live.
-pub unsafe fn heap_copy(data: &[u8], alloc: *mut apr_bucket_alloc_t) -> *mut apr_bucket {
-    unsafe {
-        let buf = sys::apr_bucket_alloc(data.len(), alloc) as *mut u8;
-        assert!(!buf.is_null(), "apr_bucket_alloc failed");
-        ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len());
-        sys::apr_bucket_heap_create(buf as *const _, data.len(), Some(sys::apr_bucket_free), alloc)
+    /// Reads the start of this FILE bucket (at most `max` bytes) with pread, appending it to `buf`
+    /// (which must have room for it, so that slices into `buf` taken before stay valid), and
+    /// splits the bucket there. This is what apr_bucket_read would do, minus its per-read
+    /// mmap/munmap (a TLB shoot-down on every CPU) and page faults: the bytes are copied into
+    /// records right away, so a plain read into a reused buffer is cheaper. The slice is valid
+    /// until `buf` is cleared.
+    pub fn read_file_into<'b>(self, max: usize, buf: &mut Vec<u8>) -> Result<&'b [u8], Status> {
+        let BucketKind::File { fd, offset, len } = self.kind() else { return self.read(true) };
+        let want = len.min(max.max(1));
+        assert!(buf.capacity() - buf.len() >= want, "the file buffer must not move");
+        if want < len {
+            let rv = self.split(want);
+            if rv != APR_SUCCESS {
+                return Err(rv);
+            }
+        }
+        let start = buf.len();
+        let mut got = 0;
+        while got < want {
+            // SAFETY: within the capacity checked above.
+            let at = unsafe { buf.as_mut_ptr().add(start + got) };
+            // SAFETY: the bucket's descriptor; `want - got` bytes of room at `at`.
+            let n = unsafe { libc::pread(fd, at.cast(), want - got, offset + got as i64) };
+            match n {
+                n if n > 0 => got += n as usize,
+                // The file shrank under us: the response cannot be completed.
+                0 => return Err(APR_EOF),
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                _ => return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)),
+            }
+        }
+        // SAFETY: pread initialised the `got` bytes after `start`; the capacity never changes
+        // while slices into it are alive (the caller's contract above).
+        unsafe {
+            buf.set_len(start + got);
+            Ok(std::slice::from_raw_parts(buf.as_ptr().add(start), got))
+        }
     }
 }
 
 /// Appends heap buckets to a brigade: what is written through `io::Write` is copied; a
 /// `RecordSink` room is bucket memory that becomes the bucket itself.
-pub struct BrigadeWriter {
-    pub bb: Brigade,
+pub struct BrigadeWriter<'a> {
+    bb: Brigade<'a>,
     /// Bucket memory lent by `room`, until `commit`.
     lent: *mut u8,
 }
 
-impl BrigadeWriter {
-    pub fn new(bb: Brigade) -> Self {
+impl<'a> BrigadeWriter<'a> {
+    pub fn new(bb: Brigade<'a>) -> Self {
         BrigadeWriter { bb, lent: ptr::null_mut() }
     }
 }
 
-impl crate::tls::stream::RecordSink for BrigadeWriter {
+impl crate::tls::stream::RecordSink for BrigadeWriter<'_> {
     fn room(&mut self, len: usize) -> &mut [u8] {
+        // SAFETY: fresh bucket memory of `len` bytes from the brigade's allocator, only written
+        // through this slice (records are encrypted into it); only what was written is kept.
         unsafe {
             let buf = sys::apr_bucket_alloc(len, self.bb.bucket_alloc()) as *mut u8;
             assert!(!buf.is_null(), "apr_bucket_alloc failed");
             self.lent = buf;
-            // The memory is only written through this slice (records are encrypted into it) and
-            // only what was written is kept (`commit`).
             std::slice::from_raw_parts_mut(buf, len)
         }
     }
@@ -254,18 +364,18 @@ impl crate::tls::stream::RecordSink for BrigadeWriter {
         if buf.is_null() {
             return;
         }
+        // SAFETY: the memory lent by `room`, ours until now.
         unsafe {
             if used == 0 {
                 sys::apr_bucket_free(buf.cast());
                 return;
             }
-            let alloc = self.bb.bucket_alloc();
-            self.bb.push(sys::apr_bucket_heap_create(buf as *const _, used, Some(sys::apr_bucket_free), alloc));
+            self.bb.push_heap(buf, used);
         }
     }
 }
 
-impl io::Write for BrigadeWriter {
+impl io::Write for BrigadeWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.bb.push_copy(buf);
         Ok(buf.len())

@@ -1,16 +1,33 @@
-//! The seam with httpd: raw bindings plus thin, safe-ish wrappers (pools, brigades, logging,
-//! directive table, server and address records). Code above this layer never touches a raw
-//! `apr_*`/`ap_*` call except through these helpers.
+//! The seam with httpd, and the only place with `unsafe`: the raw bindings, and over them typed
+//! handles for what httpd passes modules (servers, connections, requests, pools, brigades and
+//! buckets, filters, configuration vectors), the module record with its typed configuration
+//! slots, the directive table and hook registration with a generic thunk per shape (each catches
+//! panics), logging, the socache, the MPM and scoreboard, and mod_md/OCSP through `ap_ssl_*`.
+//! The layer above (the adapter) holds the module's logic in safe Rust over these.
 
 pub mod bindings;
 pub mod brigade;
+pub mod command;
+pub mod conn;
+pub mod filter;
+pub mod hooks;
 pub mod log;
+pub mod md;
+pub mod mpm;
 pub mod pool;
-pub mod protocol;
+pub mod record;
+pub mod request;
 pub mod server;
 pub mod socache;
 
 pub use bindings as sys;
+pub use conn::Conn;
+pub use pool::Pool;
+pub use request::Request;
+pub use server::Server;
+
+/// An APR status (`apr_status_t`): APR_SUCCESS, or an APR or errno code.
+pub type Status = sys::apr_status_t;
 
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -19,12 +36,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub const OK: i32 = sys::OK as i32;
 pub const DECLINED: i32 = sys::DECLINED;
 pub const DONE: i32 = sys::DONE;
-pub const HOOK_MIDDLE: i32 = sys::APR_HOOK_MIDDLE as i32;
 pub const APR_SUCCESS: sys::apr_status_t = 0;
 pub const APR_EOF: sys::apr_status_t = sys::APR_EOF as sys::apr_status_t;
 pub const APR_EAGAIN: sys::apr_status_t = sys::APR_EAGAIN as sys::apr_status_t;
 pub const APR_ECONNABORTED: sys::apr_status_t = sys::APR_ECONNABORTED as sys::apr_status_t;
+pub const APR_ENOTIMPL: sys::apr_status_t = sys::APR_ENOTIMPL as sys::apr_status_t;
 pub const HTTP_INTERNAL_SERVER_ERROR: i32 = sys::HTTP_INTERNAL_SERVER_ERROR as i32;
+pub const HTTP_BAD_REQUEST: i32 = sys::HTTP_BAD_REQUEST as i32;
+pub const HTTP_MISDIRECTED_REQUEST: i32 = sys::HTTP_MISDIRECTED_REQUEST as i32;
+pub const HTTP_SERVICE_UNAVAILABLE: i32 = sys::HTTP_SERVICE_UNAVAILABLE as i32;
 
 /// This module's record (httpd fills in its index when it loads the module), registered once by
 /// the adapter: the per-module log level and config lookups need its index, and this layer does
@@ -32,7 +52,7 @@ pub const HTTP_INTERNAL_SERVER_ERROR: i32 = sys::HTTP_INTERNAL_SERVER_ERROR as i
 static MODULE: std::sync::atomic::AtomicPtr<sys::module> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 /// Registers this module's record (from register_hooks, before anything is logged).
-pub fn set_module(record: *mut sys::module) {
+fn set_module(record: *mut sys::module) {
     MODULE.store(record, std::sync::atomic::Ordering::Release);
 }
 
@@ -71,79 +91,9 @@ pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce()
 ///
 /// # Safety
 /// `p` must be NULL or a NUL-terminated string that outlives the returned value's use.
-pub unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
+pub(crate) unsafe fn cstr<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
     if p.is_null() {
         return "".into();
     }
     unsafe { CStr::from_ptr(p) }.to_string_lossy()
-}
-
-/// The connection's socket as an OS descriptor.
-///
-/// # Safety
-/// `c` must be a live connection.
-unsafe fn conn_fd(c: *mut sys::conn_rec) -> Option<libc::c_int> {
-    unsafe {
-        let sock = sys::ap_get_conn_socket(c);
-        if sock.is_null() {
-            return None;
-        }
-        let mut fd: sys::apr_os_sock_t = -1;
-        (sys::apr_os_sock_get(&mut fd, sock) == APR_SUCCESS && fd >= 0).then_some(fd)
-    }
-}
-
-/// The kernel's smoothed round-trip time estimate for the connection, in microseconds (known
-/// from the TCP handshake on).
-///
-/// # Safety
-/// `c` must be a live connection.
-pub unsafe fn tcp_rtt_us(c: *mut sys::conn_rec) -> Option<u32> {
-    unsafe {
-        let fd = conn_fd(c)?;
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rv = libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len);
-        (rv == 0).then_some(info.tcpi_rtt)
-    }
-}
-
-/// Sends the ACK for what the connection has received now instead of after the kernel's delayed-ACK
-/// timer (TCP_QUICKACK), for when we have nothing to send that could carry it.
-///
-/// # Safety
-/// `c` must be a live connection.
-pub unsafe fn ack_now(c: *mut sys::conn_rec) {
-    unsafe {
-        if let Some(fd) = conn_fd(c) {
-            let on: libc::c_int = 1;
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&raw const on).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-}
-
-/// Waits up to `timeout_ms` for the connection's socket to become readable (or to report EOF or
-/// an error, which the next read reveals). False on timeout or when the socket is unavailable.
-///
-/// # Safety
-/// `c` must be a live connection with a socket (not a secondary HTTP/2 one).
-pub unsafe fn wait_readable(c: *mut sys::conn_rec, timeout_ms: i32) -> bool {
-    unsafe {
-        let Some(fd) = conn_fd(c) else { return false };
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        loop {
-            match libc::poll(&mut pfd, 1, timeout_ms) {
-                n if n > 0 => return true,
-                0 => return false,
-                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
-                _ => return false,
-            }
-        }
-    }
 }

@@ -1,8 +1,62 @@
-//! APR pools: tying Rust-owned values to a pool's lifetime, and pool-allocated strings.
+//! APR pools as a typed handle: tying Rust-owned values to a pool's lifetime, pool-allocated
+//! strings, and per-pool user data.
 
-use std::ffi::{CString, c_char, c_void};
+use std::any::Any;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::ptr::NonNull;
 
 use super::sys;
+
+/// A pool httpd gave us (configuration, process, connection, request or child pool). The handle
+/// is valid as long as the pool: for the call it was passed to, or — for the pools of the
+/// configuration and the process — for the configuration generation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Pool(NonNull<sys::apr_pool_t>);
+
+impl Pool {
+    /// # Safety
+    /// `p` must be a live pool for as long as the handle is used.
+    pub(crate) unsafe fn from_raw(p: *mut sys::apr_pool_t) -> Pool {
+        Pool(NonNull::new(p).expect("httpd passes live pools"))
+    }
+
+    pub(crate) fn as_ptr(self) -> *mut sys::apr_pool_t {
+        self.0.as_ptr()
+    }
+
+    /// Moves `value` into a heap allocation dropped when the pool is cleared or destroyed, and
+    /// returns a pointer to it (valid until then).
+    pub(crate) fn attach<T>(self, value: T) -> *mut T {
+        // SAFETY: the pool is live (type invariant).
+        unsafe { attach(self.as_ptr(), value) }
+    }
+
+    /// Copies `s` into the pool as a C string (interior NULs are replaced).
+    pub(crate) fn strdup(self, s: &str) -> *const c_char {
+        // SAFETY: the pool is live (type invariant).
+        unsafe { pstrdup(self.as_ptr(), s) }
+    }
+
+    /// A value stored under `key` in the pool's user data, created by `init` on first use and
+    /// dropped with the pool. With the process pool this lives across configuration reloads,
+    /// which is what httpd offers modules for state that must survive a restart. Start-up only
+    /// (one thread); a key used with another type panics.
+    pub fn userdata<T: 'static>(self, key: &'static CStr, init: impl FnOnce() -> T) -> &'static RefCell<T> {
+        // SAFETY: the pool is live; the data under our keys is always a `Box<dyn Any>` we
+        // attached to the same pool, dropped with it.
+        unsafe {
+            let mut data: *mut c_void = std::ptr::null_mut();
+            sys::apr_pool_userdata_get(&mut data, key.as_ptr(), self.as_ptr());
+            if data.is_null() {
+                let boxed: Box<dyn Any> = Box::new(RefCell::new(init()));
+                data = self.attach(boxed) as *mut c_void;
+                sys::apr_pool_userdata_set(data, key.as_ptr(), Some(sys::apr_pool_cleanup_null), self.as_ptr());
+            }
+            (*(data as *const Box<dyn Any>)).downcast_ref::<RefCell<T>>().expect("one type per pool user-data key")
+        }
+    }
+}
 
 unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> sys::apr_status_t {
     // A panic in a destructor must not unwind into APR; there is nobody left to tell.
@@ -14,7 +68,7 @@ unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> sys::apr_status_t {
 ///
 /// # Safety
 /// `pool` must be a live pool. The returned pointer is valid until that pool's cleanup runs.
-pub unsafe fn attach<T>(pool: *mut sys::apr_pool_t, value: T) -> *mut T {
+pub(crate) unsafe fn attach<T>(pool: *mut sys::apr_pool_t, value: T) -> *mut T {
     let ptr = Box::into_raw(Box::new(value));
     unsafe {
         sys::apr_pool_cleanup_register(
@@ -31,25 +85,7 @@ pub unsafe fn attach<T>(pool: *mut sys::apr_pool_t, value: T) -> *mut T {
 ///
 /// # Safety
 /// `pool` must be a live pool.
-pub unsafe fn pstrdup(pool: *mut sys::apr_pool_t, s: &str) -> *const c_char {
+pub(crate) unsafe fn pstrdup(pool: *mut sys::apr_pool_t, s: &str) -> *const c_char {
     let c = CString::new(s.replace('\0', " ")).expect("NULs were replaced");
     unsafe { sys::apr_pstrdup(pool, c.as_ptr()) }
-}
-
-/// A value of type `T` stored under `key` in `pool`'s user data, created by `init` on first use and
-/// dropped with the pool. With the process pool this lives across configuration reloads, which is
-/// what httpd offers modules for state that must survive a restart.
-///
-/// # Safety
-/// `pool` must be live and `key` must always be used with the same `T`.
-pub unsafe fn userdata<T>(pool: *mut sys::apr_pool_t, key: &std::ffi::CStr, init: impl FnOnce() -> T) -> *mut T {
-    unsafe {
-        let mut data: *mut c_void = std::ptr::null_mut();
-        sys::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
-        if data.is_null() {
-            data = attach(pool, init()) as *mut c_void;
-            sys::apr_pool_userdata_set(data, key.as_ptr(), Some(sys::apr_pool_cleanup_null), pool);
-        }
-        data as *mut T
-    }
 }

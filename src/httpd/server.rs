@@ -1,28 +1,146 @@
-//! server_rec and address helpers.
+//! Servers (`server_rec`: the main server and each `<VirtualHost>`) as a typed handle, and the
+//! address and name questions the adapter asks of them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ptr::NonNull;
 
-use super::sys;
+use super::record::Module;
+use super::{Pool, cstr, sys};
 use crate::conf::VhostAddr;
 
-/// Iterates the main server and every virtual host, in configuration order.
-pub fn servers(main: *mut sys::server_rec) -> impl Iterator<Item = *mut sys::server_rec> {
-    let mut next = main;
-    std::iter::from_fn(move || {
-        if next.is_null() {
-            return None;
+/// A server record. httpd creates them while reading the configuration and only reads them
+/// afterwards, for the whole configuration generation: a handle stays valid that long, and may be
+/// read from any thread once start-up is over.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Server(NonNull<sys::server_rec>);
+
+// SAFETY: server records are immutable after start-up (see above); during start-up only httpd's
+// single configuration thread exists.
+unsafe impl Send for Server {}
+unsafe impl Sync for Server {}
+
+impl Server {
+    /// # Safety
+    /// `s` must be NULL or a server record of the current configuration generation.
+    pub(crate) unsafe fn from_raw(s: *const sys::server_rec) -> Option<Server> {
+        NonNull::new(s as *mut sys::server_rec).map(Server)
+    }
+
+    pub(crate) fn as_ptr(self) -> *mut sys::server_rec {
+        self.0.as_ptr()
+    }
+
+    fn rec(&self) -> &sys::server_rec {
+        // SAFETY: valid for the generation (type invariant); httpd no longer writes it.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// The main server of the running configuration (`ap_server_conf`).
+    pub fn main() -> Server {
+        // SAFETY: set by httpd before any module hook runs that could ask.
+        unsafe { Server::from_raw(sys::ap_server_conf) }.expect("ap_server_conf is set once httpd runs")
+    }
+
+    /// This server and every one configured after it: from the main server, all of them in
+    /// configuration order.
+    pub fn and_following(self) -> impl Iterator<Item = Server> {
+        let mut next = Some(self);
+        std::iter::from_fn(move || {
+            let s = next?;
+            // SAFETY: `next` links server records of the same generation.
+            next = unsafe { Server::from_raw(s.rec().next) };
+            Some(s)
+        })
+    }
+
+    pub fn is_virtual(self) -> bool {
+        self.rec().is_virtual != 0
+    }
+
+    /// `ServerName` (empty when not set).
+    pub fn hostname(self) -> String {
+        // SAFETY: a C string of the server record, or NULL.
+        unsafe { cstr(self.rec().server_hostname) }.into_owned()
+    }
+
+    pub fn port(self) -> u16 {
+        self.rec().port
+    }
+
+    /// Where its `<VirtualHost>` was written (file, line); for the main server, whatever httpd
+    /// recorded (no vhost).
+    pub fn defined_at(self) -> (String, i32) {
+        // SAFETY: a C string of the server record, or NULL.
+        (unsafe { cstr(self.rec().defn_name) }.into_owned(), self.rec().defn_line_number as i32)
+    }
+
+    /// A human name for messages: "<VirtualHost> name (file:line)" or "the main server".
+    pub fn describe(self) -> String {
+        if !self.is_virtual() {
+            return "the main server".to_string();
         }
-        let s = next;
-        next = unsafe { (*s).next };
-        Some(s)
-    })
+        let name = self.hostname();
+        let (file, line) = self.defined_at();
+        format!("<VirtualHost> {} ({file}:{line})", if name.is_empty() { "(no ServerName)" } else { &name })
+    }
+
+    /// The `<VirtualHost>` addresses (empty for the main server).
+    pub fn vhost_addrs(self) -> Vec<VhostAddr> {
+        let mut out = Vec::new();
+        if !self.is_virtual() {
+            return out;
+        }
+        let mut a = self.rec().addrs;
+        while !a.is_null() {
+            // SAFETY: the server's address list, of the same generation.
+            unsafe {
+                let ip = socket_addr((*a).host_addr).map(|sa| sa.ip()).filter(|ip| !ip.is_unspecified());
+                out.push(VhostAddr { ip, port: (*a).host_port });
+                a = (*a).next;
+            }
+        }
+        out
+    }
+
+    /// Whether `host` names this server (ServerName, ServerAlias, wildcard aliases).
+    pub fn has_name(self, host: &str) -> bool {
+        // SAFETY: arrays of C strings of the server record.
+        let (names, wild) = unsafe { (string_array(self.rec().names), string_array(self.rec().wild_names)) };
+        crate::conf::host_matches(host, &self.hostname(), &names, &wild)
+    }
+
+    /// The process pool: lives across configuration reloads.
+    pub fn process_pool(self) -> Pool {
+        // SAFETY: the process record outlives every configuration.
+        unsafe { Pool::from_raw((*self.rec().process).pool) }
+    }
+
+    /// This server's configuration of module `M` (merged for vhosts once httpd has merged them).
+    pub fn config<M: Module>(self) -> &'static M::Server {
+        // SAFETY: our slot in the vector always holds what `M::create_server`/`merge_server` made
+        // (see `record`), owned by the configuration pool, which outlives the generation's hooks.
+        unsafe { &*(sys::ap_get_module_config(self.rec().module_config, M::record().as_ptr()) as *const M::Server) }
+    }
+
+    /// The same, to change, while start-up builds (the token shows that only httpd's single
+    /// configuration thread runs, and lends one server's configuration at a time).
+    pub fn config_mut<M: Module>(self, _startup: &mut super::hooks::Startup) -> &mut M::Server {
+        // SAFETY: as `config`; exclusive while the token is borrowed, during single-threaded start-up.
+        unsafe { &mut *(sys::ap_get_module_config(self.rec().module_config, M::record().as_ptr()) as *mut M::Server) }
+    }
+
+    /// The server's directory defaults for module `M` (what applies outside any section).
+    pub fn dir_defaults<M: Module>(self) -> &'static M::Dir {
+        // SAFETY: as `config`, for the per-directory vector (made by `M::create_dir`/`merge_dir`).
+        unsafe { &*(sys::ap_get_module_config(self.rec().lookup_defaults, M::record().as_ptr()) as *const M::Dir) }
+    }
 }
 
 /// The IP and port of an APR socket address.
 ///
 /// # Safety
 /// `sa` must be NULL or a valid apr_sockaddr_t.
-pub unsafe fn socket_addr(sa: *const sys::apr_sockaddr_t) -> Option<SocketAddr> {
+pub(crate) unsafe fn socket_addr(sa: *const sys::apr_sockaddr_t) -> Option<SocketAddr> {
     if sa.is_null() {
         return None;
     }
@@ -44,124 +162,50 @@ pub unsafe fn socket_addr(sa: *const sys::apr_sockaddr_t) -> Option<SocketAddr> 
     }
 }
 
-/// The `<VirtualHost>` addresses of a server (empty for the main server).
-///
-/// # Safety
-/// `s` must be a valid server_rec.
-pub unsafe fn vhost_addrs(s: *const sys::server_rec) -> Vec<VhostAddr> {
-    let mut out = Vec::new();
-    unsafe {
-        if (*s).is_virtual == 0 {
-            return out;
-        }
-        let mut a = (*s).addrs;
-        while !a.is_null() {
-            let ip = socket_addr((*a).host_addr).map(|sa| sa.ip()).filter(|ip| !ip.is_unspecified());
-            out.push(VhostAddr { ip, port: (*a).host_port });
-            a = (*a).next;
-        }
-    }
-    out
-}
-
-/// A human name for a server in messages: "vhost name (file:line)" or "the main server".
-///
-/// # Safety
-/// `s` must be a valid server_rec.
-pub unsafe fn describe(s: *const sys::server_rec) -> String {
-    unsafe {
-        if (*s).is_virtual == 0 {
-            return "the main server".to_string();
-        }
-        let name = super::cstr((*s).server_hostname);
-        let file = super::cstr((*s).defn_name);
-        format!(
-            "<VirtualHost> {} ({}:{})",
-            if name.is_empty() { "(no ServerName)".into() } else { name },
-            file,
-            (*s).defn_line_number
-        )
-    }
-}
-
 /// Strings of an APR array of `char *`.
 ///
 /// # Safety
 /// `arr` must be NULL or an array whose elements are C strings.
-unsafe fn string_array(arr: *const sys::apr_array_header_t) -> Vec<String> {
+pub(crate) unsafe fn string_array(arr: *const sys::apr_array_header_t) -> Vec<String> {
     if arr.is_null() {
         return Vec::new();
     }
     unsafe {
         let elts = (*arr).elts as *const *const std::ffi::c_char;
-        (0..(*arr).nelts.max(0) as usize).map(|i| super::cstr(*elts.add(i)).into_owned()).collect()
+        (0..(*arr).nelts.max(0) as usize).map(|i| cstr(*elts.add(i)).into_owned()).collect()
     }
 }
 
-/// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases).
-///
-/// # Safety
-/// `s` must be a valid server_rec.
-pub unsafe fn server_has_name(s: *const sys::server_rec, host: &str) -> bool {
-    unsafe {
-        let name = super::cstr((*s).server_hostname);
-        crate::conf::host_matches(host, &name, &string_array((*s).names), &string_array((*s).wild_names))
-    }
-}
-
-struct NameSearch<'a> {
-    host: &'a str,
-    found: *mut sys::server_rec,
-}
-
-/// A panic stops the walk with nothing found (the caller then treats the name as unknown).
-unsafe extern "C" fn match_vhost(baton: *mut std::ffi::c_void, _c: *mut sys::conn_rec, s: *mut sys::server_rec) -> i32 {
-    super::catch_panic(
-        1,
-        |_| {},
-        || {
-            let search = unsafe { &mut *(baton as *mut NameSearch) };
-            if unsafe { server_has_name(s, search.host) } {
-                search.found = s;
-                1
-            } else {
-                0
+/// Every `name` directive in the configuration tree with its arguments, and the `<VirtualHost>`
+/// (file, line) it is written in, if any (read in check_config: httpd keeps the tree until then).
+pub fn directives_named(name: &str) -> Vec<(String, Option<(String, i32)>)> {
+    /// # Safety
+    /// `node` must be NULL or a node of httpd's configuration tree.
+    unsafe fn walk(
+        node: *const sys::ap_directive_t,
+        name: &str,
+        vhost: Option<(String, i32)>,
+        out: &mut Vec<(String, Option<(String, i32)>)>,
+    ) {
+        let mut n = node;
+        while !n.is_null() {
+            unsafe {
+                let directive = cstr((*n).directive);
+                if directive.eq_ignore_ascii_case(name) {
+                    out.push((cstr((*n).args).into_owned(), vhost.clone()));
+                }
+                let child_vhost = if directive.eq_ignore_ascii_case("<VirtualHost") {
+                    Some((cstr((*n).filename).into_owned(), (*n).line_num))
+                } else {
+                    vhost.clone()
+                };
+                walk((*n).first_child, name, child_vhost, out);
+                n = (*n).next;
             }
-        },
-    )
-}
-
-/// The name-based vhost of connection `c`'s address that `host` names, as httpd would pick it from
-/// a Host header.
-///
-/// # Safety
-/// `c` must be a valid conn_rec.
-pub unsafe fn vhost_for_name(c: *mut sys::conn_rec, host: &str) -> Option<*mut sys::server_rec> {
-    let mut search = NameSearch { host, found: std::ptr::null_mut() };
-    unsafe {
-        sys::ap_vhost_iterate_given_conn(c, Some(match_vhost), &mut search as *mut NameSearch as *mut std::ffi::c_void);
-    }
-    (!search.found.is_null()).then_some(search.found)
-}
-
-/// How many of this child process's first `threads` worker slots the scoreboard shows idle
-/// (`SERVER_READY`); `None` when the process has no scoreboard slot.
-///
-/// # Safety
-/// Must run in a child process after the scoreboard is attached (any connection hook).
-pub unsafe fn idle_workers_of_this_child(threads: usize) -> Option<usize> {
-    unsafe {
-        let mut me = sys::apr_proc_t { pid: libc::getpid(), ..Default::default() };
-        let child = sys::ap_find_child_by_pid(&mut me);
-        if child < 0 {
-            return None;
         }
-        let idle = (0..threads as i32)
-            .filter(|&t| {
-                let w = sys::ap_get_scoreboard_worker_from_indexes(child, t);
-                !w.is_null() && u32::from((*w).status) == sys::SERVER_READY
-            })
-            .count();
-        Some(idle)
     }
+    let mut found = Vec::new();
+    // SAFETY: ap_conftree is the tree httpd has just read (or NULL).
+    unsafe { walk(sys::ap_conftree, name, None, &mut found) };
+    found
 }

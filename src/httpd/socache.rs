@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use crate::conf::CacheSpec;
+use crate::conf::error::{ConfError, ErrorKind};
 use crate::httpd::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
-use crate::httpd::{APR_SUCCESS, cstr};
+use crate::httpd::{APR_SUCCESS, Pool, Request, Server, cstr};
 use crate::tls::sessions::SessionStore;
 
 /// The mutex type name, for the `Mutex` directive (`Mutex file:/run/lock tls-session-cache`).
@@ -37,14 +38,14 @@ thread_local! {
 /// Runs `f` with `pool` as the pool for cache calls made on this thread meanwhile.
 /// The previous pool is restored even if `f` unwinds: a pointer left behind would have the next
 /// connection on this thread allocate from a pool that is gone.
-pub fn with_conn_pool<R>(pool: *mut apr_pool_t, f: impl FnOnce() -> R) -> R {
+pub fn with_conn_pool<R>(pool: Pool, f: impl FnOnce() -> R) -> R {
     struct Restore(*mut apr_pool_t);
     impl Drop for Restore {
         fn drop(&mut self) {
             CONN_POOL.with(|c| c.set(self.0));
         }
     }
-    let _restore = Restore(CONN_POOL.with(|c| c.replace(pool)));
+    let _restore = Restore(CONN_POOL.with(|c| c.replace(pool.as_ptr())));
     f()
 }
 
@@ -71,18 +72,18 @@ impl std::fmt::Debug for SessionCache {
 
 impl SessionCache {
     /// Looks the provider up and lets it parse its arguments (no shared memory is created yet).
-    ///
-    /// # Safety
-    /// Called during configuration with live pools and server.
-    pub unsafe fn create(
+    pub fn create(
         name: &str,
         args: &str,
-        main: *mut server_rec,
-        pconf: *mut apr_pool_t,
-        ptemp: *mut apr_pool_t,
-    ) -> Result<Arc<SessionCache>, String> {
-        let c_name = CString::new(name).map_err(|_| "invalid provider name".to_string())?;
-        let c_args = CString::new(args).map_err(|_| "invalid provider arguments".to_string())?;
+        main: Server,
+        pconf: Pool,
+        ptemp: Pool,
+    ) -> Result<Arc<SessionCache>, ConfError> {
+        let bad = |message: String| ConfError::new(ErrorKind::SessionCache, message);
+        let c_name = CString::new(name).map_err(|_| bad("invalid provider name".to_string()))?;
+        let c_args = CString::new(args).map_err(|_| bad("invalid provider arguments".to_string()))?;
+        let (main, pconf, ptemp) = (main.as_ptr(), pconf.as_ptr(), ptemp.as_ptr());
+        // SAFETY: start-up, with live pools and server; the provider API as socache documents it.
         unsafe {
             let provider = sys::ap_lookup_provider(
                 sys::AP_SOCACHE_PROVIDER_GROUP.as_ptr().cast(),
@@ -90,15 +91,15 @@ impl SessionCache {
                 sys::AP_SOCACHE_PROVIDER_VERSION.as_ptr().cast(),
             ) as *const ap_socache_provider_t;
             if provider.is_null() {
-                return Err(format!(
+                return Err(bad(format!(
                     "the session cache type '{name}' is not available: load its module ({})",
                     CacheSpec::module_for(name)
-                ));
+                )));
             }
             let mut instance: *mut ap_socache_instance_t = ptr::null_mut();
             let err = ((*provider).create.expect("socache create"))(&mut instance, c_args.as_ptr(), ptemp, pconf);
             if !err.is_null() {
-                return Err(format!("'{name}:{args}': {}", cstr(err)));
+                return Err(bad(format!("'{name}:{args}': {}", cstr(err))));
             }
             Ok(Arc::new(SessionCache {
                 provider,
@@ -113,10 +114,10 @@ impl SessionCache {
 
     /// Creates the cache itself (shared memory, connections) in post_config, and its mutex when
     /// the provider needs one. Destroyed with `pconf`.
-    ///
-    /// # Safety
-    /// Called from post_config with the configuration pool.
-    pub unsafe fn init(self: &Arc<Self>, pconf: *mut apr_pool_t) -> Result<(), String> {
+    pub fn init(self: &Arc<Self>, pconf: Pool) -> Result<(), ConfError> {
+        let bad = |message: String| ConfError::new(ErrorKind::SessionCache, message);
+        let pconf = pconf.as_ptr();
+        // SAFETY: post_config, with the configuration pool; the provider API as socache documents it.
         unsafe {
             if (*self.provider).flags & sys::AP_SOCACHE_FLAG_NOTMPSAFE != 0 {
                 let mut m: *mut sys::apr_global_mutex_t = ptr::null_mut();
@@ -130,7 +131,7 @@ impl SessionCache {
                     0,
                 );
                 if rv != APR_SUCCESS {
-                    return Err(format!("cannot create the session cache mutex (error {rv})"));
+                    return Err(bad(format!("cannot create the session cache mutex (error {rv})")));
                 }
                 self.mutex.store(m, Ordering::Release);
             }
@@ -144,7 +145,7 @@ impl SessionCache {
                 pconf,
             );
             if rv != APR_SUCCESS {
-                return Err(format!("the session cache {} could not be initialised (error {rv})", self.spec));
+                return Err(bad(format!("the session cache {} could not be initialised (error {rv})", self.spec)));
             }
             // Destroy it with the configuration; the pool holds its own reference.
             let holder = crate::httpd::pool::attach(pconf, DestroyOnDrop(self.clone()));
@@ -154,32 +155,29 @@ impl SessionCache {
         Ok(())
     }
 
-    /// Re-attaches the mutex in a freshly started child.
-    ///
-    /// # Safety
-    /// Called from child_init.
-    pub unsafe fn child_init(&self, pchild: *mut apr_pool_t) {
+    /// Re-attaches the mutex in a freshly started child (child_init).
+    pub fn child_init(&self, pchild: Pool) {
         let mut m = self.mutex.load(Ordering::Acquire);
         if !m.is_null() {
+            // SAFETY: our mutex, created in the parent; the child's pool.
             unsafe {
                 let lockfile = sys::apr_global_mutex_lockfile(m);
-                sys::apr_global_mutex_child_init(&mut m, lockfile, pchild);
+                sys::apr_global_mutex_child_init(&mut m, lockfile, pchild.as_ptr());
             }
             self.mutex.store(m, Ordering::Release);
         }
     }
 
-    /// Prints the provider's status (for mod_status's server-status page).
-    ///
-    /// # Safety
-    /// `r` must be the status request.
-    pub unsafe fn status(&self, r: *mut sys::request_rec, flags: i32) {
+    /// Prints the provider's status (for mod_status's server-status page; `short` for `?auto`).
+    pub fn status(&self, r: Request<'_>, short: bool) {
         if !self.is_ready() {
             return;
         }
+        let flags = if short { sys::AP_STATUS_SHORT as i32 } else { 0 };
+        // SAFETY: a ready instance of this provider; the live status request.
         unsafe {
             if let Some(f) = (*self.provider).status {
-                self.locked(|| f(self.instance, r, flags));
+                self.locked(|| f(self.instance, r.as_ptr(), flags));
             }
         }
     }
@@ -300,13 +298,25 @@ impl Drop for DestroyOnDrop {
     }
 }
 
-/// Creates the `<runtime dir>/tls` directory the default cache lives in.
-///
-/// # Safety
-/// `p` must be live.
-pub unsafe fn ensure_default_dir(p: *mut apr_pool_t) {
+/// Lets administrators configure the cache's lock with `Mutex ... tls-session-cache` (pre_config).
+pub fn register_mutex(pconf: Pool) {
+    // SAFETY: registering a mutex type name (static) in the configuration pool.
     unsafe {
-        let dir = sys::ap_runtime_dir_relative(p, c"tls".as_ptr());
+        sys::ap_mutex_register(
+            pconf.as_ptr(),
+            MUTEX_TYPE.as_ptr(),
+            ptr::null(),
+            sys::apr_lockmech_e_APR_LOCK_DEFAULT,
+            0,
+        );
+    }
+}
+
+/// Creates the `<runtime dir>/tls` directory the default cache lives in.
+pub fn ensure_default_dir(p: Pool) {
+    // SAFETY: a live pool; the result is a C string in it (or NULL).
+    unsafe {
+        let dir = sys::ap_runtime_dir_relative(p.as_ptr(), c"tls".as_ptr());
         if !dir.is_null() {
             let _ = std::fs::create_dir_all(cstr(dir as *const c_char).as_ref());
         }

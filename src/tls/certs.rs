@@ -113,7 +113,7 @@ pub fn load_crls(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocat
 
 /// Supplies the passphrase of an encrypted key file. `retry` is true when a first passphrase
 /// (possibly remembered from an earlier start) did not decrypt it.
-pub type PassphraseSource<'a> = &'a mut dyn FnMut(&Path, bool) -> Result<Zeroizing<String>, String>;
+pub type PassphraseSource<'a> = &'a mut dyn FnMut(&Path, bool) -> Result<Zeroizing<String>, ConfError>;
 
 const ENCRYPTED_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
 const ENCRYPTED_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
@@ -130,7 +130,7 @@ fn decrypt_pkcs8(path: &Path, text: &str, ask: PassphraseSource<'_>) -> Result<P
     let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
         .map_err(|e| key_material(format!("the encrypted private key in {} does not parse ({e})", path.display())))?;
     for retry in [false, true] {
-        let passphrase = ask(path, retry).map_err(key_material)?;
+        let passphrase = ask(path, retry)?;
         if let Ok(secret) = info.decrypt(passphrase.as_bytes()) {
             return Ok(PrivateKeyDer::Pkcs8(secret.as_bytes().to_vec().into()));
         }

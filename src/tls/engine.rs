@@ -14,21 +14,22 @@ use crate::tls::certs;
 use crate::tls::ciphers;
 
 /// A one-off config answering an ACME tls-alpn-01 challenge with the certificate mod_md gives.
-pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, String> {
+pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, ConfError> {
     use rustls_pki_types::pem::PemObject;
+    let bad =
+        |what: &str, e: &dyn fmt::Display| ConfError::new(ErrorKind::KeyMaterial, format!("challenge {what}: {e}"));
     let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("challenge certificate: {e}"))?;
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| format!("challenge key: {e}"))?;
+        .map_err(|e| bad("certificate", &e))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
     let provider = provider();
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| format!("challenge key: {e}"))?;
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| bad("key", &e))?;
     // Not through `with_single_cert`: its consistency check parses the certificate with webpki,
     // which rejects the critical acmeIdentifier extension every challenge certificate carries.
     let resolver = FirstSuitableCert::new(vec![Arc::new(CertifiedKey::new(chain, signing_key))]);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ConfError::new(ErrorKind::Build, e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"acme-tls/1".to_vec()];

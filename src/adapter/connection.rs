@@ -1,0 +1,184 @@
+//! Taking connections: a client's on a `TLSEngine` address (pre_connection), a backend's when
+//! mod_proxy asks (bind_outgoing); the handshake step of process_connection; and what request
+//! hooks, on any thread, may read of a connection ([`ConnShared`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::httpd::record::ConfVector;
+use crate::httpd::{APR_EAGAIN, APR_SUCCESS, Conn, DECLINED, DONE, OK, Server, log, mpm};
+use crate::log_conn;
+use crate::tls::engine;
+use crate::tls::handshake_wait;
+
+use super::tls_filters::{self, TlsConn};
+use super::{TlsModule, built, conf};
+
+/// What request-time hooks see of a connection. They may run on other threads than the
+/// connection's own (HTTP/2 streams), so this is kept apart from [`TlsConn`], which only the
+/// connection's own thread touches: written once by that thread, then only read.
+#[derive(Default)]
+pub struct ConnShared {
+    /// Set when the handshake completes, before any request can exist.
+    established: OnceLock<Established>,
+    /// The client spoke plain HTTP to the TLS port.
+    plain_http: AtomicBool,
+}
+
+/// What a completed handshake settled.
+pub struct Established {
+    /// The vhost the handshake ran with (chosen by SNI, or the address's default).
+    pub server: Server,
+    pub facts: Arc<crate::tls::vars::HandshakeFacts>,
+}
+
+impl ConnShared {
+    pub fn established(&self) -> Option<&Established> {
+        self.established.get()
+    }
+
+    /// Records the completed handshake; false if one was recorded already.
+    pub fn establish(&self, established: Established) -> bool {
+        self.established.set(established).is_ok()
+    }
+
+    /// The client spoke plain HTTP to the TLS port.
+    pub fn is_plain_http(&self) -> bool {
+        self.plain_http.load(Ordering::Acquire)
+    }
+
+    pub fn set_plain_http(&self) {
+        self.plain_http.store(true, Ordering::Release);
+    }
+}
+
+/// What any thread may read of connection `c` (its master's, for an HTTP/2 stream), if TLS on it
+/// is ours.
+pub fn shared(c: Conn) -> Option<&'static ConnShared> {
+    c.shared::<TlsModule>()
+}
+
+/// The facts of `c`'s completed handshake, from any thread.
+pub fn handshake_facts(c: Conn) -> Option<&'static crate::tls::vars::HandshakeFacts> {
+    shared(c)?.established().map(|e| &*e.facts)
+}
+
+/// `ap_ssl_conn_is_ssl`: connections we secure (not plain HTTP spoken to our port).
+pub fn is_ours(c: Conn) -> bool {
+    shared(c).is_some_and(|s| !s.is_plain_http())
+}
+
+/// A connection we cannot set up is marked aborted and handed on (DECLINED), as mod_ssl does: core's
+/// own pre_connection, which runs after ours, must still record the socket and add the core
+/// filters, or the MPM's lingering close finds no socket. An aborted connection is never
+/// processed, so nothing is served in plaintext on a TLS port.
+pub fn pre_connection(c: Conn) -> i32 {
+    if c.is_secondary() {
+        return DECLINED; // HTTP/2 streams ride on the already-secured master connection
+    }
+    if c.is_outgoing() {
+        // A backend connection: ours if bind_outgoing claimed it.
+        return if tls_filters::add_backend_filters(c) { OK } else { DECLINED };
+    }
+    let s = c.base_server();
+    let Some(local) = c.local_addr() else { return DECLINED };
+    if !conf(s).engines.iter().any(|e| e.matches(&local)) {
+        return DECLINED;
+    }
+    #[cfg(feature = "test-hooks")]
+    crate::test_hooks::panic_in_pre_connection_on(local.port());
+    if built(s).tls.is_none() {
+        log_conn!(c, log::ERR, 0, "no TLS configuration for {} on {local}; closing", s.describe());
+        c.abort();
+        return DECLINED;
+    }
+    tls_filters::attach(c);
+    OK
+}
+
+/// mod_proxy asks who does TLS for a backend connection: we do where TLSProxyEngine is on for the
+/// scope (the request's or the worker's merged configuration).
+pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> i32 {
+    if !enable {
+        return DECLINED;
+    }
+    if c.local::<TlsModule>().is_some() {
+        // mod_proxy binds a kept-alive backend connection again when it releases it (with the
+        // worker's section config, possibly none): it stays ours, with its config.
+        return OK;
+    }
+    let proxy = match dir {
+        Some(v) => &v.dir::<TlsModule>().proxy,
+        None => &c.base_server().dir_defaults::<TlsModule>().proxy,
+    };
+    if !proxy.enabled() {
+        return DECLINED;
+    }
+    let Some(cache) = built(Server::main()).proxy_cache.clone() else { return DECLINED };
+    let key = proxy.key();
+    let found = cache.lock().unwrap().get(&key).cloned();
+    let tls = match found {
+        Some(t) => t,
+        None => match engine::build_proxy(proxy) {
+            // A combination of scopes not seen at start-up: built once, then shared.
+            Ok((t, _)) => {
+                let t = Arc::new(t);
+                cache.lock().unwrap().insert(key, t.clone());
+                t
+            }
+            Err(e) => {
+                log_conn!(c, log::ERR, 0, "TLS to backend: {}", e.located());
+                return DECLINED;
+            }
+        },
+    };
+    tls_filters::attach_backend(c, tls);
+    OK
+}
+
+/// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN
+/// have chosen the vhost and protocol when mod_http2 (APR_HOOK_LAST) and the HTTP/1.1 core
+/// (REALLY_LAST) look at the connection.
+///
+/// On an MPM that can wait for I/O itself (event, httpd 2.4.71+), the handshake reads
+/// non-blocking: while the client owes bytes, the connection goes back to the MPM in
+/// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
+/// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers. Nearby
+/// clients are first waited for in the worker, within the bounds of [`handshake_wait`].
+pub fn process_connection(c: Conn) -> i32 {
+    if c.is_secondary() {
+        return DECLINED;
+    }
+    let Some(state) = c.local::<TlsModule>() else { return DECLINED };
+    if !state.borrow().is_handshaking() {
+        return DECLINED;
+    }
+    let async_ok = c.has_async_state() && !built(c.base_server()).reqtimeout_handshake && mpm::can_wait_io();
+    let step = || TlsConn::drive_handshake(c, !async_ok);
+    let mut rv = step();
+    if rv == APR_EAGAIN
+        && async_ok
+        && state.borrow().awaits_client_flight()
+        && let Some(_slot) = handshake_wait::may_wait(c.tcp_rtt_us(), workers_of_this_child())
+        && c.wait_readable(handshake_wait::GRACE_MS)
+    {
+        rv = step();
+    }
+    if rv == APR_EAGAIN && async_ok {
+        c.wait_in_mpm_for_read();
+        return OK;
+    }
+    if rv != APR_SUCCESS {
+        // The handshake failed or the client went away; the filter has logged why.
+        c.close_after_request();
+        return DONE;
+    }
+    DECLINED
+}
+
+/// The worker threads of this child process (1 for prefork), and how many of them the scoreboard
+/// shows idle.
+fn workers_of_this_child() -> handshake_wait::Workers {
+    let threads = mpm::threads_per_child();
+    handshake_wait::Workers { threads, idle: mpm::idle_workers_of_this_child(threads) }
+}

@@ -1,0 +1,114 @@
+//! The adapter: mod_tls's part of httpd, in safe Rust over the handles of [`crate::httpd`]. The
+//! exported record and its typed configuration ([`TlsModule`]), and one file per concern, as
+//! mod_ssl splits its engine:
+//!
+//! - [`directives`]: the directive table, one row per directive, and what each one sets;
+//! - [`startup`]: building and checking everything once per configuration generation
+//!   (check_config, post_config: rustls configs, session cache, backend configs, mod_md, OCSP);
+//! - [`connection`]: taking connections (pre_connection, mod_proxy's bind_outgoing), the
+//!   handshake step of process_connection, and what request threads may read of a connection;
+//! - [`tls_filters`]: the connection filters that pump bytes between httpd and the TLS stream,
+//!   and the vhost choice from a ClientHello ([`chooser`]);
+//! - [`requests`]: the request hooks (400/421/503, the user name, variables, scheme, status).
+
+#![allow(non_upper_case_globals)]
+
+mod chooser;
+mod connection;
+mod directives;
+mod requests;
+mod startup;
+mod tls_filters;
+
+use std::sync::Arc;
+
+use crate::conf::{DirConf, ServerConf};
+use crate::httpd::record::{Module, ModuleRecord};
+use crate::httpd::{Server, socache};
+use crate::tls::engine;
+
+crate::export_module!(tls_module, TlsModule, c"mod_tls.c", directives::COMMANDS.list());
+
+/// mod_tls as httpd sees it: its configuration types and hooks.
+pub struct TlsModule;
+
+impl Module for TlsModule {
+    type Server = ServerSlot;
+    type Dir = DirConf;
+    type ConnShared = connection::ConnShared;
+    type ConnLocal = tls_filters::TlsConn;
+
+    fn record() -> &'static ModuleRecord {
+        &tls_module
+    }
+
+    fn create_server() -> ServerSlot {
+        ServerSlot { conf: ServerConf::default(), built: Built::default() }
+    }
+
+    fn merge_server(base: &ServerSlot, add: &ServerSlot) -> ServerSlot {
+        ServerSlot { conf: ServerConf::merge(&base.conf, &add.conf), built: Built::default() }
+    }
+
+    fn create_dir() -> DirConf {
+        DirConf::default()
+    }
+
+    fn merge_dir(base: &DirConf, add: &DirConf) -> DirConf {
+        DirConf::merge(base, add)
+    }
+
+    fn register_hooks() {
+        use crate::httpd::hooks::{self, Order};
+        hooks::pre_config(startup::pre_config, Order::Middle);
+        hooks::check_config(startup::check_config, Order::Middle);
+        hooks::child_init(startup::child_init, Order::Middle);
+        hooks::status(requests::status, Order::Middle);
+        hooks::post_config(startup::post_config, Order::Middle);
+        hooks::pre_connection(connection::pre_connection, Order::Middle);
+        hooks::process_connection(connection::process_connection, Order::Middle);
+        hooks::ssl_conn_is_ssl(connection::is_ours, Order::Middle);
+        // Before mod_ssl's, which answers HTTPS=off and SSL_VERSION_* for every connection; we
+        // answer only for ours.
+        hooks::ssl_var_lookup(requests::var_lookup, Order::First);
+        hooks::ssl_bind_outgoing(connection::bind_outgoing, Order::Middle);
+        hooks::ssl_expr_vars(Order::First);
+        hooks::post_read_request(requests::post_read_request, Order::Middle);
+        hooks::https_scheme(requests::is_ours, Order::Middle);
+        hooks::fixups(requests::fixups, Order::Middle);
+        tls_filters::register();
+    }
+}
+
+/// What a server's module-config slot holds: the directive values, and apart from them what
+/// start-up builds from them for this configuration generation (so merging copies only values).
+pub struct ServerSlot {
+    pub conf: ServerConf,
+    pub built: Built,
+}
+
+/// What start-up builds for one server, once per configuration generation.
+#[derive(Default)]
+pub struct Built {
+    /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
+    /// run blocking, where its timer applies, instead of waiting in the event MPM.
+    pub reqtimeout_handshake: bool,
+    /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
+    pub md_deferred: bool,
+    /// Backend client configs built for this generation (main server only).
+    pub proxy_cache: Option<Arc<engine::ProxyCache>>,
+    /// The cache opened for this configuration generation (main server only).
+    pub session_cache: Option<Arc<socache::SessionCache>>,
+    /// Built in check_config from the settings, for servers that TLSEngine connections can reach.
+    pub tls: Option<Arc<engine::VhostTls>>,
+}
+
+/// The directive values of server `s` (merged for vhosts), read-only after start-up.
+fn conf(s: Server) -> &'static ServerConf {
+    &s.config::<TlsModule>().conf
+}
+
+/// What start-up built for server `s`, read-only after start-up.
+fn built(s: Server) -> &'static Built {
+    &s.config::<TlsModule>().built
+}

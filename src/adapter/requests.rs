@@ -1,0 +1,119 @@
+//! Request hooks: refusing what must not be served on a connection (plain HTTP on the TLS port,
+//! mod_md's stand-in certificate, a vhost with other TLS settings than the handshake's), the
+//! user name from a certificate, the `SSL_*` variables, the scheme, and the status page.
+
+use crate::conf;
+use crate::httpd::{
+    Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, Request, Server, log,
+};
+use crate::tls::{policy, vars};
+use crate::{log_conn, log_server};
+
+use super::connection::{handshake_facts, shared};
+use super::{TlsModule, built, conf};
+
+/// Answers `ap_ssl_var_lookup` (mod_rewrite's %{SSL:..}, mod_headers, ap_expr, mod_http2, CGI).
+pub fn var_lookup(c: Conn, name: &str) -> Option<String> {
+    vars::lookup(name, &vars::ConnFacts::now(handshake_facts(c)?))
+}
+
+/// Requests on connections we secure get the `https` scheme and port 443 by default.
+pub fn is_ours(r: Request<'_>) -> bool {
+    r.conn().and_then(shared).is_some()
+}
+
+/// A request whose Host names another vhost than the one its handshake ran with (chosen by SNI,
+/// or the address's default without SNI) may only be served when both have the same TLS settings
+/// (otherwise the client would get around the other vhost's policy): 421, so that a client that
+/// coalesced connections (HTTP/2) or sent no SNI retries on a connection of its own for that name.
+pub fn post_read_request(r: Request<'_>) -> i32 {
+    let Some(c) = r.conn() else { return DECLINED };
+    let Some(shared) = shared(c) else { return DECLINED };
+    if built(r.server()).tls.as_ref().is_some_and(|t| t.fallback) {
+        // mod_md's stand-in certificate: not for serving content.
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    if shared.is_plain_http() {
+        // As mod_ssl: a readable answer for someone who typed http:// with the TLS port.
+        r.set_note(
+            c"error-notes",
+            c"Reason: You're speaking plain HTTP to a TLS-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please.<br />\n",
+        );
+        c.close_after_request();
+        log_conn!(c, log::INFO, 0, "plain HTTP request on a TLS port; answering 400");
+        return HTTP_BAD_REQUEST;
+    }
+    let Some(established) = shared.established() else {
+        // Requests only follow a completed handshake; refuse rather than guess.
+        log_server!(r.server(), log::ERR, 0, "request on a TLS connection without a completed handshake");
+        return HTTP_MISDIRECTED_REQUEST;
+    };
+    // Every request, with or without SNI: without it the handshake ran with the address's
+    // default vhost, whose policy a Host naming another vhost must not get around.
+    let handshake_server = established.server;
+    let fingerprint = |s: Server| built(s).tls.as_ref().map(|t| t.fingerprint);
+    if policy::misdirected(
+        r.server() == handshake_server,
+        fingerprint(r.server()).as_ref(),
+        fingerprint(handshake_server).as_ref(),
+    ) {
+        let sni = established.facts.sni.as_deref().map_or_else(|| "no SNI".to_string(), |n| format!("SNI '{n}'"));
+        log_server!(
+            r.server(),
+            log::ERR,
+            0,
+            "AH10345: request for host '{}' on a connection whose handshake ran for {} ({sni}): the two \
+             virtual hosts have different TLS settings; answering 421 Misdirected Request",
+            r.hostname(),
+            handshake_server.describe()
+        );
+        return HTTP_MISDIRECTED_REQUEST;
+    }
+    // Only for a request this vhost serves: a refused one gets no user either.
+    if let Some(var) = conf(r.server()).user_name_var.as_deref()
+        && let Some(user) = vars::lookup(var, &vars::ConnFacts::now(&established.facts))
+    {
+        r.set_user(&user);
+    }
+    DECLINED
+}
+
+/// As mod_ssl: every request on a TLS connection gets `HTTPS=on` for CGI and friends, and the
+/// TLS variables when `TLSOptions StdEnvVars` / `ExportCertData` are on for its location.
+pub fn fixups(r: Request<'_>) -> i32 {
+    let Some(c) = r.conn() else { return DECLINED };
+    if shared(c).is_none() {
+        return DECLINED;
+    }
+    r.set_env("HTTPS", "on");
+    let options = &r.dir_config::<TlsModule>().options;
+    let std_vars = options.has(conf::OPT_STD_ENV_VARS);
+    let cert_data = options.has(conf::OPT_EXPORT_CERT_DATA);
+    if !std_vars && !cert_data {
+        return DECLINED;
+    }
+    let Some(facts) = handshake_facts(c) else { return DECLINED };
+    let facts = vars::ConnFacts::now(facts);
+    if std_vars {
+        for (k, v) in vars::std_env_vars(&facts) {
+            r.set_env(&k, &v);
+        }
+    }
+    if cert_data {
+        for (k, v) in vars::cert_data_vars(&facts) {
+            r.set_env(&k, &v);
+        }
+    }
+    DECLINED
+}
+
+/// mod_status's server-status page: the session cache's own status, as mod_ssl shows its cache.
+pub fn status(r: Request<'_>, short: bool) {
+    let Some(cache) = built(Server::main()).session_cache.clone() else { return };
+    if short {
+        r.write(&format!("TLSSessionCache: {}\n", cache.spec));
+    } else {
+        r.write(&format!("<hr>\n<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", cache.spec));
+    }
+    cache.status(r, short);
+}

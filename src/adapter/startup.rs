@@ -1,0 +1,359 @@
+//! Start-up, once per configuration generation: check_config validates everything and builds
+//! every rustls configuration (so `apache2 -t` and every restart fail on a bad file, never the
+//! first connection), post_config adds what only exists then (the session cache's shared memory,
+//! mod_md's certificates, OCSP stapling), child_init re-attaches the cache's mutex.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::conf::error::{ConfError, ErrorKind};
+use crate::conf::{self, CacheSpec, CertSpec, Located, Origin};
+use crate::httpd::hooks::Startup;
+use crate::httpd::{HTTP_INTERNAL_SERVER_ERROR, OK, Pool, Server, log, md, socache};
+use crate::log_server;
+use crate::tls::{engine, policy, sessions};
+
+use super::directives::{PROXY_SCOPES, ProxyScopes};
+use super::{TlsModule, built, conf};
+
+pub fn pre_config(pconf: Pool) -> i32 {
+    socache::register_mutex(pconf);
+    OK
+}
+
+pub fn child_init(pchild: Pool, main: Server) {
+    if let Some(cache) = built(main).session_cache.as_ref() {
+        cache.child_init(pchild);
+    }
+}
+
+/// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
+/// every (re)start, so bad files fail there and never at the first connection.
+pub fn check_config(st: &mut Startup) -> i32 {
+    note_reqtimeout_handshakes(st);
+    if !build_proxy_configs(st) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let main = st.main;
+    for s in main.and_following() {
+        s.config_mut::<TlsModule>(st).built.tls = None;
+    }
+    let engines = conf(main).engines.clone();
+    if engines.is_empty() {
+        return OK;
+    }
+    let all_vhost_addrs: Vec<_> = main.and_following().map(|s| s.vhost_addrs()).filter(|a| !a.is_empty()).collect();
+    let mut failed = false;
+    let cache = match open_session_cache(st) {
+        Ok(cache) => cache,
+        Err(()) => {
+            failed = true;
+            None
+        }
+    };
+    main.config_mut::<TlsModule>(st).built.session_cache = cache.clone();
+    let make_sessions = cache.map(sessions::VhostSessions::factory);
+    let passphrase_program = conf(main).passphrase_program.clone();
+    for s in main.and_following() {
+        let reached_by = if s.is_virtual() {
+            let addrs = s.vhost_addrs();
+            engines.iter().find(|e| addrs.iter().any(|a| conf::engine_reaches_vhost(e, a)))
+        } else {
+            engines.iter().find(|e| conf::engine_reaches_main_server(e, &all_vhost_addrs))
+        };
+        let Some(engine_addr) = reached_by else { continue };
+        let conf = conf(s);
+        let mut md_deferred = false;
+        if conf.certificates.is_empty() && md::mod_md_loaded() {
+            // mod_md may manage it: asked in post_config (ap_ssl_add_cert_files).
+            md_deferred = true;
+        } else if conf.certificates.is_empty() {
+            let at = match engine_addr.ip {
+                Some(ip) => format!("{ip}:{}", engine_addr.port),
+                None => format!("port {}", engine_addr.port),
+            };
+            log_server!(
+                main,
+                log::EMERG,
+                0,
+                "mod_tls: {} is served with TLS (TLSEngine {at}) but has no certificate: add \
+                 'TLSCertificate cert.pem key.pem' to it, or one at the top level for all virtual hosts",
+                s.describe()
+            );
+            failed = true;
+        } else {
+            let mut ask = |key: &Path, retry: bool| ask_passphrase(main, s, passphrase_program.as_deref(), key, retry);
+            let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
+                if passphrase_program.is_some() { Some(&mut ask) } else { None };
+            let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
+            match engine::build_vhost(conf, ask, sessions) {
+                Ok((tls, warnings)) => {
+                    for w in warnings {
+                        log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                    }
+                    s.config_mut::<TlsModule>(st).built.tls = Some(Arc::new(tls));
+                }
+                Err(e) => {
+                    log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+                    failed = true;
+                }
+            }
+        }
+        s.config_mut::<TlsModule>(st).built.md_deferred = md_deferred;
+    }
+    if failed { HTTP_INTERNAL_SERVER_ERROR } else { OK }
+}
+
+/// Notes which servers have a mod_reqtimeout handshake stage, from the configuration tree
+/// (`RequestReadTimeout` at the top level applies to every vhost that does not set its own).
+fn note_reqtimeout_handshakes(st: &mut Startup) {
+    let found: Vec<_> = crate::httpd::server::directives_named("RequestReadTimeout")
+        .into_iter()
+        .filter_map(|(args, vhost)| conf::reqtimeout_handshake(&args).map(|on| (vhost, on)))
+        .collect();
+    for s in st.main.and_following() {
+        let (file, line) = s.defined_at();
+        let vhost = s.is_virtual().then_some((file.as_str(), line));
+        s.config_mut::<TlsModule>(st).built.reqtimeout_handshake = policy::reqtimeout_handshake_applies(&found, vhost);
+    }
+}
+
+/// Builds (and so validates) the backend client configs for every proxy scope: each server's own
+/// settings, and each `<Proxy>` section as it applies within each server.
+fn build_proxy_configs(st: &mut Startup) -> bool {
+    let main = st.main;
+    let cache = Arc::new(engine::ProxyCache::default());
+    main.config_mut::<TlsModule>(st).built.proxy_cache = Some(cache.clone());
+    let scopes = st.pconf.userdata(PROXY_SCOPES, ProxyScopes::new).borrow().clone();
+    let mut ok = true;
+    for s in main.and_following() {
+        let server_proxy = &s.dir_defaults::<TlsModule>().proxy;
+        let candidates = std::iter::once(server_proxy.clone())
+            .chain(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, &d.get().proxy)));
+        for p in candidates.filter(|p| p.enabled()) {
+            let key = p.key();
+            if cache.lock().unwrap().contains_key(&key) {
+                continue;
+            }
+            match engine::build_proxy(&p) {
+                Ok((tls, warnings)) => {
+                    for w in warnings {
+                        log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                    }
+                    cache.lock().unwrap().insert(key, Arc::new(tls));
+                }
+                Err(e) => {
+                    log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+                    ok = false;
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// Opens the `TLSSessionCache` (or the default shared-memory one) for this generation. A broken
+/// configured cache fails start-up; the default one only warns when unavailable.
+fn open_session_cache(st: &Startup) -> Result<Option<Arc<socache::SessionCache>>, ()> {
+    let main = st.main;
+    let (name, args, origin) = match &conf(main).session_cache_spec {
+        Some(Located { value: CacheSpec::None, .. }) => return Ok(None),
+        Some(Located { value: CacheSpec::Provider { name, args }, origin }) => {
+            (name.clone(), args.clone(), Some(origin))
+        }
+        None => ("shmcb".to_string(), conf::DEFAULT_CACHE_ARGS.to_string(), None),
+    };
+    match socache::SessionCache::create(&name, &args, main, st.pconf, st.ptemp) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => match origin {
+            Some(o) => {
+                log_server!(main, log::EMERG, 0, "mod_tls: {}", e.within("TLSSessionCache").at(o).located());
+                Err(())
+            }
+            None => {
+                log_server!(
+                    main,
+                    log::WARNING,
+                    0,
+                    "mod_tls: no TLS session cache, sessions will not resume across processes: {e}"
+                );
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Passphrases already given, by key file, kept in the process pool so that the second start-up
+/// pass and graceful restarts do not run the program again.
+type PassphraseCache = std::collections::HashMap<PathBuf, Zeroizing<String>>;
+
+/// Runs `TLSPassPhraseDialog exec:program server:port keyfile` for an encrypted key (or answers
+/// from the cache). The passphrase is never logged.
+fn ask_passphrase(
+    main: Server,
+    s: Server,
+    program: Option<&Path>,
+    key: &Path,
+    retry: bool,
+) -> Result<Zeroizing<String>, ConfError> {
+    let failed = |message: String| ConfError::new(ErrorKind::Passphrase, message);
+    let cache = main.process_pool().userdata(c"mod_tls passphrases", PassphraseCache::new);
+    if !retry && let Some(p) = cache.borrow().get(key) {
+        return Ok(p.clone());
+    }
+    let program = program.expect("only asked when configured");
+    let who = format!("{}:{}", s.hostname(), s.port());
+    let out = std::process::Command::new(program)
+        .arg(&who)
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| failed(format!("TLSPassPhraseDialog: cannot run {}: {e}", program.display())))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "TLSPassPhraseDialog: {} failed ({}) for {}",
+            program.display(),
+            out.status,
+            key.display()
+        )));
+    }
+    let stdout = Zeroizing::new(out.stdout);
+    let text = Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
+    let passphrase = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+    cache.borrow_mut().insert(key.to_path_buf(), passphrase.clone());
+    Ok(passphrase)
+}
+
+pub fn post_config(st: &mut Startup) -> i32 {
+    let main = st.main;
+    if let Some(cache) = built(main).session_cache.clone() {
+        let configured = conf(main).session_cache_spec.as_ref();
+        if configured.is_none() {
+            socache::ensure_default_dir(st.pconf);
+        }
+        if let Err(e) = cache.init(st.pconf) {
+            match configured {
+                Some(o) => {
+                    log_server!(
+                        main,
+                        log::EMERG,
+                        0,
+                        "mod_tls: {}",
+                        e.within("TLSSessionCache").at(&o.origin).located()
+                    );
+                    return HTTP_INTERNAL_SERVER_ERROR;
+                }
+                None => log_server!(main, log::WARNING, 0, "mod_tls: running without a session cache: {e}"),
+            }
+        }
+    }
+    if !certificates_from_mod_md(st) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    prime_ocsp_stapling(st);
+    // post_config runs twice at start-up; say hello on the pass that serves.
+    if !st.is_first_pass() {
+        log_server!(main, log::INFO, 0, "mod_tls/{} (rustls/{}) initialized", crate::VERSION, crate::RUSTLS_VERSION);
+    }
+    OK
+}
+
+/// Certificates for vhosts without TLSCertificate, from mod_md (`ap_ssl_add_cert_files`), or
+/// its temporary fallback until it has one (then requests get 503).
+fn certificates_from_mod_md(st: &mut Startup) -> bool {
+    let main = st.main;
+    let mut ok = true;
+    // Same session cache as every other vhost: a managed domain resumes sessions too.
+    let make_sessions = built(main).session_cache.clone().map(sessions::VhostSessions::factory);
+    for s in main.and_following() {
+        if !built(s).md_deferred {
+            continue;
+        }
+        let (certs, keys, fallback) = md::cert_files(s, st.pconf);
+        if certs.is_empty() {
+            log_server!(
+                main,
+                log::EMERG,
+                0,
+                "mod_tls: {} is served with TLS but has no certificate, and mod_md has none for it: add \
+                 'TLSCertificate cert.pem key.pem' or an MDomain for its name",
+                s.describe()
+            );
+            ok = false;
+            continue;
+        }
+        let slot = s.config_mut::<TlsModule>(st);
+        slot.conf.certificates = certs
+            .into_iter()
+            .enumerate()
+            .map(|(i, cert_file)| CertSpec {
+                cert_file,
+                key_file: keys.get(i).cloned(),
+                origin: Origin { file: "mod_md".into(), line: 0 },
+            })
+            .collect();
+        let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
+        match engine::build_vhost(&slot.conf, None, sessions) {
+            Ok((mut tls, _)) => {
+                tls.fallback = fallback;
+                if fallback {
+                    log_server!(
+                        main,
+                        log::WARNING,
+                        0,
+                        "mod_tls: {} uses mod_md's temporary certificate; answering 503 until mod_md has one",
+                        s.describe()
+                    );
+                }
+                slot.built.tls = Some(Arc::new(tls));
+            }
+            Err(e) => {
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: certificate from mod_md for {}: {}",
+                    s.describe(),
+                    e.message
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Registers every certificate with an issuer for OCSP stapling (`ap_ssl_ocsp_prime`): mod_md
+/// (`MDStapling on`, `MDStapleOthers on`) then keeps a fresh response for it.
+fn prime_ocsp_stapling(st: &Startup) {
+    for s in st.main.and_following() {
+        let Some(tls) = built(s).tls.clone() else { continue };
+        let stapling: Vec<Option<Arc<engine::Stapling>>> = tls
+            .resolver
+            .keys()
+            .iter()
+            .map(|key| {
+                if key.cert.len() < 2 {
+                    return None; // no issuer to ask about
+                }
+                let st_key = engine::Stapling::new(key);
+                let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
+                let rv = md::ocsp_prime(s, st.pconf, &st_key.id, &pem);
+                log_server!(
+                    s,
+                    log::DEBUG,
+                    rv,
+                    "OCSP stapling for {}: {}",
+                    s.describe(),
+                    if rv == 0 { "provided" } else { "not provided" }
+                );
+                (rv == crate::httpd::APR_SUCCESS).then(|| Arc::new(st_key))
+            })
+            .collect();
+        // Set once per generation: a second post_config pass finds it set and keeps it.
+        let _ = tls.stapling.set(stapling);
+    }
+}
