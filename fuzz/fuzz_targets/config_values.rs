@@ -2,12 +2,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mod_tls::config::{CacheSpec, ClientAuth, EngineAddr, TlsOptions, parse_protocol_floor, reqtimeout_handshake};
+use mod_tls::conf::{CacheSpec, ClientAuth, EngineAddr, TlsOptions, parse_protocol_floor, reqtimeout_handshake};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = mod_tls::ciphers::parse_list(text);
-    let _ = mod_tls::ciphers::lookup(text);
+    let _ = mod_tls::tls::ciphers::parse_list(text);
+    let _ = mod_tls::tls::ciphers::lookup(text);
     let _ = parse_protocol_floor("TLSProtocol", text);
     let _ = CacheSpec::parse(text);
     let _ = ClientAuth::parse(text);
@@ -20,5 +20,5 @@ fuzz_target!(|data: &[u8]| {
     for word in text.split_whitespace() {
         let _ = options.apply(word);
     }
-    let _ = mod_tls::config::host_matches(text, "www.example.net", &[], &[text.to_string()]);
+    let _ = mod_tls::conf::host_matches(text, "www.example.net", &[], &[text.to_string()]);
 });

@@ -1,5 +1,5 @@
 //! Decisions the connection and request hooks make, as plain functions with unit tests: the glue
-//! in `filters.rs` and `module.rs` gathers the facts from httpd and acts on the answer.
+//! in `adapter/` gathers the facts from httpd and acts on the answer.
 
 use crate::tls::engine::TlsFingerprint;
 

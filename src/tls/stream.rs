@@ -1,8 +1,8 @@
 //! One server-side TLS connection as a byte pump, independent of httpd: TLS bytes go in with
 //! [`TlsStream::feed`], plaintext comes out of [`TlsStream::plaintext`]; plaintext goes in with
 //! [`TlsStream::send`], TLS records come out into a [`RecordSink`] (handshake bytes through any
-//! `io::Write`). The connection filters in `filters.rs` move these bytes between bucket brigades
-//! and this type; everything protocol-related is here, where it can be tested with an in-memory
+//! `io::Write`). The connection filters in `adapter/tls_filters.rs` move these bytes between
+//! bucket brigades and this type; everything protocol-related is here, where it can be tested with an in-memory
 //! rustls client. rustls's unbuffered API is used, so that the buffers are ours and an idle
 //! connection holds none.
 
@@ -24,7 +24,7 @@ const RECORD_OVERHEAD: usize = 5 + 8 + 1 + 16;
 
 /// Most TLS bytes we hold for rustls: a whole handshake message (rustls's own cap, 64 KiB, for
 /// client certificate chains), a record in progress and one read from the network (32 KiB, see
-/// `TLS_READ_CHUNK` in filters.rs). Past it the peer is not speaking TLS.
+/// `TLS_READ_CHUNK` in adapter/tls_filters.rs). Past it the peer is not speaking TLS.
 const INCOMING_LIMIT: usize = 64 * 1024 + RECORD_PLAINTEXT + 2048 + 32 * 1024;
 
 /// Where `send` puts records: a writer that can also lend room at its end, so that records are

@@ -1,5 +1,6 @@
 //! The values of the `SSL_*` variables httpd modules ask for (mod_ssl's names), computed on demand
-//! from what the handshake established. Plain Rust: the hooks in `module.rs` only convert strings.
+//! from what the handshake established. Plain Rust: the request hooks in `adapter/requests.rs`
+//! only convert strings.
 
 use std::sync::Arc;
 
