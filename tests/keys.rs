@@ -148,6 +148,13 @@ fn encrypted_key_with_passphrase_program() {
     let asked = std::fs::read_to_string(&counter).unwrap();
     assert_eq!(asked.lines().count(), 1, "asked once for both start-up passes: {asked}");
     assert!(asked.starts_with("localhost:") && asked.contains("encrypted.key"), "{asked}");
+    // Nor again at a graceful restart: the passphrase given is remembered by the process.
+    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+    h.log_when("logs/error.log", |l| l.matches("resuming normal operations").count() >= 2);
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200, "served after the restart");
+    let asked = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(asked.lines().count(), 1, "asked once across a graceful restart too: {asked}");
     h.stop();
 
     // A wrong passphrase fails start-up clearly and never shows up in the output.

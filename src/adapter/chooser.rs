@@ -87,7 +87,7 @@ impl ConfigChooser for VhostChooser {
                 });
             }
         }
-        let Some(tls) = built(self.server).tls.clone() else {
+        let Some(tls) = built(self.server).tls().cloned() else {
             return Err(Refusal {
                 alert: rustls::AlertDescription::InternalError,
                 reason: format!("{} has no TLS configuration", self.server.describe()),

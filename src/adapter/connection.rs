@@ -87,7 +87,7 @@ pub fn pre_connection(c: Conn) -> i32 {
     }
     #[cfg(feature = "test-hooks")]
     crate::test_hooks::panic_in_pre_connection_on(local.port());
-    if built(s).tls.is_none() {
+    if built(s).tls().is_none() {
         log_conn!(c, log::ERR, 0, "no TLS configuration for {} on {local}; closing", s.describe());
         c.abort();
         return DECLINED;
@@ -107,14 +107,15 @@ pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> i32 {
         // worker's section config, possibly none): it stays ours, with its config.
         return OK;
     }
-    let proxy = match dir {
-        Some(v) => &v.dir::<TlsModule>().proxy,
-        None => &c.base_server().dir_defaults::<TlsModule>().proxy,
+    let dconf = match dir {
+        Some(v) => v.dir::<TlsModule>(),
+        None => Some(c.base_server().dir_defaults::<TlsModule>()),
     };
+    let Some(proxy) = dconf.map(|d| &d.proxy) else { return DECLINED };
     if !proxy.enabled() {
         return DECLINED;
     }
-    let Some(cache) = built(Server::main()).proxy_cache.clone() else { return DECLINED };
+    let Some(cache) = built(Server::main()).proxy_cache().cloned() else { return DECLINED };
     let key = proxy.key();
     let found = cache.lock().unwrap().get(&key).cloned();
     let tls = match found {
@@ -153,7 +154,7 @@ pub fn process_connection(c: Conn) -> i32 {
     if !state.borrow().is_handshaking() {
         return DECLINED;
     }
-    let async_ok = c.has_async_state() && !built(c.base_server()).reqtimeout_handshake && mpm::can_wait_io();
+    let async_ok = c.has_async_state() && !built(c.base_server()).reqtimeout_handshake() && mpm::can_wait_io();
     let step = || TlsConn::drive_handshake(c, !async_ok);
     let mut rv = step();
     if rv == APR_EAGAIN

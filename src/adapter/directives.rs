@@ -269,7 +269,7 @@ pub const PROXY_SCOPES: &std::ffi::CStr = c"mod_tls proxy scopes";
 
 fn proxy_setting(cmd: &mut Cmd, set: impl FnOnce(&mut conf::ProxyConf, conf::Origin)) -> Result<(), ConfError> {
     let scope = cmd.dir_ref::<TlsModule>();
-    let scopes = cmd.pool().userdata(PROXY_SCOPES, ProxyScopes::new);
+    let scopes = cmd.config_userdata(PROXY_SCOPES, ProxyScopes::new);
     if !scopes.borrow().contains(&scope) {
         scopes.borrow_mut().push(scope);
     }

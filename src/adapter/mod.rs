@@ -20,7 +20,7 @@ mod requests;
 mod startup;
 mod tls_filters;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::conf::{DirConf, ServerConf};
 use crate::httpd::record::{Module, ModuleRecord};
@@ -87,20 +87,51 @@ pub struct ServerSlot {
     pub built: Built,
 }
 
-/// What start-up builds for one server, once per configuration generation.
+/// What start-up builds for one server, once per configuration generation. Each reading of the
+/// configuration makes fresh server slots, so each of these is settled once (by check_config or
+/// post_config, single-threaded) and only read afterwards, from any thread.
 #[derive(Default)]
 pub struct Built {
     /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
     /// run blocking, where its timer applies, instead of waiting in the event MPM.
-    pub reqtimeout_handshake: bool,
+    reqtimeout_handshake: OnceLock<bool>,
     /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
-    pub md_deferred: bool,
+    md_deferred: OnceLock<bool>,
     /// Backend client configs built for this generation (main server only).
-    pub proxy_cache: Option<Arc<engine::ProxyCache>>,
+    proxy_cache: OnceLock<Arc<engine::ProxyCache>>,
     /// The cache opened for this configuration generation (main server only).
-    pub session_cache: Option<Arc<socache::SessionCache>>,
-    /// Built in check_config from the settings, for servers that TLSEngine connections can reach.
-    pub tls: Option<Arc<engine::VhostTls>>,
+    session_cache: OnceLock<Arc<socache::SessionCache>>,
+    /// The vhost's rustls configs, for servers that TLSEngine connections can reach.
+    tls: OnceLock<Arc<engine::VhostTls>>,
+}
+
+impl Built {
+    pub fn reqtimeout_handshake(&self) -> bool {
+        self.reqtimeout_handshake.get() == Some(&true)
+    }
+
+    pub fn md_deferred(&self) -> bool {
+        self.md_deferred.get() == Some(&true)
+    }
+
+    pub fn proxy_cache(&self) -> Option<&Arc<engine::ProxyCache>> {
+        self.proxy_cache.get()
+    }
+
+    pub fn session_cache(&self) -> Option<&Arc<socache::SessionCache>> {
+        self.session_cache.get()
+    }
+
+    pub fn tls(&self) -> Option<&Arc<engine::VhostTls>> {
+        self.tls.get()
+    }
+}
+
+/// Settles one product of start-up (see [`Built`]): a second value for the same slot would be a
+/// bug in start-up's order, and the first one stays.
+fn settle<T>(cell: &OnceLock<T>, value: T) {
+    let settled = cell.set(value).is_ok();
+    debug_assert!(settled, "a start-up product was built twice");
 }
 
 /// The directive values of server `s` (merged for vhosts), read-only after start-up.

@@ -3,6 +3,7 @@
 //! user name from a certificate, the `SSL_*` variables, the scheme, and the status page.
 
 use crate::conf;
+use crate::httpd::hooks::StatusFlags;
 use crate::httpd::{
     Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, Request, Server, log,
 };
@@ -29,7 +30,7 @@ pub fn is_ours(r: Request<'_>) -> bool {
 pub fn post_read_request(r: Request<'_>) -> i32 {
     let Some(c) = r.conn() else { return DECLINED };
     let Some(shared) = shared(c) else { return DECLINED };
-    if built(r.server()).tls.as_ref().is_some_and(|t| t.fallback) {
+    if built(r.server()).tls().is_some_and(|t| t.fallback) {
         // mod_md's stand-in certificate: not for serving content.
         return HTTP_SERVICE_UNAVAILABLE;
     }
@@ -51,7 +52,7 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
     // Every request, with or without SNI: without it the handshake ran with the address's
     // default vhost, whose policy a Host naming another vhost must not get around.
     let handshake_server = established.server;
-    let fingerprint = |s: Server| built(s).tls.as_ref().map(|t| t.fingerprint);
+    let fingerprint = |s: Server| built(s).tls().map(|t| t.fingerprint);
     if policy::misdirected(
         r.server() == handshake_server,
         fingerprint(r.server()).as_ref(),
@@ -108,12 +109,12 @@ pub fn fixups(r: Request<'_>) -> i32 {
 }
 
 /// mod_status's server-status page: the session cache's own status, as mod_ssl shows its cache.
-pub fn status(r: Request<'_>, short: bool) {
-    let Some(cache) = built(Server::main()).session_cache.clone() else { return };
-    if short {
+pub fn status(r: Request<'_>, flags: StatusFlags) {
+    let Some(cache) = built(Server::main()).session_cache().cloned() else { return };
+    if flags.is_short() {
         r.write(&format!("TLSSessionCache: {}\n", cache.spec));
     } else {
         r.write(&format!("<hr>\n<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", cache.spec));
     }
-    cache.status(r, short);
+    cache.status(r, flags);
 }

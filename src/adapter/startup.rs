@@ -3,7 +3,7 @@
 //! first connection), post_config adds what only exists then (the session cache's shared memory,
 //! mod_md's certificates, OCSP stapling), child_init re-attaches the cache's mutex.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -16,7 +16,7 @@ use crate::log_server;
 use crate::tls::{engine, policy, sessions};
 
 use super::directives::{PROXY_SCOPES, ProxyScopes};
-use super::{TlsModule, built, conf};
+use super::{TlsModule, built, conf, settle};
 
 pub fn pre_config(pconf: Pool) -> i32 {
     socache::register_mutex(pconf);
@@ -24,22 +24,19 @@ pub fn pre_config(pconf: Pool) -> i32 {
 }
 
 pub fn child_init(pchild: Pool, main: Server) {
-    if let Some(cache) = built(main).session_cache.as_ref() {
+    if let Some(cache) = built(main).session_cache() {
         cache.child_init(pchild);
     }
 }
 
 /// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
 /// every (re)start, so bad files fail there and never at the first connection.
-pub fn check_config(st: &mut Startup) -> i32 {
+pub fn check_config(st: &Startup) -> i32 {
     note_reqtimeout_handshakes(st);
     if !build_proxy_configs(st) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     let main = st.main;
-    for s in main.and_following() {
-        s.config_mut::<TlsModule>(st).built.tls = None;
-    }
     let engines = conf(main).engines.clone();
     if engines.is_empty() {
         return OK;
@@ -53,7 +50,9 @@ pub fn check_config(st: &mut Startup) -> i32 {
             None
         }
     };
-    main.config_mut::<TlsModule>(st).built.session_cache = cache.clone();
+    if let Some(cache) = &cache {
+        settle(&built(main).session_cache, cache.clone());
+    }
     let make_sessions = cache.map(sessions::VhostSessions::factory);
     let passphrase_program = conf(main).passphrase_program.clone();
     for s in main.and_following() {
@@ -84,7 +83,7 @@ pub fn check_config(st: &mut Startup) -> i32 {
             );
             failed = true;
         } else {
-            let mut ask = |key: &Path, retry: bool| ask_passphrase(main, s, passphrase_program.as_deref(), key, retry);
+            let mut ask = |key: &Path, retry: bool| ask_passphrase(st, s, passphrase_program.as_deref(), key, retry);
             let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
                 if passphrase_program.is_some() { Some(&mut ask) } else { None };
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
@@ -93,7 +92,7 @@ pub fn check_config(st: &mut Startup) -> i32 {
                     for w in warnings {
                         log_server!(main, log::WARNING, 0, "mod_tls: {w}");
                     }
-                    s.config_mut::<TlsModule>(st).built.tls = Some(Arc::new(tls));
+                    settle(&built(s).tls, Arc::new(tls));
                 }
                 Err(e) => {
                     log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
@@ -101,14 +100,14 @@ pub fn check_config(st: &mut Startup) -> i32 {
                 }
             }
         }
-        s.config_mut::<TlsModule>(st).built.md_deferred = md_deferred;
+        settle(&built(s).md_deferred, md_deferred);
     }
     if failed { HTTP_INTERNAL_SERVER_ERROR } else { OK }
 }
 
 /// Notes which servers have a mod_reqtimeout handshake stage, from the configuration tree
 /// (`RequestReadTimeout` at the top level applies to every vhost that does not set its own).
-fn note_reqtimeout_handshakes(st: &mut Startup) {
+fn note_reqtimeout_handshakes(st: &Startup) {
     let found: Vec<_> = crate::httpd::server::directives_named("RequestReadTimeout")
         .into_iter()
         .filter_map(|(args, vhost)| conf::reqtimeout_handshake(&args).map(|on| (vhost, on)))
@@ -116,17 +115,17 @@ fn note_reqtimeout_handshakes(st: &mut Startup) {
     for s in st.main.and_following() {
         let (file, line) = s.defined_at();
         let vhost = s.is_virtual().then_some((file.as_str(), line));
-        s.config_mut::<TlsModule>(st).built.reqtimeout_handshake = policy::reqtimeout_handshake_applies(&found, vhost);
+        settle(&built(s).reqtimeout_handshake, policy::reqtimeout_handshake_applies(&found, vhost));
     }
 }
 
 /// Builds (and so validates) the backend client configs for every proxy scope: each server's own
 /// settings, and each `<Proxy>` section as it applies within each server.
-fn build_proxy_configs(st: &mut Startup) -> bool {
+fn build_proxy_configs(st: &Startup) -> bool {
     let main = st.main;
     let cache = Arc::new(engine::ProxyCache::default());
-    main.config_mut::<TlsModule>(st).built.proxy_cache = Some(cache.clone());
-    let scopes = st.pconf.userdata(PROXY_SCOPES, ProxyScopes::new).borrow().clone();
+    settle(&built(main).proxy_cache, cache.clone());
+    let scopes = st.config_userdata(PROXY_SCOPES, ProxyScopes::new).borrow().clone();
     let mut ok = true;
     for s in main.and_following() {
         let server_proxy = &s.dir_defaults::<TlsModule>().proxy;
@@ -185,23 +184,21 @@ fn open_session_cache(st: &Startup) -> Result<Option<Arc<socache::SessionCache>>
     }
 }
 
-/// Passphrases already given, by key file, kept in the process pool so that the second start-up
-/// pass and graceful restarts do not run the program again.
-type PassphraseCache = std::collections::HashMap<PathBuf, Zeroizing<String>>;
-
-/// Runs `TLSPassPhraseDialog exec:program server:port keyfile` for an encrypted key (or answers
-/// from the cache). The passphrase is never logged.
+/// Runs `TLSPassPhraseDialog exec:program server:port keyfile` for an encrypted key, or answers
+/// with the passphrase it gave before for that key file: kept in the process's memory (as mod_ssl
+/// keeps them), so that the second start-up pass and graceful restarts do not run the program
+/// again. The passphrase is never logged.
 fn ask_passphrase(
-    main: Server,
+    st: &Startup,
     s: Server,
     program: Option<&Path>,
     key: &Path,
     retry: bool,
 ) -> Result<Zeroizing<String>, ConfError> {
     let failed = |message: String| ConfError::new(ErrorKind::Passphrase, message);
-    let cache = main.process_pool().userdata(c"mod_tls passphrases", PassphraseCache::new);
-    if !retry && let Some(p) = cache.borrow().get(key) {
-        return Ok(p.clone());
+    let remembered = format!("mod_tls passphrase for {}", key.display());
+    if !retry && let Some(p) = st.process_note(&remembered) {
+        return Ok(Zeroizing::new(p));
     }
     let program = program.expect("only asked when configured");
     let who = format!("{}:{}", s.hostname(), s.port());
@@ -223,13 +220,13 @@ fn ask_passphrase(
     let stdout = Zeroizing::new(out.stdout);
     let text = Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
     let passphrase = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
-    cache.borrow_mut().insert(key.to_path_buf(), passphrase.clone());
+    st.set_process_note(&remembered, &passphrase);
     Ok(passphrase)
 }
 
-pub fn post_config(st: &mut Startup) -> i32 {
+pub fn post_config(st: &Startup) -> i32 {
     let main = st.main;
-    if let Some(cache) = built(main).session_cache.clone() {
+    if let Some(cache) = built(main).session_cache().cloned() {
         let configured = conf(main).session_cache_spec.as_ref();
         if configured.is_none() {
             socache::ensure_default_dir(st.pconf);
@@ -263,13 +260,13 @@ pub fn post_config(st: &mut Startup) -> i32 {
 
 /// Certificates for vhosts without TLSCertificate, from mod_md (`ap_ssl_add_cert_files`), or
 /// its temporary fallback until it has one (then requests get 503).
-fn certificates_from_mod_md(st: &mut Startup) -> bool {
+fn certificates_from_mod_md(st: &Startup) -> bool {
     let main = st.main;
     let mut ok = true;
     // Same session cache as every other vhost: a managed domain resumes sessions too.
-    let make_sessions = built(main).session_cache.clone().map(sessions::VhostSessions::factory);
+    let make_sessions = built(main).session_cache().cloned().map(sessions::VhostSessions::factory);
     for s in main.and_following() {
-        if !built(s).md_deferred {
+        if !built(s).md_deferred() {
             continue;
         }
         let (certs, keys, fallback) = md::cert_files(s, st.pconf);
@@ -285,8 +282,10 @@ fn certificates_from_mod_md(st: &mut Startup) -> bool {
             ok = false;
             continue;
         }
-        let slot = s.config_mut::<TlsModule>(st);
-        slot.conf.certificates = certs
+        // The settings are mod_md's files instead of none: built from a copy, the directive values
+        // stay as written.
+        let mut settings = conf(s).clone();
+        settings.certificates = certs
             .into_iter()
             .enumerate()
             .map(|(i, cert_file)| CertSpec {
@@ -296,7 +295,7 @@ fn certificates_from_mod_md(st: &mut Startup) -> bool {
             })
             .collect();
         let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
-        match engine::build_vhost(&slot.conf, None, sessions) {
+        match engine::build_vhost(&settings, None, sessions) {
             Ok((mut tls, _)) => {
                 tls.fallback = fallback;
                 if fallback {
@@ -308,7 +307,7 @@ fn certificates_from_mod_md(st: &mut Startup) -> bool {
                         s.describe()
                     );
                 }
-                slot.built.tls = Some(Arc::new(tls));
+                settle(&built(s).tls, Arc::new(tls));
             }
             Err(e) => {
                 log_server!(
@@ -330,7 +329,7 @@ fn certificates_from_mod_md(st: &mut Startup) -> bool {
 /// (`MDStapling on`, `MDStapleOthers on`) then keeps a fresh response for it.
 fn prime_ocsp_stapling(st: &Startup) {
     for s in st.main.and_following() {
-        let Some(tls) = built(s).tls.clone() else { continue };
+        let Some(tls) = built(s).tls().cloned() else { continue };
         let stapling: Vec<Option<Arc<engine::Stapling>>> = tls
             .resolver
             .keys()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::server::ClientHello;
 
-use crate::httpd::brigade::{Brigade, BrigadeWriter, Bucket, BucketKind};
+use crate::httpd::brigade::{Brigade, BrigadeWriter, BucketKind, Consumed, DataRun, Taken};
 use crate::httpd::filter::{Filter, FilterKind, InputFilter, LINE_LIMIT, OutputFilter, ReadMode};
 use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_ENOTIMPL, APR_EOF, APR_SUCCESS, Conn, Status, log, socache};
 use crate::log_conn;
@@ -32,8 +32,8 @@ const OUT_PASS_BYTES: usize = 64 * 1024;
 const HOLD_BYTES: usize = 8 * 1024;
 
 /// Whether the data gathered from a brigade is exactly a response head ([`policy::is_response_head`]).
-fn is_response_head(parts: &[(Bucket, &[u8])]) -> bool {
-    let (Some((_, first)), Some((_, last))) = (parts.first(), parts.last()) else { return false };
+fn is_response_head(run: &DataRun) -> bool {
+    let (Some(first), Some(last)) = (run.parts().next(), run.parts().last()) else { return false };
     policy::is_response_head(first, last)
 }
 
@@ -401,30 +401,21 @@ impl TlsConn {
             }
             eof = true;
         }
-        while let Some(b) = self.raw_in.first() {
-            let kind = b.kind();
-            if kind.is_metadata() {
-                eof |= kind == BucketKind::Eos;
-                b.delete();
-                continue;
+        let (stream, role, pool) = (&mut self.stream, &mut self.role, self.c.pool());
+        let consumed = self.raw_in.consume(blocking, |kind, data| {
+            eof |= kind == BucketKind::Eos;
+            if data.is_empty() {
+                return Ok(());
             }
-            let data = match b.read(blocking) {
-                Ok(d) => d,
-                Err(rv) => {
-                    self.raw_in.clear();
-                    return rv;
-                }
-            };
-            let stream = &mut self.stream;
-            let fed = socache::with_conn_pool(self.c.pool(), || match &mut self.role {
+            socache::with_conn_pool(pool, || match role {
                 Role::Server(chooser) => stream.feed(data, chooser),
                 Role::Backend(_) => stream.feed(data, &mut NoClientHello),
-            });
-            b.delete();
-            if let Err(f) = fed {
-                self.raw_in.clear();
-                return self.fail(f);
-            }
+            })
+        });
+        match consumed {
+            Ok(()) => {}
+            Err(Consumed::Read(rv)) => return rv,
+            Err(Consumed::Stopped(f)) => return self.fail(f),
         }
         let ended = match &mut self.role {
             Role::Server(chooser) if eof => self.stream.feed(&[], chooser),
@@ -529,18 +520,14 @@ impl TlsConn {
                 }
             }
         }
-        // Data buckets are read in place and gathered (left in `bb`) until OUT_PASS_BYTES, so
-        // that records fill across bucket boundaries; then encrypted, deleted and passed down.
-        let mut gathered: Vec<(Bucket, &[u8])> = Vec::new();
-        let mut gathered_bytes = 0;
-        // File data read for encryption (see `Bucket::read_file_into`); `gathered` may point into it.
-        let mut file_buf: Vec<u8> = Vec::new();
-        let mut cursor = bb.first();
-        while let Some(b) = cursor {
-            let kind = b.kind();
+        // Data buckets are read in place and gathered into a run until OUT_PASS_BYTES, so that
+        // records fill across bucket boundaries; then encrypted, deleted and passed down. File
+        // data of a run shares one buffer: several small files (HTTP/2 DATA frames, multipart
+        // ranges) share records.
+        let mut run = DataRun::new(OUT_PASS_BYTES);
+        while let Some(kind) = bb.first_kind() {
             if kind.is_metadata() {
-                let next = bb.after(b);
-                let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+                let rv = self.encrypt_gathered(&mut run);
                 if rv != APR_SUCCESS {
                     bb.clear();
                     return rv;
@@ -569,8 +556,7 @@ impl TlsConn {
                     self.out.push_flush();
                 }
                 let flush = kind == BucketKind::Flush || eoc || eor_flush;
-                b.remove();
-                self.out.push(b);
+                bb.move_first_to(self.out);
                 if flush {
                     let rv = self.pass_out();
                     if rv != APR_SUCCESS {
@@ -578,71 +564,45 @@ impl TlsConn {
                         return rv;
                     }
                 }
-                cursor = next;
                 continue;
             }
-            let read = match kind {
-                BucketKind::File { .. } => {
-                    // File data of this run accumulates in `file_buf`, whose capacity is fixed at
-                    // one run, so the slices in `gathered` never move; several small files
-                    // (HTTP/2 DATA frames, multipart ranges) share records.
-                    if file_buf.capacity() == 0 {
-                        // Only as large as the files of this brigade need (a 1 KiB response
-                        // leaves a 1 KiB hole in the heap, not a 64 KiB one).
-                        file_buf.reserve_exact(bb.file_bytes_from(b).min(OUT_PASS_BYTES));
+            // Up to a whole run of records, counting a held response head.
+            let limit = OUT_PASS_BYTES.saturating_sub(run.bytes() + self.held.len());
+            let taken = match run.take_first(bb, limit) {
+                Ok(Taken::Full) => {
+                    let rv = self.encrypt_gathered(&mut run);
+                    if rv != APR_SUCCESS {
+                        bb.clear();
+                        return rv;
                     }
-                    let live = file_buf.as_ptr_range();
-                    if !gathered.iter().any(|(_, d)| live.contains(&d.as_ptr())) {
-                        file_buf.clear();
-                    }
-                    // Up to a whole run of records, counting a held response head.
-                    let mut room = OUT_PASS_BYTES.saturating_sub(gathered_bytes + self.held.len());
-                    if room.min(file_buf.capacity() - file_buf.len()) == 0 {
-                        let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
-                        if rv != APR_SUCCESS {
-                            bb.clear();
-                            return rv;
-                        }
-                        file_buf.clear();
-                        room = OUT_PASS_BYTES;
-                    }
-                    let room = room.min(file_buf.capacity() - file_buf.len());
-                    b.read_file_into(room, &mut file_buf)
+                    continue;
                 }
-                _ => b.read(true),
-            };
-            let data = match read {
-                Ok(d) => d,
+                Ok(Taken::Bytes(n)) => n,
                 Err(rv) => {
                     log_conn!(self.c, log::ERR, rv, "reading response data failed");
                     bb.clear();
                     return rv;
                 }
             };
-            // Reading a file bucket splits it: what follows is a new bucket after `b`.
-            let next = bb.after(b);
-            gathered.push((b, data));
-            gathered_bytes += data.len();
-            if gathered_bytes + self.held.len() >= OUT_PASS_BYTES {
-                let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+            if taken > 0 && run.bytes() + self.held.len() >= OUT_PASS_BYTES {
+                let rv = self.encrypt_gathered(&mut run);
                 if rv != APR_SUCCESS {
                     bb.clear();
                     return rv;
                 }
             }
-            cursor = next;
         }
-        if self.held.is_empty() && gathered_bytes < HOLD_BYTES && is_response_head(&gathered) {
+        if self.held.is_empty() && run.bytes() < HOLD_BYTES && is_response_head(&run) {
             // httpd passes an HTTP/1.1 response head in a brigade of its own, the body follows at
             // once: keep the head for the body's first record. Nothing else is held back (tunnels
             // and streams rely on data going out when passed).
-            for (b, data) in gathered.drain(..) {
-                self.held.extend_from_slice(data);
-                b.delete();
+            for part in run.parts() {
+                self.held.extend_from_slice(part);
             }
+            run.clear();
             return self.pass_out();
         }
-        let rv = self.encrypt_gathered(&mut gathered, &mut gathered_bytes);
+        let rv = self.encrypt_gathered(&mut run);
         if rv != APR_SUCCESS {
             bb.clear();
             return rv;
@@ -650,19 +610,18 @@ impl TlsConn {
         self.pass_out()
     }
 
-    /// Encrypts the gathered bucket data as one run of records, deletes those buckets and passes
-    /// the records down.
-    fn encrypt_gathered(&mut self, gathered: &mut Vec<(Bucket, &[u8])>, bytes: &mut usize) -> Status {
-        if gathered.is_empty() && self.held.is_empty() {
+    /// Encrypts the gathered bucket data (after a held response head) as one run of records,
+    /// deletes those buckets and passes the records down.
+    fn encrypt_gathered(&mut self, run: &mut DataRun) -> Status {
+        if run.bytes() == 0 && self.held.is_empty() {
+            run.clear();
             return APR_SUCCESS;
         }
         let held = std::mem::take(&mut self.held);
-        let parts: Vec<&[u8]> = std::iter::once(&held[..]).chain(gathered.iter().map(|(_, d)| *d)).collect();
+        let parts: Vec<&[u8]> = std::iter::once(&held[..]).chain(run.parts()).collect();
         let rv = self.encrypt_and_pass(&parts);
-        for (b, _) in gathered.drain(..) {
-            b.delete();
-        }
-        *bytes = 0;
+        drop(parts);
+        run.clear();
         rv
     }
 

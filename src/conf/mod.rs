@@ -297,7 +297,7 @@ pub struct Located<T> {
 
 /// Per-server (main server and each `<VirtualHost>`) settings: the directive values only (what
 /// start-up builds from them is kept apart, by the adapter).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ServerConf {
     /// Only read from the main server: `TLSEngine` is global.
     pub engines: Vec<EngineAddr>,

@@ -1,11 +1,14 @@
-//! Bucket brigades: the ring macros of apr_buckets.h re-done as methods, buckets as handles whose
-//! data reads as slices, and a writer that appends heap buckets (handshake bytes are copied in;
-//! records are encrypted straight into the bucket memory it lends).
+//! Bucket brigades: the ring macros of apr_buckets.h re-done as methods, and the two ways the
+//! filters take data out of a brigade — [`Brigade::consume`] (each bucket's bytes lent to a
+//! closure, then the bucket deleted) and [`DataRun`] (buckets read in place and kept until their
+//! bytes have been encrypted) — plus a writer that appends heap buckets (handshake bytes are
+//! copied in; records are encrypted straight into the bucket memory it lends).
 //!
 //! A [`Brigade<'a>`] is valid for `'a`: a filter call's brigade for that call, a connection's own
 //! brigades (`'static` here) as long as the connection's pool, which also owns the state holding
-//! them. A [`Bucket`] is valid while it is in a brigade or held after [`Bucket::remove`], until
-//! [`Bucket::delete`]; data read from it until the bucket is deleted or split.
+//! them. Buckets never leave this module as handles: bytes read from a bucket are only lent for
+//! as long as the bucket is owned by whoever lends them, so no safe code above can keep bytes of
+//! a deleted bucket or delete a bucket twice.
 
 use std::ffi::c_void;
 use std::io;
@@ -43,8 +46,9 @@ impl BucketKind {
     }
 }
 
+/// A bucket, inside this module only (see the module's doc).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Bucket(NonNull<apr_bucket>);
+struct Bucket(NonNull<apr_bucket>);
 
 impl<'a> Brigade<'a> {
     /// # Safety
@@ -75,13 +79,13 @@ impl<'a> Brigade<'a> {
         unsafe { (*self.as_ptr()).list.next == self.sentinel() }
     }
 
-    pub fn first(self) -> Option<Bucket> {
+    fn first(self) -> Option<Bucket> {
         // SAFETY: live brigade.
         self.bucket_or_end(unsafe { (*self.as_ptr()).list.next })
     }
 
     /// The bucket after `b` in this brigade, if any.
-    pub fn after(self, b: Bucket) -> Option<Bucket> {
+    fn after(self, b: Bucket) -> Option<Bucket> {
         // SAFETY: `b` is in this brigade (caller's use of the handle), so its link is valid.
         self.bucket_or_end(unsafe { (*b.as_ptr()).link.next })
     }
@@ -91,7 +95,7 @@ impl<'a> Brigade<'a> {
     }
 
     /// The buckets from `from` (or the first) to the end, as they are now.
-    pub fn buckets_from(self, from: Option<Bucket>) -> impl Iterator<Item = Bucket> + 'a {
+    fn buckets_from(self, from: Option<Bucket>) -> impl Iterator<Item = Bucket> + 'a {
         let mut next = from;
         std::iter::from_fn(move || {
             let b = next?;
@@ -106,7 +110,7 @@ impl<'a> Brigade<'a> {
     }
 
     /// APR_BRIGADE_INSERT_TAIL of a bucket in no brigade (removed, or new).
-    pub fn push(self, b: Bucket) {
+    fn push(self, b: Bucket) {
         // SAFETY: live brigade and a bucket that is in no ring.
         unsafe {
             let b = b.as_ptr();
@@ -179,8 +183,49 @@ impl<'a> Brigade<'a> {
         self.buckets_from(self.first()).any(|b| !b.kind().is_metadata())
     }
 
+    /// The kind of the first bucket, if any.
+    pub fn first_kind(self) -> Option<BucketKind> {
+        self.first().map(Bucket::kind)
+    }
+
+    /// Moves the first bucket to the end of `dest` (metadata passed on in order).
+    pub fn move_first_to(self, dest: Brigade<'_>) {
+        if let Some(b) = self.first() {
+            b.remove();
+            dest.push(b);
+        }
+    }
+
+    /// Takes every bucket out in order: `f` gets each one's kind and bytes (none for metadata),
+    /// then the bucket is deleted. A read error, or an error from `f`, stops there and clears the
+    /// brigade.
+    pub fn consume<E>(
+        self,
+        block: bool,
+        mut f: impl FnMut(BucketKind, &[u8]) -> Result<(), E>,
+    ) -> Result<(), Consumed<E>> {
+        while let Some(b) = self.first() {
+            let kind = b.kind();
+            let result = if kind.is_metadata() {
+                f(kind, &[]).map_err(Consumed::Stopped)
+            } else {
+                // SAFETY: the bytes live until the bucket is deleted, after `f` returns.
+                match unsafe { b.read(block) } {
+                    Ok(data) => f(kind, data).map_err(Consumed::Stopped),
+                    Err(rv) => Err(Consumed::Read(rv)),
+                }
+            };
+            b.delete();
+            if let Err(e) = result {
+                self.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// The length of the FILE buckets from `b` to the end.
-    pub fn file_bytes_from(self, b: Bucket) -> usize {
+    fn file_bytes_from(self, b: Bucket) -> usize {
         self.buckets_from(Some(b))
             .map(|b| match b.kind() {
                 BucketKind::File { len, .. } => len,
@@ -236,7 +281,7 @@ impl Bucket {
     }
 
     /// APR_BUCKET_REMOVE: out of its brigade (to [`Brigade::push`] elsewhere, or delete).
-    pub fn remove(self) {
+    fn remove(self) {
         // SAFETY: a bucket in a ring.
         unsafe {
             let b = self.as_ptr();
@@ -246,8 +291,13 @@ impl Bucket {
     }
 
     /// apr_bucket_delete: remove and destroy. The handle must not be used afterwards.
-    pub fn delete(self) {
+    fn delete(self) {
         self.remove();
+        self.destroy();
+    }
+
+    /// apr_bucket_destroy, of a bucket in no brigade. The handle must not be used afterwards.
+    fn destroy(self) {
         // SAFETY: a bucket out of any ring, destroyed once.
         unsafe {
             let b = self.as_ptr();
@@ -262,15 +312,18 @@ impl Bucket {
 
     /// apr_bucket_split: this bucket keeps the first `point` bytes, the rest becomes a new bucket
     /// after it.
-    pub fn split(self, point: usize) -> Status {
+    fn split(self, point: usize) -> Status {
         // SAFETY: a live bucket; every bucket type can split at a point within its length.
         unsafe { ((*(*self.as_ptr()).type_).split.expect("every bucket type can split"))(self.as_ptr(), point) }
     }
 
     /// apr_bucket_read. File and pipe buckets read a bounded chunk and split themselves, so
     /// reading the first bucket of a brigade repeatedly streams a large file without loading it
-    /// whole. The slice lives until the bucket is deleted or split.
-    pub fn read<'d>(self, block: bool) -> Result<&'d [u8], Status> {
+    /// whole.
+    ///
+    /// # Safety
+    /// The slice lives until the bucket is deleted or split: the caller must not use it after.
+    unsafe fn read<'d>(self, block: bool) -> Result<&'d [u8], Status> {
         let mut data: *const std::ffi::c_char = ptr::null();
         let mut len: sys::apr_size_t = 0;
         let how = super::conn::read_type(block);
@@ -297,10 +350,10 @@ impl Bucket {
     /// (which must have room for it, so that slices into `buf` taken before stay valid), and
     /// splits the bucket there. This is what apr_bucket_read would do, minus its per-read
     /// mmap/munmap (a TLB shoot-down on every CPU) and page faults: the bytes are copied into
-    /// records right away, so a plain read into a reused buffer is cheaper. The slice is valid
-    /// until `buf` is cleared.
-    pub fn read_file_into<'b>(self, max: usize, buf: &mut Vec<u8>) -> Result<&'b [u8], Status> {
-        let BucketKind::File { fd, offset, len } = self.kind() else { return self.read(true) };
+    /// records right away, so a plain read into a reused buffer is cheaper. Returns where the
+    /// bytes start in `buf` and how many there are.
+    fn read_file_into(self, max: usize, buf: &mut Vec<u8>) -> Result<(usize, usize), Status> {
+        let BucketKind::File { fd, offset, len } = self.kind() else { return Err(super::APR_ENOTIMPL) };
         let want = len.min(max.max(1));
         assert!(buf.capacity() - buf.len() >= want, "the file buffer must not move");
         if want < len {
@@ -324,12 +377,120 @@ impl Bucket {
                 _ => return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)),
             }
         }
-        // SAFETY: pread initialised the `got` bytes after `start`; the capacity never changes
-        // while slices into it are alive (the caller's contract above).
-        unsafe {
-            buf.set_len(start + got);
-            Ok(std::slice::from_raw_parts(buf.as_ptr().add(start), got))
+        // SAFETY: pread initialised the `got` bytes after `start`.
+        unsafe { buf.set_len(start + got) };
+        Ok((start, got))
+    }
+}
+
+/// Why [`Brigade::consume`] stopped.
+pub enum Consumed<E> {
+    /// A bucket could not be read.
+    Read(Status),
+    /// The closure refused a bucket's bytes.
+    Stopped(E),
+}
+
+/// Where a part of a [`DataRun`] lives.
+enum Part {
+    /// In the bucket's own memory (heap, pool, mmap… buckets).
+    InBucket(*const u8, usize),
+    /// In the run's file buffer, at this offset (FILE buckets, read with pread).
+    InFileBuffer(usize, usize),
+}
+
+/// What [`DataRun::take_first`] did.
+pub enum Taken {
+    /// The first bucket's bytes (this many) joined the run.
+    Bytes(usize),
+    /// The run's file buffer is full: encrypt and clear the run, then take again.
+    Full,
+}
+
+/// Data buckets taken out of a brigade and read in place (FILE buckets through a buffer of the
+/// run's own), kept until [`clear`](Self::clear) deletes them, so that their bytes can be encrypted
+/// together into full records across bucket boundaries. The bytes are lent out only while the
+/// run is borrowed; dropping the run deletes its buckets.
+pub struct DataRun {
+    buckets: Vec<Bucket>,
+    parts: Vec<Part>,
+    bytes: usize,
+    /// File data of this run; its capacity is fixed once reserved, so parts never move.
+    file_buf: Vec<u8>,
+    /// The most file data one run holds.
+    file_capacity: usize,
+}
+
+impl DataRun {
+    pub fn new(file_capacity: usize) -> DataRun {
+        DataRun { buckets: Vec::new(), parts: Vec::new(), bytes: 0, file_buf: Vec::new(), file_capacity }
+    }
+
+    /// The bytes in the run.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes the first bucket of `bb` (a data bucket) into the run: read in place, or for a FILE
+    /// bucket at most `limit` bytes of it read into the run's buffer (the rest stays in `bb`).
+    pub fn take_first(&mut self, bb: Brigade<'_>, limit: usize) -> Result<Taken, Status> {
+        let Some(b) = bb.first() else { return Ok(Taken::Bytes(0)) };
+        let part = match b.kind() {
+            // Nothing to read (and no buffer to reserve for it).
+            BucketKind::File { len: 0, .. } => Part::InFileBuffer(self.file_buf.len(), 0),
+            BucketKind::File { .. } => {
+                if self.file_buf.capacity() == 0 {
+                    // Only as large as the files of this brigade need (a 1 KiB response leaves a
+                    // 1 KiB hole in the heap, not a 64 KiB one).
+                    self.file_buf.reserve_exact(bb.file_bytes_from(b).min(self.file_capacity));
+                }
+                let room = limit.min(self.file_buf.capacity() - self.file_buf.len());
+                if room == 0 {
+                    return Ok(Taken::Full);
+                }
+                let (at, len) = b.read_file_into(room, &mut self.file_buf)?;
+                Part::InFileBuffer(at, len)
+            }
+            // SAFETY: the bucket is kept (in `buckets`) until `clear`, which forgets the slice.
+            _ => match unsafe { b.read(true) } {
+                Ok(data) => Part::InBucket(data.as_ptr(), data.len()),
+                Err(rv) => return Err(rv),
+            },
+        };
+        // Reading split a FILE bucket: what is left of it is a new bucket after `b`, still in `bb`.
+        b.remove();
+        self.buckets.push(b);
+        let n = match part {
+            Part::InBucket(_, n) | Part::InFileBuffer(_, n) => n,
+        };
+        self.parts.push(part);
+        self.bytes += n;
+        Ok(Taken::Bytes(n))
+    }
+
+    /// The run's bytes, part by part.
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        self.parts.iter().map(|p| match *p {
+            // SAFETY: the bucket holding it is owned by the run until `clear`, and `&self` is borrowed.
+            Part::InBucket(ptr, len) => unsafe { std::slice::from_raw_parts(ptr, len) },
+            Part::InFileBuffer(at, len) => &self.file_buf[at..at + len],
+        })
+    }
+
+    /// Deletes the run's buckets and forgets their bytes (the file buffer keeps its capacity).
+    pub fn clear(&mut self) {
+        self.parts.clear();
+        for b in self.buckets.drain(..) {
+            b.destroy();
         }
+        self.file_buf.clear();
+        self.bytes = 0;
+    }
+}
+
+impl Drop for DataRun {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

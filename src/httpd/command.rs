@@ -62,9 +62,15 @@ impl Cmd {
     }
 
     /// The configuration pool.
-    pub fn pool(&self) -> Pool {
+    fn pool(&self) -> Pool {
         // SAFETY: the pool of the configuration being read.
         unsafe { Pool::from_raw(self.parms().pool) }
+    }
+
+    /// A value kept in the configuration pool under `key` for this configuration generation, for
+    /// start-up to read (see [`Startup::config_userdata`](super::hooks::Startup::config_userdata)).
+    pub fn config_userdata<T: 'static>(&self, key: &'static CStr, init: impl FnOnce() -> T) -> &std::cell::RefCell<T> {
+        self.pool().userdata(key, init)
     }
 
     /// Module `M`'s configuration of the server the directive is written in.

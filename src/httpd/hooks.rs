@@ -25,9 +25,8 @@ impl Order {
     }
 }
 
-/// What the start-up hooks (check_config, post_config) get: the pools, the main server, and the
-/// right to change the servers' configuration (see [`Server::config_mut`]), which only exists
-/// while httpd's single configuration thread runs them.
+/// What the start-up hooks (check_config, post_config) get: the pools and the main server, while
+/// httpd's single configuration thread runs them.
 pub struct Startup {
     pub pconf: Pool,
     pub ptemp: Pool,
@@ -35,6 +34,28 @@ pub struct Startup {
 }
 
 impl Startup {
+    /// A value kept in the configuration pool under `key` for this configuration generation
+    /// (what directive handlers noted with [`Cmd::config_userdata`](super::command::Cmd::config_userdata)).
+    pub fn config_userdata<T: 'static>(
+        &self,
+        key: &'static std::ffi::CStr,
+        init: impl FnOnce() -> T,
+    ) -> &std::cell::RefCell<T> {
+        self.pconf.userdata(key, init)
+    }
+
+    /// A string remembered in the process pool under `key`: it outlives configuration reloads
+    /// (and the module's own code, which httpd may unload and load again at another address, so
+    /// nothing but plain bytes is kept there).
+    pub fn process_note(&self, key: &str) -> Option<String> {
+        self.main.process_pool().get_string(key)
+    }
+
+    /// Remembers `value` under `key` in the process pool (see [`process_note`](Self::process_note)).
+    pub fn set_process_note(&self, key: &str, value: &str) {
+        self.main.process_pool().set_string(key, value)
+    }
+
     /// The first of httpd's two start-up passes, which only checks the configuration (the
     /// second one serves).
     pub fn is_first_pass(&self) -> bool {
@@ -73,7 +94,7 @@ type StartupFn = unsafe extern "C" fn(
     *mut sys::server_rec,
 ) -> c_int;
 
-unsafe extern "C" fn startup_thunk<F: Fn(&mut Startup) -> c_int + Copy>(
+unsafe extern "C" fn startup_thunk<F: Fn(&Startup) -> c_int + Copy>(
     pconf: *mut sys::apr_pool_t,
     _plog: *mut sys::apr_pool_t,
     ptemp: *mut sys::apr_pool_t,
@@ -85,19 +106,19 @@ unsafe extern "C" fn startup_thunk<F: Fn(&mut Startup) -> c_int + Copy>(
     catch_panic(
         HTTP_INTERNAL_SERVER_ERROR,
         |m| crate::log_server!(main, log::EMERG, 0, "mod_tls: internal error while starting: {m}"),
-        || hook::<F>()(&mut Startup { pconf, ptemp, main }),
+        || hook::<F>()(&Startup { pconf, ptemp, main }),
     )
 }
 
 /// Runs before `apache2 -t` reports, and on every (re)start.
-pub fn check_config<F: Fn(&mut Startup) -> c_int + Copy>(_f: F, order: Order) {
+pub fn check_config<F: Fn(&Startup) -> c_int + Copy>(_f: F, order: Order) {
     let thunk: StartupFn = startup_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_check_config(Some(thunk), NONE, NONE, order.value()) };
 }
 
 /// Runs twice at start-up (see [`Startup::is_first_pass`]), and on every restart.
-pub fn post_config<F: Fn(&mut Startup) -> c_int + Copy>(_f: F, order: Order) {
+pub fn post_config<F: Fn(&Startup) -> c_int + Copy>(_f: F, order: Order) {
     let thunk: StartupFn = startup_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_post_config(Some(thunk), NONE, NONE, order.value()) };
@@ -287,13 +308,31 @@ pub fn https_scheme<F: Fn(Request<'_>) -> bool + Copy>(_f: F, order: Order) {
     }
 }
 
-/// mod_status's `status_hook` (an optional hook): `f(r, short)` writes the module's part of the
-/// server-status page, `short` for the machine-readable `?auto` form.
-pub fn status<F: Fn(Request<'_>, bool) + Copy>(_f: F, order: Order) {
-    unsafe extern "C" fn thunk<F: Fn(Request<'_>, bool) + Copy>(r: *mut sys::request_rec, flags: c_int) -> c_int {
+/// What mod_status asks of a `status_hook` (`AP_STATUS_*` flags).
+#[derive(Clone, Copy)]
+pub struct StatusFlags(c_int);
+
+impl StatusFlags {
+    /// The machine-readable `?auto` form.
+    pub fn is_short(self) -> bool {
+        self.0 & sys::AP_STATUS_SHORT as c_int != 0
+    }
+
+    pub(crate) fn raw(self) -> c_int {
+        self.0
+    }
+}
+
+/// mod_status's `status_hook` (an optional hook): `f(r, flags)` writes the module's part of the
+/// server-status page.
+pub fn status<F: Fn(Request<'_>, StatusFlags) + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Request<'_>, StatusFlags) + Copy>(
+        r: *mut sys::request_rec,
+        flags: c_int,
+    ) -> c_int {
         // SAFETY: mod_status passes the live status request.
         let Some(r) = (unsafe { Request::from_raw(r) }) else { return OK };
-        catch_panic((), |_| {}, || hook::<F>()(r, flags & sys::AP_STATUS_SHORT as c_int != 0));
+        catch_panic((), |_| {}, || hook::<F>()(r, StatusFlags(flags)));
         OK
     }
     let f: unsafe extern "C" fn(*mut sys::request_rec, c_int) -> c_int = thunk::<F>;

@@ -39,10 +39,9 @@ impl Pool {
     }
 
     /// A value stored under `key` in the pool's user data, created by `init` on first use and
-    /// dropped with the pool. With the process pool this lives across configuration reloads,
-    /// which is what httpd offers modules for state that must survive a restart. Start-up only
-    /// (one thread); a key used with another type panics.
-    pub fn userdata<T: 'static>(self, key: &'static CStr, init: impl FnOnce() -> T) -> &'static RefCell<T> {
+    /// dropped with the pool. Only for the configuration pool during start-up (one thread; the
+    /// module's code outlives that pool); a key used with another type panics.
+    pub(crate) fn userdata<'p, T: 'static>(self, key: &'static CStr, init: impl FnOnce() -> T) -> &'p RefCell<T> {
         // SAFETY: the pool is live; the data under our keys is always a `Box<dyn Any>` we
         // attached to the same pool, dropped with it.
         unsafe {
@@ -55,6 +54,27 @@ impl Pool {
             }
             (*(data as *const Box<dyn Any>)).downcast_ref::<RefCell<T>>().expect("one type per pool user-data key")
         }
+    }
+}
+
+impl Pool {
+    /// The string stored under `key` in the pool's user data (see [`set_string`](Self::set_string)).
+    pub(crate) fn get_string(self, key: &str) -> Option<String> {
+        let key = CString::new(key.replace('\0', " ")).expect("NULs were replaced");
+        let mut data: *mut c_void = std::ptr::null_mut();
+        // SAFETY: a live pool; data under these keys is always a C string (set_string).
+        unsafe {
+            sys::apr_pool_userdata_get(&mut data, key.as_ptr(), self.as_ptr());
+            (!data.is_null()).then(|| super::cstr(data as *const c_char).into_owned())
+        }
+    }
+
+    /// Stores a copy of `value` under `key` in the pool's user data: plain bytes in the pool, no
+    /// cleanup (nothing that points into the module's code).
+    pub(crate) fn set_string(self, key: &str, value: &str) {
+        let (key, value) = (self.strdup(key), self.strdup(value));
+        // SAFETY: both strings live in this pool, as long as the entry.
+        unsafe { sys::apr_pool_userdata_set(value as *const c_void, key, None, self.as_ptr()) };
     }
 }
 

@@ -153,11 +153,11 @@ impl ConfVector {
         ptr::NonNull::new(v).map(ConfVector)
     }
 
-    /// Module `M`'s directory configuration in this vector.
-    pub fn dir<M: Module>(self) -> &'static M::Dir {
-        // SAFETY: per-directory vectors hold what `M::create_dir`/`merge_dir` made in our slot,
-        // owned by the configuration pool.
-        unsafe { &*(sys::ap_get_module_config(self.0.as_ptr(), M::record().as_ptr()) as *const M::Dir) }
+    /// Module `M`'s directory configuration in this vector (none when creating it failed).
+    pub fn dir<M: Module>(self) -> Option<&'static M::Dir> {
+        // SAFETY: per-directory vectors hold NULL or what `M::create_dir`/`merge_dir` made in our
+        // slot, owned by the configuration pool.
+        unsafe { (sys::ap_get_module_config(self.0.as_ptr(), M::record().as_ptr()) as *const M::Dir).as_ref() }
     }
 }
 

@@ -109,8 +109,8 @@ impl Server {
         crate::conf::host_matches(host, &self.hostname(), &names, &wild)
     }
 
-    /// The process pool: lives across configuration reloads.
-    pub fn process_pool(self) -> Pool {
+    /// The process pool: lives across configuration reloads (start-up only: see `Startup`).
+    pub(crate) fn process_pool(self) -> Pool {
         // SAFETY: the process record outlives every configuration.
         unsafe { Pool::from_raw((*self.rec().process).pool) }
     }
@@ -120,13 +120,6 @@ impl Server {
         // SAFETY: our slot in the vector always holds what `M::create_server`/`merge_server` made
         // (see `record`), owned by the configuration pool, which outlives the generation's hooks.
         unsafe { &*(sys::ap_get_module_config(self.rec().module_config, M::record().as_ptr()) as *const M::Server) }
-    }
-
-    /// The same, to change, while start-up builds (the token shows that only httpd's single
-    /// configuration thread runs, and lends one server's configuration at a time).
-    pub fn config_mut<M: Module>(self, _startup: &mut super::hooks::Startup) -> &mut M::Server {
-        // SAFETY: as `config`; exclusive while the token is borrowed, during single-threaded start-up.
-        unsafe { &mut *(sys::ap_get_module_config(self.rec().module_config, M::record().as_ptr()) as *mut M::Server) }
     }
 
     /// The server's directory defaults for module `M` (what applies outside any section).

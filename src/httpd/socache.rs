@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use crate::conf::CacheSpec;
 use crate::conf::error::{ConfError, ErrorKind};
+use crate::httpd::hooks::StatusFlags;
 use crate::httpd::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
 use crate::httpd::{APR_SUCCESS, Pool, Request, Server, cstr};
 use crate::tls::sessions::SessionStore;
@@ -168,12 +169,12 @@ impl SessionCache {
         }
     }
 
-    /// Prints the provider's status (for mod_status's server-status page; `short` for `?auto`).
-    pub fn status(&self, r: Request<'_>, short: bool) {
+    /// Prints the provider's status (for mod_status's server-status page).
+    pub fn status(&self, r: Request<'_>, flags: StatusFlags) {
         if !self.is_ready() {
             return;
         }
-        let flags = if short { sys::AP_STATUS_SHORT as i32 } else { 0 };
+        let flags = flags.raw();
         // SAFETY: a ready instance of this provider; the live status request.
         unsafe {
             if let Some(f) = (*self.provider).status {

@@ -2,9 +2,9 @@
 //! [`TlsStream::feed`], plaintext comes out of [`TlsStream::plaintext`]; plaintext goes in with
 //! [`TlsStream::send`], TLS records come out into a [`RecordSink`] (handshake bytes through any
 //! `io::Write`). The connection filters in `adapter/tls_filters.rs` move these bytes between
-//! bucket brigades and this type; everything protocol-related is here, where it can be tested with an in-memory
-//! rustls client. rustls's unbuffered API is used, so that the buffers are ours and an idle
-//! connection holds none.
+//! bucket brigades and this type; everything protocol-related is here, where it can be tested
+//! with an in-memory rustls client. rustls's unbuffered API is used, so that the buffers are ours
+//! and an idle connection holds none.
 
 use std::io::{self, Write};
 use std::sync::Arc;
