@@ -1,9 +1,7 @@
 //! Taking connections: a client's on a `TLSEngine` address (pre_connection), a backend's when
-//! mod_proxy asks (bind_outgoing); the handshake step of process_connection; and what request
-//! hooks, on any thread, may read of a connection ([`ConnShared`]).
+//! mod_proxy asks (bind_outgoing), and the handshake step of process_connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::httpd::record::ConfVector;
 use crate::httpd::{APR_EAGAIN, APR_SUCCESS, Conn, DECLINED, DONE, OK, Server, log, mpm};
@@ -11,57 +9,9 @@ use crate::log_conn;
 use crate::tls::engine;
 use crate::tls::handshake_wait;
 
+use super::conn_view::shared;
 use super::tls_filters::{self, TlsConn};
 use super::{TlsModule, built, conf};
-
-/// What request-time hooks see of a connection. They may run on other threads than the
-/// connection's own (HTTP/2 streams), so this is kept apart from [`TlsConn`], which only the
-/// connection's own thread touches: written once by that thread, then only read.
-#[derive(Default)]
-pub struct ConnShared {
-    /// Set when the handshake completes, before any request can exist.
-    established: OnceLock<Established>,
-    /// The client spoke plain HTTP to the TLS port.
-    plain_http: AtomicBool,
-}
-
-/// What a completed handshake settled.
-pub struct Established {
-    /// The vhost the handshake ran with (chosen by SNI, or the address's default).
-    pub server: Server,
-    pub facts: Arc<crate::tls::vars::HandshakeFacts>,
-}
-
-impl ConnShared {
-    pub fn established(&self) -> Option<&Established> {
-        self.established.get()
-    }
-
-    /// Records the completed handshake; false if one was recorded already.
-    pub fn establish(&self, established: Established) -> bool {
-        self.established.set(established).is_ok()
-    }
-
-    /// The client spoke plain HTTP to the TLS port.
-    pub fn is_plain_http(&self) -> bool {
-        self.plain_http.load(Ordering::Acquire)
-    }
-
-    pub fn set_plain_http(&self) {
-        self.plain_http.store(true, Ordering::Release);
-    }
-}
-
-/// What any thread may read of connection `c` (its master's, for an HTTP/2 stream), if TLS on it
-/// is ours.
-pub fn shared(c: Conn) -> Option<&'static ConnShared> {
-    c.shared::<TlsModule>()
-}
-
-/// The facts of `c`'s completed handshake, from any thread.
-pub fn handshake_facts(c: Conn) -> Option<&'static crate::tls::vars::HandshakeFacts> {
-    shared(c)?.established().map(|e| &*e.facts)
-}
 
 /// `ap_ssl_conn_is_ssl`: connections we secure (not plain HTTP spoken to our port).
 pub fn is_ours(c: Conn) -> bool {

@@ -5,8 +5,9 @@
 //! - [`directives`]: the directive table, one row per directive, and what each one sets;
 //! - [`startup`]: building and checking everything once per configuration generation
 //!   (check_config, post_config: rustls configs, session cache, backend configs, mod_md, OCSP);
-//! - [`connection`]: taking connections (pre_connection, mod_proxy's bind_outgoing), the
-//!   handshake step of process_connection, and what request threads may read of a connection;
+//! - [`connection`]: taking connections (pre_connection, mod_proxy's bind_outgoing) and the
+//!   handshake step of process_connection; [`conn_view`]: what request threads may read of a
+//!   connection;
 //! - [`tls_filters`]: the connection filters that pump bytes between httpd and the TLS stream,
 //!   and the vhost choice from a ClientHello ([`chooser`]);
 //! - [`requests`]: the request hooks (400/421/503, the user name, variables, scheme, status).
@@ -14,6 +15,7 @@
 #![allow(non_upper_case_globals)]
 
 mod chooser;
+mod conn_view;
 mod connection;
 mod directives;
 mod requests;
@@ -35,7 +37,7 @@ pub struct TlsModule;
 impl Module for TlsModule {
     type Server = ServerSlot;
     type Dir = DirConf;
-    type ConnShared = connection::ConnShared;
+    type ConnShared = conn_view::ConnShared;
     type ConnLocal = tls_filters::TlsConn;
 
     fn record() -> &'static ModuleRecord {

@@ -10,7 +10,7 @@ use crate::httpd::{
 use crate::tls::{policy, vars};
 use crate::{log_conn, log_server};
 
-use super::connection::{handshake_facts, shared};
+use super::conn_view::{handshake_facts, shared};
 use super::{TlsModule, built, conf};
 
 /// Answers `ap_ssl_var_lookup` (mod_rewrite's %{SSL:..}, mod_headers, ap_expr, mod_http2, CGI).

@@ -20,7 +20,7 @@ use crate::tls::vars::HandshakeFacts;
 
 use super::TlsModule;
 use super::chooser::VhostChooser;
-use super::connection::{ConnShared, Established, shared};
+use super::conn_view::{ConnShared, Established, shared};
 
 /// The most TLS bytes to ask the network for at once: a full record and then some (reads ask
 /// for no more than the record being received needs, see `TlsStream::read_size`).

@@ -326,7 +326,7 @@ impl Bucket {
     unsafe fn read<'d>(self, block: bool) -> Result<&'d [u8], Status> {
         let mut data: *const std::ffi::c_char = ptr::null();
         let mut len: sys::apr_size_t = 0;
-        let how = super::conn::read_type(block);
+        let how = super::read_type(block);
         // SAFETY: a live bucket; every bucket type can read.
         let rv = unsafe {
             ((*(*self.as_ptr()).type_).read.expect("every bucket type can read"))(

@@ -7,7 +7,7 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::path::PathBuf;
 use std::ptr;
 
-use super::record::{DirRef, Module};
+use super::record::{CommandList, DirRef, Module};
 use super::{Pool, Server, catch_panic, cstr, sys};
 use crate::conf::Origin;
 use crate::conf::error::{ConfError, ErrorKind};
@@ -142,10 +142,6 @@ impl<const N: usize> CommandTable<N> {
         CommandList(self.rows.as_ptr() as *const sys::command_rec)
     }
 }
-
-/// A terminated directive table of any length, for [`ModuleRecord::new`](super::record::ModuleRecord::new).
-#[derive(Clone, Copy)]
-pub struct CommandList(pub(crate) *const sys::command_rec);
 
 /// The handler a thunk was instantiated for. Handlers are function items (or closures without
 /// captures): zero-sized types with exactly one value, so the type alone names the function and

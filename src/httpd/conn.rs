@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use super::brigade::Brigade;
 use super::record::{ConnSlot, Module};
 use super::server::socket_addr;
-use super::{APR_ECONNABORTED, APR_SUCCESS, Pool, Server, Status, catch_panic, cstr, sys};
+use super::{APR_ECONNABORTED, APR_SUCCESS, Pool, Server, Status, catch_panic, cstr, read_type, sys};
 
 /// A connection httpd passed to a hook or filter: a client's, one of ours to a proxy backend, or
 /// an HTTP/2 stream's secondary connection. Valid until the connection's pool is cleared, which
@@ -286,10 +286,6 @@ impl Conn {
         }
         search.found
     }
-}
-
-pub(crate) fn read_type(block: bool) -> sys::apr_read_type_e {
-    if block { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ }
 }
 
 struct NameSearch<'a> {

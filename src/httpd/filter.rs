@@ -6,8 +6,7 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::brigade::Brigade;
-use super::conn::read_type;
-use super::{APR_ECONNABORTED, Conn, Status, catch_panic, sys};
+use super::{APR_ECONNABORTED, Conn, Status, catch_panic, read_type, sys};
 
 /// How the filter above asks to read (`ap_input_mode_t`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

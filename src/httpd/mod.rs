@@ -87,6 +87,11 @@ pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce()
     }
 }
 
+/// httpd's blocking mode for a read.
+pub(crate) fn read_type(block: bool) -> sys::apr_read_type_e {
+    if block { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ }
+}
+
 /// A C string from httpd as `&str` (lossy for invalid UTF-8); empty for NULL.
 ///
 /// # Safety

@@ -7,7 +7,6 @@ use std::cell::{RefCell, UnsafeCell};
 use std::ffi::{CStr, c_char, c_int, c_ulong, c_void};
 use std::ptr;
 
-use super::command::CommandList;
 use super::{Pool, catch_panic, sys};
 
 /// What a module keeps in httpd's configuration vectors, and its hook registration.
@@ -31,6 +30,11 @@ pub trait Module: 'static {
     /// Registers the hooks and filters (after this layer has noted the module's index).
     fn register_hooks();
 }
+
+/// A terminated directive table of any length (see `command::CommandTable::list`), for
+/// [`ModuleRecord::new`].
+#[derive(Clone, Copy)]
+pub struct CommandList(pub(crate) *const sys::command_rec);
 
 /// httpd writes `module_index` and `next` into the record, so it must be mutable memory.
 #[repr(transparent)]
