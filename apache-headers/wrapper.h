@@ -10,6 +10,7 @@
 #include <http_request.h>
 #include <http_ssl.h>
 #include <http_vhost.h>
+#include <ap_listen.h>
 #include <ap_mmn.h>
 #include <ap_mpm.h>
 #include <ap_provider.h>

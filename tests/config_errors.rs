@@ -132,6 +132,44 @@ fn tls_engine_is_global_and_checked() {
     h.extra = String::new();
 }
 
+/// As the C module: a `TLSEngine` address that no `Listen` opens is no error (no connection can
+/// arrive there): start-up warns about it and serves the others. A listened TLS address without
+/// a certificate still fails (`vhost_on_tls_port_without_certificate`).
+#[test]
+fn tls_engine_without_listen_only_warns() {
+    let mut h = Httpd::new();
+    h.log_level = "warn".into();
+    let (a, b, c) = (free_port(), free_port(), free_port());
+    h.extra = format!("TLSEngine {a}\nTLSEngine 192.0.2.7:{b}\nTLSEngine [::]:{c}\n");
+    let o = h.configtest();
+    let out = output_text(&o);
+    assert!(o.status.success(), "{out}");
+    for e in [a.to_string(), format!("192.0.2.7:{b}"), c.to_string()] {
+        assert!(out.contains(&format!("TLSEngine {e}: no Listen directive opens this address")), "{e}: {out}");
+    }
+    assert_eq!(out.matches("no Listen directive opens").count(), 3, "the listened one is fine: {out}");
+    h.start();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+}
+
+/// mod_ssl and mod_tls may be loaded together, each with its own addresses; `SSLEngine on` in a
+/// vhost that a `TLSEngine` address reaches fails start-up, naming both (mod_ssl on a port of its
+/// own is in `serving.rs`).
+#[test]
+fn mod_ssl_on_a_tls_engine_address_fails() {
+    let mut h = Httpd::new();
+    h.extra = format!("LoadModule ssl_module {MODDIR}/mod_ssl.so\n");
+    let v = h.localhost_vhost(
+        "  TLSCertificate conf/server.pem conf/server.key\n  SSLEngine on\n  \
+         SSLCertificateFile conf/server.pem\n  SSLCertificateKeyFile conf/server.key",
+    );
+    let (ok, out) = configtest_with(&mut h, &v);
+    assert!(!ok, "accepted:\n{out}");
+    let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "<VirtualHost 127.0.0.1"));
+    assert!(out.contains("'SSLEngine on' (mod_ssl)") && out.contains("TLSEngine") && out.contains(&at), "{out}");
+}
+
 #[test]
 fn bad_certificate_also_fails_real_start() {
     let mut h = Httpd::new();

@@ -16,7 +16,7 @@ fn vhost_server(extra_a: &str, extra_b: &str) -> Httpd {
     let port = h.tls_port;
     let mut blocks = String::new();
     for (name, sans, extra) in [
-        ("a.test", &["a.test", "unknown.test"][..], extra_a),
+        ("a.test", &["a.test", "unknown.test", "main.test"][..], extra_a),
         ("b.test", &["b.test", "alias.test", "x.wild.test"][..], extra_b),
     ] {
         let (cert, key) = h.pki.issue(sans, &rcgen::PKCS_ECDSA_P256_SHA256);
@@ -74,10 +74,14 @@ fn sni_selects_vhost_by_name_alias_and_wildcard() {
 #[test]
 fn strict_sni_refuses_unknown_names_and_off_falls_back() {
     let mut h = vhost_server("", "");
+    // The refusal is for the administrator to see at the default level, as in the C module.
+    h.log_level = "warn".into();
     h.start();
     let Err(err) = try_tls_connect(h.tls_port, "unknown.test", h.pki.client_config(TLS13)) else { panic!("accepted") };
     assert!(err.to_string().contains("UnrecognisedName"), "{err}");
-    assert!(h.error_log().contains("AH10353"), "{}", h.error_log());
+    let log = h.log_when("logs/error.log", |l| l.contains("AH10353"));
+    let line = log.lines().find(|l| l.contains("AH10353")).expect("logged");
+    assert!(line.contains("[tls:warn]") && line.contains("'unknown.test'"), "{line}");
     h.stop();
 
     let mut h = vhost_server("", "");
@@ -86,6 +90,23 @@ fn strict_sni_refuses_unknown_names_and_off_falls_back() {
     let mut s = tls_connect(h.tls_port, "unknown.test", h.pki.client_config(TLS13));
     assert_eq!(s.conn.peer_certificates().unwrap()[0], leaf(&h, "a.test"));
     assert_eq!(get_on(&mut s, "/", "a.test").text(), "a.test\n");
+}
+
+/// Under TLSStrictSNI, the main server's own ServerName is a known name even when name-based
+/// vhosts exist on the address: the handshake (and httpd, for that Host) use the default vhost.
+#[test]
+fn strict_sni_accepts_the_main_servers_name() {
+    let mut h = vhost_server("", "");
+    h.log_level = "warn".into();
+    h.extra = "ServerName main.test\n".into();
+    h.start();
+    let mut s = tls_connect(h.tls_port, "main.test", h.pki.client_config(TLS13));
+    assert_eq!(s.conn.peer_certificates().unwrap()[0], leaf(&h, "a.test"));
+    let r = get_on(&mut s, "/", "main.test");
+    assert_eq!((r.status, r.text().as_str()), (200, "a.test\n"));
+    assert!(!h.error_log().contains("AH10353"), "{}", h.error_log());
+    // Names nobody configured are still refused.
+    assert!(try_tls_connect(h.tls_port, "other.test", h.pki.client_config(TLS13)).is_err());
 }
 
 #[test]
@@ -160,6 +181,30 @@ fn cipher_preference_suppression_and_client_order() {
     // A known suite rustls lacks only warns, with the C module's message number.
     let log = h.error_log();
     assert!(log.contains("AH10319") && log.contains("TLS_RSA_WITH_RC4_128_MD5"), "{log}");
+}
+
+/// Keywords and spellings a configuration written for the C module uses: in a vhost,
+/// `TLSCiphersSuppress none` undoes the main server's suppression; a later line replaces an
+/// earlier one; versions in any case; `TLSSessionCache default` and `TLSProxyCA default`.
+#[test]
+fn c_module_keywords_and_spellings() {
+    use rustls::CipherSuite as C;
+    let mut h = vhost_server("  TLSCiphersSuppress none\n  TLSOptions +stdenvvars", "  TLSProtocol tlsv1.3+");
+    h.extra = "TLSCiphersSuppress TLS13_AES_256_GCM_SHA384\nTLSCiphersSuppress TLS13_AES_128_GCM_SHA256\n\
+               TLSSessionCache default\nTLSProxyCA default\n"
+        .into();
+    h.start();
+    let only = |sni, suite| negotiated(&h, sni, TLS13, Some(suite));
+    assert_eq!(
+        only("a.test", C::TLS13_AES_128_GCM_SHA256),
+        Ok(C::TLS13_AES_128_GCM_SHA256),
+        "none: nothing suppressed"
+    );
+    // c.test inherits the main server's setting, whose second line replaced the first.
+    assert_eq!(only("c.test", C::TLS13_AES_256_GCM_SHA384), Ok(C::TLS13_AES_256_GCM_SHA384), "replaced");
+    assert!(only("c.test", C::TLS13_AES_128_GCM_SHA256).is_err(), "the line in effect");
+    assert!(negotiated(&h, "b.test", TLS12, None).is_err(), "tlsv1.3+");
+    assert_eq!(negotiated(&h, "b.test", TLS13, None), Ok(C::TLS13_AES_256_GCM_SHA384));
 }
 
 #[test]

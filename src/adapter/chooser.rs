@@ -11,7 +11,7 @@ use rustls::sign::CertifiedKey;
 use crate::httpd::{APR_SUCCESS, Conn, Server, log, md};
 use crate::log_conn;
 use crate::tls::engine::{self, VhostTls};
-use crate::tls::policy::{self, VhostChoice};
+use crate::tls::policy::{self, SniNames, VhostChoice};
 use crate::tls::stream::{ConfigChooser, Refusal};
 
 use super::{built, conf};
@@ -73,7 +73,12 @@ impl ConfigChooser for VhostChooser {
             self.sni = Some(name.to_string());
         }
         let sni = hello.server_name();
-        match policy::choose_vhost(sni, sni.and_then(|name| self.c.vhost_for_name(name)), strict) {
+        let names = sni.map(|name| match self.c.vhost_for_name(name) {
+            Some(s) => SniNames::Vhost(s),
+            None if Server::main().has_name(name) => SniNames::MainServer,
+            None => SniNames::Nothing,
+        });
+        match policy::choose_vhost(names, strict) {
             VhostChoice::Named(s) => self.server = s,
             VhostChoice::Default => self.server = base,
             VhostChoice::Refuse => {

@@ -3,7 +3,7 @@
 //! value. Errors name what to fix; httpd prints them after the file and line.
 
 use crate::conf::error::{ConfError, ErrorKind};
-use crate::conf::{self, CacheSpec, CertSpec, EngineAddr, Located, ServerConf};
+use crate::conf::{self, CacheSpec, CertSpec, CipherList, EngineAddr, Located, ProxyCa, ServerConf};
 use crate::httpd::command::{Cmd, CommandTable, Scope, flag, iterate, take1, take12};
 use crate::httpd::record::DirRef;
 use crate::tls::ciphers;
@@ -162,13 +162,21 @@ fn protocol(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
     Ok(())
 }
 
+/// The suites one word of a cipher directive names: none for `default`/`none`.
+fn cipher_word(word: &str, directive: &str) -> Result<Vec<u16>, ConfError> {
+    if CipherList::is_keyword(word) {
+        return Ok(Vec::new());
+    }
+    ciphers::parse_list(word).map_err(|e| e.within(directive))
+}
+
 fn add_ciphers(cmd: &mut Cmd, arg: &str, prefer: bool) -> Result<(), ConfError> {
     let which = if prefer { "TLSCiphersPrefer" } else { "TLSCiphersSuppress" };
-    let ids = ciphers::parse_list(arg).map_err(|e| e.within(which))?;
+    let ids = cipher_word(arg, which)?;
     let origin = cmd.origin();
     let conf = server_conf(cmd);
     let list = if prefer { &mut conf.ciphers_prefer } else { &mut conf.ciphers_suppress };
-    list.extend(ids.into_iter().map(|value| Located { value, origin: origin.clone() }));
+    list.add(ids, &origin);
     Ok(())
 }
 
@@ -283,7 +291,8 @@ fn proxy_engine(cmd: &mut Cmd, on: bool) -> Result<(), ConfError> {
 }
 
 fn proxy_ca(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    let value = cmd.server_relative(arg)?;
+    let value =
+        if arg.eq_ignore_ascii_case("default") { ProxyCa::Default } else { ProxyCa::Path(cmd.server_relative(arg)?) };
     proxy_setting(cmd, |p, origin| p.ca = Some(Located { value, origin }))
 }
 
@@ -294,10 +303,10 @@ fn proxy_protocol(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 
 fn add_proxy_ciphers(cmd: &mut Cmd, arg: &str, prefer: bool) -> Result<(), ConfError> {
     let which = if prefer { "TLSProxyCiphersPrefer" } else { "TLSProxyCiphersSuppress" };
-    let ids = ciphers::parse_list(arg).map_err(|e| e.within(which))?;
+    let ids = cipher_word(arg, which)?;
     proxy_setting(cmd, |p, origin| {
         let list = if prefer { &mut p.prefer } else { &mut p.suppress };
-        list.extend(ids.into_iter().map(|value| Located { value, origin: origin.clone() }));
+        list.add(ids, &origin);
     })
 }
 

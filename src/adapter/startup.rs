@@ -37,7 +37,20 @@ pub fn check_config(st: &Startup) -> i32 {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     let main = st.main;
-    let engines = conf(main).engines.clone();
+    // An address no `Listen` opens gets no connection: as the C module, that only warns (a
+    // listened TLS address without a certificate still fails below).
+    let listens = crate::httpd::server::listen_addrs();
+    let (engines, unheard): (Vec<_>, Vec<_>) =
+        conf(main).engines.iter().cloned().partition(|e| listens.is_empty() || e.is_listened(&listens));
+    for e in unheard {
+        log_server!(
+            main,
+            log::WARNING,
+            0,
+            "mod_tls: TLSEngine {e}: no Listen directive opens this address, so no connection arrives \
+             there; add 'Listen {e}' or remove the TLSEngine line"
+        );
+    }
     if engines.is_empty() {
         return OK;
     }
@@ -55,6 +68,7 @@ pub fn check_config(st: &Startup) -> i32 {
     }
     let make_sessions = cache.map(sessions::VhostSessions::factory);
     let passphrase_program = conf(main).passphrase_program.clone();
+    let mod_ssl_servers = servers_with_mod_ssl_engine(main);
     for s in main.and_following() {
         let reached_by = if s.is_virtual() {
             let addrs = s.vhost_addrs();
@@ -63,6 +77,19 @@ pub fn check_config(st: &Startup) -> i32 {
             engines.iter().find(|e| conf::engine_reaches_main_server(e, &all_vhost_addrs))
         };
         let Some(engine_addr) = reached_by else { continue };
+        if mod_ssl_servers.contains(&s) {
+            log_server!(
+                main,
+                log::EMERG,
+                0,
+                "mod_tls: {} has 'SSLEngine on' (mod_ssl) but is reached through 'TLSEngine {engine_addr}' \
+                 (mod_tls): an address is served by one TLS module. Remove SSLEngine from it, or move it to \
+                 an address that no TLSEngine names",
+                s.describe()
+            );
+            failed = true;
+            continue;
+        }
         let conf = conf(s);
         let mut md_deferred = false;
         if conf.certificates.is_empty() && md::mod_md_loaded() {
@@ -103,6 +130,26 @@ pub fn check_config(st: &Startup) -> i32 {
         settle(&built(s).md_deferred, md_deferred);
     }
     if failed { HTTP_INTERNAL_SERVER_ERROR } else { OK }
+}
+
+/// The servers in which mod_ssl is switched on (`SSLEngine on`), when mod_ssl is loaded: read
+/// from the configuration tree, as mod_ssl's own settings are not ours to look into.
+fn servers_with_mod_ssl_engine(main: Server) -> Vec<Server> {
+    if !md::module_loaded(c"mod_ssl.c") {
+        return Vec::new();
+    }
+    let on: Vec<Option<(String, i32)>> = crate::httpd::server::directives_named("SSLEngine")
+        .into_iter()
+        .filter(|(args, _)| args.trim().eq_ignore_ascii_case("on"))
+        .map(|(_, vhost)| vhost)
+        .collect();
+    main.and_following()
+        .filter(|s| {
+            let (file, line) = s.defined_at();
+            let scope = s.is_virtual().then_some((file, line));
+            on.contains(&scope)
+        })
+        .collect()
 }
 
 /// Notes which servers have a mod_reqtimeout handshake stage, from the configuration tree
@@ -162,7 +209,9 @@ fn open_session_cache(st: &Startup) -> Result<Option<Arc<socache::SessionCache>>
         Some(Located { value: CacheSpec::Provider { name, args }, origin }) => {
             (name.clone(), args.clone(), Some(origin))
         }
-        None => ("shmcb".to_string(), conf::DEFAULT_CACHE_ARGS.to_string(), None),
+        None | Some(Located { value: CacheSpec::Default, .. }) => {
+            ("shmcb".to_string(), conf::DEFAULT_CACHE_ARGS.to_string(), None)
+        }
     };
     match socache::SessionCache::create(&name, &args, main, st.pconf, st.ptemp) {
         Ok(c) => Ok(Some(c)),
@@ -227,7 +276,9 @@ fn ask_passphrase(
 pub fn post_config(st: &Startup) -> i32 {
     let main = st.main;
     if let Some(cache) = built(main).session_cache().cloned() {
-        let configured = conf(main).session_cache_spec.as_ref();
+        // A configured provider that fails stops start-up; the default one only warns.
+        let configured =
+            conf(main).session_cache_spec.as_ref().filter(|l| matches!(l.value, CacheSpec::Provider { .. }));
         if configured.is_none() {
             socache::ensure_default_dir(st.pconf);
         }

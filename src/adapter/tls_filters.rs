@@ -321,6 +321,9 @@ impl TlsConn {
                 log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {other}");
                 self.c.abort();
             }
+            // A handshake we refused (TLSStrictSNI: AH10353) is the administrator's business, as
+            // in the C module; a client's own failures are not.
+            (refused @ TlsFailure::Refused(_), None) => log_conn!(self.c, log::WARNING, 0, "{during}: {refused}"),
             (other, None) => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
         }
         // Deliver the alert before httpd closes the socket.

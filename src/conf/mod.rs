@@ -59,7 +59,9 @@ impl EngineAddr {
             return Err(bad("an IPv6 address must be written in brackets, as [::1]:443"));
         }
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![EngineAddr { ip: Some(normalize_ip(ip)), port }]);
+            // 0.0.0.0 and [::] are every address, as `Listen` reads them.
+            let ip = Some(normalize_ip(ip)).filter(|ip| !ip.is_unspecified());
+            return Ok(vec![EngineAddr { ip, port }]);
         }
         let resolved: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
@@ -78,9 +80,27 @@ impl EngineAddr {
         Ok(out)
     }
 
+    /// Whether some `Listen` address (`listens`, as httpd parsed them) accepts connections this
+    /// engine names: the same port, and every address or this one.
+    pub fn is_listened(&self, listens: &[SocketAddr]) -> bool {
+        listens.iter().any(|l| {
+            l.port() == self.port && (l.ip().is_unspecified() || self.ip.is_none_or(|ip| ip == normalize_ip(l.ip())))
+        })
+    }
+
     /// Whether a connection accepted on `local` is one of ours.
     pub fn matches(&self, local: &SocketAddr) -> bool {
         self.port == local.port() && self.ip.is_none_or(|ip| ip == normalize_ip(local.ip()))
+    }
+}
+
+impl std::fmt::Display for EngineAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            None => write!(f, "{}", self.port),
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Some(ip) => write!(f, "{ip}:{}", self.port),
+        }
     }
 }
 
@@ -148,18 +168,18 @@ pub fn parse_protocol_floor(directive: &str, arg: &str) -> Result<u16, ConfError
             ),
         )
     };
-    let a = arg.trim();
-    if a.eq_ignore_ascii_case("default") {
+    // Keywords and versions in any case (`tlsv1.2+`, `V1.3+`), as the C module reads them.
+    let a = arg.trim().to_ascii_lowercase();
+    if a == "default" {
         return Ok(0x0303);
     }
     let v = a.strip_suffix('+').ok_or_else(bad)?;
-    let v =
-        v.strip_prefix("TLSv").or_else(|| v.strip_prefix("tlsv")).or_else(|| v.strip_prefix('v')).ok_or_else(bad)?;
+    let v = v.strip_prefix("tlsv").or_else(|| v.strip_prefix('v')).ok_or_else(bad)?;
     let wire = match v {
         "1.2" => 0x0303,
         "1.3" => 0x0304,
         _ => {
-            let hex = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")).ok_or_else(bad)?;
+            let hex = v.strip_prefix("0x").ok_or_else(bad)?;
             u16::from_str_radix(hex, 16).map_err(|_| bad())?
         }
     };
@@ -219,6 +239,8 @@ fn glob_match_ci(pattern: &[u8], text: &[u8]) -> bool {
 pub enum CacheSpec {
     /// `none`: no server-side session state (no resumption).
     None,
+    /// `default`: the cache used when nothing is configured (see [`DEFAULT_CACHE_ARGS`]).
+    Default,
     /// An httpd socache provider (`shmcb`, `dbm`, `memcache`, `redis`, …) and its arguments.
     Provider { name: String, args: String },
 }
@@ -233,13 +255,16 @@ impl CacheSpec {
         if arg.eq_ignore_ascii_case("none") {
             return Ok(CacheSpec::None);
         }
+        if arg.eq_ignore_ascii_case("default") {
+            return Ok(CacheSpec::Default);
+        }
         let (name, args) = arg.split_once(':').unwrap_or((arg, ""));
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(ConfError::new(
                 ErrorKind::BadValue,
                 format!(
-                    "TLSSessionCache '{arg}': write none or provider:arguments, e.g. shmcb:tls/cache(512000), \
-                     memcache:host:11211 or redis:host:6379"
+                    "TLSSessionCache '{arg}': write none, default or provider:arguments, e.g. \
+                     shmcb:tls/cache(512000), memcache:host:11211 or redis:host:6379"
                 ),
             ));
         }
@@ -306,8 +331,8 @@ pub struct ServerConf {
     pub certificates: Vec<CertSpec>,
     /// `TLSProtocol`: lowest wire version.
     pub protocol_floor: Option<Located<u16>>,
-    pub ciphers_prefer: Vec<Located<u16>>,
-    pub ciphers_suppress: Vec<Located<u16>>,
+    pub ciphers_prefer: CipherList,
+    pub ciphers_suppress: CipherList,
     /// `TLSHonorClientOrder`; `None` = default (on).
     pub honor_client_order: Option<bool>,
     /// `TLSPassPhraseDialog exec:program`, global: asked for the passphrases of encrypted keys.
@@ -336,8 +361,8 @@ impl ServerConf {
             strict_sni: add.strict_sni.or(base.strict_sni),
             certificates: inherit(&base.certificates, &add.certificates),
             protocol_floor: add.protocol_floor.clone().or_else(|| base.protocol_floor.clone()),
-            ciphers_prefer: inherit(&base.ciphers_prefer, &add.ciphers_prefer),
-            ciphers_suppress: inherit(&base.ciphers_suppress, &add.ciphers_suppress),
+            ciphers_prefer: CipherList::merge(&base.ciphers_prefer, &add.ciphers_prefer),
+            ciphers_suppress: CipherList::merge(&base.ciphers_suppress, &add.ciphers_suppress),
             honor_client_order: add.honor_client_order.or(base.honor_client_order),
             client_auth: add.client_auth.clone().or_else(|| base.client_auth.clone()),
             client_ca: add.client_ca.clone().or_else(|| base.client_ca.clone()),
@@ -384,13 +409,13 @@ impl TlsOptions {
             Some(b'-') => ('-', &word[1..]),
             _ => (' ', word),
         };
-        let option = match name {
-            "Defaults" if action == ' ' => {
+        let option = match name.to_ascii_lowercase().as_str() {
+            "defaults" if action == ' ' => {
                 *self = TlsOptions { reset: true, add: 0, del: 0 };
                 return Ok(());
             }
-            "StdEnvVars" => OPT_STD_ENV_VARS,
-            "ExportCertData" => OPT_EXPORT_CERT_DATA,
+            "stdenvvars" => OPT_STD_ENV_VARS,
+            "exportcertdata" => OPT_EXPORT_CERT_DATA,
             _ => {
                 return Err(ConfError::new(
                     ErrorKind::BadValue,
@@ -429,11 +454,20 @@ impl TlsOptions {
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct ProxyConf {
     pub engine: Option<bool>,
-    pub ca: Option<Located<PathBuf>>,
+    pub ca: Option<Located<ProxyCa>>,
     pub floor: Option<Located<u16>>,
-    pub prefer: Vec<Located<u16>>,
-    pub suppress: Vec<Located<u16>>,
+    pub prefer: CipherList,
+    pub suppress: CipherList,
     pub machine_certs: Vec<CertSpec>,
+}
+
+/// `TLSProxyCA`: what backend certificates are verified against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxyCa {
+    /// `default`: the Mozilla set (webpki-roots), as when nothing is configured.
+    Default,
+    /// A PEM bundle, or a directory of PEM files.
+    Path(PathBuf),
 }
 
 /// What makes two proxy scopes need different client configs (where they were written does not).
@@ -452,8 +486,8 @@ impl ProxyConf {
             engine: add.engine.or(base.engine),
             ca: add.ca.clone().or_else(|| base.ca.clone()),
             floor: add.floor.clone().or_else(|| base.floor.clone()),
-            prefer: inherit(&base.prefer, &add.prefer),
-            suppress: inherit(&base.suppress, &add.suppress),
+            prefer: CipherList::merge(&base.prefer, &add.prefer),
+            suppress: CipherList::merge(&base.suppress, &add.suppress),
             machine_certs: inherit(&base.machine_certs, &add.machine_certs),
         }
     }
@@ -468,12 +502,62 @@ impl ProxyConf {
 
     pub fn key(&self) -> ProxyKey {
         ProxyKey {
-            ca: self.ca.as_ref().map(|l| l.value.clone()),
+            ca: match &self.ca {
+                Some(Located { value: ProxyCa::Path(p), .. }) => Some(p.clone()),
+                _ => None,
+            },
             floor: self.floor(),
-            prefer: self.prefer.iter().map(|l| l.value).collect(),
-            suppress: self.suppress.iter().map(|l| l.value).collect(),
+            prefer: self.prefer.ids().iter().map(|l| l.value).collect(),
+            suppress: self.suppress.ids().iter().map(|l| l.value).collect(),
             machine_certs: self.machine_certs.iter().map(|c| (c.cert_file.clone(), c.key_file.clone())).collect(),
         }
+    }
+}
+
+/// `TLSCiphersPrefer` / `TLSCiphersSuppress` (and their `TLSProxy*` twins) in one scope: not
+/// written (the enclosing scope's apply), or the suites of the last line written here. A later
+/// line replaces an earlier one, as the C module and mod_ssl's `SSLCipherSuite` do; the words of
+/// one line add up. `default` (or `none`) names no suite: nothing preferred or suppressed here,
+/// whatever the enclosing scope says.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct CipherList {
+    /// Where the line in effect was written; `None` while not written in this scope.
+    line: Option<Origin>,
+    ids: Vec<Located<u16>>,
+}
+
+impl CipherList {
+    /// The suites, in the order written.
+    pub fn ids(&self) -> &[Located<u16>] {
+        &self.ids
+    }
+
+    /// Whether `word` is the keyword that names no suite.
+    pub fn is_keyword(word: &str) -> bool {
+        word.eq_ignore_ascii_case("default") || word.eq_ignore_ascii_case("none")
+    }
+
+    /// Adds the suites of one word of the line written at `origin` (none for the keyword): the
+    /// first word of a new line replaces what earlier lines set.
+    pub fn add(&mut self, ids: Vec<u16>, origin: &Origin) {
+        if self.line.as_ref() != Some(origin) {
+            self.ids.clear();
+            self.line = Some(origin.clone());
+        }
+        self.ids.extend(ids.into_iter().map(|value| Located { value, origin: origin.clone() }));
+    }
+
+    /// `add` (a vhost or section) on top of `base`: its own line, if it has one.
+    pub fn merge(base: &CipherList, add: &CipherList) -> CipherList {
+        if add.line.is_some() { add.clone() } else { base.clone() }
+    }
+
+    #[cfg(test)]
+    pub fn of(ids: &[u16]) -> CipherList {
+        let origin = Origin { file: "t.conf".into(), line: 1 };
+        let mut l = CipherList::default();
+        l.add(ids.to_vec(), &origin);
+        l
     }
 }
 
@@ -498,6 +582,56 @@ impl DirConf {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn engine_listened_and_displayed() {
+        let e = |s: &str| EngineAddr::parse_all(s).unwrap().remove(0);
+        let listens: Vec<SocketAddr> = vec!["0.0.0.0:443".parse().unwrap(), "127.0.0.1:8443".parse().unwrap()];
+        assert!(e("443").is_listened(&listens));
+        assert!(e("192.0.2.7:443").is_listened(&listens), "Listen 443 opens every address");
+        assert!(e("127.0.0.1:8443").is_listened(&listens));
+        assert!(e("8443").is_listened(&listens));
+        assert!(!e("192.0.2.7:8443").is_listened(&listens), "only 127.0.0.1 listens on 8443");
+        assert!(!e("9443").is_listened(&listens));
+        assert_eq!(e("[::]:443"), EngineAddr { ip: None, port: 443 }, "[::] is every address");
+        assert_eq!(e("0.0.0.0:443"), EngineAddr { ip: None, port: 443 });
+        assert_eq!(e("[::1]:443").to_string(), "[::1]:443");
+        assert_eq!(e("127.0.0.1:443").to_string(), "127.0.0.1:443");
+        assert_eq!(e("*:443").to_string(), "443");
+    }
+
+    #[test]
+    fn keywords_and_case() {
+        assert_eq!(parse_protocol_floor("TLSProtocol", "tlsv1.3+").unwrap(), 0x0304);
+        assert_eq!(parse_protocol_floor("TLSProtocol", "V1.2+").unwrap(), 0x0303);
+        assert_eq!(parse_protocol_floor("TLSProtocol", "TLSV0X0304+").unwrap(), 0x0304);
+        assert_eq!(parse_protocol_floor("TLSProtocol", "Default").unwrap(), 0x0303);
+        assert_eq!(CacheSpec::parse("default").unwrap(), CacheSpec::Default);
+        let mut o = TlsOptions::default();
+        o.apply("+stdenvvars").unwrap();
+        o.apply("EXPORTCERTDATA").unwrap();
+        assert!(o.has(OPT_STD_ENV_VARS) && o.has(OPT_EXPORT_CERT_DATA));
+        o.apply("defaults").unwrap();
+        assert!(!o.has(OPT_STD_ENV_VARS));
+    }
+
+    #[test]
+    fn a_later_cipher_line_replaces_and_the_keyword_names_none() {
+        let at = |line| Origin { file: "h.conf".into(), line };
+        let ids = |l: &CipherList| l.ids().iter().map(|l| l.value).collect::<Vec<_>>();
+        let mut l = CipherList::default();
+        l.add(vec![0x1301], &at(1));
+        l.add(vec![0x1302], &at(1));
+        assert_eq!(ids(&l), [0x1301, 0x1302], "the words of one line add up");
+        l.add(vec![0x1303], &at(2));
+        assert_eq!(ids(&l), [0x1303], "a later line replaces");
+        let base = CipherList::of(&[0x1301]);
+        assert_eq!(ids(&CipherList::merge(&base, &CipherList::default())), [0x1301], "inherited");
+        let mut none = CipherList::default();
+        none.add(Vec::new(), &at(3));
+        assert!(CipherList::merge(&base, &none).ids().is_empty(), "'default' overrides what is inherited");
+        assert!(CipherList::is_keyword("Default") && CipherList::is_keyword("none"));
+    }
 
     fn one(s: &str) -> EngineAddr {
         let v = EngineAddr::parse_all(s).unwrap();
@@ -595,7 +729,8 @@ mod tests {
             floor: Some(Located { value: 0x0304, origin: o.clone() }),
             ..Default::default()
         };
-        let section = ProxyConf { ca: Some(Located { value: "ca.pem".into(), origin: o }), ..Default::default() };
+        let section =
+            ProxyConf { ca: Some(Located { value: ProxyCa::Path("ca.pem".into()), origin: o }), ..Default::default() };
         let m = ProxyConf::merge(&vhost, &section);
         assert!(m.enabled());
         assert_eq!(m.floor(), 0x0304);

@@ -9,8 +9,13 @@ use super::{APR_SUCCESS, Conn, Pool, Server, Status, catch_panic, cstr, sys};
 
 /// Whether mod_md is loaded (then it may manage certificates of vhosts that name none).
 pub fn mod_md_loaded() -> bool {
+    module_loaded(c"mod_md.c")
+}
+
+/// Whether the module whose source file is `name` (`mod_ssl.c`) is loaded.
+pub fn module_loaded(name: &std::ffi::CStr) -> bool {
     // SAFETY: a lookup by name.
-    !unsafe { sys::ap_find_linked_module(c"mod_md.c".as_ptr()) }.is_null()
+    !unsafe { sys::ap_find_linked_module(name.as_ptr()) }.is_null()
 }
 
 /// The certificate and key files another module (mod_md) has for server `s`

@@ -155,6 +155,23 @@ pub(crate) unsafe fn socket_addr(sa: *const sys::apr_sockaddr_t) -> Option<Socke
     }
 }
 
+/// The addresses the `Listen` directives of the configuration being read name (parsed by httpd,
+/// not yet opened, in check_config).
+pub fn listen_addrs() -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    // SAFETY: ap_listeners is the list the Listen directives built for this configuration.
+    unsafe {
+        let mut l = sys::ap_listeners;
+        while !l.is_null() {
+            if let Some(sa) = socket_addr((*l).bind_addr) {
+                out.push(sa);
+            }
+            l = (*l).next;
+        }
+    }
+    out
+}
+
 /// Strings of an APR array of `char *`.
 ///
 /// # Safety

@@ -9,7 +9,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm, SupportedCipherSuite};
 
 use crate::conf::error::{ConfError, ErrorKind};
-use crate::conf::{Located, Origin, ProxyConf, ServerConf, version_name};
+use crate::conf::{Located, Origin, ProxyCa, ProxyConf, ServerConf, version_name};
 use crate::tls::certs;
 use crate::tls::ciphers;
 
@@ -379,7 +379,7 @@ pub fn build_vhost(
             .map_err(|e| e.within("TLSCertificate").at(&spec.origin))?;
         keys.push(key);
     }
-    let (suites, warnings) = select_suites(&base.cipher_suites, &conf.ciphers_prefer, &conf.ciphers_suppress);
+    let (suites, warnings) = select_suites(&base.cipher_suites, conf.ciphers_prefer.ids(), conf.ciphers_suppress.ids());
     let floor = conf.floor();
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
@@ -387,7 +387,7 @@ pub fn build_vhost(
         if !suites.iter().any(|s| s.version() == *v) {
             return Err(err_at(
                 ErrorKind::Ciphers,
-                conf.ciphers_suppress.first().map(|l| &l.origin),
+                conf.ciphers_suppress.ids().first().map(|l| &l.origin),
                 format!(
                     "TLSCiphersSuppress leaves no cipher suite for {}: keep at least one, or raise the floor \
                      with TLSProtocol",
@@ -487,9 +487,10 @@ impl rustls::client::ResolvesClientCert for FirstAcceptedMachineCert {
 /// Trust anchors for backends: `TLSProxyCA` (a PEM bundle or a directory of PEM files), else the
 /// Mozilla set from webpki-roots.
 fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
-    let Some(ca) = &conf.ca else {
+    let Some(Located { value: ProxyCa::Path(ca_path), origin }) = &conf.ca else {
         return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
     };
+    let ca = Located { value: ca_path.clone(), origin: origin.clone() };
     let err = |e: ConfError| e.within("TLSProxyCA").at(&ca.origin);
     if ca.value.is_dir() {
         let mut roots = rustls::RootCertStore::empty();
@@ -534,7 +535,7 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
                 .map_err(|e| e.within("TLSProxyMachineCertificate").at(&spec.origin))?,
         );
     }
-    let (suites, warnings) = select_suites(&base.cipher_suites, &conf.prefer, &conf.suppress);
+    let (suites, warnings) = select_suites(&base.cipher_suites, conf.prefer.ids(), conf.suppress.ids());
     let floor = conf.floor();
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
         rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
@@ -544,7 +545,7 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
         .map_err(|e| {
             err_at(
                 ErrorKind::Build,
-                conf.suppress.first().map(|l| &l.origin),
+                conf.suppress.ids().first().map(|l| &l.origin),
                 format!("cannot build the backend TLS configuration: {e}"),
             )
         })?
@@ -569,7 +570,7 @@ pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::{CertSpec, Origin};
+    use crate::conf::{CertSpec, CipherList, Origin};
 
     fn origin() -> Origin {
         Origin { file: "t.conf".into(), line: 3 }
@@ -705,7 +706,7 @@ mod tests {
         let replaced = fp(&auth(ClientAuth::Required, crl("a.crl", &[66])));
         assert_ne!(required, replaced, "a CRL replaced in place");
         assert_ne!(plain, fp(&|c| c.protocol_floor = Some(l(0x0304))), "protocol floor");
-        assert_ne!(plain, fp(&|c| c.ciphers_suppress = vec![l(0x1301)]), "suites");
+        assert_ne!(plain, fp(&|c| c.ciphers_suppress = CipherList::of(&[0x1301])), "suites");
         assert_ne!(plain, fp(&|c| c.honor_client_order = Some(false)), "whose order wins");
         assert_eq!(plain, fp(&|c| c.certificates[0].origin.line = 9), "where it was written does not matter");
     }

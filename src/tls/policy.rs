@@ -31,12 +31,25 @@ pub enum VhostChoice<S> {
     Refuse,
 }
 
-pub fn choose_vhost<S>(sni: Option<&str>, named: Option<S>, strict_sni: bool) -> VhostChoice<S> {
-    match (sni, named) {
-        (None, _) => VhostChoice::Default,
-        (Some(_), Some(s)) => VhostChoice::Named(s),
-        (Some(_), None) if strict_sni => VhostChoice::Refuse,
-        (Some(_), None) => VhostChoice::Default,
+/// What a ClientHello's SNI names among the servers of the connection's address.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SniNames<S> {
+    /// A name-based vhost of the address (ServerName, ServerAlias).
+    Vhost(S),
+    /// No vhost, but the main server's ServerName: httpd would serve a request with that Host from
+    /// the address's default vhost, so the handshake does too (the C module accepts it).
+    MainServer,
+    /// Nothing configured.
+    Nothing,
+}
+
+/// The vhost a ClientHello selects: `sni` is what its SNI names, `None` without SNI.
+pub fn choose_vhost<S>(sni: Option<SniNames<S>>, strict_sni: bool) -> VhostChoice<S> {
+    match sni {
+        None | Some(SniNames::MainServer) => VhostChoice::Default,
+        Some(SniNames::Vhost(s)) => VhostChoice::Named(s),
+        Some(SniNames::Nothing) if strict_sni => VhostChoice::Refuse,
+        Some(SniNames::Nothing) => VhostChoice::Default,
     }
 }
 
@@ -97,10 +110,15 @@ mod tests {
 
     #[test]
     fn sni_chooses_the_named_vhost_or_the_default_or_refuses() {
-        assert_eq!(choose_vhost(Some("a.test"), Some(1), true), VhostChoice::Named(1));
-        assert_eq!(choose_vhost(None, Some(1), true), VhostChoice::Default, "no SNI");
-        assert_eq!(choose_vhost::<u8>(Some("x.test"), None, true), VhostChoice::Refuse);
-        assert_eq!(choose_vhost::<u8>(Some("x.test"), None, false), VhostChoice::Default);
+        assert_eq!(choose_vhost(Some(SniNames::Vhost(1)), true), VhostChoice::Named(1));
+        assert_eq!(choose_vhost::<u8>(None, true), VhostChoice::Default, "no SNI");
+        assert_eq!(choose_vhost::<u8>(Some(SniNames::Nothing), true), VhostChoice::Refuse);
+        assert_eq!(choose_vhost::<u8>(Some(SniNames::Nothing), false), VhostChoice::Default);
+        assert_eq!(
+            choose_vhost::<u8>(Some(SniNames::MainServer), true),
+            VhostChoice::Default,
+            "the main server's name is known even under TLSStrictSNI"
+        );
     }
 
     #[test]
