@@ -18,6 +18,8 @@
 #include <mpm_common.h>
 #include <util_filter.h>
 #include <util_mutex.h>
+#include <mod_auth.h>
+#include <mod_log_config.h>
 #include <mod_status.h>
 #include <apr_buckets.h>
 #include <apr_network_io.h>

@@ -442,3 +442,44 @@ fn request_with(port: u16, cfg: &Arc<rustls::ClientConfig>) -> Result<u16, Strin
     s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     Ok(Response::parse(&raw).0.status)
 }
+
+/// Without mod_ssl, what configurations written for it use works with mod_tls: the stock log
+/// format's `%{SSL_PROTOCOL}x %{SSL_CIPHER}x`, `%{version}c`, `%{cipher}c`, `%{subjectdn}c`, and
+/// the authorization providers `Require ssl` and `Require ssl-verify-client`.
+#[test]
+fn mod_ssl_log_formats_and_require_providers() {
+    let opt = free_port();
+    let mut h = server(opt);
+    h.log_level = "warn".into();
+    h.extra += "LogFormat \"%{SSL_PROTOCOL}x|%{SSL_CIPHER}x|%{version}c|%{cipher}c|%{subjectdn}c|%r\" ssllog\n\
+                CustomLog logs/ssl.log ssllog\n\
+                <Location /verified>\n  Require ssl-verify-client\n</Location>\n\
+                <Location /tls>\n  Require ssl\n</Location>\n";
+    h.write("htdocs/verified/index.html", "verified\n");
+    h.write("htdocs/tls/index.html", "tls\n");
+    h.start();
+    assert_eq!(request(&h, opt, None, TLS13, "/verified/").map(|r| r.status), Ok(403), "no certificate");
+    assert_eq!(request(&h, opt, Some("alice"), TLS13, "/verified/").map(|r| r.status), Ok(200));
+    assert_eq!(request(&h, opt, None, TLS12, "/tls/").map(|r| r.status), Ok(200));
+    // Plain HTTP is refused by `Require ssl`.
+    let o = h.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{}/tls/", h.plain_port)]);
+    assert_eq!(output_text(&o).trim(), "403", "{}", output_text(&o));
+
+    let log = h.log_when("logs/ssl.log", |l| l.lines().count() >= 4);
+    let line =
+        |path: &str, nth: usize| log.lines().filter(|l| l.contains(path)).nth(nth).unwrap_or_default().to_string();
+    let fields = |l: String| l.split('|').map(String::from).collect::<Vec<_>>();
+    let alice = fields(line("/verified/", 1));
+    assert_eq!(alice[0], "TLSv1.3", "{log}");
+    assert!(alice[1].starts_with("TLS_AES_") && alice[1] == alice[3], "{log}");
+    assert_eq!(alice[2], "TLSv1.3", "{log}");
+    assert!(alice[4].contains("CN=alice"), "{log}");
+    let anonymous = fields(line("/tls/", 0));
+    assert_eq!(
+        (anonymous[0].as_str(), anonymous[2].as_str(), anonymous[4].as_str()),
+        ("TLSv1.2", "TLSv1.2", "-"),
+        "{log}"
+    );
+    let plain = fields(line("/tls/", 1));
+    assert_eq!(&plain[..5], ["-", "-", "-", "-", "-"], "{log}");
+}

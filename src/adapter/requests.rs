@@ -18,6 +18,36 @@ pub fn var_lookup(c: Conn, name: &str) -> Option<String> {
     vars::lookup(name, &vars::ConnFacts::now(handshake_facts(c)?))
 }
 
+/// LogFormat `%{VAR}x` (registered when mod_ssl, which has it too, is not loaded): a TLS variable
+/// of the request's connection.
+pub fn log_var(r: Request<'_>, name: &str) -> Option<String> {
+    var_lookup(r.conn()?, name)
+}
+
+/// LogFormat `%{name}c`, mod_ssl's short names (`errcode`/`errstr` log `-`: a failed
+/// verification never reaches a request here).
+pub fn log_tls_fact(r: Request<'_>, name: &str) -> Option<String> {
+    let var = match name {
+        "version" => "SSL_PROTOCOL",
+        "cipher" => "SSL_CIPHER",
+        "subjectdn" | "clientcert" => "SSL_CLIENT_S_DN",
+        "issuerdn" | "cacert" => "SSL_CLIENT_I_DN",
+        _ => return None,
+    };
+    log_var(r, var)
+}
+
+/// `Require ssl` (when mod_ssl is not loaded): the request came over TLS.
+pub fn require_tls(r: Request<'_>) -> bool {
+    r.conn().is_some_and(super::connection::is_ours)
+}
+
+/// `Require ssl-verify-client`: the request came over TLS with a client certificate that was
+/// verified.
+pub fn require_verified_client(r: Request<'_>) -> bool {
+    log_var(r, "SSL_CLIENT_VERIFY").as_deref() == Some("SUCCESS")
+}
+
 /// Requests on connections we secure get the `https` scheme and port 443 by default.
 pub fn is_ours(r: Request<'_>) -> bool {
     r.conn().and_then(shared).is_some()

@@ -11,15 +11,23 @@ use zeroize::Zeroizing;
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::conf::{self, CacheSpec, CertSpec, Located, Origin};
 use crate::httpd::hooks::Startup;
-use crate::httpd::{HTTP_INTERNAL_SERVER_ERROR, OK, Pool, Server, log, md, socache};
+use crate::httpd::{HTTP_INTERNAL_SERVER_ERROR, OK, Pool, Server, compat, log, md, socache};
 use crate::log_server;
 use crate::tls::{engine, policy, sessions};
 
 use super::directives::{PROXY_SCOPES, ProxyScopes};
-use super::{TlsModule, built, conf, settle};
+use super::{TlsModule, built, conf, requests, settle};
 
 pub fn pre_config(pconf: Pool) -> i32 {
     socache::register_mutex(pconf);
+    if !md::module_loaded(c"mod_ssl.c") {
+        // What configurations written for mod_ssl use, where mod_ssl is not there to offer it:
+        // the stock `%{SSL_PROTOCOL}x %{SSL_CIPHER}x` log formats and `Require ssl`.
+        compat::register_log_handler(pconf, c"x", requests::log_var);
+        compat::register_log_handler(pconf, c"c", requests::log_tls_fact);
+        compat::register_authz_provider(pconf, c"ssl", requests::require_tls);
+        compat::register_authz_provider(pconf, c"ssl-verify-client", requests::require_verified_client);
+    }
     OK
 }
 

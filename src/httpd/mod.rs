@@ -8,6 +8,7 @@
 pub mod bindings;
 pub mod brigade;
 pub mod command;
+pub mod compat;
 pub mod conn;
 pub mod filter;
 pub mod hooks;
