@@ -166,6 +166,18 @@ fn ocsp_responses_from_mod_md_are_stapled() {
 
 #[test]
 fn acme_certificate_through_tls_alpn_01_with_pebble() {
+    acme_with_pebble(false);
+}
+
+/// mod_md is asked first, as the C module does: an MDomain vhost that inherits a global
+/// `TLSCertificate` is served with it until mod_md has the domain's certificate, then with
+/// mod_md's.
+#[test]
+fn mod_md_is_asked_first_even_with_a_global_certificate() {
+    acme_with_pebble(true);
+}
+
+fn acme_with_pebble(global_certificate: bool) {
     let mut h = Httpd::new();
     let (acme_port, mgmt_port, dns_port, dns_mgmt) = (free_port(), free_port(), free_port(), free_port());
     // Pebble's own HTTPS certificate, from the harness CA that mod_md is told to trust.
@@ -213,6 +225,9 @@ fn acme_certificate_through_tls_alpn_01_with_pebble() {
         http = h.plain_port,
         ca = h.path("conf/ca.pem").display()
     );
+    if global_certificate {
+        h.extra += "TLSCertificate conf/server.pem conf/server.key\n";
+    }
     h.write("htdocs/acme/index.html", "managed\n");
     h.tls_vhost = Some(format!(
         "<VirtualHost 127.0.0.1:{}>\n  ServerName {name}\n  DocumentRoot htdocs/acme\n  Protocols http/1.1 acme-tls/1\n</VirtualHost>\n",
@@ -234,7 +249,12 @@ fn acme_certificate_through_tls_alpn_01_with_pebble() {
         output_text(&o)
     };
     let first = probe(&h);
-    assert!(first.contains("HTTP/1.1 503"), "fallback certificate answers 503:\n{first}");
+    if global_certificate {
+        // Until then the inherited certificate serves: no stand-in, no 503.
+        assert!(first.contains("HTTP/1.1 200") && first.contains("managed") && !first.contains("Pebble"), "{first}");
+    } else {
+        assert!(first.contains("HTTP/1.1 503"), "fallback certificate answers 503:\n{first}");
+    }
     // mod_md drives the ACME order; pebble validates through our tls-alpn-01 answer.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !h.error_log().contains("has been setup and changes will be activated") {

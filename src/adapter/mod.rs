@@ -105,6 +105,9 @@ pub struct Built {
     session_cache: OnceLock<Arc<socache::SessionCache>>,
     /// The vhost's rustls configs, for servers that TLSEngine connections can reach.
     tls: OnceLock<Arc<engine::VhostTls>>,
+    /// The same with mod_md's certificate, where mod_md manages the server's name (asked first,
+    /// in post_config, as the C module does): it replaces `tls`.
+    managed_tls: OnceLock<Arc<engine::VhostTls>>,
 }
 
 impl Built {
@@ -125,7 +128,7 @@ impl Built {
     }
 
     pub fn tls(&self) -> Option<&Arc<engine::VhostTls>> {
-        self.tls.get()
+        self.managed_tls.get().or(self.tls.get())
     }
 }
 

@@ -317,32 +317,39 @@ pub fn post_config(st: &Startup) -> i32 {
     OK
 }
 
-/// Certificates for vhosts without TLSCertificate, from mod_md (`ap_ssl_add_cert_files`), or
-/// its temporary fallback until it has one (then requests get 503).
+/// Certificates from mod_md (`ap_ssl_add_cert_files`), asked first for every server served with
+/// TLS, as the C module does: where mod_md manages the server's name its certificate replaces
+/// any `TLSCertificate` (a global one the vhost inherits included). A server without
+/// `TLSCertificate` gets mod_md's temporary stand-in until mod_md has one (then requests get 503).
 fn certificates_from_mod_md(st: &Startup) -> bool {
+    if !md::mod_md_loaded() {
+        return true;
+    }
     let main = st.main;
     let mut ok = true;
     // Same session cache as every other vhost: a managed domain resumes sessions too.
     let make_sessions = built(main).session_cache().cloned().map(sessions::VhostSessions::factory);
     for s in main.and_following() {
-        if !built(s).md_deferred() {
-            continue;
+        let deferred = built(s).md_deferred();
+        if !deferred && built(s).tls().is_none() {
+            continue; // not served with TLS
         }
-        let (certs, keys, fallback) = md::cert_files(s, st.pconf);
+        let (certs, keys, fallback) = md::cert_files(s, st.pconf, deferred);
         if certs.is_empty() {
-            log_server!(
-                main,
-                log::EMERG,
-                0,
-                "mod_tls: {} is served with TLS but has no certificate, and mod_md has none for it: add \
-                 'TLSCertificate cert.pem key.pem' or an MDomain for its name",
-                s.describe()
-            );
-            ok = false;
+            if deferred {
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: {} is served with TLS but has no certificate, and mod_md has none for it: add \
+                     'TLSCertificate cert.pem key.pem' or an MDomain for its name",
+                    s.describe()
+                );
+                ok = false;
+            }
             continue;
         }
-        // The settings are mod_md's files instead of none: built from a copy, the directive values
-        // stay as written.
+        // The settings with mod_md's files: built from a copy, the directive values stay as written.
         let mut settings = conf(s).clone();
         settings.certificates = certs
             .into_iter()
@@ -366,7 +373,18 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
                         s.describe()
                     );
                 }
-                settle(&built(s).tls, Arc::new(tls));
+                if deferred {
+                    settle(&built(s).tls, Arc::new(tls));
+                } else {
+                    log_server!(
+                        main,
+                        log::INFO,
+                        0,
+                        "mod_tls: {} uses the certificate mod_md manages for it, not its TLSCertificate",
+                        s.describe()
+                    );
+                    settle(&built(s).managed_tls, Arc::new(tls));
+                }
             }
             Err(e) => {
                 log_server!(

@@ -19,9 +19,10 @@ pub fn module_loaded(name: &std::ffi::CStr) -> bool {
 }
 
 /// The certificate and key files another module (mod_md) has for server `s`
-/// (`ap_ssl_add_cert_files`), or its temporary fallback ones (`ap_ssl_add_fallback_cert_files`,
-/// `true`) until it has real ones. Empty when nobody has any.
-pub fn cert_files(s: Server, pconf: Pool) -> (Vec<PathBuf>, Vec<PathBuf>, bool) {
+/// (`ap_ssl_add_cert_files`), or, with `fallback`, its temporary stand-in ones
+/// (`ap_ssl_add_fallback_cert_files`, then `true`) until it has real ones. Empty when nobody has any.
+pub fn cert_files(s: Server, pconf: Pool, fallback: bool) -> (Vec<PathBuf>, Vec<PathBuf>, bool) {
+    let allow_fallback = fallback;
     /// # Safety
     /// `arr` must be an APR array of C strings.
     unsafe fn files(arr: *const sys::apr_array_header_t) -> Vec<PathBuf> {
@@ -34,7 +35,7 @@ pub fn cert_files(s: Server, pconf: Pool) -> (Vec<PathBuf>, Vec<PathBuf>, bool) 
             (sys::apr_array_make(pconf.as_ptr(), 2, size), sys::apr_array_make(pconf.as_ptr(), 2, size));
         sys::ap_ssl_add_cert_files(s.as_ptr(), pconf.as_ptr(), certs, keys);
         let mut fallback = false;
-        if (*certs).nelts == 0 {
+        if (*certs).nelts == 0 && allow_fallback {
             sys::ap_ssl_add_fallback_cert_files(s.as_ptr(), pconf.as_ptr(), certs, keys);
             fallback = (*certs).nelts > 0;
         }
