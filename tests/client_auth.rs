@@ -483,3 +483,37 @@ fn mod_ssl_log_formats_and_require_providers() {
     let plain = fields(line("/tls/", 1));
     assert_eq!(&plain[..5], ["-", "-", "-", "-", "-"], "{log}");
 }
+
+/// `TLSClientCertificate optional_no_ca` (mod_ssl's): any certificate is accepted for the
+/// application to judge: `SSL_CLIENT_VERIFY` says SUCCESS, GENEROUS (issuer unknown) or
+/// FAILED:reason, and the certificate's variables are there as usual. `required` and `optional`
+/// stay fail-closed (the tests above).
+#[test]
+fn optional_no_ca_lets_the_application_judge() {
+    let opt = free_port();
+    let generous = free_port();
+    let mut h = server(opt);
+    h.extra += &format!(
+        "Listen 127.0.0.1:{generous}\nTLSEngine 127.0.0.1:{generous}\n\
+         <VirtualHost 127.0.0.1:{generous}>\n  ServerName localhost\n  TLSCertificate conf/server.pem conf/server.key\n  \
+         TLSClientCertificate optional_no_ca\n  TLSClientCA conf/client/clientca.pem\n  \
+         TLSClientCRL conf/client/root.crl\n  TLSClientCRL conf/client/inter.crl\n</VirtualHost>\n"
+    );
+    h.start();
+    for versions in [TLS13, TLS12] {
+        let env = |who| env_of(&request(&h, generous, who, versions, "/env.cgi").expect("accepted"));
+        assert_eq!(env(None)["SSL_CLIENT_VERIFY"], "NONE");
+        assert_eq!(env(Some("alice"))["SSL_CLIENT_VERIFY"], "SUCCESS");
+        assert_eq!(env(Some("carol"))["SSL_CLIENT_VERIFY"], "SUCCESS", "chain through the intermediate");
+        let mallory = env(Some("mallory"));
+        assert_eq!(mallory["SSL_CLIENT_VERIFY"], "GENEROUS", "{versions:?}");
+        assert_eq!(mallory["SSL_CLIENT_S_DN_CN"], "mallory");
+        assert_eq!(mallory["SSL_CLIENT_I_DN"], "CN=Unknown CA");
+        let eve = env(Some("eve"))["SSL_CLIENT_VERIFY"].clone();
+        assert!(eve.starts_with("FAILED:") && eve.to_lowercase().contains("expired"), "{eve}");
+        let bob = env(Some("bob"))["SSL_CLIENT_VERIFY"].clone();
+        assert!(bob.starts_with("FAILED:") && bob.to_lowercase().contains("revoked"), "{bob}");
+    }
+    // The strict modes are unchanged on the same server.
+    assert!(request(&h, opt, Some("mallory"), TLS13, "/env.cgi").is_err());
+}

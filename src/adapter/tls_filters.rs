@@ -230,7 +230,13 @@ impl TlsConn {
             Role::Server(chooser) => (chooser.server, chooser.sni.take(), chooser.cert.take()),
             Role::Backend(_) => (self.c.base_server(), None, None),
         };
-        let facts = Arc::new(HandshakeFacts::of(conn, sni, cert));
+        let mut facts = HandshakeFacts::of(conn, sni, cert);
+        if let (Some(chain), Some(generous)) =
+            (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous.as_ref()))
+        {
+            facts.client_verify = Some(generous.grade(chain));
+        }
+        let facts = Arc::new(facts);
         let established = Established { server, facts: facts.clone() };
         if !shared(self.c).is_some_and(|s| s.establish(established)) {
             log_conn!(self.c, log::ERR, 0, "internal error: the handshake completed twice");

@@ -297,6 +297,9 @@ pub enum ClientAuth {
     None,
     Optional,
     Required,
+    /// mod_ssl's `optional_no_ca`: any certificate is accepted, for the application to judge by
+    /// `SSL_CLIENT_VERIFY` (SUCCESS, GENEROUS or FAILED:reason).
+    OptionalNoCa,
 }
 
 impl ClientAuth {
@@ -305,9 +308,10 @@ impl ClientAuth {
             "none" => Ok(ClientAuth::None),
             "optional" => Ok(ClientAuth::Optional),
             "required" | "require" => Ok(ClientAuth::Required),
+            "optional_no_ca" => Ok(ClientAuth::OptionalNoCa),
             _ => Err(ConfError::new(
                 ErrorKind::BadValue,
-                format!("TLSClientCertificate '{arg}': write required, optional or none"),
+                format!("TLSClientCertificate '{arg}': write required, optional, optional_no_ca or none"),
             )),
         }
     }

@@ -181,6 +181,8 @@ pub struct VhostTls {
     pub resolver: Arc<FirstSuitableCert>,
     /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
     pub fingerprint: TlsFingerprint,
+    /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
+    pub generous: Option<Arc<GenerousVerifier>>,
 }
 
 impl VhostTls {
@@ -303,27 +305,115 @@ impl FingerprintBuilder {
 
 type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
-/// The client certificate verifier for `TLSClientCertificate optional|required`: trust anchors from
-/// `TLSClientCA`, revocation from `TLSClientCRL` for the whole chain. Secure defaults: a
-/// certificate whose issuer has no CRL is refused, and so is one checked against an expired CRL.
+/// `TLSClientCertificate optional_no_ca` (mod_ssl's): any client certificate is accepted — its
+/// signature over the handshake is still checked — for the application to judge by
+/// `SSL_CLIENT_VERIFY`. The strict verifier of `TLSClientCA`/`TLSClientCRL`, when given, only
+/// grades it ([`grade`](Self::grade)).
+#[derive(Debug)]
+pub struct GenerousVerifier {
+    grader: Option<ClientVerifier>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl GenerousVerifier {
+    /// `SSL_CLIENT_VERIFY` for a chain the client sent (leaf first): `SUCCESS` when it verifies,
+    /// `GENEROUS` when only its issuer is unknown (or no `TLSClientCA` is given), `FAILED:reason`
+    /// otherwise (expired, revoked, …). Checked again at every handshake, resumptions included.
+    pub fn grade(&self, chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
+        let Some((leaf, intermediates)) = chain.split_first() else { return "NONE".into() };
+        let Some(grader) = &self.grader else { return "GENEROUS".into() };
+        match grader.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now()) {
+            Ok(_) => "SUCCESS".into(),
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => "GENEROUS".into(),
+            Err(e) => format!("FAILED:{e}"),
+        }
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for GenerousVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.grader.as_ref().map_or(&[], |g| g.root_hint_subjects())
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// What `TLSClientCertificate` builds: the verifier rustls uses, and for `optional_no_ca` the same
+/// as a [`GenerousVerifier`] that grades what it let through.
+struct ClientAuthBuild {
+    verifier: Option<ClientVerifier>,
+    generous: Option<Arc<GenerousVerifier>>,
+    warnings: Vec<String>,
+}
+
+/// The client certificate verifier for `TLSClientCertificate optional|required|optional_no_ca`:
+/// trust anchors from `TLSClientCA`, revocation from `TLSClientCRL` for the whole chain. Secure
+/// defaults: a certificate whose issuer has no CRL is refused, and so is one checked against an
+/// expired CRL (`optional_no_ca` grades them FAILED instead).
 fn client_verifier(
     conf: &ServerConf,
     provider: &Arc<CryptoProvider>,
     fingerprint: &mut FingerprintBuilder,
-) -> Result<(Option<ClientVerifier>, Vec<String>), BuildError> {
+) -> Result<ClientAuthBuild, BuildError> {
     use crate::conf::ClientAuth;
     let mode = conf.client_auth();
     let mode_byte = match mode {
         ClientAuth::None => 0,
         ClientAuth::Optional => 1,
         ClientAuth::Required => 2,
+        ClientAuth::OptionalNoCa => 3,
     };
     fingerprint.part("client-auth", &[mode_byte]);
     if mode == ClientAuth::None {
-        return Ok((None, Vec::new()));
+        return Ok(ClientAuthBuild { verifier: None, generous: None, warnings: Vec::new() });
     }
     let origin = conf.client_auth.as_ref().map(|l| &l.origin);
+    let generous = |grader: Option<ClientVerifier>| {
+        Arc::new(GenerousVerifier { grader, algorithms: provider.signature_verification_algorithms })
+    };
     let Some(ca) = &conf.client_ca else {
+        if mode == ClientAuth::OptionalNoCa {
+            // Nothing to grade against: every certificate is GENEROUS.
+            let g = generous(None);
+            return Ok(ClientAuthBuild { verifier: Some(g.clone()), generous: Some(g), warnings: Vec::new() });
+        }
         return Err(err_at(
             ErrorKind::BadValue,
             origin,
@@ -353,13 +443,17 @@ fn client_verifier(
     let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(crls)
         .enforce_revocation_expiration();
-    if mode == ClientAuth::Optional {
+    if mode != ClientAuth::Required {
         builder = builder.allow_unauthenticated();
     }
-    let verifier = builder
+    let strict: ClientVerifier = builder
         .build()
         .map_err(|e| err_at(ErrorKind::Build, origin, format!("cannot verify client certificates: {e}")))?;
-    Ok((Some(verifier), warnings))
+    if mode == ClientAuth::OptionalNoCa {
+        let g = generous(Some(strict));
+        return Ok(ClientAuthBuild { verifier: Some(g.clone()), generous: Some(g), warnings });
+    }
+    Ok(ClientAuthBuild { verifier: Some(strict), generous: None, warnings })
 }
 
 /// Builds the configs for one virtual host. Returns warnings worth logging alongside.
@@ -401,7 +495,8 @@ pub fn build_vhost(
     fingerprint.certificates(&keys).protocol(floor, &suites, honor);
     let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
     let resolver = Arc::new(FirstSuitableCert::new(keys));
-    let (verifier, auth_warnings) = client_verifier(conf, &provider, &mut fingerprint)?;
+    let ClientAuthBuild { verifier, generous, warnings: auth_warnings } =
+        client_verifier(conf, &provider, &mut fingerprint)?;
     let fingerprint = fingerprint.finish();
     let mut warnings = warnings;
     warnings.extend(auth_warnings);
@@ -431,7 +526,15 @@ pub fn build_vhost(
         })
         .collect();
     Ok((
-        VhostTls { fallback: false, stapling: std::sync::OnceLock::new(), plain, by_alpn, resolver, fingerprint },
+        VhostTls {
+            fallback: false,
+            stapling: std::sync::OnceLock::new(),
+            plain,
+            by_alpn,
+            resolver,
+            fingerprint,
+            generous,
+        },
         warnings,
     ))
 }

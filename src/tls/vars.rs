@@ -26,8 +26,11 @@ pub struct HandshakeFacts {
     pub sni: Option<String>,
     /// The certificate we presented (shared with the vhost's configuration, not copied).
     pub server_key: Option<Arc<CertifiedKey>>,
-    /// The peer's verified certificate chain (leaf first), if it sent one.
+    /// The peer's certificate chain (leaf first), if it sent one.
     pub peer_chain: Option<Vec<CertificateDer<'static>>>,
+    /// `SSL_CLIENT_VERIFY` when the handshake accepted certificates it did not verify
+    /// (`optional_no_ca`); otherwise a chain that is here was verified.
+    pub client_verify: Option<String>,
 }
 
 impl HandshakeFacts {
@@ -42,6 +45,7 @@ impl HandshakeFacts {
             sni,
             server_key,
             peer_chain: conn.peer_certificates().map(<[CertificateDer<'static>]>::to_vec),
+            client_verify: None,
         }
     }
 }
@@ -117,7 +121,11 @@ pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
         "SSL_CIPHER_USEKEYSIZE" | "SSL_CIPHER_ALGKEYSIZE" => cipher_bits(&suite_name()?)?.to_string(),
         "SSL_CIPHER_EXPORT" | "SSL_SECURE_RENEG" => "false".to_string(),
         "SSL_COMPRESS_METHOD" => "NULL".to_string(),
-        "SSL_CLIENT_VERIFY" => if f.client_leaf().is_some() { "SUCCESS" } else { "NONE" }.to_string(),
+        "SSL_CLIENT_VERIFY" => match (&hs.client_verify, f.client_leaf()) {
+            (Some(graded), Some(_)) => graded.clone(),
+            (_, Some(_)) => "SUCCESS".to_string(),
+            (_, None) => "NONE".to_string(),
+        },
         "SSL_TLS_SNI" => hs.sni.clone()?,
         "SSL_VERSION_INTERFACE" => format!("mod_tls/{}", crate::VERSION),
         "SSL_VERSION_LIBRARY" => format!("rustls/{}", crate::RUSTLS_VERSION),
