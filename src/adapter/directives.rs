@@ -47,7 +47,12 @@ pub static COMMANDS: CommandTable<20> = CommandTable::new([
         Scope::SERVER_OR_PROXY,
         c"certificate (and key) presented when a backend asks for a client certificate",
     ),
-    take1(c"TLSClientCertificate", client_certificate, Scope::SERVER_OR_DIRECTORY, c"required, optional or none"),
+    take1(
+        c"TLSClientCertificate",
+        client_certificate,
+        Scope::SERVER_OR_DIRECTORY,
+        c"required, optional, optional_no_ca or none",
+    ),
     take1(
         c"TLSClientCA",
         client_ca,

@@ -749,7 +749,8 @@ mod tests {
         assert_eq!(ClientAuth::parse("REQUIRED"), Ok(ClientAuth::Required));
         assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
         assert_eq!(ClientAuth::parse("none"), Ok(ClientAuth::None));
-        assert!(ClientAuth::parse("yes").unwrap_err().message.contains("required, optional or none"));
+        assert_eq!(ClientAuth::parse("optional_no_ca"), Ok(ClientAuth::OptionalNoCa));
+        assert!(ClientAuth::parse("yes").unwrap_err().message.contains("required, optional, optional_no_ca or none"));
     }
 
     #[test]
