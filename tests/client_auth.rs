@@ -508,7 +508,18 @@ fn optional_no_ca_lets_the_application_judge() {
         let env = |who| env_of(&request(&h, generous, who, versions, "/env.cgi").expect("accepted"));
         assert_eq!(env(None)["SSL_CLIENT_VERIFY"], "NONE");
         assert_eq!(env(Some("alice"))["SSL_CLIENT_VERIFY"], "SUCCESS");
-        assert_eq!(env(Some("carol"))["SSL_CLIENT_VERIFY"], "SUCCESS", "chain through the intermediate");
+        let carol = env(Some("carol"));
+        assert_eq!(carol["SSL_CLIENT_VERIFY"], "SUCCESS", "chain through the intermediate");
+        // The intermediate under mod_ssl's name and the C module's; the handshake's round trip;
+        // RFC 4523's assertion of the certificate.
+        assert!(carol["SSL_CLIENT_CERT_CHAIN_0"].starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(carol["SSL_CLIENT_CHAIN_0"], carol["SSL_CLIENT_CERT_CHAIN_0"]);
+        let rtt: u64 = carol["SSL_HANDSHAKE_RTT"].parse().unwrap();
+        assert!(rtt > 0 && rtt < 5_000_000, "{rtt} µs");
+        assert_eq!(
+            carol["SSL_CLIENT_CERT_RFC4523_CEA"],
+            "{ serialNumber 14, issuer rdnSequence:\"CN=Client Intermediate CA\" }"
+        );
         let mallory = env(Some("mallory"));
         assert_eq!(mallory["SSL_CLIENT_VERIFY"], "GENEROUS", "{versions:?}");
         assert_eq!(mallory["SSL_CLIENT_S_DN_CN"], "mallory");

@@ -109,6 +109,8 @@ pub struct TlsConn {
     unflushed: usize,
     /// A TLS 1.3 session ticket waits in rustls for the first response (see `fill`).
     ticket_deferred: bool,
+    /// When our first handshake flight went out (for `SSL_HANDSHAKE_RTT`).
+    flight_sent_at: Option<std::time::Instant>,
 }
 
 /// Takes over client connection `c` for TLS (pre_connection): the state and the filters.
@@ -150,6 +152,7 @@ impl TlsConn {
             held: Vec::new(),
             unflushed: 0,
             ticket_deferred: false,
+            flight_sent_at: None,
         }
     }
 
@@ -231,6 +234,7 @@ impl TlsConn {
             Role::Backend(_) => (self.c.base_server(), None, None),
         };
         let mut facts = HandshakeFacts::of(conn, sni, cert);
+        facts.handshake_rtt_us = self.flight_sent_at.map(|t| t.elapsed().as_micros() as u64);
         if let (Some(chain), Some(generous)) =
             (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous.as_ref()))
         {
@@ -277,6 +281,9 @@ impl TlsConn {
             log_conn!(self.c, log::ERR, 0, "writing TLS records failed: {e}");
             self.out.clear();
             return APR_ECONNABORTED;
+        }
+        if self.flight_sent_at.is_none() && self.stream.is_handshaking() && !self.out.is_empty() {
+            self.flight_sent_at = Some(std::time::Instant::now());
         }
         if flush {
             self.out.push_flush();

@@ -128,6 +128,30 @@ pub fn openssl_time(unix: i64) -> String {
     )
 }
 
+/// OpenSSL's long name of an algorithm, as mod_ssl reports `A_SIG` and `A_KEY` (OBJ_nid2ln);
+/// x509-parser's short name, or the dotted OID, for the few this list lacks.
+fn openssl_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    let name = match oid.to_id_string().as_str() {
+        "1.2.840.113549.1.1.1" => "rsaEncryption",
+        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "rsassaPss",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
+        "1.2.840.10045.2.1" => "id-ecPublicKey",
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.3.101.112" => "ED25519",
+        "1.3.101.113" => "ED448",
+        _ => return sn(oid),
+    };
+    name.to_string()
+}
+
 fn sn(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
     x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
         .map(str::to_string)
@@ -164,8 +188,12 @@ fn parsed_cert_var(cert: &X509Certificate<'_>, suffix: &str, now_unix: i64) -> O
             let left = cert.validity().not_after.timestamp() - now_unix;
             (left.max(0) / 86_400).to_string()
         }
-        "A_SIG" => sn(&cert.signature_algorithm.algorithm),
-        "A_KEY" => sn(&cert.public_key().algorithm.algorithm),
+        "A_SIG" => openssl_name(&cert.signature_algorithm.algorithm),
+        "A_KEY" => openssl_name(&cert.public_key().algorithm.algorithm),
+        // RFC 4523's CertificateExactAssertion, as mod_ssl writes it.
+        "CERT_RFC4523_CEA" => {
+            format!("{{ serialNumber {}, issuer rdnSequence:\"{}\" }}", cert.serial, dn_string(cert.issuer()))
+        }
         _ => {
             if let Some(part) = suffix.strip_prefix("S_DN_") {
                 dn_part(cert.subject(), part)?
@@ -196,9 +224,32 @@ fn san_values(cert: &X509Certificate<'_>, kind: &str) -> Vec<String> {
                 16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).ok()?).to_string()),
                 _ => None,
             },
+            // otherName forms mod_ssl knows: Microsoft's UPN and RFC 4985's SRVName.
+            ("OTHER_msUPN", GeneralName::OtherName(oid, value)) if oid.to_id_string() == OID_MS_UPN => {
+                other_name_string(value)
+            }
+            ("OTHER_dnsSRV", GeneralName::OtherName(oid, value)) if oid.to_id_string() == OID_DNS_SRV => {
+                other_name_string(value)
+            }
             _ => None,
         })
         .collect()
+}
+
+const OID_MS_UPN: &str = "1.3.6.1.4.1.311.20.2.3";
+const OID_DNS_SRV: &str = "1.3.6.1.5.5.7.8.7";
+/// The SAN kinds exported, in mod_ssl's names.
+const SAN_KINDS: [&str; 5] = ["DNS", "Email", "IPaddr", "OTHER_msUPN", "OTHER_dnsSRV"];
+
+/// The string inside an otherName's `[0] EXPLICIT` value (UTF8String, IA5String…).
+fn other_name_string(value: &[u8]) -> Option<String> {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    let (_, explicit) = x509_parser::der_parser::der::parse_der(value).ok()?;
+    let inner = match explicit.content {
+        BerObjectContent::Unknown(any) => x509_parser::der_parser::der::parse_der(any.data).ok()?.1,
+        _ => return None,
+    };
+    inner.as_str().ok().map(str::to_string)
 }
 
 /// Every variable of a certificate that `StdEnvVars` exports, as (suffix, value).
@@ -221,7 +272,7 @@ pub fn all_cert_vars(der: &[u8], now_unix: i64) -> Vec<(String, String)> {
             }
         }
     }
-    for kind in ["DNS", "Email", "IPaddr"] {
+    for kind in SAN_KINDS {
         for (i, v) in san_values(&cert, kind).into_iter().enumerate() {
             out.push((format!("SAN_{kind}_{i}"), v));
         }
@@ -263,6 +314,67 @@ mod tests {
         let c = p.self_signed(&key).unwrap();
         let der = c.der().to_vec();
         (c, der)
+    }
+
+    #[test]
+    fn other_names_and_the_rfc4523_assertion() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names
+            .push(rcgen::SanType::OtherName((vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3], "alice@corp.example".into())));
+        p.subject_alt_names
+            .push(rcgen::SanType::OtherName((vec![1, 3, 6, 1, 5, 5, 7, 8, 7], "_ldap.example.net".into())));
+        p.subject_alt_names.push(rcgen::SanType::OtherName((vec![1, 2, 3, 4], "not exported".into())));
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "Issuing CA");
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x8f, 0x01, 0x0a]));
+        let der = p.self_signed(&key).unwrap().der().to_vec();
+        let v = |s| cert_var(&der, s, 0);
+        assert_eq!(v("SAN_OTHER_msUPN_0").as_deref(), Some("alice@corp.example"));
+        assert_eq!(v("SAN_OTHER_dnsSRV_0").as_deref(), Some("_ldap.example.net"));
+        assert_eq!(v("SAN_OTHER_msUPN_1"), None);
+        assert_eq!(
+            v("CERT_RFC4523_CEA").as_deref(),
+            Some("{ serialNumber 9371914, issuer rdnSequence:\"CN=Issuing CA\" }")
+        );
+        let all = all_cert_vars(&der, 0);
+        assert!(all.contains(&("SAN_OTHER_msUPN_0".into(), "alice@corp.example".into())), "{all:?}");
+    }
+
+    /// `A_SIG` and `A_KEY` say what mod_ssl says (OpenSSL's long names): checked against
+    /// `openssl x509 -text` for certificates openssl makes of each key type.
+    #[test]
+    fn algorithm_names_as_openssl_prints_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for newkey in [
+            &["-newkey", "rsa:2048"][..],
+            &["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"],
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            &["-newkey", "ed25519"],
+        ] {
+            let (key, pem_file) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+            let out = std::process::Command::new("openssl")
+                .args(["req", "-x509", "-nodes", "-subj", "/CN=t", "-days", "1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&pem_file)
+                .args(newkey)
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "{newkey:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let text = std::process::Command::new("openssl")
+                .args(["x509", "-noout", "-text", "-in"])
+                .arg(&pem_file)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&text.stdout).into_owned();
+            let field =
+                |label: &str| text.lines().find_map(|l| l.trim().strip_prefix(label)).map(|v| v.trim().to_string());
+            use rustls::pki_types::pem::PemObject;
+            let der = rustls::pki_types::CertificateDer::from_pem_file(&pem_file).unwrap();
+            assert_eq!(cert_var(&der, "A_SIG", 0), field("Signature Algorithm:"), "{newkey:?}");
+            assert_eq!(cert_var(&der, "A_KEY", 0), field("Public Key Algorithm:"), "{newkey:?}");
+        }
     }
 
     #[test]

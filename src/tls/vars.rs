@@ -31,6 +31,9 @@ pub struct HandshakeFacts {
     /// `SSL_CLIENT_VERIFY` when the handshake accepted certificates it did not verify
     /// (`optional_no_ca`); otherwise a chain that is here was verified.
     pub client_verify: Option<String>,
+    /// From our first flight to the peer's last (`SSL_HANDSHAKE_RTT`): one round trip plus the
+    /// peer's processing, in microseconds.
+    pub handshake_rtt_us: Option<u64>,
 }
 
 impl HandshakeFacts {
@@ -46,6 +49,7 @@ impl HandshakeFacts {
             server_key,
             peer_chain: conn.peer_certificates().map(<[CertificateDer<'static>]>::to_vec),
             client_verify: None,
+            handshake_rtt_us: None,
         }
     }
 }
@@ -73,6 +77,8 @@ const STD_VARS: &[&str] = &[
     "SSL_SESSION_RESUMED",
     "SSL_ALPN",
     "SSL_KEY_EXCHANGE",
+    "SSL_HANDSHAKE_RTT",
+    "SSL_CLIENT_CERT_RFC4523_CEA",
 ];
 
 /// Key size of the negotiated suite's bulk cipher, in bits.
@@ -137,10 +143,14 @@ pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
         "SSL_SESSION_ID" => String::new(),
         "SSL_ALPN" => String::from_utf8_lossy(hs.alpn.as_deref()?).into_owned(),
         "SSL_KEY_EXCHANGE" => format!("{:?}", hs.key_exchange?),
+        "SSL_HANDSHAKE_RTT" => hs.handshake_rtt_us?.to_string(),
         _ => {
             if let Some(suffix) = name.strip_prefix("SSL_SERVER_") {
                 certvars::cert_var(f.server_cert()?, suffix, f.now_unix)?
-            } else if let Some(n) = name.strip_prefix("SSL_CLIENT_CERT_CHAIN_") {
+            } else if let Some(n) =
+                name.strip_prefix("SSL_CLIENT_CERT_CHAIN_").or_else(|| name.strip_prefix("SSL_CLIENT_CHAIN_"))
+            {
+                // mod_ssl's names, and the C module's for the same certificates.
                 let n: usize = n.parse().ok()?;
                 certvars::pem(f.client_chain()?.get(n + 1)?)
             } else {
@@ -171,8 +181,14 @@ pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
         f.server_cert().map(|der| ("SSL_SERVER_CERT".to_string(), certvars::pem(der))).into_iter().collect();
     if let Some(chain) = f.client_chain() {
         for (i, cert) in chain.iter().enumerate() {
-            let name = if i == 0 { "SSL_CLIENT_CERT".to_string() } else { format!("SSL_CLIENT_CERT_CHAIN_{}", i - 1) };
-            out.push((name, certvars::pem(cert)));
+            let pem = certvars::pem(cert);
+            if i == 0 {
+                out.push(("SSL_CLIENT_CERT".to_string(), pem));
+            } else {
+                // mod_ssl's name and the C module's.
+                out.push((format!("SSL_CLIENT_CHAIN_{}", i - 1), pem.clone()));
+                out.push((format!("SSL_CLIENT_CERT_CHAIN_{}", i - 1), pem));
+            }
         }
     }
     out
