@@ -130,6 +130,7 @@ pub struct Httpd {
     pub extra: String,
     /// Replaces the default `<VirtualHost>` on the TLS port when set.
     pub tls_vhost: Option<String>,
+    /// `LogLevel`: httpd's default (`warn`) unless a test needs to see more.
     pub log_level: String,
     /// Replaces the MPM tuning lines when set.
     pub mpm_tuning: Option<String>,
@@ -170,7 +171,7 @@ impl Httpd {
             mpm: "event",
             extra: String::new(),
             tls_vhost: None,
-            log_level: "info".into(),
+            log_level: "warn".into(),
             mpm_tuning: None,
             env: Vec::new(),
             without_shmcb: false,
