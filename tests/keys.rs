@@ -69,7 +69,8 @@ fn key_types_and_formats() {
             format!("TLSCertificate conf/{name}-both.pem")
         };
         extra += &format!(
-            "Listen 127.0.0.1:{port}\nTLSEngine 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  {directive}\n</VirtualHost>\n"
+            "Listen 127.0.0.1:{port}\nTLSEngine 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  {directive}\n  \
+             Header set X-Alg \"%{{SSL_SERVER_A_SIG}}s %{{SSL_SERVER_A_KEY}}s\"\n</VirtualHost>\n"
         );
         ports.push((name.to_string(), port, cert));
     }
@@ -83,8 +84,16 @@ fn key_types_and_formats() {
             let config = rustls::ClientConfig::builder_with_protocol_versions(versions)
                 .with_root_certificates(roots.clone())
                 .with_no_client_auth();
-            let s = tls_connect(port, "localhost", std::sync::Arc::new(config));
+            let mut s = tls_connect(port, "localhost", std::sync::Arc::new(config));
             assert_eq!(s.conn.peer_certificates().unwrap()[0], cert, "{name}: served its own certificate");
+            // SSL_SERVER_A_SIG / A_KEY say what mod_ssl says: OpenSSL's names for the algorithms.
+            let text = output_text(
+                &Command::new("openssl").args(["x509", "-noout", "-text", "-in", &cert_file]).output().unwrap(),
+            );
+            let field =
+                |label: &str| text.lines().find_map(|l| l.trim().strip_prefix(label)).unwrap().trim().to_string();
+            let want = format!("{} {}", field("Signature Algorithm:"), field("Public Key Algorithm:"));
+            assert_eq!(get_on(&mut s, "/index.html", "localhost").header("X-Alg"), Some(want.as_str()), "{name}");
         }
         // And OpenSSL's client agrees.
         let o = Command::new("sh")
