@@ -25,5 +25,6 @@
 #include <apr_network_io.h>
 #include <apr_optional.h>
 #include <apr_pools.h>
+#include <apr_shm.h>
 #include <apr_strings.h>
 #include <apr_tables.h>

@@ -69,6 +69,7 @@ impl Module for TlsModule {
         hooks::post_config(startup::post_config, Order::Middle);
         hooks::pre_connection(connection::pre_connection, Order::Middle);
         hooks::process_connection(connection::process_connection, Order::Middle);
+        hooks::pre_close_connection(tls_filters::TlsConn::note_close, Order::Middle);
         hooks::ssl_conn_is_ssl(connection::is_ours, Order::Middle);
         // Before mod_ssl's, which answers HTTPS=off and SSL_VERSION_* for every connection; we
         // answer only for ours.
@@ -108,6 +109,9 @@ pub struct Built {
     /// The same with mod_md's certificate, where mod_md manages the server's name (asked first,
     /// in post_config, as the C module does): it replaces `tls`.
     managed_tls: OnceLock<Arc<engine::VhostTls>>,
+    /// The status page's counters, in memory all children of the generation share (main server
+    /// only).
+    stats: OnceLock<Arc<crate::httpd::shm::SharedCounters>>,
 }
 
 impl Built {
@@ -130,6 +134,11 @@ impl Built {
     pub fn tls(&self) -> Option<&Arc<engine::VhostTls>> {
         self.managed_tls.get().or(self.tls.get())
     }
+}
+
+/// The status page's counters of the running generation, if they could be made.
+fn stats() -> Option<&'static crate::httpd::shm::SharedCounters> {
+    built(Server::main()).stats.get().map(|s| &**s)
 }
 
 /// Settles one product of start-up (see [`Built`]): a second value for the same slot would be a

@@ -7,7 +7,7 @@ use crate::httpd::hooks::StatusFlags;
 use crate::httpd::{
     Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, Request, Server, log,
 };
-use crate::tls::{policy, vars};
+use crate::tls::{policy, stats, vars};
 use crate::{log_conn, log_server};
 
 use super::conn_view::{handshake_facts, shared};
@@ -77,6 +77,9 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
     let Some(established) = shared.established() else {
         // Requests only follow a completed handshake; refuse rather than guess.
         log_server!(r.server(), log::ERR, 0, "request on a TLS connection without a completed handshake");
+        if let Some(st) = super::stats() {
+            stats::count_misdirected(st);
+        }
         return HTTP_MISDIRECTED_REQUEST;
     };
     // Every request, with or without SNI: without it the handshake ran with the address's
@@ -98,6 +101,9 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
             r.hostname(),
             handshake_server.describe()
         );
+        if let Some(st) = super::stats() {
+            stats::count_misdirected(st);
+        }
         return HTTP_MISDIRECTED_REQUEST;
     }
     // Only for a request this vhost serves: a refused one gets no user either.
@@ -138,13 +144,73 @@ pub fn fixups(r: Request<'_>) -> i32 {
     DECLINED
 }
 
-/// mod_status's server-status page: the session cache's own status, as mod_ssl shows its cache.
+/// mod_status's server-status page: the handshake and failure counters of every child of the
+/// generation, each TLS vhost's certificates, and the session cache's own status (as mod_ssl
+/// shows its cache). `?auto` gets one `Key: value` line each.
 pub fn status(r: Request<'_>, flags: StatusFlags) {
-    let Some(cache) = built(Server::main()).session_cache().cloned() else { return };
-    if flags.is_short() {
-        r.write(&format!("TLSSessionCache: {}\n", cache.spec));
-    } else {
-        r.write(&format!("<hr>\n<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", cache.spec));
+    let short = flags.is_short();
+    let counters = super::stats();
+    let mut lines: Vec<(String, String)> = Vec::new();
+    if let Some(c) = counters {
+        lines.push(("TLSCountingSince".into(), c.since_unix.to_string()));
+        lines.extend(stats::auto_lines(c));
     }
-    cache.status(r, flags);
+    let mut n = 0;
+    for s in Server::main().and_following() {
+        let Some(tls) = built(s).tls() else { continue };
+        let stapling = tls.stapling.get();
+        for (i, key) in tls.resolver.keys().iter().enumerate() {
+            let Some(der) = key.cert.first() else { continue };
+            let field = |f: &str| crate::tls::certvars::cert_var(der, f, now_unix()).unwrap_or_default();
+            let days: i64 = field("V_REMAIN").parse().unwrap_or(0);
+            let stapled = stapling.and_then(|v| v.get(i)).is_some_and(|s| s.is_some());
+            lines.push((
+                format!("TLSCertificate{n}"),
+                format!(
+                    "vhost={}; subject={}; key={}; days_left={days}{}; stapling={}",
+                    s.describe(),
+                    field("S_DN"),
+                    field("A_KEY"),
+                    if days < EXPIRY_WARNING_DAYS { " (renew!)" } else { "" },
+                    if stapled { "on" } else { "off" }
+                ),
+            ));
+            n += 1;
+        }
+    }
+    let cache = built(Server::main()).session_cache().cloned();
+    if short {
+        let mut text = String::new();
+        for (k, v) in &lines {
+            text += &format!("{k}: {v}\n");
+        }
+        if let Some(cache) = &cache {
+            text += &format!("TLSSessionCache: {}\n", cache.spec);
+        }
+        r.write(&text);
+    } else {
+        let mut html = String::from("<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n");
+        for (k, v) in &lines {
+            html += &format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape(k), escape(v));
+        }
+        html += "</table>\n";
+        if let Some(cache) = &cache {
+            html += &format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape(&cache.spec));
+        }
+        r.write(&html);
+    }
+    if let Some(cache) = cache {
+        cache.status(r, flags);
+    }
+}
+
+/// Certificates with fewer days left are marked on the status page.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

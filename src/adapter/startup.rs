@@ -309,6 +309,11 @@ pub fn post_config(st: &Startup) -> i32 {
     if !certificates_from_mod_md(st) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    // Made here, before the children of this generation are forked, so that they share them.
+    match crate::httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS) {
+        Some(counters) => settle(&built(main).stats, counters),
+        None => log_server!(main, log::WARNING, 0, "mod_tls: no shared memory for the status page's counters"),
+    }
     prime_ocsp_stapling(st);
     // post_config runs twice at start-up; say hello on the pass that serves.
     if !st.is_first_pass() {

@@ -15,6 +15,7 @@ use crate::httpd::filter::{Filter, FilterKind, InputFilter, LINE_LIMIT, OutputFi
 use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_ENOTIMPL, APR_EOF, APR_SUCCESS, Conn, Status, log, socache};
 use crate::log_conn;
 use crate::tls::policy;
+use crate::tls::stats::{self, Failure};
 use crate::tls::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::tls::vars::HandshakeFacts;
 
@@ -111,6 +112,8 @@ pub struct TlsConn {
     ticket_deferred: bool,
     /// When our first handshake flight went out (for `SSL_HANDSHAKE_RTT`).
     flight_sent_at: Option<std::time::Instant>,
+    /// The handshake's outcome went into the status page's counters (see `Drop`).
+    outcome_counted: bool,
 }
 
 /// Takes over client connection `c` for TLS (pre_connection): the state and the filters.
@@ -153,6 +156,7 @@ impl TlsConn {
             unflushed: 0,
             ticket_deferred: false,
             flight_sent_at: None,
+            outcome_counted: false,
         }
     }
 
@@ -169,6 +173,19 @@ impl TlsConn {
     /// Our output filter: records are passed to the filters below it.
     fn below_out(&self) -> Filter {
         self.out_filter.expect("writes come through our filter, which was added")
+    }
+
+    /// At the connection's close: a client's handshake that ended with neither success nor a
+    /// failure of its own ran out of time (the MPM, httpd's `Timeout` or mod_reqtimeout closed
+    /// the connection first).
+    pub fn note_close(c: Conn) {
+        let Some(Ok(mut tc)) = c.local::<TlsModule>().map(|s| s.try_borrow_mut()) else { return };
+        if !tc.outcome_counted && !tc.established && matches!(tc.role, Role::Server(_)) {
+            tc.outcome_counted = true;
+            if let Some(st) = super::stats() {
+                stats::count_failure(st, Failure::Timeout);
+            }
+        }
     }
 
     /// One step of the handshake from process_connection: reads through the whole filter chain
@@ -239,6 +256,14 @@ impl TlsConn {
             (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous.as_ref()))
         {
             facts.client_verify = Some(generous.grade(chain));
+        }
+        self.outcome_counted = true;
+        if let Some(st) = super::stats() {
+            let resumed = facts.kind == Some(rustls::HandshakeKind::Resumed);
+            match self.role {
+                Role::Server(_) => stats::count_handshake(st, facts.protocol, facts.suite, facts.key_exchange, resumed),
+                Role::Backend(_) => stats::count_backend(st, Some(resumed)),
+            }
         }
         let facts = Arc::new(facts);
         let established = Established { server, facts: facts.clone() };
@@ -339,6 +364,18 @@ impl TlsConn {
             (refused @ TlsFailure::Refused(_), None) => log_conn!(self.c, log::WARNING, 0, "{during}: {refused}"),
             (other, None) => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
         }
+        if !self.established && !self.outcome_counted {
+            self.outcome_counted = true;
+            if let Some(st) = super::stats() {
+                match (&self.role, &failure) {
+                    (Role::Backend(_), _) => stats::count_backend(st, None),
+                    // A client that leaves before its hello is no failed handshake.
+                    (Role::Server(_), TlsFailure::Closed) => {}
+                    (Role::Server(_), TlsFailure::Refused(_)) => stats::count_failure(st, Failure::SniRefused),
+                    (Role::Server(_), TlsFailure::Protocol(e)) => stats::count_failure(st, Failure::of_error(e)),
+                }
+            }
+        }
         // Deliver the alert before httpd closes the socket.
         let _ = self.send_tls(true);
         self.closed = true;
@@ -394,6 +431,12 @@ impl TlsConn {
                 // Plain HTTP never completes a handshake: say so to the request hooks.
                 if let Some(s) = shared(self.c) {
                     s.set_plain_http();
+                }
+                if !self.outcome_counted {
+                    self.outcome_counted = true;
+                    if let Some(st) = super::stats() {
+                        stats::count_failure(st, Failure::PlainHttp);
+                    }
                 }
                 return APR_SUCCESS;
             }

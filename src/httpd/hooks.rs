@@ -171,6 +171,23 @@ pub fn process_connection<F: Fn(Conn) -> c_int + Copy>(_f: F, order: Order) {
     unsafe { sys::ap_hook_process_connection(Some(thunk::<F>), NONE, NONE, order.value()) };
 }
 
+/// Runs when httpd is about to close a connection (after the last request, a failure, or a
+/// timeout of the MPM's), on the thread that closes it. A panic is only logged.
+pub fn pre_close_connection<F: Fn(Conn) + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Conn) + Copy>(c: *mut sys::conn_rec) -> c_int {
+        // SAFETY: httpd passes a live connection, which no other thread processes meanwhile.
+        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return OK };
+        catch_panic(
+            (),
+            |m| crate::log_conn!(c, log::ERR, 0, "internal error (panic) closing a connection: {m}"),
+            || hook::<F>()(c),
+        );
+        OK
+    }
+    // SAFETY: registering a hook with its signature.
+    unsafe { sys::ap_hook_pre_close_connection(Some(thunk::<F>), NONE, NONE, order.value()) };
+}
+
 /// `ap_ssl_conn_is_ssl`: true when the module secures the connection.
 pub fn ssl_conn_is_ssl<F: Fn(Conn) -> bool + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn thunk<F: Fn(Conn) -> bool + Copy>(c: *mut sys::conn_rec) -> c_int {

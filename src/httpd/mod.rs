@@ -19,6 +19,7 @@ pub mod pool;
 pub mod record;
 pub mod request;
 pub mod server;
+pub mod shm;
 pub mod socache;
 
 pub use bindings as sys;

@@ -13,5 +13,6 @@ pub mod engine;
 pub mod handshake_wait;
 pub mod policy;
 pub mod sessions;
+pub mod stats;
 pub mod stream;
 pub mod vars;

@@ -1,0 +1,217 @@
+//! What mod_status's page shows of TLS: the counters (handshakes by version, suite and key
+//! exchange group, full or resumed; failures by reason; 421 answers; backend handshakes), where
+//! each one sits in a flat array of counters that all processes add to, and the page's text.
+//! Plain Rust: the storage (shared memory) and the hooks that count are the adapter's.
+
+use rustls::{CipherSuite, NamedGroup, ProtocolVersion};
+
+/// The suites counted one by one (what the aws-lc-rs provider offers), in the page's order.
+const SUITES: [CipherSuite; 9] = [
+    CipherSuite::TLS13_AES_256_GCM_SHA384,
+    CipherSuite::TLS13_AES_128_GCM_SHA256,
+    CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+];
+
+/// The key-exchange groups counted one by one (X25519MLKEM768 is the post-quantum hybrid).
+const GROUPS: [NamedGroup; 4] =
+    [NamedGroup::X25519MLKEM768, NamedGroup::X25519, NamedGroup::secp256r1, NamedGroup::secp384r1];
+
+/// Why a client's handshake failed, as the page counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// We sent an alert (the client broke the protocol, or nothing could be agreed).
+    AlertSent,
+    /// The client sent an alert (it refused our certificate, …).
+    AlertReceived,
+    /// Refused under `TLSStrictSNI` (AH10353).
+    SniRefused,
+    /// The client stalled until the handshake's time ran out.
+    Timeout,
+    /// The client spoke plain HTTP to the TLS port.
+    PlainHttp,
+    /// A client certificate from an unknown CA.
+    ClientCertUnknownCa,
+    /// An expired (or not yet valid) client certificate.
+    ClientCertExpired,
+    /// A revoked client certificate.
+    ClientCertRevoked,
+    /// No client certificate where one is required, or another reason to refuse it.
+    ClientCertOther,
+}
+
+const FAILURES: [(Failure, &str); 9] = [
+    (Failure::AlertSent, "AlertSent"),
+    (Failure::AlertReceived, "AlertReceived"),
+    (Failure::SniRefused, "SNIRefused"),
+    (Failure::Timeout, "Timeout"),
+    (Failure::PlainHttp, "PlainHTTP"),
+    (Failure::ClientCertUnknownCa, "ClientCertUnknownCA"),
+    (Failure::ClientCertExpired, "ClientCertExpired"),
+    (Failure::ClientCertRevoked, "ClientCertRevoked"),
+    (Failure::ClientCertOther, "ClientCertRefused"),
+];
+
+impl Failure {
+    /// The reason of a rustls error that ended a client's handshake.
+    pub fn of_error(e: &rustls::Error) -> Failure {
+        use rustls::CertificateError as C;
+        match e {
+            rustls::Error::AlertReceived(_) => Failure::AlertReceived,
+            rustls::Error::InvalidCertificate(C::UnknownIssuer) => Failure::ClientCertUnknownCa,
+            rustls::Error::InvalidCertificate(
+                C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+            ) => Failure::ClientCertExpired,
+            rustls::Error::InvalidCertificate(C::Revoked) => Failure::ClientCertRevoked,
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => Failure::ClientCertOther,
+            _ => Failure::AlertSent,
+        }
+    }
+}
+
+// The layout of the counters: fixed slots first, then one per suite, group and failure reason.
+const FULL: usize = 0;
+const RESUMED: usize = 1;
+const TLS12: usize = 2;
+const TLS13: usize = 3;
+const SUITE_OTHER: usize = 4;
+const GROUP_OTHER: usize = 5;
+const MISDIRECTED: usize = 6;
+const BACKEND_FULL: usize = 7;
+const BACKEND_RESUMED: usize = 8;
+const BACKEND_FAILED: usize = 9;
+const SUITE_BASE: usize = 10;
+const GROUP_BASE: usize = SUITE_BASE + SUITES.len();
+const FAILURE_BASE: usize = GROUP_BASE + GROUPS.len();
+/// How many counters there are.
+pub const COUNTERS: usize = FAILURE_BASE + FAILURES.len();
+
+/// Where the counts are added: a slice of shared counters (see the adapter), one index each.
+pub trait Counters {
+    fn add(&self, index: usize);
+    fn get(&self, index: usize) -> u64;
+}
+
+/// A completed handshake of a client's connection.
+pub fn count_handshake(
+    c: &impl Counters,
+    version: Option<ProtocolVersion>,
+    suite: Option<u16>,
+    group: Option<NamedGroup>,
+    resumed: bool,
+) {
+    c.add(if resumed { RESUMED } else { FULL });
+    match version {
+        Some(ProtocolVersion::TLSv1_3) => c.add(TLS13),
+        Some(ProtocolVersion::TLSv1_2) => c.add(TLS12),
+        _ => {}
+    }
+    let suite = suite.and_then(|s| SUITES.iter().position(|k| u16::from(*k) == s));
+    c.add(suite.map_or(SUITE_OTHER, |i| SUITE_BASE + i));
+    // A resumed TLS 1.2 handshake exchanges no key; a group of another kind is "other".
+    if let Some(g) = group {
+        c.add(GROUPS.iter().position(|k| *k == g).map_or(GROUP_OTHER, |i| GROUP_BASE + i));
+    }
+}
+
+pub fn count_failure(c: &impl Counters, failure: Failure) {
+    let i = FAILURES.iter().position(|(f, _)| *f == failure).expect("every reason has a slot");
+    c.add(FAILURE_BASE + i);
+}
+
+pub fn count_misdirected(c: &impl Counters) {
+    c.add(MISDIRECTED);
+}
+
+/// A handshake with a proxy backend: completed (resumed or not), or failed.
+pub fn count_backend(c: &impl Counters, outcome: Option<bool>) {
+    c.add(match outcome {
+        Some(true) => BACKEND_RESUMED,
+        Some(false) => BACKEND_FULL,
+        None => BACKEND_FAILED,
+    });
+}
+
+/// The counters as `Key: value` lines, mod_status's `?auto` form.
+pub fn auto_lines(c: &impl Counters) -> Vec<(String, String)> {
+    let (full, resumed) = (c.get(FULL), c.get(RESUMED));
+    let total = full + resumed;
+    let rate = if total == 0 { 0.0 } else { resumed as f64 / total as f64 };
+    let failures: u64 = (0..FAILURES.len()).map(|i| c.get(FAILURE_BASE + i)).sum();
+    let mut out = vec![
+        ("TLSHandshakes".to_string(), total.to_string()),
+        ("TLSHandshakesFull".to_string(), full.to_string()),
+        ("TLSHandshakesResumed".to_string(), resumed.to_string()),
+        ("TLSResumptionRate".to_string(), format!("{rate:.3}")),
+        ("TLSHandshakesTLSv1.3".to_string(), c.get(TLS13).to_string()),
+        ("TLSHandshakesTLSv1.2".to_string(), c.get(TLS12).to_string()),
+    ];
+    for (i, s) in SUITES.iter().enumerate() {
+        out.push((format!("TLSHandshakesSuite_{}", suite_name(*s)), c.get(SUITE_BASE + i).to_string()));
+    }
+    out.push(("TLSHandshakesSuite_other".to_string(), c.get(SUITE_OTHER).to_string()));
+    for (i, g) in GROUPS.iter().enumerate() {
+        out.push((format!("TLSHandshakesGroup_{g:?}"), c.get(GROUP_BASE + i).to_string()));
+    }
+    out.push(("TLSHandshakesGroup_other".to_string(), c.get(GROUP_OTHER).to_string()));
+    out.push(("TLSHandshakeFailures".to_string(), failures.to_string()));
+    for (i, (_, name)) in FAILURES.iter().enumerate() {
+        out.push((format!("TLSHandshakeFailures_{name}"), c.get(FAILURE_BASE + i).to_string()));
+    }
+    out.push(("TLSMisdirected421".to_string(), c.get(MISDIRECTED).to_string()));
+    let (bf, br) = (c.get(BACKEND_FULL), c.get(BACKEND_RESUMED));
+    out.push(("TLSBackendHandshakes".to_string(), (bf + br).to_string()));
+    out.push(("TLSBackendHandshakesResumed".to_string(), br.to_string()));
+    out.push(("TLSBackendHandshakeFailures".to_string(), c.get(BACKEND_FAILED).to_string()));
+    out
+}
+
+fn suite_name(s: CipherSuite) -> String {
+    format!("{s:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Mem(Vec<AtomicU64>);
+    impl Counters for Mem {
+        fn add(&self, i: usize) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+        fn get(&self, i: usize) -> u64 {
+            self.0[i].load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn counts_land_in_their_lines() {
+        let m = Mem((0..COUNTERS).map(|_| AtomicU64::new(0)).collect());
+        let s13 = u16::from(CipherSuite::TLS13_AES_256_GCM_SHA384);
+        count_handshake(&m, Some(ProtocolVersion::TLSv1_3), Some(s13), Some(NamedGroup::X25519MLKEM768), false);
+        count_handshake(&m, Some(ProtocolVersion::TLSv1_3), Some(s13), Some(NamedGroup::X25519MLKEM768), true);
+        count_handshake(&m, Some(ProtocolVersion::TLSv1_2), Some(0xc0ff), None, true);
+        count_failure(&m, Failure::SniRefused);
+        count_failure(&m, Failure::of_error(&rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)));
+        count_misdirected(&m);
+        count_backend(&m, Some(false));
+        let lines: std::collections::HashMap<_, _> = auto_lines(&m).into_iter().collect();
+        let v = |k: &str| lines[k].as_str();
+        assert_eq!((v("TLSHandshakes"), v("TLSHandshakesFull"), v("TLSHandshakesResumed")), ("3", "1", "2"));
+        assert_eq!(v("TLSResumptionRate"), "0.667");
+        assert_eq!((v("TLSHandshakesTLSv1.3"), v("TLSHandshakesTLSv1.2")), ("2", "1"));
+        assert_eq!(v("TLSHandshakesSuite_TLS13_AES_256_GCM_SHA384"), "2");
+        assert_eq!(v("TLSHandshakesSuite_other"), "1");
+        assert_eq!(v("TLSHandshakesGroup_X25519MLKEM768"), "2");
+        assert_eq!((v("TLSHandshakeFailures"), v("TLSHandshakeFailures_SNIRefused")), ("2", "1"));
+        assert_eq!(v("TLSHandshakeFailures_ClientCertRevoked"), "1");
+        assert_eq!((v("TLSMisdirected421"), v("TLSBackendHandshakes")), ("1", "1"));
+        assert_eq!(lines.len(), auto_lines(&m).len(), "every key once");
+    }
+}

@@ -1,0 +1,98 @@
+//! The TLS part of mod_status's server-status page: handshakes by version, suite, group, full or
+//! resumed, failures by reason and 421 answers, summed over all children of the generation, and
+//! the certificates each vhost serves.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The `?auto` lines, asked over plain HTTP so that asking adds no handshake.
+fn status(h: &Httpd) -> HashMap<String, String> {
+    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", h.plain_port)]);
+    output_text(&o).lines().filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+}
+
+#[test]
+fn status_page_counts_handshakes_failures_and_421() {
+    let mut h = Httpd::new();
+    let port = h.tls_port;
+    let (cert, key) = h.pki.issue(&["other.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/other.pem", cert);
+    h.write("conf/other.key", key);
+    h.tls_vhost = Some(format!(
+        "{}{}",
+        h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key"),
+        vhost_block(port, "other.test", "conf/other.pem", "conf/other.key", "  TLSProtocol v1.3+")
+    ));
+    h.extra = format!(
+        "LoadModule status_module {MODDIR}/mod_status.so\n<Location /server-status>\n  SetHandler server-status\n</Location>\n\
+         Timeout 2\n"
+    );
+    h.start();
+    let before = status(&h);
+    assert_eq!(before["TLSHandshakes"], "0", "{before:?}");
+
+    // Two full TLS 1.3 handshakes (one then resumed), one full TLS 1.2, one whose request is 421.
+    let tls13 = h.pki.client_config(TLS13);
+    let mut s = tls_connect(port, "localhost", tls13.clone());
+    assert_eq!(get_on(&mut s, "/index.html", "localhost").status, 200);
+    let mut s = tls_connect(port, "localhost", tls13);
+    assert_eq!(s.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(get_on(&mut s, "/index.html", "localhost").status, 200);
+    let mut s = tls_connect(port, "localhost", h.pki.client_config(TLS12));
+    assert_eq!(get_on(&mut s, "/index.html", "localhost").status, 200);
+    let mut s = tls_connect(port, "localhost", h.pki.client_config(TLS13));
+    assert_eq!(get_on(&mut s, "/", "other.test").status, 421);
+
+    // Failures: an SNI nobody serves, a client that refuses our certificate, plain HTTP, and one
+    // that stalls after two bytes until httpd's Timeout (2 s) ends it.
+    assert!(try_tls_connect(port, "unknown.test", h.pki.client_config(TLS13)).is_err());
+    let stranger = Pki::new().client_config(TLS13);
+    assert!(try_tls_connect(port, "localhost", stranger).is_err());
+    let o = h.curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(output_text(&o).trim(), "400");
+    let mut stall = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stall.write_all(&[0x16, 0x03]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        let st = status(&h);
+        if st.get("TLSHandshakeFailures_Timeout").map(String::as_str) == Some("1") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the stalled handshake was not counted: {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let v = |k: &str| st.get(k).map(String::as_str).unwrap_or("(missing)");
+    assert_eq!((v("TLSHandshakes"), v("TLSHandshakesFull"), v("TLSHandshakesResumed")), ("4", "3", "1"), "{st:?}");
+    assert_eq!(v("TLSResumptionRate"), "0.250");
+    assert_eq!((v("TLSHandshakesTLSv1.3"), v("TLSHandshakesTLSv1.2")), ("3", "1"));
+    assert_eq!(v("TLSHandshakesSuite_TLS13_AES_256_GCM_SHA384"), "3", "{st:?}");
+    assert_eq!(v("TLSHandshakesSuite_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"), "1", "{st:?}");
+    assert_eq!(v("TLSHandshakesGroup_X25519MLKEM768"), "3", "post-quantum by default in TLS 1.3: {st:?}");
+    assert_eq!(v("TLSHandshakesGroup_X25519"), "1", "{st:?}");
+    assert_eq!(v("TLSHandshakeFailures"), "4", "{st:?}");
+    for k in ["SNIRefused", "AlertReceived", "PlainHTTP", "Timeout"] {
+        assert_eq!(v(&format!("TLSHandshakeFailures_{k}")), "1", "{k}: {st:?}");
+    }
+    assert_eq!(v("TLSMisdirected421"), "1");
+    assert!(v("TLSCountingSince").parse::<u64>().is_ok());
+    // Each vhost's certificate, with its subject, key type and days left.
+    let certs: Vec<&String> = st.iter().filter(|(k, _)| k.starts_with("TLSCertificate")).map(|(_, v)| v).collect();
+    assert_eq!(certs.len(), 2, "{certs:?}");
+    assert!(
+        certs.iter().any(|c| c.contains("other.test") && c.contains("key=id-ecPublicKey") && c.contains("days_left=")),
+        "{certs:?}"
+    );
+    assert!(st.contains_key("TLSSessionCache"), "{st:?}");
+    drop(stall);
+
+    // The HTML page shows the same.
+    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status", h.plain_port)]);
+    let html = output_text(&o);
+    assert!(html.contains("<h2>TLS (mod_tls)</h2>") && html.contains("TLSHandshakeFailures_SNIRefused"), "{html}");
+}
