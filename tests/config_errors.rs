@@ -144,7 +144,7 @@ fn tls_engine_without_listen_only_warns() {
     let o = h.configtest();
     let out = output_text(&o);
     assert!(o.status.success(), "{out}");
-    for e in [a.to_string(), format!("192.0.2.7:{b}"), c.to_string()] {
+    for e in [a.to_string(), format!("192.0.2.7:{b}"), format!("[::]:{c}")] {
         assert!(out.contains(&format!("TLSEngine {e}: no Listen directive opens this address")), "{e}: {out}");
     }
     assert_eq!(out.matches("no Listen directive opens").count(), 3, "the listened one is fine: {out}");
@@ -168,6 +168,18 @@ fn mod_ssl_on_a_tls_engine_address_fails() {
     assert!(!ok, "accepted:\n{out}");
     let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "<VirtualHost 127.0.0.1"));
     assert!(out.contains("'SSLEngine on' (mod_ssl)") && out.contains("TLSEngine") && out.contains(&at), "{out}");
+    // The same when the vhost inherits it from the top level, as mod_ssl merges it; a vhost
+    // that switches it off again is fine.
+    h.extra = format!(
+        "LoadModule ssl_module {MODDIR}/mod_ssl.so\nSSLEngine on\nSSLCertificateFile conf/server.pem\n\
+         SSLCertificateKeyFile conf/server.key\n"
+    );
+    let v = h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key");
+    let (ok, out) = configtest_with(&mut h, &v);
+    assert!(!ok && out.contains("'SSLEngine on' (mod_ssl)"), "inherited:\n{out}");
+    let v = h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key\n  SSLEngine off");
+    let (ok, out) = configtest_with(&mut h, &v);
+    assert!(ok, "switched off in the vhost:\n{out}");
 }
 
 #[test]

@@ -75,7 +75,13 @@ impl ConfigChooser for VhostChooser {
         let sni = hello.server_name();
         let names = sni.map(|name| match self.c.vhost_for_name(name) {
             Some(s) => SniNames::Vhost(s),
-            None if Server::main().has_name(name) => SniNames::MainServer,
+            // The main server's own name: served by it where it takes TLS connections itself
+            // (the C module does so), else by the address's default vhost, as httpd serves a
+            // request naming it.
+            None if Server::main().has_name(name) => match built(Server::main()).tls() {
+                Some(_) => SniNames::Vhost(Server::main()),
+                None => SniNames::MainServer,
+            },
             None => SniNames::Nothing,
         });
         match policy::choose_vhost(names, strict) {

@@ -4,7 +4,7 @@
 
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::conf::{self, CacheSpec, CertSpec, CipherList, EngineAddr, Located, ProxyCa, ServerConf};
-use crate::httpd::command::{Cmd, CommandTable, Scope, flag, iterate, take1, take12};
+use crate::httpd::command::{Cmd, CommandTable, Scope, flag, iterate, raw_args, take1, take12};
 use crate::httpd::record::DirRef;
 use crate::tls::ciphers;
 
@@ -77,7 +77,7 @@ pub static COMMANDS: CommandTable<20> = CommandTable::new([
         Scope::SERVER,
         c"none, or a socache provider and its arguments (shmcb:path(size), memcache:host:port, redis:host:port)",
     ),
-    iterate(
+    raw_args(
         c"TLSOptions",
         options,
         Scope::OPTIONS,
@@ -243,7 +243,7 @@ fn session_cache(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn options(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    cmd.dir_config::<TlsModule>().options.apply(arg)
+    cmd.dir_config::<TlsModule>().options.apply_line(arg)
 }
 
 fn passphrase_dialog(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {

@@ -21,11 +21,14 @@ pub fn var_lookup(c: Conn, name: &str) -> Option<String> {
 /// LogFormat `%{VAR}x` (registered when mod_ssl, which has it too, is not loaded): a TLS variable
 /// of the request's connection.
 pub fn log_var(r: Request<'_>, name: &str) -> Option<String> {
-    var_lookup(r.conn()?, name)
+    match var_lookup(r.conn()?, name) {
+        // As mod_ssl logs it for a connection without TLS.
+        None if name == "HTTPS" => Some("off".into()),
+        v => v,
+    }
 }
 
-/// LogFormat `%{name}c`, mod_ssl's short names (`errcode`/`errstr` log `-`: a failed
-/// verification never reaches a request here).
+/// LogFormat `%{name}c`, mod_ssl's short names (`errcode`/`errstr` log `-`).
 pub fn log_tls_fact(r: Request<'_>, name: &str) -> Option<String> {
     let var = match name {
         "version" => "SSL_PROTOCOL",
@@ -107,8 +110,11 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
         return HTTP_MISDIRECTED_REQUEST;
     }
     // Only for a request this vhost serves: a refused one gets no user either.
+    // Never from a certificate graded FAILED (optional_no_ca, revoked since the session began).
+    let facts = vars::ConnFacts::now(&established.facts);
     if let Some(var) = conf(r.server()).user_name_var.as_deref()
-        && let Some(user) = vars::lookup(var, &vars::ConnFacts::now(&established.facts))
+        && !vars::lookup("SSL_CLIENT_VERIFY", &facts).is_some_and(|v| v.starts_with("FAILED"))
+        && let Some(user) = vars::lookup(var, &facts)
     {
         r.set_user(&user);
     }

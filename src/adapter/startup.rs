@@ -141,21 +141,21 @@ pub fn check_config(st: &Startup) -> i32 {
 }
 
 /// The servers in which mod_ssl is switched on (`SSLEngine on`), when mod_ssl is loaded: read
-/// from the configuration tree, as mod_ssl's own settings are not ours to look into.
+/// from the configuration tree, as mod_ssl's own settings are not ours to look into. A vhost's
+/// last `SSLEngine` line counts; without one, the top level's (mod_ssl merges it into vhosts).
 fn servers_with_mod_ssl_engine(main: Server) -> Vec<Server> {
     if !md::module_loaded(c"mod_ssl.c") {
         return Vec::new();
     }
-    let on: Vec<Option<(String, i32)>> = crate::httpd::server::directives_named("SSLEngine")
-        .into_iter()
-        .filter(|(args, _)| args.trim().eq_ignore_ascii_case("on"))
-        .map(|(_, vhost)| vhost)
-        .collect();
+    let lines = crate::httpd::server::directives_named("SSLEngine");
+    let last_in = |scope: &Option<(String, i32)>| {
+        lines.iter().rev().find(|(_, vhost)| vhost == scope).map(|(args, _)| args.trim().eq_ignore_ascii_case("on"))
+    };
+    let top_level = last_in(&None).unwrap_or(false);
     main.and_following()
         .filter(|s| {
-            let (file, line) = s.defined_at();
-            let scope = s.is_virtual().then_some((file, line));
-            on.contains(&scope)
+            let own = if s.is_virtual() { last_in(&Some(s.defined_at())) } else { None };
+            own.unwrap_or(top_level)
         })
         .collect()
 }
@@ -322,10 +322,10 @@ pub fn post_config(st: &Startup) -> i32 {
     OK
 }
 
-/// Certificates from mod_md (`ap_ssl_add_cert_files`), asked first for every server served with
-/// TLS, as the C module does: where mod_md manages the server's name its certificate replaces
-/// any `TLSCertificate` (a global one the vhost inherits included). A server without
-/// `TLSCertificate` gets mod_md's temporary stand-in until mod_md has one (then requests get 503).
+/// Certificates from mod_md (`ap_ssl_add_cert_files`): a vhost whose name mod_md manages gets
+/// its certificate instead of the global `TLSCertificate` it would inherit (its own
+/// `TLSCertificate` stays first, as in the C module). A server without any `TLSCertificate` gets
+/// mod_md's temporary stand-in until mod_md has one (then requests get 503).
 fn certificates_from_mod_md(st: &Startup) -> bool {
     if !md::mod_md_loaded() {
         return true;
@@ -336,8 +336,8 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
     let make_sessions = built(main).session_cache().cloned().map(sessions::VhostSessions::factory);
     for s in main.and_following() {
         let deferred = built(s).md_deferred();
-        if !deferred && built(s).tls().is_none() {
-            continue; // not served with TLS
+        if !deferred && (built(s).tls().is_none() || !conf(s).certificates_inherited) {
+            continue; // not served with TLS, or with a certificate of its own
         }
         let (certs, keys, fallback) = md::cert_files(s, st.pconf, deferred);
         if certs.is_empty() {
@@ -385,12 +385,20 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
                         main,
                         log::INFO,
                         0,
-                        "mod_tls: {} uses the certificate mod_md manages for it, not its TLSCertificate",
+                        "mod_tls: {} uses the certificate mod_md manages for it, not the TLSCertificate it inherits",
                         s.describe()
                     );
                     settle(&built(s).managed_tls, Arc::new(tls));
                 }
             }
+            Err(e) if !deferred => log_server!(
+                main,
+                log::WARNING,
+                0,
+                "mod_tls: {} keeps the TLSCertificate it inherits: mod_md's certificate for it is not usable: {}",
+                s.describe(),
+                e.message
+            ),
             Err(e) => {
                 log_server!(
                     main,

@@ -252,9 +252,12 @@ impl TlsConn {
         };
         let mut facts = HandshakeFacts::of(conn, sni, cert);
         facts.handshake_rtt_us = self.flight_sent_at.map(|t| t.elapsed().as_micros() as u64);
-        if let (Some(chain), Some(generous)) =
-            (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous.as_ref()))
-        {
+        let generous = match self.role {
+            // A backend's chain is a server certificate, verified as such by the client config.
+            Role::Server(_) => super::built(server).tls().and_then(|t| t.generous.clone()),
+            Role::Backend(_) => None,
+        };
+        if let (Some(chain), Some(generous)) = (&facts.peer_chain, generous) {
             facts.client_verify = Some(generous.grade(chain));
         }
         self.outcome_counted = true;

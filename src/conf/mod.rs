@@ -59,9 +59,8 @@ impl EngineAddr {
             return Err(bad("an IPv6 address must be written in brackets, as [::1]:443"));
         }
         if let Ok(ip) = host.parse::<IpAddr>() {
-            // 0.0.0.0 and [::] are every address, as `Listen` reads them.
-            let ip = Some(normalize_ip(ip)).filter(|ip| !ip.is_unspecified());
-            return Ok(vec![EngineAddr { ip, port }]);
+            // 0.0.0.0 is every IPv4 address, [::] every address (dual-stack), as for `Listen`.
+            return Ok(vec![EngineAddr { ip: Some(normalize_ip(ip)), port }]);
         }
         let resolved: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
@@ -84,13 +83,32 @@ impl EngineAddr {
     /// engine names: the same port, and every address or this one.
     pub fn is_listened(&self, listens: &[SocketAddr]) -> bool {
         listens.iter().any(|l| {
-            l.port() == self.port && (l.ip().is_unspecified() || self.ip.is_none_or(|ip| ip == normalize_ip(l.ip())))
+            l.port() == self.port
+                && match self.ip {
+                    None => true,
+                    // Some address of the family (or every address) takes connections.
+                    Some(ip) if ip.is_unspecified() => {
+                        l.ip().is_unspecified() || ip_covers(Some(ip), normalize_ip(l.ip()))
+                    }
+                    Some(ip) => ip_covers(Some(normalize_ip(l.ip())), ip),
+                }
         })
     }
 
     /// Whether a connection accepted on `local` is one of ours.
     pub fn matches(&self, local: &SocketAddr) -> bool {
-        self.port == local.port() && self.ip.is_none_or(|ip| ip == normalize_ip(local.ip()))
+        self.port == local.port() && ip_covers(self.ip, normalize_ip(local.ip()))
+    }
+}
+
+/// Whether an address written as `pattern` (None: every one; 0.0.0.0: every IPv4 one; [::]:
+/// every one, as a dual-stack socket takes IPv4 too) covers `ip` (normalised).
+fn ip_covers(pattern: Option<IpAddr>, ip: IpAddr) -> bool {
+    match pattern {
+        None => true,
+        Some(IpAddr::V6(p)) if p.is_unspecified() => true,
+        Some(IpAddr::V4(p)) if p.is_unspecified() => ip.is_ipv4(),
+        Some(p) => p == ip,
     }
 }
 
@@ -125,7 +143,7 @@ pub struct VhostAddr {
 pub fn engine_reaches_vhost(engine: &EngineAddr, vhost: &VhostAddr) -> bool {
     let port_ok = vhost.port == 0 || vhost.port == engine.port;
     let ip_ok = match (engine.ip, vhost.ip) {
-        (Some(a), Some(b)) => a == normalize_ip(b),
+        (Some(a), Some(b)) => ip_covers(Some(a), normalize_ip(b)),
         _ => true,
     };
     port_ok && ip_ok
@@ -140,7 +158,7 @@ pub fn engine_reaches_main_server(engine: &EngineAddr, vhosts: &[Vec<VhostAddr>]
         // covers every address.
         let ip_ok = match (engine.ip, v.ip) {
             (_, None) => true,
-            (Some(a), Some(b)) => a == normalize_ip(b),
+            (Some(a), Some(b)) => !a.is_unspecified() && a == normalize_ip(b),
             (None, Some(_)) => false,
         };
         port_ok && ip_ok
@@ -333,6 +351,8 @@ pub struct ServerConf {
     /// `TLSStrictSNI`, global; `None` = default (on).
     pub strict_sni: Option<bool>,
     pub certificates: Vec<CertSpec>,
+    /// The certificates are the main server's, inherited by a vhost without its own.
+    pub certificates_inherited: bool,
     /// `TLSProtocol`: lowest wire version.
     pub protocol_floor: Option<Located<u16>>,
     pub ciphers_prefer: CipherList,
@@ -364,6 +384,7 @@ impl ServerConf {
             engines: inherit(&base.engines, &add.engines),
             strict_sni: add.strict_sni.or(base.strict_sni),
             certificates: inherit(&base.certificates, &add.certificates),
+            certificates_inherited: add.certificates.is_empty() && !base.certificates.is_empty(),
             protocol_floor: add.protocol_floor.clone().or_else(|| base.protocol_floor.clone()),
             ciphers_prefer: CipherList::merge(&base.ciphers_prefer, &add.ciphers_prefer),
             ciphers_suppress: CipherList::merge(&base.ciphers_suppress, &add.ciphers_suppress),
@@ -395,29 +416,39 @@ pub const OPT_STD_ENV_VARS: u8 = 1;
 /// `TLSOptions ExportCertData`: the certificate PEMs too.
 pub const OPT_EXPORT_CERT_DATA: u8 = 2;
 
-/// `TLSOptions` with SSLOptions' inheritance: options are added (`+`/bare) or removed (`-`)
-/// relative to what the enclosing scope has, unless `Defaults` resets the inheritance.
+/// `TLSOptions`, inherited as the C module and mod_ssl's `SSLOptions` do: a line of only `+`/`-`
+/// options changes what the enclosing scope has; a line with any option without `+`/`-` (or with
+/// `Defaults`) starts from nothing, so nothing is inherited.
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct TlsOptions {
-    /// `Defaults` was given: nothing is inherited.
+    /// A line without `+`/`-` was given: nothing is inherited.
     reset: bool,
     add: u8,
     del: u8,
 }
 
 impl TlsOptions {
-    /// Applies one word of a `TLSOptions` line.
-    pub fn apply(&mut self, word: &str) -> Result<(), ConfError> {
+    /// Applies one `TLSOptions` line (its words as written).
+    pub fn apply_line(&mut self, line: &str) -> Result<(), ConfError> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            return Err(ConfError::new(ErrorKind::BadValue, "TLSOptions: name at least one option"));
+        }
+        if words.iter().any(|w| !w.starts_with(['+', '-'])) {
+            *self = TlsOptions { reset: true, add: 0, del: 0 };
+        }
+        words.into_iter().try_for_each(|w| self.apply(w))
+    }
+
+    /// Applies one word of a line (see [`apply_line`](Self::apply_line), which resets first).
+    fn apply(&mut self, word: &str) -> Result<(), ConfError> {
         let (action, name) = match word.as_bytes().first() {
             Some(b'+') => ('+', &word[1..]),
             Some(b'-') => ('-', &word[1..]),
             _ => (' ', word),
         };
         let option = match name.to_ascii_lowercase().as_str() {
-            "defaults" if action == ' ' => {
-                *self = TlsOptions { reset: true, add: 0, del: 0 };
-                return Ok(());
-            }
+            "defaults" if action == ' ' => return Ok(()),
             "stdenvvars" => OPT_STD_ENV_VARS,
             "exportcertdata" => OPT_EXPORT_CERT_DATA,
             _ => {
@@ -518,11 +549,10 @@ impl ProxyConf {
     }
 }
 
-/// `TLSCiphersPrefer` / `TLSCiphersSuppress` (and their `TLSProxy*` twins) in one scope: not
-/// written (the enclosing scope's apply), or the suites of the last line written here. A later
-/// line replaces an earlier one, as the C module and mod_ssl's `SSLCipherSuite` do; the words of
-/// one line add up. `default` (or `none`) names no suite: nothing preferred or suppressed here,
-/// whatever the enclosing scope says.
+/// `TLSCiphersPrefer` / `TLSCiphersSuppress` (and their `TLSProxy*` twins) in one scope: the
+/// suites of the last line written here. A later line replaces an earlier one, as the C module and
+/// mod_ssl's `SSLCipherSuite` do; the words of one line add up. `default` (or `none`) names no
+/// suite; as in the C module, a scope that names none inherits the enclosing scope's.
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct CipherList {
     /// Where the line in effect was written; `None` while not written in this scope.
@@ -551,9 +581,9 @@ impl CipherList {
         self.ids.extend(ids.into_iter().map(|value| Located { value, origin: origin.clone() }));
     }
 
-    /// `add` (a vhost or section) on top of `base`: its own line, if it has one.
+    /// `add` (a vhost or section) on top of `base`: its own suites, if it names any.
     pub fn merge(base: &CipherList, add: &CipherList) -> CipherList {
-        if add.line.is_some() { add.clone() } else { base.clone() }
+        if add.ids.is_empty() { base.clone() } else { add.clone() }
     }
 
     #[cfg(test)]
@@ -597,8 +627,14 @@ mod tests {
         assert!(e("8443").is_listened(&listens));
         assert!(!e("192.0.2.7:8443").is_listened(&listens), "only 127.0.0.1 listens on 8443");
         assert!(!e("9443").is_listened(&listens));
-        assert_eq!(e("[::]:443"), EngineAddr { ip: None, port: 443 }, "[::] is every address");
-        assert_eq!(e("0.0.0.0:443"), EngineAddr { ip: None, port: 443 });
+        let local = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(e("[::]:443").matches(&local("192.0.2.1:443")) && e("[::]:443").matches(&local("[2001:db8::1]:443")));
+        assert!(e("0.0.0.0:443").matches(&local("[::ffff:192.0.2.1]:443")), "IPv4 on a dual-stack socket");
+        assert!(!e("0.0.0.0:443").matches(&local("[2001:db8::1]:443")), "0.0.0.0 is IPv4 only");
+        assert!(e("0.0.0.0:443").is_listened(&listens) && !e("0.0.0.0:9443").is_listened(&listens));
+        let v6_only: Vec<SocketAddr> = vec!["[2001:db8::1]:443".parse().unwrap()];
+        assert!(!e("0.0.0.0:443").is_listened(&v6_only) && e("[::]:443").is_listened(&v6_only));
+        assert_eq!(e("[::]:443").to_string(), "[::]:443");
         assert_eq!(e("[::1]:443").to_string(), "[::1]:443");
         assert_eq!(e("127.0.0.1:443").to_string(), "127.0.0.1:443");
         assert_eq!(e("*:443").to_string(), "443");
@@ -612,10 +648,9 @@ mod tests {
         assert_eq!(parse_protocol_floor("TLSProtocol", "Default").unwrap(), 0x0303);
         assert_eq!(CacheSpec::parse("default").unwrap(), CacheSpec::Default);
         let mut o = TlsOptions::default();
-        o.apply("+stdenvvars").unwrap();
-        o.apply("EXPORTCERTDATA").unwrap();
+        o.apply_line("+stdenvvars EXPORTCERTDATA").unwrap();
         assert!(o.has(OPT_STD_ENV_VARS) && o.has(OPT_EXPORT_CERT_DATA));
-        o.apply("defaults").unwrap();
+        o.apply_line("defaults").unwrap();
         assert!(!o.has(OPT_STD_ENV_VARS));
     }
 
@@ -633,7 +668,9 @@ mod tests {
         assert_eq!(ids(&CipherList::merge(&base, &CipherList::default())), [0x1301], "inherited");
         let mut none = CipherList::default();
         none.add(Vec::new(), &at(3));
-        assert!(CipherList::merge(&base, &none).ids().is_empty(), "'default' overrides what is inherited");
+        assert_eq!(ids(&CipherList::merge(&base, &none)), [0x1301], "'default' names none: inherited, as in C");
+        l.add(Vec::new(), &at(4));
+        assert!(l.ids().is_empty(), "a later 'default' line replaces the earlier lines");
         assert!(CipherList::is_keyword("Default") && CipherList::is_keyword("none"));
     }
 
@@ -694,9 +731,7 @@ mod tests {
 
     fn opts(words: &[&str]) -> TlsOptions {
         let mut o = TlsOptions::default();
-        for w in words {
-            o.apply(w).unwrap();
-        }
+        o.apply_line(&words.join(" ")).unwrap();
         o
     }
 
@@ -711,18 +746,20 @@ mod tests {
         assert!(!dir.has(OPT_STD_ENV_VARS));
         let loc = TlsOptions::merge(&dir, &opts(&["+ExportCertData"]));
         assert!(!loc.has(OPT_STD_ENV_VARS) && loc.has(OPT_EXPORT_CERT_DATA));
-        // A bare option adds to what is inherited.
+        // A line with a bare option replaces what is inherited, as in the C module and SSLOptions.
         let bare = TlsOptions::merge(&server, &opts(&["ExportCertData"]));
-        assert!(bare.has(OPT_STD_ENV_VARS) && bare.has(OPT_EXPORT_CERT_DATA));
+        assert!(!bare.has(OPT_STD_ENV_VARS) && bare.has(OPT_EXPORT_CERT_DATA));
+        let mixed = TlsOptions::merge(&server, &opts(&["+ExportCertData", "StdEnvVars"]));
+        assert!(mixed.has(OPT_STD_ENV_VARS) && mixed.has(OPT_EXPORT_CERT_DATA), "the whole line applies");
         // Defaults drops the inheritance.
         let reset = TlsOptions::merge(&server, &opts(&["Defaults", "ExportCertData"]));
         assert!(!reset.has(OPT_STD_ENV_VARS) && reset.has(OPT_EXPORT_CERT_DATA));
         // ... and an inner scope below a reset keeps building on it.
         let below = TlsOptions::merge(&reset, &opts(&["+StdEnvVars"]));
         assert!(below.has(OPT_STD_ENV_VARS) && below.has(OPT_EXPORT_CERT_DATA));
-        let e = TlsOptions::default().apply("+FakeBasicAuth").unwrap_err();
+        let e = TlsOptions::default().apply_line("+FakeBasicAuth").unwrap_err();
         assert!(e.message.contains("'+FakeBasicAuth'"), "{e}");
-        assert!(TlsOptions::default().apply("-Defaults").is_err());
+        assert!(TlsOptions::default().apply_line("-Defaults").is_err());
     }
 
     #[test]

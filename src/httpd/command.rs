@@ -204,6 +204,16 @@ pub const fn take12<F: Fn(&mut Cmd, &str, Option<&str>) -> Result<(), ConfError>
     row(name, sys::cmd_func { take2: Some(take12_thunk::<F>) }, sys::cmd_how_TAKE12, scope, help)
 }
 
+/// `Name anything…`: the handler gets the whole rest of the line, as written.
+pub const fn raw_args<F: Fn(&mut Cmd, &str) -> Result<(), ConfError> + Copy>(
+    name: &'static CStr,
+    _f: F,
+    scope: Scope,
+    help: &'static CStr,
+) -> Directive {
+    row(name, sys::cmd_func { take1: Some(take1_thunk::<F>) }, sys::cmd_how_RAW_ARGS, scope, help)
+}
+
 /// `Name word word …`: the handler runs once per word.
 pub const fn iterate<F: Fn(&mut Cmd, &str) -> Result<(), ConfError> + Copy>(
     name: &'static CStr,

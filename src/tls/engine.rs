@@ -305,10 +305,10 @@ impl FingerprintBuilder {
 
 type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
-/// `TLSClientCertificate optional_no_ca` (mod_ssl's): any client certificate is accepted — its
-/// signature over the handshake is still checked — for the application to judge by
-/// `SSL_CLIENT_VERIFY`. The strict verifier of `TLSClientCA`/`TLSClientCRL`, when given, only
-/// grades it ([`grade`](Self::grade)).
+/// `TLSClientCertificate optional_no_ca` (mod_ssl's): a client certificate from an unknown issuer
+/// is accepted — its signature over the handshake is still checked — for the application to
+/// judge by `SSL_CLIENT_VERIFY`; expired, revoked or otherwise invalid ones fail as with
+/// `optional`. The verifier of `TLSClientCA`/`TLSClientCRL` decides, and grades ([`grade`](Self::grade)).
 #[derive(Debug)]
 pub struct GenerousVerifier {
     grader: Option<ClientVerifier>,
@@ -318,7 +318,8 @@ pub struct GenerousVerifier {
 impl GenerousVerifier {
     /// `SSL_CLIENT_VERIFY` for a chain the client sent (leaf first): `SUCCESS` when it verifies,
     /// `GENEROUS` when only its issuer is unknown (or no `TLSClientCA` is given), `FAILED:reason`
-    /// otherwise (expired, revoked, …). Checked again at every handshake, resumptions included.
+    /// otherwise. Checked again at every handshake: a resumed session whose certificate has been
+    /// revoked since reads FAILED.
     pub fn grade(&self, chain: &[rustls::pki_types::CertificateDer<'_>]) -> String {
         let Some((leaf, intermediates)) = chain.split_first() else { return "NONE".into() };
         let Some(grader) = &self.grader else { return "GENEROUS".into() };
@@ -343,13 +344,21 @@ impl rustls::server::danger::ClientCertVerifier for GenerousVerifier {
         self.grader.as_ref().map_or(&[], |g| g.root_hint_subjects())
     }
 
+    /// As mod_ssl's `optional_no_ca`: a certificate whose issuer is unknown passes (GENEROUS);
+    /// one that is expired, revoked or otherwise invalid fails the handshake as with `optional`.
     fn verify_client_cert(
         &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _now: rustls::pki_types::UnixTime,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        Ok(rustls::server::danger::ClientCertVerified::assertion())
+        let Some(grader) = &self.grader else { return Ok(rustls::server::danger::ClientCertVerified::assertion()) };
+        match grader.verify_client_cert(end_entity, intermediates, now) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+                Ok(rustls::server::danger::ClientCertVerified::assertion())
+            }
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(

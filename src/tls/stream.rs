@@ -71,7 +71,8 @@ pub struct Refusal {
 pub enum TlsFailure {
     /// The peer broke the protocol or the handshake could not be agreed.
     Protocol(rustls::Error),
-    /// We refused the ClientHello (see [`Refusal`]).
+    /// The chooser refused the ClientHello (see [`Refusal`]): a policy of ours, such as
+    /// `TLSStrictSNI`, not a broken client.
     Refused(String),
     /// More data arrived after the peer had closed, or the stream is already closed.
     Closed,
@@ -563,7 +564,8 @@ impl TlsStream {
             let n = match acceptor.read_tls(&mut unread) {
                 Ok(n) => n,
                 Err(e) => {
-                    return Err(self.fail_hello(TlsFailure::Refused(format!("reading ClientHello: {e}"))));
+                    let e = rustls::Error::General(format!("reading ClientHello: {e}"));
+                    return Err(self.fail_hello(TlsFailure::Protocol(e)));
                 }
             };
             self.hello_read += n;
