@@ -96,3 +96,31 @@ fn status_page_counts_handshakes_failures_and_421() {
     let html = output_text(&o);
     assert!(html.contains("<h2>TLS (mod_tls)</h2>") && html.contains("TLSHandshakeFailures_SNIRefused"), "{html}");
 }
+
+/// A client that stalls mid-hello is counted once as a timeout under every MPM: the event MPM
+/// closes it from its poller, worker and prefork when the blocking read times out.
+#[test]
+fn stalled_handshakes_count_as_timeouts_under_every_mpm() {
+    for mpm in ["event", "worker", "prefork"] {
+        let mut h = Httpd::new();
+        h.mpm = mpm;
+        h.extra = format!(
+            "LoadModule status_module {MODDIR}/mod_status.so\n<Location /server-status>\n  SetHandler server-status\n</Location>\n\
+             Timeout 1\n"
+        );
+        h.start();
+        let mut stall = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
+        stall.write_all(&[0x16, 0x03, 0x01]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = status(&h);
+            if st.get("TLSHandshakeFailures_Timeout").map(String::as_str) == Some("1") {
+                assert_eq!(st["TLSHandshakeFailures"], "1", "{mpm}: {st:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{mpm}: the stalled handshake was not counted: {st:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(stall);
+    }
+}
