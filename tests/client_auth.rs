@@ -533,3 +533,31 @@ fn optional_no_ca_lets_the_application_judge() {
     // The strict modes are unchanged on the same server.
     assert!(request(&h, opt, Some("mallory"), TLS13, "/env.cgi").is_err());
 }
+
+/// The status page counts refused client certificates by reason.
+#[test]
+fn status_page_counts_client_certificate_refusals() {
+    let opt = free_port();
+    let mut h = server(opt);
+    h.extra += &format!(
+        "LoadModule status_module {MODDIR}/mod_status.so\n<Location /server-status>\n  SetHandler server-status\n</Location>\n"
+    );
+    h.start();
+    for who in [Some("mallory"), Some("eve"), Some("bob"), None] {
+        assert!(request(&h, h.tls_port, who, TLS13, "/").is_err(), "{who:?} refused");
+    }
+    assert_eq!(request(&h, h.tls_port, Some("alice"), TLS13, "/").map(|r| r.status), Ok(200));
+    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", h.plain_port)]);
+    let page = output_text(&o);
+    let v = |k: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .unwrap_or_else(|| panic!("no {k}: {page}"))
+            .to_string()
+    };
+    assert_eq!(v("TLSHandshakeFailures_ClientCertUnknownCA"), "1", "{page}");
+    assert_eq!(v("TLSHandshakeFailures_ClientCertExpired"), "1", "{page}");
+    assert_eq!(v("TLSHandshakeFailures_ClientCertRevoked"), "1", "{page}");
+    assert_eq!(v("TLSHandshakeFailures_ClientCertRefused"), "1", "no certificate where one is required: {page}");
+    assert_eq!((v("TLSHandshakeFailures"), v("TLSHandshakes")), ("4".to_string(), "1".to_string()), "{page}");
+}

@@ -115,7 +115,8 @@ fn ocsp_responses_from_mod_md_are_stapled() {
     }
     h.extra = format!(
         "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDStapling on\nMDStapleOthers on\n\
-         MDCertificateAgreement accepted\n"
+         MDCertificateAgreement accepted\nLoadModule status_module {MODDIR}/mod_status.so\n\
+         <Location /server-status>\n  SetHandler server-status\n</Location>\n"
     );
     h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate ocsp/chain.pem ocsp/server.key"));
     h.log_level = "info md:debug tls:debug".into();
@@ -140,6 +141,16 @@ fn ocsp_responses_from_mod_md_are_stapled() {
     }
     assert!(text.contains("Cert Status: good"), "{text}");
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    // The status page says the certificate is stapled, and how old the response is.
+    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", h.plain_port)]);
+    let page = output_text(&o);
+    let line = page.lines().find(|l| l.starts_with("TLSCertificate") && l.contains("CN=localhost")).unwrap_or_default();
+    let age: u64 = line
+        .split("staple_age=")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("no staple age in: {page}"));
+    assert!(age < 600, "{line}");
 
     // A rustls client receives the same stapled response.
     let mut roots = rustls::RootCertStore::empty();

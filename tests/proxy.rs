@@ -64,7 +64,8 @@ fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
          <Proxy \"https://127.0.0.1:{g}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n\
          <Proxy \"https://localhost:{s}/\">\n  TLSProxyEngine on\n  TLSProxyCA {ca}\n</Proxy>\n\
          <Proxy \"https://localhost:{m}/\">\n  TLSProxyEngine on\n  TLSProxyCA {mca}\n</Proxy>\n\
-         <Proxy \"https://localhost:{x}/\">\n  TLSProxyEngine on\n  TLSProxyCA {xca}\n</Proxy>\n",
+         <Proxy \"https://localhost:{x}/\">\n  TLSProxyEngine on\n  TLSProxyCA {xca}\n</Proxy>\n\
+         LoadModule status_module {MODDIR}/mod_status.so\n<Location /server-status>\n  SetHandler server-status\n</Location>\n",
         modules = proxy_modules(),
         mca = misnamed.path("conf/ca.pem").display(),
         xca = expired.path("conf/ca.pem").display(),
@@ -91,6 +92,15 @@ fn proxies_to_backends_verifying_name_ip_and_ca_and_resuming() {
     assert!(errors.contains("certificate not valid for name \"localhost\""), "wrong name explained:\n{errors}");
     assert!(errors.contains("invalid peer certificate: certificate expired"), "expired backend explained:\n{errors}");
     assert!(!errors.contains("AH01961"), "every bind of a backend connection was taken:\n{errors}");
+    // The status page counts the backend handshakes: 6 + 1 made, of which some resumed, 3 failed.
+    let o = front.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", front.plain_port)]);
+    let page = output_text(&o);
+    let v = |k: &str| -> u64 {
+        page.lines().find_map(|l| l.strip_prefix(&format!("{k}: "))).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+    };
+    assert_eq!(v("TLSBackendHandshakes"), 7, "{page}");
+    assert!((3..7).contains(&v("TLSBackendHandshakesResumed")), "{page}");
+    assert_eq!(v("TLSBackendHandshakeFailures"), 3, "{page}");
     front.assert_no_crash();
 }
 

@@ -169,16 +169,26 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             let Some(der) = key.cert.first() else { continue };
             let field = |f: &str| crate::tls::certvars::cert_var(der, f, now_unix()).unwrap_or_default();
             let days: i64 = field("V_REMAIN").parse().unwrap_or(0);
-            let stapled = stapling.and_then(|v| v.get(i)).is_some_and(|s| s.is_some());
+            // The response mod_md keeps for a stapled certificate, and how old it is.
+            let staple = match (stapling.and_then(|v| v.get(i)).and_then(|s| s.as_ref()), r.conn()) {
+                (Some(st), Some(c)) => match crate::httpd::md::ocsp_response(c, s, &st.id) {
+                    Some(resp) => match stats::ocsp_produced_at(&resp) {
+                        Some(at) => format!("on, staple_age={}s", (now_unix() - at).max(0)),
+                        None => "on, staple unreadable".to_string(),
+                    },
+                    None => "on, no response yet".to_string(),
+                },
+                (Some(_), None) => "on".to_string(),
+                (None, _) => "off".to_string(),
+            };
             lines.push((
                 format!("TLSCertificate{n}"),
                 format!(
-                    "vhost={}; subject={}; key={}; days_left={days}{}; stapling={}",
+                    "vhost={}; subject={}; key={}; days_left={days}{}; stapling={staple}",
                     s.describe(),
                     field("S_DN"),
                     field("A_KEY"),
                     if days < EXPIRY_WARNING_DAYS { " (renew!)" } else { "" },
-                    if stapled { "on" } else { "off" }
                 ),
             ));
             n += 1;

@@ -244,6 +244,14 @@ impl TlsConn {
     /// the negotiated ALPN protocol (mod_http2 for h2), as mod_ssl does.
     fn on_established(&mut self) -> Status {
         self.established = true;
+        self.outcome_counted = true;
+        if matches!(self.role, Role::Backend(_))
+            && let Some(st) = super::stats()
+        {
+            let kind = self.stream.common().and_then(|c| c.handshake_kind());
+            stats::count_backend(st, Some(kind == Some(rustls::HandshakeKind::Resumed)));
+        }
+        // A backend connection keeps no snapshot: no request hook asks about it.
         let Some(conn) = self.stream.connection() else { return APR_SUCCESS };
         // The SNI and the certificate move into the snapshot: nothing else needs them any more.
         let (server, sni, cert) = match &mut self.role {
@@ -260,13 +268,9 @@ impl TlsConn {
         if let (Some(chain), Some(generous)) = (&facts.peer_chain, generous) {
             facts.client_verify = Some(generous.grade(chain));
         }
-        self.outcome_counted = true;
         if let Some(st) = super::stats() {
             let resumed = facts.kind == Some(rustls::HandshakeKind::Resumed);
-            match self.role {
-                Role::Server(_) => stats::count_handshake(st, facts.protocol, facts.suite, facts.key_exchange, resumed),
-                Role::Backend(_) => stats::count_backend(st, Some(resumed)),
-            }
+            stats::count_handshake(st, facts.protocol, facts.suite, facts.key_exchange, resumed);
         }
         let facts = Arc::new(facts);
         let established = Established { server, facts: facts.clone() };

@@ -171,6 +171,44 @@ pub fn auto_lines(c: &impl Counters) -> Vec<(String, String)> {
     out
 }
 
+/// When an OCSP response was produced (`producedAt`, seconds since the epoch): how old a
+/// stapled response is.
+pub fn ocsp_produced_at(der: &[u8]) -> Option<i64> {
+    use x509_parser::der_parser::ber::BerObjectContent as C;
+    use x509_parser::der_parser::der::parse_der;
+    // OCSPResponse ::= SEQUENCE { status, [0] EXPLICIT ResponseBytes }
+    let (_, response) = parse_der(der).ok()?;
+    let C::Unknown(explicit) = &response.as_sequence().ok()?.get(1)?.content else { return None };
+    // ResponseBytes ::= SEQUENCE { responseType OID, response OCTET STRING (BasicOCSPResponse) }
+    let (_, bytes) = parse_der(explicit.data).ok()?;
+    let (_, basic) = parse_der(bytes.as_sequence().ok()?.get(1)?.as_slice().ok()?).ok()?;
+    // BasicOCSPResponse ::= SEQUENCE { ResponseData ::= SEQUENCE { [0] version?, responderID,
+    // producedAt GeneralizedTime, … }, … }
+    let data = basic.as_sequence().ok()?.first()?;
+    data.as_sequence().ok()?.iter().find_map(|item| match &item.content {
+        C::GeneralizedTime(t) => Some(unix_time(
+            t.year as i64,
+            t.month.into(),
+            t.day.into(),
+            t.hour.into(),
+            t.minute.into(),
+            t.second.into(),
+        )),
+        _ => None,
+    })
+}
+
+/// Seconds since the epoch of a UTC date and time (the days from Howard Hinnant's algorithm).
+fn unix_time(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + hour * 3600 + minute * 60 + second
+}
+
 fn suite_name(s: CipherSuite) -> String {
     format!("{s:?}")
 }
@@ -188,6 +226,14 @@ mod tests {
         fn get(&self, i: usize) -> u64 {
             self.0[i].load(Ordering::Relaxed)
         }
+    }
+
+    #[test]
+    fn dates_to_unix_time() {
+        assert_eq!(unix_time(1970, 1, 1, 0, 0, 0), 0);
+        assert_eq!(unix_time(2026, 12, 6, 5, 57, 21), 1_796_536_641);
+        assert_eq!(unix_time(2000, 2, 29, 12, 0, 0), 951_825_600);
+        assert_eq!(ocsp_produced_at(b"not der"), None);
     }
 
     #[test]
