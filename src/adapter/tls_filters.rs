@@ -245,27 +245,22 @@ impl TlsConn {
     fn on_established(&mut self) -> Status {
         self.established = true;
         self.outcome_counted = true;
-        if matches!(self.role, Role::Backend(_))
-            && let Some(st) = super::stats()
-        {
-            let kind = self.stream.common().and_then(|c| c.handshake_kind());
-            stats::count_backend(st, Some(kind == Some(rustls::HandshakeKind::Resumed)));
-        }
-        // A backend connection keeps no snapshot: no request hook asks about it.
+        let Role::Server(chooser) = &mut self.role else {
+            // A backend connection keeps no snapshot: no request hook asks about it.
+            if let Some(st) = super::stats() {
+                let kind = self.stream.common().and_then(|c| c.handshake_kind());
+                stats::count_backend(st, Some(kind == Some(rustls::HandshakeKind::Resumed)));
+            }
+            return APR_SUCCESS;
+        };
         let Some(conn) = self.stream.connection() else { return APR_SUCCESS };
         // The SNI and the certificate move into the snapshot: nothing else needs them any more.
-        let (server, sni, cert) = match &mut self.role {
-            Role::Server(chooser) => (chooser.server, chooser.sni.take(), chooser.cert.take()),
-            Role::Backend(_) => (self.c.base_server(), None, None),
-        };
+        let (server, sni, cert) = (chooser.server, chooser.sni.take(), chooser.cert.take());
         let mut facts = HandshakeFacts::of(conn, sni, cert);
         facts.handshake_rtt_us = self.flight_sent_at.map(|t| t.elapsed().as_micros() as u64);
-        let generous = match self.role {
-            // A backend's chain is a server certificate, verified as such by the client config.
-            Role::Server(_) => super::built(server).tls().and_then(|t| t.generous.clone()),
-            Role::Backend(_) => None,
-        };
-        if let (Some(chain), Some(generous)) = (&facts.peer_chain, generous) {
+        if let (Some(chain), Some(generous)) =
+            (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous.as_ref()))
+        {
             facts.client_verify = Some(generous.grade(chain));
         }
         if let Some(st) = super::stats() {
@@ -290,9 +285,6 @@ impl TlsConn {
             conn.alpn_protocol().map(String::from_utf8_lossy),
             server.describe()
         );
-        if matches!(self.role, Role::Backend(_)) {
-            return APR_SUCCESS;
-        }
         let Some(alpn) = conn.alpn_protocol().map(<[u8]>::to_vec) else { return APR_SUCCESS };
         if alpn != self.c.protocol() {
             let rv = self.c.switch_protocol(server, &alpn);
