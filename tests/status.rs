@@ -58,6 +58,20 @@ fn status_page_counts_handshakes_failures_and_421() {
     assert_eq!(output_text(&o).trim(), "400");
     let mut stall = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stall.write_all(&[0x16, 0x03]).unwrap();
+    // One that sends its hello and leaves without a word; and one that leaves before saying anything.
+    let hello = {
+        let cfg = h.pki.client_config(TLS13);
+        let mut c = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut hello = Vec::new();
+        c.write_tls(&mut hello).unwrap();
+        hello
+    };
+    let mut leaver = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    leaver.write_all(&hello).unwrap();
+    let mut answer = [0u8; 5];
+    std::io::Read::read_exact(&mut leaver, &mut answer).unwrap();
+    drop(leaver);
+    drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
     let deadline = Instant::now() + Duration::from_secs(10);
     let st = loop {
         let st = status(&h);
@@ -70,13 +84,13 @@ fn status_page_counts_handshakes_failures_and_421() {
     let v = |k: &str| st.get(k).map(String::as_str).unwrap_or("(missing)");
     assert_eq!((v("TLSHandshakes"), v("TLSHandshakesFull"), v("TLSHandshakesResumed")), ("4", "3", "1"), "{st:?}");
     assert_eq!(v("TLSResumptionRate"), "0.250");
-    assert_eq!((v("TLSHandshakesTLSv1.3"), v("TLSHandshakesTLSv1.2")), ("3", "1"));
+    assert_eq!((v("TLSHandshakesTLSv1_3"), v("TLSHandshakesTLSv1_2")), ("3", "1"));
     assert_eq!(v("TLSHandshakesSuite_TLS13_AES_256_GCM_SHA384"), "3", "{st:?}");
     assert_eq!(v("TLSHandshakesSuite_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"), "1", "{st:?}");
     assert_eq!(v("TLSHandshakesGroup_X25519MLKEM768"), "3", "post-quantum by default in TLS 1.3: {st:?}");
     assert_eq!(v("TLSHandshakesGroup_X25519"), "1", "{st:?}");
-    assert_eq!(v("TLSHandshakeFailures"), "4", "{st:?}");
-    for k in ["SNIRefused", "AlertReceived", "PlainHTTP", "Timeout"] {
+    assert_eq!(v("TLSHandshakeFailures"), "5", "a client that leaves before its hello is not counted: {st:?}");
+    for k in ["SNIRefused", "AlertReceived", "PlainHTTP", "Timeout", "ClientClosed"] {
         assert_eq!(v(&format!("TLSHandshakeFailures_{k}")), "1", "{k}: {st:?}");
     }
     assert_eq!(v("TLSMisdirected421"), "1");

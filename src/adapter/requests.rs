@@ -168,7 +168,12 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
         for (i, key) in tls.resolver.keys().iter().enumerate() {
             let Some(der) = key.cert.first() else { continue };
             let field = |f: &str| crate::tls::certvars::cert_var(der, f, now_unix()).unwrap_or_default();
-            let days: i64 = field("V_REMAIN").parse().unwrap_or(0);
+            let days = match crate::tls::certvars::days_left(der, now_unix()) {
+                Some(d) if d < 0 => format!("{d} (expired!)"),
+                Some(d) if d < EXPIRY_WARNING_DAYS => format!("{d} (renew!)"),
+                Some(d) => d.to_string(),
+                None => "unreadable".to_string(),
+            };
             // The response mod_md keeps for a stapled certificate, and how old it is.
             let staple = match (stapling.and_then(|v| v.get(i)).and_then(|s| s.as_ref()), r.conn()) {
                 (Some(st), Some(c)) => match crate::httpd::md::ocsp_response(c, s, &st.id) {
@@ -184,11 +189,10 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             lines.push((
                 format!("TLSCertificate{n}"),
                 format!(
-                    "vhost={}; subject={}; key={}; days_left={days}{}; stapling={staple}",
+                    "vhost={}; subject={}; key={}; days_left={days}; stapling={staple}",
                     s.describe(),
                     field("S_DN"),
                     field("A_KEY"),
-                    if days < EXPIRY_WARNING_DAYS { " (renew!)" } else { "" },
                 ),
             ));
             n += 1;

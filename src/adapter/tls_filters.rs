@@ -12,7 +12,9 @@ use rustls::server::ClientHello;
 
 use crate::httpd::brigade::{Brigade, BrigadeWriter, BucketKind, Consumed, DataRun, Taken};
 use crate::httpd::filter::{Filter, FilterKind, InputFilter, LINE_LIMIT, OutputFilter, ReadMode};
-use crate::httpd::{APR_EAGAIN, APR_ECONNABORTED, APR_ENOTIMPL, APR_EOF, APR_SUCCESS, Conn, Status, log, socache};
+use crate::httpd::{
+    APR_EAGAIN, APR_ECONNABORTED, APR_ENOTIMPL, APR_EOF, APR_SUCCESS, APR_TIMEUP, Conn, Status, log, socache,
+};
 use crate::log_conn;
 use crate::tls::policy;
 use crate::tls::stats::{self, Failure};
@@ -20,7 +22,7 @@ use crate::tls::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::tls::vars::HandshakeFacts;
 
 use super::TlsModule;
-use super::chooser::VhostChooser;
+use super::chooser::{SNI_REFUSAL, VhostChooser};
 use super::conn_view::{ConnShared, Established, shared};
 
 /// The most TLS bytes to ask the network for at once: a full record and then some (reads ask
@@ -112,8 +114,10 @@ pub struct TlsConn {
     ticket_deferred: bool,
     /// When our first handshake flight went out (for `SSL_HANDSHAKE_RTT`).
     flight_sent_at: Option<std::time::Instant>,
-    /// The handshake's outcome went into the status page's counters (see `Drop`).
+    /// The handshake's outcome went into the status page's counters (see `note_close`).
     outcome_counted: bool,
+    /// TLS bytes received (whether the client said anything before it left).
+    bytes_in: usize,
 }
 
 /// Takes over client connection `c` for TLS (pre_connection): the state and the filters.
@@ -157,6 +161,7 @@ impl TlsConn {
             ticket_deferred: false,
             flight_sent_at: None,
             outcome_counted: false,
+            bytes_in: 0,
         }
     }
 
@@ -185,6 +190,23 @@ impl TlsConn {
             if let Some(st) = super::stats() {
                 stats::count_failure(st, Failure::Timeout);
             }
+        }
+    }
+
+    /// A read or write that ended the handshake with an error of the network or of the filters
+    /// below (not a TLS failure, which `fail` counts): the client's time ran out (`Timeout`,
+    /// mod_reqtimeout), or it reset the connection.
+    fn note_error(&mut self, rv: Status) {
+        if matches!(rv, APR_SUCCESS | APR_EAGAIN) || self.established || self.outcome_counted {
+            return;
+        }
+        self.outcome_counted = true;
+        let Some(st) = super::stats() else { return };
+        match self.role {
+            Role::Backend(_) => stats::count_backend(st, None),
+            Role::Server(_) if rv == APR_TIMEUP => stats::count_failure(st, Failure::Timeout),
+            Role::Server(_) if self.bytes_in > 0 => stats::count_failure(st, Failure::ClientClosed),
+            Role::Server(_) => {}
         }
     }
 
@@ -363,14 +385,21 @@ impl TlsConn {
             (refused @ TlsFailure::Refused(_), None) => log_conn!(self.c, log::WARNING, 0, "{during}: {refused}"),
             (other, None) => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
         }
-        if !self.established && !self.outcome_counted {
+        // A failure after the handshake completed (in the same read) is no failed handshake.
+        let after_handshake = self.stream.common().is_some_and(|c| !c.is_handshaking());
+        if !self.established && !self.outcome_counted && !after_handshake {
             self.outcome_counted = true;
             if let Some(st) = super::stats() {
                 match (&self.role, &failure) {
                     (Role::Backend(_), _) => stats::count_backend(st, None),
-                    // A client that leaves before its hello is no failed handshake.
-                    (Role::Server(_), TlsFailure::Closed) => {}
-                    (Role::Server(_), TlsFailure::Refused(_)) => stats::count_failure(st, Failure::SniRefused),
+                    // A client that leaves before its hello is no failed handshake; after it, it
+                    // walked away from ours (perhaps refusing our certificate without an alert).
+                    (Role::Server(_), TlsFailure::Closed) if self.bytes_in == 0 => {}
+                    (Role::Server(_), TlsFailure::Closed) => stats::count_failure(st, Failure::ClientClosed),
+                    (Role::Server(_), TlsFailure::Refused(r)) if r.starts_with(SNI_REFUSAL) => {
+                        stats::count_failure(st, Failure::SniRefused)
+                    }
+                    (Role::Server(_), TlsFailure::Refused(_)) => stats::count_failure(st, Failure::AlertSent),
                     (Role::Server(_), TlsFailure::Protocol(e)) => stats::count_failure(st, Failure::of_error(e)),
                 }
             }
@@ -459,12 +488,13 @@ impl TlsConn {
             }
             eof = true;
         }
-        let (stream, role, pool) = (&mut self.stream, &mut self.role, self.c.pool());
+        let (stream, role, pool, bytes_in) = (&mut self.stream, &mut self.role, self.c.pool(), &mut self.bytes_in);
         let consumed = self.raw_in.consume(blocking, |kind, data| {
             eof |= kind == BucketKind::Eos;
             if data.is_empty() {
                 return Ok(());
             }
+            *bytes_in += data.len();
             socache::with_conn_pool(pool, || match role {
                 Role::Server(chooser) => stream.feed(data, chooser),
                 Role::Backend(_) => stream.feed(data, &mut NoClientHello),
@@ -727,7 +757,11 @@ struct TlsInput;
 impl InputFilter for TlsInput {
     fn read(c: Conn, _this: Filter, bb: Brigade<'_>, mode: ReadMode, block: bool, readbytes: i64) -> Status {
         match c.local::<TlsModule>().map(|s| s.try_borrow_mut()) {
-            Some(Ok(mut tc)) => tc.read(bb, mode, block, readbytes),
+            Some(Ok(mut tc)) => {
+                let rv = tc.read(bb, mode, block, readbytes);
+                tc.note_error(rv);
+                rv
+            }
             _ => {
                 log_conn!(c, log::ERR, 0, "internal error: the TLS state of this connection is not available");
                 APR_ECONNABORTED
@@ -747,7 +781,11 @@ struct TlsOutput;
 impl OutputFilter for TlsOutput {
     fn write(c: Conn, _this: Filter, bb: Brigade<'_>) -> Status {
         match c.local::<TlsModule>().map(|s| s.try_borrow_mut()) {
-            Some(Ok(mut tc)) => tc.write(bb),
+            Some(Ok(mut tc)) => {
+                let rv = tc.write(bb);
+                tc.note_error(rv);
+                rv
+            }
             _ => {
                 log_conn!(c, log::ERR, 0, "internal error: the TLS state of this connection is not available");
                 bb.clear();

@@ -43,6 +43,7 @@ pub const APR_EOF: sys::apr_status_t = sys::APR_EOF as sys::apr_status_t;
 pub const APR_EAGAIN: sys::apr_status_t = sys::APR_EAGAIN as sys::apr_status_t;
 pub const APR_ECONNABORTED: sys::apr_status_t = sys::APR_ECONNABORTED as sys::apr_status_t;
 pub const APR_ENOTIMPL: sys::apr_status_t = sys::APR_ENOTIMPL as sys::apr_status_t;
+pub const APR_TIMEUP: sys::apr_status_t = sys::APR_TIMEUP as sys::apr_status_t;
 pub const HTTP_INTERNAL_SERVER_ERROR: i32 = sys::HTTP_INTERNAL_SERVER_ERROR as i32;
 pub const HTTP_BAD_REQUEST: i32 = sys::HTTP_BAD_REQUEST as i32;
 pub const HTTP_MISDIRECTED_REQUEST: i32 = sys::HTTP_MISDIRECTED_REQUEST as i32;

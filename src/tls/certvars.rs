@@ -280,6 +280,13 @@ pub fn all_cert_vars(der: &[u8], now_unix: i64) -> Vec<(String, String)> {
     out
 }
 
+/// Whole days from `now_unix` until the certificate expires (negative once it has); None when it
+/// does not parse.
+pub fn days_left(der: &[u8], now_unix: i64) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some((cert.validity().not_after.timestamp() - now_unix).div_euclid(86_400))
+}
+
 /// PEM text of a DER certificate.
 pub fn pem(der: &[u8]) -> String {
     use base64::Engine;

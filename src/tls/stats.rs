@@ -33,6 +33,9 @@ pub enum Failure {
     SniRefused,
     /// The client stalled until the handshake's time ran out.
     Timeout,
+    /// The client closed or reset the connection in the middle of the handshake (after its
+    /// hello), perhaps refusing our certificate without saying so.
+    ClientClosed,
     /// The client spoke plain HTTP to the TLS port.
     PlainHttp,
     /// A client certificate from an unknown CA.
@@ -45,11 +48,12 @@ pub enum Failure {
     ClientCertOther,
 }
 
-const FAILURES: [(Failure, &str); 9] = [
+const FAILURES: [(Failure, &str); 10] = [
     (Failure::AlertSent, "AlertSent"),
     (Failure::AlertReceived, "AlertReceived"),
     (Failure::SniRefused, "SNIRefused"),
     (Failure::Timeout, "Timeout"),
+    (Failure::ClientClosed, "ClientClosed"),
     (Failure::PlainHttp, "PlainHTTP"),
     (Failure::ClientCertUnknownCa, "ClientCertUnknownCA"),
     (Failure::ClientCertExpired, "ClientCertExpired"),
@@ -148,8 +152,9 @@ pub fn auto_lines(c: &impl Counters) -> Vec<(String, String)> {
         ("TLSHandshakesFull".to_string(), full.to_string()),
         ("TLSHandshakesResumed".to_string(), resumed.to_string()),
         ("TLSResumptionRate".to_string(), format!("{rate:.3}")),
-        ("TLSHandshakesTLSv1.3".to_string(), c.get(TLS13).to_string()),
-        ("TLSHandshakesTLSv1.2".to_string(), c.get(TLS12).to_string()),
+        // No dots in keys: monitoring tools read them as path separators.
+        ("TLSHandshakesTLSv1_3".to_string(), c.get(TLS13).to_string()),
+        ("TLSHandshakesTLSv1_2".to_string(), c.get(TLS12).to_string()),
     ];
     for (i, s) in SUITES.iter().enumerate() {
         out.push((format!("TLSHandshakesSuite_{}", suite_name(*s)), c.get(SUITE_BASE + i).to_string()));
@@ -251,7 +256,7 @@ mod tests {
         let v = |k: &str| lines[k].as_str();
         assert_eq!((v("TLSHandshakes"), v("TLSHandshakesFull"), v("TLSHandshakesResumed")), ("3", "1", "2"));
         assert_eq!(v("TLSResumptionRate"), "0.667");
-        assert_eq!((v("TLSHandshakesTLSv1.3"), v("TLSHandshakesTLSv1.2")), ("2", "1"));
+        assert_eq!((v("TLSHandshakesTLSv1_3"), v("TLSHandshakesTLSv1_2")), ("2", "1"));
         assert_eq!(v("TLSHandshakesSuite_TLS13_AES_256_GCM_SHA384"), "2");
         assert_eq!(v("TLSHandshakesSuite_other"), "1");
         assert_eq!(v("TLSHandshakesGroup_X25519MLKEM768"), "2");
