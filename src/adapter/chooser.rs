@@ -16,10 +16,6 @@ use crate::tls::stream::{ConfigChooser, Refusal};
 
 use super::{built, conf};
 
-/// How the refusal under `TLSStrictSNI` begins (the C module's message number), so that the
-/// status page tells it from the chooser's other refusals.
-pub const SNI_REFUSAL: &str = "AH10353";
-
 pub struct VhostChooser {
     c: Conn,
     /// The vhost chosen (the address's default until a ClientHello says otherwise).
@@ -95,7 +91,7 @@ impl ConfigChooser for VhostChooser {
                 return Err(Refusal {
                     alert: rustls::AlertDescription::UnrecognisedName,
                     reason: format!(
-                        "{SNI_REFUSAL}: no virtual host on this address is named '{}' (SNI); refused because \
+                        "AH10353: no virtual host on this address is named '{}' (SNI); refused because \
                          TLSStrictSNI is on",
                         sni.unwrap_or_default()
                     ),

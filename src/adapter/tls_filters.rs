@@ -22,7 +22,7 @@ use crate::tls::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::tls::vars::HandshakeFacts;
 
 use super::TlsModule;
-use super::chooser::{SNI_REFUSAL, VhostChooser};
+use super::chooser::VhostChooser;
 use super::conn_view::{ConnShared, Established, shared};
 
 /// The most TLS bytes to ask the network for at once: a full record and then some (reads ask
@@ -396,7 +396,9 @@ impl TlsConn {
                     // walked away from ours (perhaps refusing our certificate without an alert).
                     (Role::Server(_), TlsFailure::Closed) if self.bytes_in == 0 => {}
                     (Role::Server(_), TlsFailure::Closed) => stats::count_failure(st, Failure::ClientClosed),
-                    (Role::Server(_), TlsFailure::Refused(r)) if r.starts_with(SNI_REFUSAL) => {
+                    (Role::Server(_), TlsFailure::Refused(r))
+                        if r.alert == rustls::AlertDescription::UnrecognisedName =>
+                    {
                         stats::count_failure(st, Failure::SniRefused)
                     }
                     (Role::Server(_), TlsFailure::Refused(_)) => stats::count_failure(st, Failure::AlertSent),

@@ -95,9 +95,30 @@ unsafe extern "C" fn register_hooks<M: Module>(_p: *mut sys::apr_pool_t) {
     )
 }
 
+/// A configuration made by `make`, owned by pool `p`, as httpd's create callbacks return it
+/// (NULL after a panic).
+fn pool_owned<T>(p: *mut sys::apr_pool_t, make: impl FnOnce() -> T) -> *mut c_void {
+    // SAFETY: httpd passes a live pool to create and merge callbacks.
+    catch_panic(ptr::null_mut(), |_| {}, || unsafe { Pool::from_raw(p) }.attach(make()).cast())
+}
+
+/// What httpd's merge callbacks return: `merge` of the two configurations they pass.
+///
+/// # Safety
+/// `base` and `add` must be configurations of type `T` that `pool_owned` made.
+unsafe fn merged<T>(
+    p: *mut sys::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+    merge: fn(&T, &T) -> T,
+) -> *mut c_void {
+    // SAFETY: as documented.
+    let (base, add) = unsafe { (&*(base as *const T), &*(add as *const T)) };
+    pool_owned(p, || merge(base, add))
+}
+
 unsafe extern "C" fn create_server_config<M: Module>(p: *mut sys::apr_pool_t, _s: *mut sys::server_rec) -> *mut c_void {
-    // SAFETY: httpd passes the configuration pool.
-    catch_panic(ptr::null_mut(), |_| {}, || unsafe { Pool::from_raw(p) }.attach(M::create_server()).cast())
+    pool_owned(p, M::create_server)
 }
 
 unsafe extern "C" fn merge_server_config<M: Module>(
@@ -105,20 +126,12 @@ unsafe extern "C" fn merge_server_config<M: Module>(
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
-    catch_panic(
-        ptr::null_mut(),
-        |_| {},
-        || {
-            // SAFETY: both are what create/merge_server_config::<M> returned.
-            let (base, add) = unsafe { (&*(base as *const M::Server), &*(add as *const M::Server)) };
-            unsafe { Pool::from_raw(p) }.attach(M::merge_server(base, add)).cast()
-        },
-    )
+    // SAFETY: both are what create/merge_server_config::<M> returned.
+    unsafe { merged(p, base, add, M::merge_server) }
 }
 
 unsafe extern "C" fn create_dir_config<M: Module>(p: *mut sys::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
-    // SAFETY: httpd passes a live pool.
-    catch_panic(ptr::null_mut(), |_| {}, || unsafe { Pool::from_raw(p) }.attach(M::create_dir()).cast())
+    pool_owned(p, M::create_dir)
 }
 
 unsafe extern "C" fn merge_dir_config<M: Module>(
@@ -126,15 +139,8 @@ unsafe extern "C" fn merge_dir_config<M: Module>(
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
-    catch_panic(
-        ptr::null_mut(),
-        |_| {},
-        || {
-            // SAFETY: both are what create/merge_dir_config::<M> returned.
-            let (base, add) = unsafe { (&*(base as *const M::Dir), &*(add as *const M::Dir)) };
-            unsafe { Pool::from_raw(p) }.attach(M::merge_dir(base, add)).cast()
-        },
-    )
+    // SAFETY: both are what create/merge_dir_config::<M> returned.
+    unsafe { merged(p, base, add, M::merge_dir) }
 }
 
 /// What a connection's slot of module `M` holds: the part any thread may read, and the part only

@@ -73,7 +73,7 @@ pub enum TlsFailure {
     Protocol(rustls::Error),
     /// The chooser refused the ClientHello (see [`Refusal`]): a policy of ours, such as
     /// `TLSStrictSNI`, not a broken client.
-    Refused(String),
+    Refused(Refusal),
     /// More data arrived after the peer had closed, or the stream is already closed.
     Closed,
 }
@@ -82,7 +82,7 @@ impl std::fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TlsFailure::Protocol(e) => write!(f, "{e}"),
-            TlsFailure::Refused(r) => write!(f, "{r}"),
+            TlsFailure::Refused(r) => write!(f, "{}", r.reason),
             TlsFailure::Closed => write!(f, "connection already closed"),
         }
     }
@@ -602,7 +602,7 @@ impl TlsStream {
             Ok(c) => c,
             Err(refusal) => {
                 self.bufs.outgoing.extend_from_slice(&plaintext_alert(refusal.alert));
-                return Err(self.fail_hello(TlsFailure::Refused(refusal.reason)));
+                return Err(self.fail_hello(TlsFailure::Refused(refusal)));
             }
         };
         drop(accepted);
@@ -1217,7 +1217,7 @@ mod tests {
         client.write_tls(&mut hello).unwrap();
         let mut server = TlsStream::new();
         match server.feed(&hello, &mut chooser) {
-            Err(TlsFailure::Refused(r)) => assert_eq!(r, "no such vhost"),
+            Err(TlsFailure::Refused(r)) => assert_eq!(r.reason, "no such vhost"),
             other => panic!("{other:?}"),
         }
         let mut out = Vec::new();
