@@ -2,7 +2,7 @@
 #
 #   make demo      build and serve https://127.0.0.1:8443/ (DEMO_PORT=... to change)
 #   make test      unit + integration tests against the real httpd (what CI runs)
-#   make install   install mod_tls.so with apxs; DESTDIR is honoured
+#   make install   install mod_tls.so with apxs, and mod_tls-migrate; DESTDIR is honoured
 #   make deb       build the Debian package libapache2-mod-tls-rs into target/debian/
 #   make soak      mixed TLS load with graceful restarts for SOAK_MINUTES (5); not part of make test
 #
@@ -50,10 +50,15 @@ demo: build
 	scripts/demo.sh target/release/libmod_tls.so
 
 LIBEXECDIR = $(shell $(APXS) -q LIBEXECDIR)
+BINDIR     = $(shell $(APXS) -q BINDIR)
+MANDIR     = $(shell $(APXS) -q MANDIR)
 
+# The module (with apxs) and mod_tls-migrate, the mod_ssl configuration converter, with its man page.
 install: build
 	install -d "$(DESTDIR)$(LIBEXECDIR)"
 	$(APXS) -i -S LIBEXECDIR="$(DESTDIR)$(LIBEXECDIR)" -n tls target/release/mod_tls.so
+	install -D -m 755 target/release/mod_tls-migrate "$(DESTDIR)$(BINDIR)/mod_tls-migrate"
+	install -D -m 644 man/mod_tls-migrate.1 "$(DESTDIR)$(MANDIR)/man1/mod_tls-migrate.1"
 
 # The Debian package, as Debian's own module packages are built (debian/: dh with dh_apache2).
 # dpkg-buildpackage writes next to the source tree; the results are moved to target/debian/.

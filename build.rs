@@ -53,6 +53,8 @@ fn main() {
     let include = apxs_query(&apxs, "INCLUDEDIR");
     let apr_include = apxs_query(&apxs, "APR_INCLUDEDIR");
     let aprutil_include = apxs_query(&apxs, "APU_INCLUDEDIR");
+    // mod_tls-migrate writes `LoadModule tls_module <this>/mod_tls.so` by default.
+    println!("cargo::rustc-env=MOD_TLS_LIBEXECDIR={}", apxs_query(&apxs, "LIBEXECDIR"));
 
     if let Err(e) = clang_sys_probe() {
         fail(&e);

@@ -71,6 +71,8 @@ fn files_control_fields_and_maintainer_scripts() {
         "./etc/apache2/sites-available/default-tls.conf",
         "./usr/share/doc/libapache2-mod-tls-rs/copyright",
         "./usr/share/doc/libapache2-mod-tls-rs/changelog.gz",
+        "./usr/bin/mod_tls-migrate",
+        "./usr/share/man/man1/mod_tls-migrate.1.gz",
     ] {
         assert!(files.lines().any(|l| l.ends_with(f)), "{f} in:\n{files}");
     }
@@ -107,18 +109,15 @@ fn files_control_fields_and_maintainer_scripts() {
     assert!(size < 16 * 1024 * 1024, "mod_tls.so is {size} bytes");
 }
 
-#[test]
-fn a_debian_layout_made_from_the_package_serves_https() {
+/// The package's files as dpkg would install them, under `h`'s root, and a Debian-style
+/// apache2.conf there with mods-enabled/ and sites-enabled/ as `a2enmod tls` (with its
+/// `Depends: socache_shmcb`) and `a2ensite SITE` make them. Returns /etc/apache2's stand-in.
+fn debian_layout(h: &mut Httpd, site: &str) -> PathBuf {
     let deb = package();
-    let mut h = Httpd::new();
-    h.log_level = "warn".into();
-    let port = free_port();
-    // The package's files, as dpkg would install them, under the test's root.
     let o = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&h.root).output().unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
     let etc = h.path("etc/apache2");
     let module = h.path("usr/lib/apache2/modules/mod_tls.so");
-    // What a2enmod tls (with its Depends: socache_shmcb) and a2ensite default-tls link.
     let load = std::fs::read_to_string(etc.join("mods-available/tls.load")).unwrap();
     assert!(load.contains("# Depends: socache_shmcb"), "{load}");
     std::fs::write(
@@ -131,30 +130,17 @@ fn a_debian_layout_made_from_the_package_serves_https() {
     std::fs::copy("/etc/apache2/mods-available/socache_shmcb.load", etc.join("mods-available/socache_shmcb.load"))
         .unwrap();
     for (link, target) in [
-        ("mods-enabled/socache_shmcb.load", "../mods-available/socache_shmcb.load"),
-        ("mods-enabled/tls.load", "../mods-available/tls.load"),
-        ("mods-enabled/tls.conf", "../mods-available/tls.conf"),
-        ("sites-enabled/default-tls.conf", "../sites-available/default-tls.conf"),
+        ("mods-enabled/socache_shmcb.load", "../mods-available/socache_shmcb.load".to_string()),
+        ("mods-enabled/tls.load", "../mods-available/tls.load".to_string()),
+        ("mods-enabled/tls.conf", "../mods-available/tls.conf".to_string()),
+        (&format!("sites-enabled/{site}") as &str, format!("../sites-available/{site}")),
     ] {
         std::os::unix::fs::symlink(target, etc.join(link)).unwrap();
     }
-    // The site as shipped, on a test port and with the test's certificate for the snakeoil one.
-    let site = std::fs::read_to_string(etc.join("sites-available/default-tls.conf")).unwrap();
-    for shipped in
-        ["/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key", "443", "/var/www/html"]
-    {
-        assert!(site.contains(shipped), "{shipped} in:\n{site}");
-    }
-    let site = site
-        .replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", &h.path("conf/server.pem").display().to_string())
-        .replace("/etc/ssl/private/ssl-cert-snakeoil.key", &h.path("conf/server.key").display().to_string())
-        .replace("Listen 443", &format!("Listen 127.0.0.1:{port}"))
-        .replace("443", &port.to_string())
-        .replace("/var/www/html", &h.path("htdocs").display().to_string());
-    std::fs::write(etc.join("sites-available/default-tls.conf"), site).unwrap();
     let root = h.root.display().to_string();
     let user = if unsafe { libc::geteuid() } == 0 { "User www-data\nGroup www-data\n" } else { "" };
     // Debian's apache2.conf in short: envvars' variables, then mods-enabled and sites-enabled.
+    // Like Debian's ports.conf without mod_ssl, it opens no TLS port: the sites do.
     h.main_conf = Some(format!(
         "Define APACHE_RUN_DIR {root}/run\nDefine APACHE_LOG_DIR {root}/logs\n\
          ServerRoot \"{}\"\nPidFile {root}/run/httpd.pid\nMutex file:{root}/run default\n\
@@ -165,15 +151,33 @@ fn a_debian_layout_made_from_the_package_serves_https() {
          ServerName localhost\nTypesConfig /etc/mime.types\nDirectoryIndex index.html\n\
          LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" combined\n\
          <Directory {root}/htdocs>\n  Require all granted\n</Directory>\n\
-         Listen 127.0.0.1:{}\nListen 127.0.0.1:{}\n\
+         Listen 127.0.0.1:{}\n\
          IncludeOptional mods-enabled/*.load\nIncludeOptional mods-enabled/*.conf\nIncludeOptional sites-enabled/*.conf\n",
         etc.display(),
-        h.tls_port,
         h.plain_port,
     ));
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
-    h.start();
+    etc
+}
+
+/// A Debian site file on a test port, with the test's certificate for the snakeoil one and the
+/// test's documents for /var/www/html (each of which the file must have).
+fn localize(h: &Httpd, site: &str, port: u16) -> String {
+    for shipped in
+        ["/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key", "443", "/var/www/html"]
+    {
+        assert!(site.contains(shipped), "{shipped} in:\n{site}");
+    }
+    site.replace("/etc/ssl/certs/ssl-cert-snakeoil.pem", &h.path("conf/server.pem").display().to_string())
+        .replace("/etc/ssl/private/ssl-cert-snakeoil.key", &h.path("conf/server.key").display().to_string())
+        .replace("Listen 443", &format!("Listen 127.0.0.1:{port}"))
+        .replace("*:443", &format!("127.0.0.1:{port}"))
+        .replace("_default_:443", &format!("_default_:{port}"))
+        .replace("TLSEngine 443", &format!("TLSEngine {port}"))
+        .replace("/var/www/html", &h.path("htdocs").display().to_string())
+}
+
+/// Full and resumed handshakes with TLS 1.3 and 1.2 get the page, with nothing logged.
+fn serves_and_resumes(h: &Httpd, port: u16) {
     for versions in [TLS13, TLS12] {
         let cfg = h.pki.client_config(versions);
         for kind in [rustls::HandshakeKind::Full, rustls::HandshakeKind::Resumed] {
@@ -186,4 +190,42 @@ fn a_debian_layout_made_from_the_package_serves_https() {
     let log = h.error_log();
     assert!(!log.contains(":warn]") && !log.contains(":error]"), "{log}");
     h.assert_no_crash();
+}
+
+#[test]
+fn a_debian_layout_made_from_the_package_serves_https() {
+    let mut h = Httpd::new();
+    h.tls_port = free_port();
+    let etc = debian_layout(&mut h, "default-tls.conf");
+    let site = std::fs::read_to_string(etc.join("sites-available/default-tls.conf")).unwrap();
+    std::fs::write(etc.join("sites-available/default-tls.conf"), localize(&h, &site, h.tls_port)).unwrap();
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.start();
+    serves_and_resumes(&h, h.tls_port);
+}
+
+/// The man page's example: the packaged mod_tls-migrate converts Debian's default-ssl.conf
+/// (mod_ssl's site) into a site that a2ensite enables beside mod_tls, without mod_ssl.
+#[test]
+fn the_packaged_migrate_tool_converts_debians_default_ssl_site() {
+    let mut h = Httpd::new();
+    h.tls_port = free_port();
+    let etc = debian_layout(&mut h, "default-ssl-migrated.conf");
+    let debian_site = std::fs::read_to_string("/etc/apache2/sites-available/default-ssl.conf").unwrap();
+    let original = etc.join("sites-available/default-ssl.conf");
+    std::fs::write(&original, localize(&h, &debian_site, h.tls_port)).unwrap();
+    let o = Command::new(h.path("usr/bin/mod_tls-migrate"))
+        .arg(&original)
+        .arg("-o")
+        .arg(etc.join("sites-available/default-ssl-migrated.conf"))
+        .output()
+        .unwrap();
+    let report = output_text(&o);
+    assert!(o.status.success(), "{report}");
+    assert!(report.contains("0 not carried over"), "{report}");
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.start();
+    serves_and_resumes(&h, h.tls_port);
 }

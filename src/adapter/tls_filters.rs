@@ -5,6 +5,7 @@
 //! lazily by the first read (as mod_ssl does), so httpd's `Timeout` and mod_reqtimeout's handshake
 //! stage (whose filter sits below ours and sees the raw bytes) bound it.
 
+use std::ffi::CStr;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
@@ -126,6 +127,11 @@ pub fn attach(c: Conn) {
     slot.local.borrow_mut().add_filters();
 }
 
+/// The note mod_ssl sets on a backend connection (`ok`, or `err` when the handshake failed):
+/// mod_proxy answers a failed one with `500 Error during SSL Handshake with remote server`, and
+/// mod_proxy_http2 reads it too. We set it the same way, so the proxy behaves as with mod_ssl.
+const BACKEND_HANDSHAKE_NOTE: &CStr = c"SSL_connect_rv";
+
 /// Claims outgoing (proxy) connection `c` for TLS to a backend with `tls` (bind_outgoing); the
 /// filters follow in pre_connection, the handshake at the first read or write.
 pub fn attach_backend(c: Conn, tls: Arc<crate::tls::engine::ProxyTls>) {
@@ -244,6 +250,7 @@ impl TlsConn {
             Ok(n) => n,
             Err(e) => {
                 log_conn!(self.c, log::ERR, 0, "TLS to backend: '{host}' is not a valid host name ({e})");
+                self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
                 self.closed = true;
                 return APR_ECONNABORTED;
             }
@@ -256,6 +263,7 @@ impl TlsConn {
             }
             Err(e) => {
                 log_conn!(self.c, log::ERR, 0, "TLS to backend {host}: {e}");
+                self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
                 self.closed = true;
                 APR_ECONNABORTED
             }
@@ -269,6 +277,7 @@ impl TlsConn {
         self.outcome_counted = true;
         let Role::Server(chooser) = &mut self.role else {
             // A backend connection keeps no snapshot: no request hook asks about it.
+            self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"ok");
             if let Some(st) = super::stats() {
                 let kind = self.stream.common().and_then(|c| c.handshake_kind());
                 stats::count_backend(st, Some(kind == Some(rustls::HandshakeKind::Resumed)));
@@ -375,9 +384,13 @@ impl TlsConn {
             (TlsFailure::Closed, None) => {
                 log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
             }
-            // One line that says why the proxy answers 502 (mod_proxy does for an aborted backend).
+            // One line that says why the proxy answers 500 "Error during SSL Handshake with
+            // remote server", as with mod_ssl: mod_proxy reads that from the note.
             (other, Some(host)) => {
                 log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {other}");
+                if !self.established {
+                    self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
+                }
                 self.c.abort();
             }
             // A handshake we refused (TLSStrictSNI: AH10353) is the administrator's business, as

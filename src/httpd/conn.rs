@@ -95,6 +95,12 @@ impl Conn {
         (!v.is_null()).then(|| unsafe { cstr(v) }.into_owned())
     }
 
+    /// Sets a note on the connection for other modules (a constant value: no copy needed).
+    pub fn set_note(self, key: &'static CStr, value: &'static CStr) {
+        // SAFETY: the connection's notes table; both strings live for the whole process.
+        unsafe { sys::apr_table_setn(self.rec().notes, key.as_ptr(), value.as_ptr()) };
+    }
+
     pub fn pool(self) -> Pool {
         // SAFETY: the connection's pool lives as long as the connection.
         unsafe { Pool::from_raw(self.rec().pool) }

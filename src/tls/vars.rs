@@ -175,11 +175,16 @@ pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     out
 }
 
-/// What `TLSOptions ExportCertData` adds.
+/// What `TLSOptions ExportCertData` adds. `SSL_CLIENT_CERT` is set (empty) without a client
+/// certificate too, as mod_ssl sets it: scripts written for mod_ssl test it for emptiness.
 pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         f.server_cert().map(|der| ("SSL_SERVER_CERT".to_string(), certvars::pem(der))).into_iter().collect();
-    if let Some(chain) = f.client_chain() {
+    let chain = f.client_chain().filter(|c| !c.is_empty());
+    if chain.is_none() {
+        out.push(("SSL_CLIENT_CERT".to_string(), String::new()));
+    }
+    if let Some(chain) = chain {
         for (i, cert) in chain.iter().enumerate() {
             let pem = certvars::pem(cert);
             if i == 0 {
@@ -213,6 +218,8 @@ mod tests {
         let v = |n: &str| lookup(n, &f);
         assert_eq!(v("SSL_PROTOCOL").as_deref(), Some("TLSv1.3"));
         assert_eq!(v("SSL_CIPHER").as_deref(), Some("TLS_AES_256_GCM_SHA384"));
+        // No client certificate: SSL_CLIENT_CERT is exported empty, as mod_ssl does.
+        assert_eq!(cert_data_vars(&f), [("SSL_CLIENT_CERT".to_string(), String::new())]);
         assert_eq!(v("SSL_CIPHER_USEKEYSIZE").as_deref(), Some("256"));
         assert_eq!(v("SSL_SESSION_RESUMED").as_deref(), Some("Resumed"));
         assert_eq!(v("SSL_ALPN").as_deref(), Some("h2"));

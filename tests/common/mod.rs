@@ -11,6 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod client_pki;
+#[allow(unused_imports)]
+pub use client_pki::{Ca, ClientPki, client_config};
+
 pub const HTTPD: &str = "/usr/sbin/apache2";
 pub const MODDIR: &str = "/usr/lib/apache2/modules";
 
@@ -204,6 +208,22 @@ impl Httpd {
     }
 
     pub fn conf_text(&self) -> String {
+        let vhost = self
+            .tls_vhost
+            .clone()
+            .unwrap_or_else(|| self.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key"));
+        format!(
+            "{plain}LoadModule tls_module {module}\nListen 127.0.0.1:{tls}\nTLSEngine 127.0.0.1:{tls}\n{vhost}\n{extra}\n",
+            plain = self.plain_conf(),
+            module = module_path().display(),
+            tls = self.tls_port,
+            extra = self.extra,
+        )
+    }
+
+    /// The configuration without any TLS: paths, MPM, the usual modules, the document root and
+    /// `Listen` on the plain port. Tests of other TLS set-ups (mod_ssl, converted ones) add theirs.
+    pub fn plain_conf(&self) -> String {
         let root = self.root.display();
         let mpm = self.mpm;
         let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
@@ -219,10 +239,6 @@ impl Httpd {
             }
         };
         let mpm_tuning = self.mpm_tuning.clone().unwrap_or_else(|| default_tuning.to_string());
-        let vhost = self
-            .tls_vhost
-            .clone()
-            .unwrap_or_else(|| self.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key"));
         format!(
             r#"ServerRoot "{root}"
 PidFile "{root}/run/httpd.pid"
@@ -237,8 +253,7 @@ LoadModule dir_module {MODDIR}/mod_dir.so
 LoadModule rewrite_module {MODDIR}/mod_rewrite.so
 LoadModule headers_module {MODDIR}/mod_headers.so
 LoadModule env_module {MODDIR}/mod_env.so
-{shmcb}{cgi}LoadModule tls_module {module}
-{user}{mpm_tuning}ServerName localhost
+{shmcb}{cgi}{user}{mpm_tuning}ServerName localhost
 Timeout 30
 GracefulShutdownTimeout 5
 LogFormat "%h %l %u %t \"%r\" %>s %b" common
@@ -251,11 +266,7 @@ DirectoryIndex index.html
   Options +ExecCGI
   AddHandler cgi-script .cgi
 </Directory>
-Listen 127.0.0.1:{tls}
 Listen 127.0.0.1:{plain}
-TLSEngine 127.0.0.1:{tls}
-{vhost}
-{extra}
 "#,
             loglevel = self.log_level,
             shmcb = if self.without_shmcb {
@@ -263,10 +274,7 @@ TLSEngine 127.0.0.1:{tls}
             } else {
                 format!("LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so\n")
             },
-            module = module_path().display(),
-            tls = self.tls_port,
             plain = self.plain_port,
-            extra = self.extra,
         )
     }
 

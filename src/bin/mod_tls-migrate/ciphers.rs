@@ -1,0 +1,124 @@
+//! OpenSSL cipher expressions (`SSLCipherSuite HIGH:!aNULL`) turned into the suites rustls has.
+//!
+//! The expression is expanded by the `openssl` command of this machine, the same OpenSSL that
+//! mod_ssl reads it with, rather than by a parser of our own: OpenSSL's rules (`HIGH`, `@STRENGTH`,
+//! `+`, `!`, its order) are its own and change between versions.
+
+use std::process::Command;
+
+/// The suites of one TLS version, by IANA name, in rustls's order of preference.
+pub fn rustls_suites(tls13: bool) -> Vec<String> {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .cipher_suites
+        .iter()
+        .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13)
+        .map(|s| iana_name(s.suite()))
+        .collect()
+}
+
+/// IANA name of a suite (rustls spells the TLS 1.3 ones `TLS13_…`).
+fn iana_name(suite: rustls::CipherSuite) -> String {
+    let debug = format!("{suite:?}");
+    match debug.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => debug,
+    }
+}
+
+/// What an expression selects, as OpenSSL orders it (IANA names), with the selected suites
+/// rustls does not have kept apart (they are reported, not lost silently).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// rustls suites selected, in OpenSSL's order.
+    pub suites: Vec<String>,
+    /// How many selected suites rustls lacks (CBC, DHE, CCM, ARIA, …).
+    pub unavailable: usize,
+}
+
+/// Expands a TLS ≤ 1.2 expression; Err with OpenSSL's complaint (or that openssl is missing).
+pub fn expand_tls12(expr: &str) -> Result<Selection, String> {
+    let names = openssl(&["ciphers", "-stdname", "-tls1_2", "-ciphersuites", "", expr])?;
+    Ok(select(&names, false))
+}
+
+/// Expands a TLS 1.3 list (`SSLCipherSuite TLSv1.3 …`), or OpenSSL's default list for `None`.
+pub fn expand_tls13(list: Option<&str>) -> Result<Selection, String> {
+    let names = match list {
+        Some(l) => openssl(&["ciphers", "-stdname", "-s", "-tls1_3", "-ciphersuites", l])?,
+        None => openssl(&["ciphers", "-stdname", "-s", "-tls1_3"])?,
+    };
+    Ok(select(&names, true))
+}
+
+fn select(names: &[String], tls13: bool) -> Selection {
+    let ours = rustls_suites(tls13);
+    let mut sel = Selection::default();
+    for n in names {
+        // `openssl ciphers -tls1_3` lists the TLS 1.2 suites too: only this version's count.
+        let is13 = !n.contains("_WITH_");
+        if is13 != tls13 {
+            continue;
+        }
+        if ours.contains(n) {
+            if !sel.suites.contains(n) {
+                sel.suites.push(n.clone());
+            }
+        } else {
+            sel.unavailable += 1;
+        }
+    }
+    sel
+}
+
+/// The first column (`-stdname`: the IANA name) of each line `openssl` prints.
+fn openssl(args: &[&str]) -> Result<Vec<String>, String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run openssl ({e}): install it (Debian: apt-get install openssl)"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = if err.contains("no cipher match") {
+            "OpenSSL finds no cipher in it".to_string()
+        } else {
+            err.lines().next().unwrap_or("openssl failed").to_string()
+        };
+        return Err(why);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("TLS_"))
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_has_three_tls13_and_six_tls12_suites() {
+        assert_eq!(rustls_suites(true).len(), 3);
+        assert_eq!(rustls_suites(false).len(), 6);
+        assert!(rustls_suites(true).contains(&"TLS_AES_256_GCM_SHA384".to_string()));
+    }
+
+    #[test]
+    fn expressions_keep_openssls_order_and_count_what_rustls_lacks() {
+        let high = expand_tls12("HIGH:!aNULL").unwrap();
+        assert_eq!(high.suites.len(), 6, "{high:?}");
+        assert_eq!(high.suites[0], "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+        assert!(high.unavailable > 10);
+        let rsa_only = expand_tls12("ECDHE+aRSA+AESGCM").unwrap();
+        assert_eq!(rsa_only.suites, ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
+        let cbc = expand_tls12("AES256-SHA:DHE-RSA-AES128-SHA").unwrap();
+        assert!(cbc.suites.is_empty() && cbc.unavailable == 2, "{cbc:?}");
+        assert!(expand_tls12("NO-SUCH-CIPHER").is_err());
+        assert_eq!(
+            expand_tls13(None).unwrap().suites,
+            ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"]
+        );
+        assert_eq!(expand_tls13(Some("TLS_AES_128_GCM_SHA256")).unwrap().suites, ["TLS_AES_128_GCM_SHA256"]);
+    }
+}

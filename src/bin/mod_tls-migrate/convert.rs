@@ -1,0 +1,1237 @@
+//! The conversion: mod_ssl's directives, scope by scope, into mod_tls's.
+//!
+//! A configuration is a tree of scopes: the main server, its `<VirtualHost>`s, `<Proxy>`
+//! sections, and directory-like sections (`<Directory>`, `<Location>`, `<Files>`, `<If>` …).
+//! Conditional sections (`<IfModule>`, `<IfDefine>` …) are looked through. mod_ssl and mod_tls
+//! inherit the same way (a vhost's own value, else the main server's), so most directives become
+//! their twin in place; the ones that act together (certificate and key, suites and order,
+//! protocol and suites) are converted per scope, from the values in effect there.
+//!
+//! The text is kept: every line that is not mod_ssl's is copied as it is, and each mod_ssl line
+//! stays as a comment above what replaces it, so that the result reads as the original did.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::ciphers;
+use crate::reader::{Kind, Line, Origin, quote};
+
+/// How a directive fared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fate {
+    /// Carried over, with something worth knowing.
+    Note,
+    /// Left out because mod_tls already behaves so.
+    Same,
+    /// Not carried over: the converted server behaves differently here; the message says how
+    /// and what to do.
+    Differs,
+}
+
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub origin: Origin,
+    pub directive: String,
+    pub fate: Fate,
+    pub message: String,
+}
+
+pub struct Options {
+    /// Written in `LoadModule tls_module …` where the input loads mod_ssl.
+    pub module_path: String,
+    /// Where combined certificate + chain files are written for `SSLCertificateChainFile`;
+    /// without it the chain is reported instead.
+    pub chain_dir: Option<PathBuf>,
+}
+
+pub struct Conversion {
+    pub text: String,
+    pub findings: Vec<Finding>,
+    /// How many mod_ssl directives were read.
+    pub ssl_directives: usize,
+    /// Files written (combined chains).
+    pub written: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ctx {
+    Main,
+    VirtualHost,
+    Proxy,
+    Directory,
+}
+
+struct Scope {
+    ctx: Ctx,
+    parent: Option<usize>,
+    /// `<VirtualHost>` addresses.
+    addrs: Vec<String>,
+    /// The line that opens it.
+    open: Option<usize>,
+    /// Its own mod_ssl directives (line indices), in order.
+    ssl: Vec<usize>,
+}
+
+/// The scopes of a configuration and which scope each line is in.
+struct Tree {
+    scopes: Vec<Scope>,
+    /// `Listen` addresses (`[addr:]port`).
+    listens: Vec<String>,
+}
+
+fn section_ctx(name: &str) -> Option<Ctx> {
+    match name.to_ascii_lowercase().as_str() {
+        "virtualhost" => Some(Ctx::VirtualHost),
+        "proxy" | "proxymatch" => Some(Ctx::Proxy),
+        "directory" | "directorymatch" | "location" | "locationmatch" | "files" | "filesmatch" | "if" | "elseif"
+        | "else" | "limit" | "limitexcept" => Some(Ctx::Directory),
+        _ => None,
+    }
+}
+
+fn is_ssl(name: &str) -> bool {
+    name.len() > 3 && name[..3].eq_ignore_ascii_case("ssl")
+}
+
+fn build_tree(lines: &[Line]) -> Result<Tree, String> {
+    let mut scopes = vec![Scope { ctx: Ctx::Main, parent: None, addrs: vec![], open: None, ssl: vec![] }];
+    let mut listens = Vec::new();
+    // (section name, scope it opened or None when looked through, scope in effect before it)
+    let mut stack: Vec<(String, Option<usize>)> = Vec::new();
+    let mut current = 0usize;
+    for (i, line) in lines.iter().enumerate() {
+        match &line.kind {
+            Kind::Open { name, args } => {
+                let opened = section_ctx(name).map(|ctx| {
+                    scopes.push(Scope {
+                        ctx,
+                        parent: Some(current),
+                        addrs: if ctx == Ctx::VirtualHost { args.clone() } else { vec![] },
+                        open: Some(i),
+                        ssl: vec![],
+                    });
+                    scopes.len() - 1
+                });
+                stack.push((name.clone(), opened.map(|_| current)));
+                if let Some(s) = opened {
+                    current = s;
+                }
+            }
+            Kind::Close { name } => {
+                let Some((open_name, before)) = stack.pop() else {
+                    return Err(format!("{}: </{name}> without a matching <{name}>", line.origin));
+                };
+                if !open_name.eq_ignore_ascii_case(name) {
+                    return Err(format!("{}: </{name}> closes <{open_name}>", line.origin));
+                }
+                if let Some(b) = before {
+                    current = b;
+                }
+            }
+            Kind::Directive { name, args } => {
+                if is_ssl(name) {
+                    scopes[current].ssl.push(i);
+                } else if name.eq_ignore_ascii_case("listen") && !args.is_empty() && current == 0 {
+                    listens.push(args[0].clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((name, _)) = stack.last() {
+        return Err(format!("<{name}> is never closed"));
+    }
+    Ok(Tree { scopes, listens })
+}
+
+/// The converter's working state: the lines, what replaces some of them, what was found.
+struct Converter<'a> {
+    lines: &'a [Line],
+    tree: Tree,
+    opts: &'a Options,
+    /// Replacement text per line (comment of the original included).
+    replaced: Vec<Option<Vec<String>>>,
+    findings: Vec<Finding>,
+    /// `TLSEngine` addresses, with the vhost line that asks for each.
+    engines: Vec<(String, usize)>,
+    written: Vec<PathBuf>,
+    /// TLSEngine addresses no `Listen` of the configuration opens.
+    unlistened: Vec<String>,
+}
+
+pub fn convert(lines: &[Line], opts: &Options) -> Result<Conversion, String> {
+    let tree = build_tree(lines)?;
+    let ssl_directives = tree.scopes.iter().map(|s| s.ssl.len()).sum();
+    let mut c = Converter {
+        lines,
+        tree,
+        opts,
+        replaced: vec![None; lines.len()],
+        findings: Vec::new(),
+        engines: Vec::new(),
+        written: Vec::new(),
+        unlistened: Vec::new(),
+    };
+    c.modules_and_sections();
+    for s in 0..c.tree.scopes.len() {
+        match c.tree.scopes[s].ctx {
+            Ctx::Main | Ctx::VirtualHost => {
+                c.certificates(s);
+                c.frontend_suites(s);
+                c.client_auth(s);
+                c.proxy(s);
+            }
+            Ctx::Proxy => c.proxy(s),
+            Ctx::Directory => {}
+        }
+        c.one_by_one(s);
+    }
+    c.engines();
+    c.findings.sort_by(|a, b| (&a.origin.file, a.origin.line).cmp(&(&b.origin.file, b.origin.line)));
+    let text = c.render();
+    Ok(Conversion { text, findings: c.findings, ssl_directives, written: c.written })
+}
+
+/// `SSLProtocol` words into the set of versions they leave on (mod_ssl's rules: a word without
+/// `+`/`-` replaces what came before, `all` is TLS 1.0 to 1.3).
+fn protocols(args: &[String]) -> Result<BTreeSet<&'static str>, String> {
+    const ALL: [&str; 4] = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+    let mut on = BTreeSet::new();
+    for w in args {
+        let (action, name) = match w.as_bytes().first() {
+            Some(b'+') => ('+', &w[1..]),
+            Some(b'-') => ('-', &w[1..]),
+            _ => (' ', w.as_str()),
+        };
+        let these: Vec<&'static str> = match name.to_ascii_lowercase().as_str() {
+            "all" => ALL.to_vec(),
+            "sslv2" => vec![],
+            "sslv3" => vec!["SSLv3"],
+            "tlsv1" => vec!["TLSv1"],
+            "tlsv1.1" => vec!["TLSv1.1"],
+            "tlsv1.2" => vec!["TLSv1.2"],
+            "tlsv1.3" => vec!["TLSv1.3"],
+            _ => return Err(format!("unknown protocol '{w}'")),
+        };
+        match action {
+            '+' => on.extend(these),
+            '-' => these.iter().for_each(|t| {
+                on.remove(t);
+            }),
+            _ => on = these.into_iter().collect(),
+        }
+    }
+    Ok(on)
+}
+
+/// `SSLCipherSuite [SSL|TLSv1.3] spec`: (is it the TLS 1.3 list, the spec).
+fn cipher_args(args: &[String]) -> (bool, String) {
+    match args {
+        [proto, spec, ..] if proto.eq_ignore_ascii_case("tlsv1.3") => (true, spec.clone()),
+        [proto, spec, ..] if proto.eq_ignore_ascii_case("ssl") => (false, spec.clone()),
+        [spec, ..] => (false, spec.clone()),
+        [] => (false, String::new()),
+    }
+}
+
+/// What the suites and versions of one scope come to.
+struct SuitePlan {
+    floor: Option<&'static str>,
+    prefer: Vec<String>,
+    suppress: Vec<String>,
+    /// About the protocol line.
+    notes: Vec<(Fate, String)>,
+    /// About the cipher lines.
+    suite_notes: Vec<(Fate, String)>,
+}
+
+/// Works out the floor and suite lists from a scope's protocol words and cipher lists (each the
+/// value in effect there, `None` for mod_ssl's default), and the server-order switch.
+fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str>, ordered: bool) -> SuitePlan {
+    let mut notes = Vec::new();
+    let mut suite_notes = Vec::new();
+    let versions = match proto {
+        Some(words) => protocols(words).unwrap_or_else(|e| {
+            notes.push((Fate::Differs, format!("{e}: TLS 1.2 and 1.3 kept")));
+            ["TLSv1.2", "TLSv1.3"].into_iter().collect()
+        }),
+        None => ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"].into_iter().collect(),
+    };
+    let old: Vec<&str> = versions.iter().copied().filter(|v| !matches!(*v, "TLSv1.2" | "TLSv1.3")).collect();
+    if proto.is_some() && !old.is_empty() {
+        notes.push((
+            Fate::Note,
+            format!(
+                "{} not offered: rustls has no TLS below 1.2 (OpenSSL's default security level refuses them too)",
+                old.join(", ")
+            ),
+        ));
+    }
+    let sel12 = match ciphers::expand_tls12(tls12.unwrap_or("DEFAULT")) {
+        Ok(s) => s,
+        Err(e) => {
+            suite_notes
+                .push((Fate::Differs, format!("cipher list '{}': {e}; rustls's suites kept", tls12.unwrap_or(""))));
+            ciphers::Selection { suites: ciphers::rustls_suites(false), unavailable: 0 }
+        }
+    };
+    let sel13 = match ciphers::expand_tls13(tls13) {
+        Ok(s) => s,
+        Err(e) => {
+            suite_notes
+                .push((Fate::Differs, format!("TLS 1.3 list '{}': {e}; rustls's suites kept", tls13.unwrap_or(""))));
+            ciphers::Selection { suites: ciphers::rustls_suites(true), unavailable: 0 }
+        }
+    };
+    let has12 = versions.contains("TLSv1.2");
+    let has13 = versions.contains("TLSv1.3");
+    let floor = if has12 && !sel12.suites.is_empty() {
+        if !has13 {
+            notes
+                .push((Fate::Differs, "TLS 1.3 is offered too: mod_tls sets a lowest version, no highest".to_string()));
+        }
+        Some("v1.2+")
+    } else if has13 {
+        if has12 {
+            suite_notes
+                .push((Fate::Note, "no TLS 1.2 suite rustls has is left by the cipher list: TLS 1.3 only".to_string()));
+        }
+        Some("v1.3+")
+    } else {
+        notes.push((Fate::Differs, "neither TLS 1.2 nor TLS 1.3 is left on: mod_tls keeps TLS 1.2 and 1.3".into()));
+        None
+    };
+    if tls12.is_some() && sel12.unavailable > 0 {
+        suite_notes.push((
+            Fate::Note,
+            format!(
+                "{} of the list's suites are not in rustls (it has ECDHE with AES-GCM or ChaCha20-Poly1305 \
+                 only): left out",
+                sel12.unavailable
+            ),
+        ));
+    }
+    let mut suppress = Vec::new();
+    let tls12_on = floor == Some("v1.2+");
+    if tls12_on {
+        suppress.extend(ciphers::rustls_suites(false).into_iter().filter(|s| !sel12.suites.contains(s)));
+    }
+    if sel13.suites.is_empty() {
+        suite_notes.push((Fate::Differs, "the TLS 1.3 list leaves no suite: TLS 1.3 stays on with rustls's".into()));
+    } else {
+        suppress.extend(ciphers::rustls_suites(true).into_iter().filter(|s| !sel13.suites.contains(s)));
+    }
+    let mut prefer = Vec::new();
+    if ordered {
+        prefer.extend(sel13.suites.iter().cloned());
+        if tls12_on {
+            prefer.extend(sel12.suites.iter().cloned());
+        }
+    }
+    SuitePlan { floor, prefer, suppress, notes, suite_notes }
+}
+
+/// `SSLOptions` words into `TLSOptions` words: (kept, dropped).
+fn options_words(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    let resets = args.iter().any(|w| !w.starts_with(['+', '-']));
+    for w in args {
+        let name = w.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        match name.as_str() {
+            "stdenvvars" | "exportcertdata" => kept.push(w.clone()),
+            _ => dropped.push(w.clone()),
+        }
+    }
+    // A bare word starts from nothing: keep that when the bare words were the dropped ones.
+    if resets && kept.iter().all(|w| w.starts_with(['+', '-'])) {
+        kept.insert(0, "Defaults".to_string());
+    }
+    (kept, dropped)
+}
+
+/// `<VirtualHost>` address → `TLSEngine` address, or Err(why not).
+fn engine_addr(vhost_addr: &str, listens: &[String]) -> Result<Vec<String>, String> {
+    let (host, port) = match vhost_addr.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => (h, Some(p)),
+        _ => (vhost_addr, None),
+    };
+    let any_host = host == "*" || host.eq_ignore_ascii_case("_default_");
+    match port {
+        Some(p) if any_host => Ok(vec![p.to_string()]),
+        Some(p) => Ok(vec![format!("{host}:{p}")]),
+        None if any_host => {
+            if listens.is_empty() {
+                Err("the address has no port and there is no Listen to take one from".into())
+            } else {
+                Ok(listens.iter().map(|l| listen_port(l).to_string()).collect())
+            }
+        }
+        None => Err(format!("'{vhost_addr}' has no port: write TLSEngine {vhost_addr}:PORT for its ports")),
+    }
+}
+
+fn listen_port(listen: &str) -> &str {
+    listen.rsplit_once(':').map(|(_, p)| p).unwrap_or(listen)
+}
+
+impl Converter<'_> {
+    fn line(&self, i: usize) -> &Line {
+        &self.lines[i]
+    }
+
+    fn name_of(&self, i: usize) -> String {
+        self.line(i).directive().map(|(n, _)| n.to_string()).unwrap_or_default()
+    }
+
+    fn args_of(&self, i: usize) -> Vec<String> {
+        self.line(i).directive().map(|(_, a)| a.to_vec()).unwrap_or_default()
+    }
+
+    /// The original line as a comment (continuations joined).
+    fn was(&self, i: usize) -> String {
+        let l = self.line(i);
+        let text: Vec<&str> = l.raw.lines().map(|p| p.trim().trim_end_matches('\\').trim_end()).collect();
+        format!("{}# mod_ssl: {}", l.indent, text.join(" "))
+    }
+
+    /// Replaces line `i` by its comment and `new` directives (indented as it was).
+    fn set(&mut self, i: usize, new: Vec<String>) {
+        if new.is_empty() {
+            return self.set_comment(i, "nothing to write: mod_tls does this by default");
+        }
+        let indent = self.line(i).indent.clone();
+        let mut out = vec![self.was(i)];
+        out.extend(new.into_iter().map(|n| format!("{indent}{n}")));
+        self.replaced[i] = Some(out);
+    }
+
+    /// Replaces line `i` by its comment with a remark after it.
+    fn set_comment(&mut self, i: usize, remark: &str) {
+        self.replaced[i] = Some(vec![format!("{}  ({remark})", self.was(i))]);
+    }
+
+    fn find(&mut self, i: usize, fate: Fate, message: impl Into<String>) {
+        let directive = self.name_of(i);
+        let directive = if directive.is_empty() { "section".to_string() } else { directive };
+        self.findings.push(Finding { origin: self.line(i).origin.clone(), directive, fate, message: message.into() });
+    }
+
+    /// Drops line `i`: not carried over (`Differs`) or not needed (`Same`), said in both places.
+    fn drop_line(&mut self, i: usize, fate: Fate, why: &str) {
+        let label = match fate {
+            Fate::Same => "not needed",
+            Fate::Note => "left out",
+            Fate::Differs => "not carried over",
+        };
+        self.set_comment(i, &format!("{label}: {why}"));
+        self.find(i, fate, why);
+    }
+
+    /// A scope's own directives named `name` (case-insensitive), in order.
+    fn own(&self, scope: usize, name: &str) -> Vec<usize> {
+        self.tree.scopes[scope].ssl.iter().copied().filter(|&i| self.name_of(i).eq_ignore_ascii_case(name)).collect()
+    }
+
+    /// The line of the directive in effect in `scope`: its own last one, else its parents'.
+    fn effective(&self, scope: usize, name: &str, filter: impl Fn(&[String]) -> bool + Copy) -> Option<usize> {
+        let mut s = Some(scope);
+        while let Some(cur) = s {
+            if let Some(i) = self.own(cur, name).into_iter().rev().find(|&i| filter(&self.args_of(i))) {
+                return Some(i);
+            }
+            s = self.tree.scopes[cur].parent;
+        }
+        None
+    }
+
+    /// `LoadModule ssl_module` and `<IfModule mod_ssl.c>`, and mod_ssl's mutexes.
+    fn modules_and_sections(&mut self) {
+        let loads_tls = self.lines.iter().any(|l| {
+            l.directive().is_some_and(|(n, a)| {
+                n.eq_ignore_ascii_case("loadmodule") && a.first().is_some_and(|m| m == "tls_module")
+            })
+        });
+        for i in 0..self.lines.len() {
+            match &self.line(i).kind {
+                Kind::Directive { name, args }
+                    if name.eq_ignore_ascii_case("loadmodule") && args.first().is_some_and(|m| m == "ssl_module") =>
+                {
+                    if loads_tls {
+                        self.set_comment(i, "mod_tls is loaded above");
+                    } else {
+                        let path = quote(&self.opts.module_path);
+                        self.set(i, vec![format!("LoadModule tls_module {path}")]);
+                    }
+                }
+                Kind::Directive { name, args } if name.eq_ignore_ascii_case("mutex") && args.len() >= 2 => {
+                    let mut kept = vec![args[0].clone()];
+                    let mut changed = false;
+                    for m in &args[1..] {
+                        match m.as_str() {
+                            "ssl-cache" => {
+                                kept.push("tls-session-cache".into());
+                                changed = true;
+                            }
+                            "ssl-stapling" | "ssl-stapling-refresh" => changed = true,
+                            _ => kept.push(m.clone()),
+                        }
+                    }
+                    if changed {
+                        if kept.len() == 1 {
+                            self.drop_line(i, Fate::Same, "mod_ssl's stapling mutexes: mod_md staples");
+                        } else {
+                            self.set(i, vec![format!("Mutex {}", kept.join(" "))]);
+                        }
+                    }
+                }
+                Kind::Open { name, args } if name.eq_ignore_ascii_case("ifmodule") && args.len() == 1 => {
+                    let (neg, m) = match args[0].strip_prefix('!') {
+                        Some(m) => ("!", m),
+                        None => ("", args[0].as_str()),
+                    };
+                    if m == "mod_ssl.c" || m == "ssl_module" {
+                        let indent = self.line(i).indent.clone();
+                        self.replaced[i] = Some(vec![format!("{indent}<IfModule {neg}tls_module>")]);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `SSLCertificateFile`/`KeyFile`/`ChainFile` of one scope: one `TLSCertificate` per pair.
+    fn certificates(&mut self, s: usize) {
+        let certs = self.own(s, "SSLCertificateFile");
+        let keys = self.own(s, "SSLCertificateKeyFile");
+        let chain = self.own(s, "SSLCertificateChainFile").into_iter().last();
+        let chain_file = chain.and_then(|c| self.args_of(c).first().cloned());
+        for (n, &c) in certs.iter().enumerate() {
+            let Some(mut cert) = self.args_of(c).first().cloned() else { continue };
+            let key = keys.get(n).and_then(|&k| self.args_of(k).first().cloned());
+            if let (Some(chain_file), Some(dir)) = (&chain_file, &self.opts.chain_dir) {
+                match self.combine(&cert, chain_file, dir) {
+                    Ok(combined) => {
+                        cert = combined.display().to_string();
+                        self.find(
+                            c,
+                            Fate::Note,
+                            format!("certificate and SSLCertificateChainFile combined into {cert}"),
+                        );
+                    }
+                    Err(e) => self.find(c, Fate::Differs, e),
+                }
+            }
+            self.check_key(c, key.as_deref().unwrap_or(&cert));
+            let line = match &key {
+                Some(k) => format!("TLSCertificate {} {}", quote(&cert), quote(k)),
+                None => format!("TLSCertificate {}", quote(&cert)),
+            };
+            self.set(c, vec![line]);
+        }
+        for (n, &k) in keys.iter().enumerate() {
+            if n < certs.len() {
+                self.set_comment(k, "in TLSCertificate with its certificate");
+            } else {
+                self.drop_line(k, Fate::Differs, "a key without an SSLCertificateFile of its own");
+            }
+        }
+        if let Some(ch) = chain {
+            if self.opts.chain_dir.is_some() && !certs.is_empty() {
+                self.set_comment(ch, "in the combined certificate files");
+            } else {
+                let file = chain_file.unwrap_or_default();
+                self.drop_line(
+                    ch,
+                    Fate::Differs,
+                    &format!(
+                        "mod_tls reads the chain from the certificate file: append {file} to it \
+                         (cat CERT {file} > CERT-with-chain.pem, and name that file), or run with --chain-dir DIR"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Writes certificate + chain into `dir` (named after the certificate file).
+    fn combine(&mut self, cert: &str, chain: &str, dir: &Path) -> Result<PathBuf, String> {
+        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("cannot read {p} to combine it: {e}"));
+        let mut text = read(cert)?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&read(chain)?);
+        let stem = Path::new(cert).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("cert".into());
+        let mut target = dir.join(format!("{stem}-with-chain.pem"));
+        let mut n = 2;
+        while self.written.contains(&target) {
+            target = dir.join(format!("{stem}-with-chain-{n}.pem"));
+            n += 1;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::write(&target, text).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        self.written.push(target.clone());
+        Ok(target)
+    }
+
+    /// Key formats rustls does not read, found before httpd would refuse them.
+    fn check_key(&mut self, line: usize, key_file: &str) {
+        let Ok(text) = std::fs::read_to_string(key_file) else { return };
+        if text.contains("Proc-Type: 4,ENCRYPTED") {
+            self.find(
+                line,
+                Fate::Differs,
+                format!(
+                    "{key_file} is encrypted in OpenSSL's legacy format: convert it to PKCS#8 \
+                     (openssl pkcs8 -topk8 -v2 aes-256-cbc -in {key_file} -out NEW.key) and name NEW.key"
+                ),
+            );
+        } else if text.contains("BEGIN DSA PRIVATE KEY") {
+            self.find(
+                line,
+                Fate::Differs,
+                format!("{key_file}: DSA keys are not supported: use RSA, ECDSA or Ed25519"),
+            );
+        }
+    }
+
+    /// `SSLProtocol`, `SSLCipherSuite`, `SSLHonorCipherOrder` of the main server or a vhost.
+    fn frontend_suites(&mut self, s: usize) {
+        let is13 = |a: &[String]| cipher_args(a).0;
+        let is12 = |a: &[String]| !cipher_args(a).0;
+        let any = |_: &[String]| true;
+        let own_proto = self.own(s, "SSLProtocol").into_iter().last();
+        let own12 = self.own(s, "SSLCipherSuite").into_iter().rev().find(|&i| is12(&self.args_of(i)));
+        let own13 = self.own(s, "SSLCipherSuite").into_iter().rev().find(|&i| is13(&self.args_of(i)));
+        let own_order = self.own(s, "SSLHonorCipherOrder").into_iter().last();
+        if own_proto.is_none() && own12.is_none() && own13.is_none() && own_order.is_none() {
+            return;
+        }
+        let proto = self.effective(s, "SSLProtocol", any).map(|i| self.args_of(i));
+        let tls12 = self.effective(s, "SSLCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
+        let tls13 = self.effective(s, "SSLCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+        let ordered = self
+            .effective(s, "SSLHonorCipherOrder", any)
+            .is_some_and(|i| self.args_of(i).first().is_some_and(|v| v.eq_ignore_ascii_case("on")));
+        let plan = plan_suites(proto.as_deref(), tls12.as_deref(), tls13.as_deref(), ordered);
+        // What this scope would inherit in mod_tls: the main server's floor, else v1.2+.
+        let inherited_floor = match self.tree.scopes[s].parent {
+            Some(_) => {
+                let main_proto = self.effective(0, "SSLProtocol", any).map(|i| self.args_of(i));
+                let m12 = self.effective(0, "SSLCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
+                let m13 = self.effective(0, "SSLCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+                plan_suites(main_proto.as_deref(), m12.as_deref(), m13.as_deref(), false).floor
+            }
+            None => Some("v1.2+"),
+        };
+        let suite_lines: Vec<usize> = [own12, own13, own_order].into_iter().flatten().collect();
+        let anchor = suite_lines.iter().copied().min();
+        let mut suites_out = Vec::new();
+        if !plan.prefer.is_empty() && (own12.is_some() || own13.is_some() || own_order.is_some()) {
+            suites_out.push(format!("TLSCiphersPrefer {}", plan.prefer.join(" ")));
+        }
+        if !plan.suppress.is_empty() {
+            suites_out.push(format!("TLSCiphersSuppress {}", plan.suppress.join(" ")));
+        } else if s != 0 && (own12.is_some() || own13.is_some()) {
+            let main12 = self.effective(0, "SSLCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
+            let main13 = self.effective(0, "SSLCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+            let main_plan = plan_suites(None, main12.as_deref(), main13.as_deref(), false);
+            if !main_plan.suppress.is_empty() {
+                let at = anchor.unwrap_or(s);
+                self.find(
+                    at,
+                    Fate::Differs,
+                    "this vhost allows suites the main server's list leaves out, and a vhost cannot take \
+                     back a TLSCiphersSuppress it inherits: move the main server's SSLCipherSuite into its vhosts",
+                );
+            }
+        }
+        if let Some(o) = own_order {
+            let on = self.args_of(o).first().is_some_and(|v| v.eq_ignore_ascii_case("on"));
+            suites_out.push(format!("TLSHonorClientOrder {}", if on { "off" } else { "on" }));
+        }
+        let floor_line = plan.floor.map(|f| format!("TLSProtocol {f}"));
+        if let Some(p) = own_proto {
+            self.set(p, floor_line.clone().into_iter().collect());
+        }
+        if let Some(a) = anchor {
+            if own_proto.is_none() && plan.floor != inherited_floor {
+                suites_out.insert(0, floor_line.clone().unwrap_or_default());
+            }
+            self.set_group(a, &suite_lines, suites_out, "in the TLSCiphers lines above");
+        }
+        self.file_notes(plan, own_proto, own12.or(own13));
+    }
+
+    /// Replaces the first of a group of lines that become one set of directives; the others
+    /// become comments pointing to it.
+    fn set_group(&mut self, first: usize, group: &[usize], out: Vec<String>, remark: &str) {
+        self.set(first, out);
+        for &l in group.iter().filter(|&&l| l != first) {
+            self.set_comment(l, remark);
+        }
+    }
+
+    /// A plan's findings: about versions at the protocol line, about suites at the cipher line.
+    fn file_notes(&mut self, plan: SuitePlan, proto_line: Option<usize>, suites_line: Option<usize>) {
+        if let Some(p) = proto_line {
+            plan.notes.into_iter().for_each(|(fate, msg)| self.find(p, fate, msg));
+        }
+        if let Some(a) = suites_line {
+            plan.suite_notes.into_iter().for_each(|(fate, msg)| self.find(a, fate, msg));
+        }
+    }
+
+    /// Client certificates of the main server or a vhost.
+    fn client_auth(&mut self, s: usize) {
+        for i in self.own(s, "SSLVerifyClient") {
+            let mode = match self.args_of(i).first().map(|v| v.to_ascii_lowercase()).as_deref() {
+                Some("require") => "required",
+                Some("optional") => "optional",
+                Some("optional_no_ca") => "optional_no_ca",
+                Some("none") => "none",
+                _ => {
+                    self.drop_line(i, Fate::Differs, "unknown value");
+                    continue;
+                }
+            };
+            self.set(i, vec![format!("TLSClientCertificate {mode}")]);
+        }
+        for i in self.own(s, "SSLCACertificateFile") {
+            let f = self.args_of(i).first().cloned().unwrap_or_default();
+            self.set(i, vec![format!("TLSClientCA {}", quote(&f))]);
+        }
+        for i in self.own(s, "SSLCACertificatePath") {
+            self.drop_line(
+                i,
+                Fate::Differs,
+                "TLSClientCA takes one file: concatenate the directory's certificates (cat DIR/*.pem > cas.pem) \
+                 and write TLSClientCA cas.pem",
+            );
+        }
+        for i in self.own(s, "SSLCARevocationFile") {
+            let f = self.args_of(i).first().cloned().unwrap_or_default();
+            self.set(i, vec![format!("TLSClientCRL {}", quote(&f))]);
+        }
+        for i in self.own(s, "SSLCARevocationPath") {
+            let dir = self.args_of(i).first().cloned().unwrap_or_default();
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                            n.ends_with(".crl")
+                                || n.ends_with(".pem")
+                                || n.split_once(".r")
+                                    .is_some_and(|(h, d)| h.len() == 8 && d.chars().all(|c| c.is_ascii_digit()))
+                        })
+                        .map(|p| p.display().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            if files.is_empty() {
+                self.drop_line(i, Fate::Differs, &format!("no CRL files found in {dir}: name each with TLSClientCRL"));
+            } else {
+                self.set(i, files.iter().map(|f| format!("TLSClientCRL {}", quote(f))).collect());
+                self.find(i, Fate::Note, format!("each CRL file of {dir} named on its own TLSClientCRL line"));
+            }
+        }
+        let has_crl = !self.own(s, "SSLCARevocationFile").is_empty() || !self.own(s, "SSLCARevocationPath").is_empty();
+        let check = self.effective(s, "SSLCARevocationCheck", |_| true);
+        for i in self.own(s, "SSLCARevocationCheck") {
+            let args: Vec<String> = self.args_of(i).iter().map(|a| a.to_ascii_lowercase()).collect();
+            match args.first().map(String::as_str) {
+                Some("chain") if args.len() == 1 => self.drop_line(i, Fate::Same, "mod_tls checks the whole chain"),
+                Some("none") => self.set_comment(i, "see the TLSClientCRL lines"),
+                _ => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "mod_tls checks the whole chain and refuses a certificate whose issuer has no CRL: \
+                     give a TLSClientCRL for each CA",
+                ),
+            }
+        }
+        if has_crl {
+            let checked =
+                check.is_some_and(|i| self.args_of(i).first().is_some_and(|v| !v.eq_ignore_ascii_case("none")));
+            if !checked {
+                let at = self
+                    .own(s, "SSLCARevocationFile")
+                    .into_iter()
+                    .chain(self.own(s, "SSLCARevocationPath"))
+                    .min()
+                    .unwrap_or(0);
+                self.find(
+                    at,
+                    Fate::Differs,
+                    "mod_ssl did not check these CRLs (SSLCARevocationCheck none is its default); mod_tls does, \
+                     for the whole chain: remove the TLSClientCRL lines to accept revoked certificates as before",
+                );
+            }
+        }
+    }
+
+    /// `SSLProxy*` of the main server, a vhost or a `<Proxy>` section.
+    fn proxy(&mut self, s: usize) {
+        let is13 = |a: &[String]| cipher_args(a).0;
+        let is12 = |a: &[String]| !cipher_args(a).0;
+        let own_proto = self.own(s, "SSLProxyProtocol").into_iter().last();
+        let own12 = self.own(s, "SSLProxyCipherSuite").into_iter().rev().find(|&i| is12(&self.args_of(i)));
+        let own13 = self.own(s, "SSLProxyCipherSuite").into_iter().rev().find(|&i| is13(&self.args_of(i)));
+        if own_proto.is_some() || own12.is_some() || own13.is_some() {
+            let proto = self.effective(s, "SSLProxyProtocol", |_| true).map(|i| self.args_of(i));
+            let tls12 = self.effective(s, "SSLProxyCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
+            let tls13 = self.effective(s, "SSLProxyCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+            let plan = plan_suites(proto.as_deref(), tls12.as_deref(), tls13.as_deref(), true);
+            let floor = plan.floor.map(|f| format!("TLSProxyProtocol {f}"));
+            if let Some(p) = own_proto {
+                self.set(p, floor.clone().into_iter().collect());
+            }
+            let suite_lines: Vec<usize> = [own12, own13].into_iter().flatten().collect();
+            if let Some(a) = suite_lines.iter().copied().min() {
+                let mut out = Vec::new();
+                if own_proto.is_none() && plan.floor == Some("v1.3+") {
+                    out.push("TLSProxyProtocol v1.3+".to_string());
+                }
+                if !plan.prefer.is_empty() {
+                    out.push(format!("TLSProxyCiphersPrefer {}", plan.prefer.join(" ")));
+                }
+                if !plan.suppress.is_empty() {
+                    out.push(format!("TLSProxyCiphersSuppress {}", plan.suppress.join(" ")));
+                }
+                self.set_group(a, &suite_lines, out, "in the TLSProxyCiphers lines above");
+            }
+            self.file_notes(plan, own_proto, own12.or(own13));
+        }
+    }
+
+    /// Every other mod_ssl directive of a scope, each on its own.
+    fn one_by_one(&mut self, s: usize) {
+        let ctx = self.tree.scopes[s].ctx;
+        let per_dir = ctx == Ctx::Directory;
+        for i in self.tree.scopes[s].ssl.clone() {
+            if self.replaced[i].is_some() {
+                continue;
+            }
+            let name = self.name_of(i);
+            let args = self.args_of(i);
+            let first = args.first().map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+            let joined = args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ");
+            match name.to_ascii_lowercase().as_str() {
+                "sslengine" => self.engine(s, i, &first),
+                "ssloptions" => {
+                    let (kept, dropped) = options_words(&args);
+                    if kept.is_empty() {
+                        self.set_comment(i, "no option mod_tls has");
+                    } else {
+                        self.set(i, vec![format!("TLSOptions {}", kept.join(" "))]);
+                    }
+                    for d in dropped {
+                        let why = match d.trim_start_matches(['+', '-']).to_ascii_lowercase().as_str() {
+                            "fakebasicauth" => "FakeBasicAuth has no twin: authenticate with Require expr on %{SSL_CLIENT_S_DN…}, or TLSUserName",
+                            "strictrequire" => "StrictRequire has no twin (SSLRequire has none either)",
+                            "optrenegotiate" => "OptRenegotiate has no twin: mod_tls never renegotiates",
+                            "legacydnstringformat" => "LegacyDNStringFormat has no twin: DNs are RFC 2253 strings",
+                            _ => "an option mod_tls does not know",
+                        };
+                        let fate = if d.starts_with('-') { Fate::Same } else { Fate::Differs };
+                        self.find(i, fate, format!("SSLOptions {d}: {why}"));
+                    }
+                }
+                "sslusername" if !per_dir => self.set(i, vec![format!("TLSUserName {joined}")]),
+                "sslverifyclient" | "sslverifydepth" | "sslusername" | "sslciphersuite" | "sslrenegbuffersize"
+                    if per_dir =>
+                {
+                    self.drop_line(
+                        i,
+                        Fate::Differs,
+                        "per-directory TLS settings need renegotiation, which TLS 1.3 and rustls do not have: \
+                         set it for the whole vhost (a vhost of its own for this part, if need be)",
+                    )
+                }
+                "sslverifydepth" => {
+                    self.drop_line(i, Fate::Differs, "no depth limit: the whole chain is verified up to a TLSClientCA anchor")
+                }
+                "sslsessioncache" => {
+                    let spec = match first.as_str() {
+                        "none" | "nonenotnull" => "none".to_string(),
+                        _ => joined.clone(),
+                    };
+                    self.set(i, vec![format!("TLSSessionCache {spec}")]);
+                }
+                "sslsessioncachetimeout" => self.drop_line(
+                    i,
+                    Fate::Note,
+                    "no timeout to set: sessions live 24 hours in the cache (evicted earlier when it is full)",
+                ),
+                "sslsessiontickets" => {
+                    let why = "TLS 1.3 tickets are stateful entries in the session cache: no ticket keys to share or leak";
+                    self.drop_line(i, Fate::Same, why)
+                }
+                "sslsessionticketkeyfile" => {
+                    self.drop_line(i, Fate::Same, "no ticket keys: tickets are stateful entries in the session cache")
+                }
+                "sslpassphrasedialog" if first.starts_with("exec:") => {
+                    self.set(i, vec![format!("TLSPassPhraseDialog {joined}")]);
+                    self.find(
+                        i,
+                        Fate::Note,
+                        "the program's second argument is the key file (mod_ssl gave the key type); \
+                         legacy `Proc-Type: 4,ENCRYPTED` keys must be converted to PKCS#8",
+                    );
+                }
+                "sslpassphrasedialog" if first == "builtin" => {
+                    self.drop_line(i, Fate::Same, "no terminal prompt: unencrypted keys need none; for encrypted ones use TLSPassPhraseDialog exec:PROGRAM")
+                }
+                "sslrandomseed" => self.drop_line(i, Fate::Same, "rustls takes its randomness from the operating system"),
+                "sslhonorcipherorder" | "sslprotocol" | "sslciphersuite" => {}
+                "sslstrictsnivhostcheck" if first == "on" => self.drop_line(
+                    i,
+                    Fate::Note,
+                    "TLSStrictSNI (on by default) refuses unknown names; a client without SNI gets the default \
+                     vhost, and 421 for a vhost with other TLS settings",
+                ),
+                "sslstrictsnivhostcheck" => self.drop_line(i, Fate::Same, "off is what mod_tls does for clients without SNI"),
+                "sslcompression" | "sslinsecurerenegotiation" if first == "off" => {
+                    self.drop_line(i, Fate::Same, "rustls has neither")
+                }
+                "sslcompression" => self.drop_line(i, Fate::Differs, "TLS compression is insecure (CRIME) and rustls has none"),
+                "sslinsecurerenegotiation" => self.drop_line(i, Fate::Differs, "rustls never renegotiates"),
+                "sslrequiressl" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "an access restriction: add `Require ssl` inside a <RequireAll> with this scope's other Require lines \
+                     (a bare Require ssl next to `Require all granted` would grant everything)",
+                ),
+                "sslrequire" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "an access restriction: write it as `Require expr …` (ap_expr reads the same %{SSL_…} variables), \
+                     inside a <RequireAll> with this scope's other Require lines",
+                ),
+                "sslusestapling" if first == "off" => self.drop_line(i, Fate::Same, "mod_tls staples only through mod_md"),
+                n if n.starts_with("sslstapling") || n == "sslusestapling" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "OCSP stapling comes from mod_md: MDStapling on (with MDStapleOthers on for certificates it does not manage)",
+                ),
+                n if n.starts_with("sslocsp") => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "client certificates are not checked by OCSP: give the CAs' CRLs with TLSClientCRL",
+                ),
+                "sslcadnrequestfile" | "sslcadnrequestpath" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "the acceptable issuers sent to clients are the TLSClientCA certificates' names",
+                ),
+                "sslopensslconfcmd" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting: rustls has no such knob"),
+                "sslfips" | "sslcryptodevice" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting"),
+                n if n.starts_with("sslsrp") => self.drop_line(i, Fate::Differs, "rustls has no SRP"),
+                "sslproxyengine" => self.set(i, vec![format!("TLSProxyEngine {joined}")]),
+                "sslproxycacertificatefile" => self.set(i, vec![format!("TLSProxyCA {joined}")]),
+                "sslproxycacertificatepath" => {
+                    self.set(i, vec![format!("TLSProxyCA {joined}")]);
+                    self.find(i, Fate::Note, "TLSProxyCA reads the directory's .pem and .crt files (not hash links)");
+                }
+                "sslproxymachinecertificatefile" => {
+                    self.set(i, vec![format!("TLSProxyMachineCertificate {joined}")]);
+                    self.find(i, Fate::Note, "the file must hold one certificate (chain) and its key; several pairs need one TLSProxyMachineCertificate each");
+                }
+                "sslproxymachinecertificatepath" | "sslproxymachinecertificatechainfile" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "name each certificate (with its chain and key) on a TLSProxyMachineCertificate line",
+                ),
+                "sslproxyverify" if first == "none" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "backend certificates are always verified: give TLSProxyCA the CA of the backends' certificates",
+                ),
+                "sslproxyverify" | "sslproxyverifydepth" => {
+                    self.drop_line(i, Fate::Same, "backend certificates are always verified, up to a trusted root")
+                }
+                "sslproxycheckpeername" | "sslproxycheckpeercn" | "sslproxycheckpeerexpire" if first == "off" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "always on in mod_tls: the backend's certificate must be valid for the name mod_proxy connects to",
+                ),
+                "sslproxycheckpeername" | "sslproxycheckpeercn" | "sslproxycheckpeerexpire" => {
+                    self.drop_line(i, Fate::Same, "always on in mod_tls")
+                }
+                n if n.starts_with("sslproxycarevocation") => {
+                    self.drop_line(i, Fate::Differs, "backend certificates are not checked against CRLs")
+                }
+                "sslproxyprotocol" | "sslproxyciphersuite" => {}
+                _ if per_dir && !matches!(ctx, Ctx::Main | Ctx::VirtualHost) => {
+                    self.drop_line(i, Fate::Differs, "mod_tls has no twin for it here")
+                }
+                _ => self.drop_line(i, Fate::Differs, "mod_tls has no twin for it"),
+            }
+        }
+    }
+
+    /// `SSLEngine` in the main server or a vhost.
+    fn engine(&mut self, s: usize, i: usize, value: &str) {
+        let scope = &self.tree.scopes[s];
+        match (scope.ctx, value) {
+            (_, "off") => self.set_comment(i, "this vhost stays plain unless a TLSEngine address reaches it"),
+            (_, "optional") => self.drop_line(
+                i,
+                Fate::Differs,
+                "upgrading a plain connection to TLS (RFC 2817) has no twin: give TLS its own address",
+            ),
+            (Ctx::VirtualHost, "on") => self.set_comment(i, "TLSEngine for this vhost's address at the end"),
+            (Ctx::Main, "on") => self.set_comment(i, "TLSEngine for the main server's addresses at the end"),
+            (Ctx::Main, _) => {
+                // SSLEngine addr:port …: those addresses take TLS.
+                for a in self.args_of(i) {
+                    match engine_addr(&a, &self.tree.listens) {
+                        Ok(addrs) => self.engines.extend(addrs.into_iter().map(|x| (x, i))),
+                        Err(e) => self.find(i, Fate::Differs, e),
+                    }
+                }
+                self.set_comment(i, "TLSEngine for these addresses at the end");
+            }
+            _ => self.drop_line(i, Fate::Differs, "unknown value"),
+        }
+    }
+
+    /// TLSEngine addresses: each vhost where SSLEngine is on (its own or the main server's).
+    fn engines(&mut self) {
+        let is_on = |c: &Self, i: usize| c.args_of(i).first().is_some_and(|v| v.eq_ignore_ascii_case("on"));
+        let main_on = self.effective(0, "SSLEngine", |_| true).is_some_and(|i| is_on(self, i));
+        let mut plain_vhosts = Vec::new();
+        for s in 1..self.tree.scopes.len() {
+            if self.tree.scopes[s].ctx != Ctx::VirtualHost {
+                continue;
+            }
+            let open = self.tree.scopes[s].open.unwrap_or(0);
+            let on = match self.own(s, "SSLEngine").into_iter().last() {
+                Some(i) => is_on(self, i),
+                None => main_on,
+            };
+            if !on {
+                plain_vhosts.push(s);
+                continue;
+            }
+            for a in self.tree.scopes[s].addrs.clone() {
+                match engine_addr(&a, &self.tree.listens) {
+                    Ok(addrs) => self.engines.extend(addrs.into_iter().map(|x| (x, open))),
+                    Err(e) => self.find(open, Fate::Differs, e),
+                }
+            }
+        }
+        if main_on {
+            let vhost_ports: BTreeSet<String> = (1..self.tree.scopes.len())
+                .filter(|&s| self.tree.scopes[s].ctx == Ctx::VirtualHost)
+                .flat_map(|s| self.tree.scopes[s].addrs.clone())
+                .map(|a| listen_port(&a).to_string())
+                .collect();
+            let at = self.effective(0, "SSLEngine", |_| true).unwrap_or(0);
+            for l in self.tree.listens.clone() {
+                if !vhost_ports.contains(listen_port(&l)) {
+                    self.engines.push((l, at));
+                }
+            }
+        }
+        // A port for every address makes the single addresses of that port redundant.
+        let ports: BTreeSet<String> =
+            self.engines.iter().filter(|(a, _)| !a.contains(':')).map(|(a, _)| a.clone()).collect();
+        let mut seen = BTreeSet::new();
+        self.engines.retain(|(a, _)| {
+            let covered = a.contains(':') && ports.contains(listen_port(a));
+            !covered && seen.insert(a.clone())
+        });
+        // Debian's ports.conf opens 443 only `<IfModule ssl_module>`: converting a site file alone
+        // leaves its port unopened once mod_ssl is gone.
+        for (a, at) in self.engines.clone() {
+            let port = listen_port(&a);
+            if !self.tree.listens.iter().any(|l| listen_port(l) == port) {
+                self.find(
+                    at,
+                    Fate::Note,
+                    format!(
+                        "no Listen in what was converted opens port {port}: one is added at the end, for when \
+                         mod_ssl is not loaded (Debian's ports.conf opens 443 only for mod_ssl); remove it if \
+                         another file opens the port"
+                    ),
+                );
+                self.unlistened.push(a);
+            }
+        }
+        let main_has_cert = !self.own(0, "SSLCertificateFile").is_empty();
+        for s in plain_vhosts {
+            let open = self.tree.scopes[s].open.unwrap_or(0);
+            let Some(a) = self.tree.scopes[s]
+                .addrs
+                .iter()
+                .find(|a| {
+                    let port = listen_port(a);
+                    self.engines.iter().any(|(e, _)| e == port || e == *a)
+                })
+                .cloned()
+            else {
+                continue;
+            };
+            self.find(
+                open,
+                Fate::Differs,
+                format!(
+                    "this vhost has no SSLEngine on, but others on {a} do: mod_tls serves TLS by address, so it \
+                     will be served over TLS too (give it an address of its own to keep it plain)"
+                ),
+            );
+            if main_has_cert || !self.own(s, "SSLCertificateFile").is_empty() {
+                continue;
+            }
+            // It needs a certificate to start: the one mod_ssl's handshake showed for its name,
+            // that of the first TLS vhost of the address.
+            let port = listen_port(&a).to_string();
+            let first = (1..self.tree.scopes.len()).find(|&t| {
+                t != s
+                    && self.tree.scopes[t].ctx == Ctx::VirtualHost
+                    && self.tree.scopes[t].addrs.iter().any(|b| listen_port(b) == port)
+                    && !self.own(t, "SSLCertificateFile").is_empty()
+            });
+            let Some(first) = first else { continue };
+            let certs: Vec<String> = self
+                .own(first, "SSLCertificateFile")
+                .into_iter()
+                .filter_map(|c| self.replaced[c].as_ref())
+                .flat_map(|lines| lines.iter().filter(|l| l.trim_start().starts_with("TLSCertificate")).cloned())
+                .map(|l| l.trim().to_string())
+                .collect();
+            let indent = format!("{}  ", self.line(open).indent);
+            let mut out = vec![self.line(open).raw.clone()];
+            out.push(format!(
+                "{indent}# mod_tls-migrate: served over TLS at {a}, with the certificate mod_ssl showed there"
+            ));
+            out.extend(certs.into_iter().map(|c| format!("{indent}{c}")));
+            self.replaced[open] = Some(out);
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            match (&self.replaced[i], &line.kind) {
+                (Some(lines), _) => lines.iter().for_each(|l| {
+                    out.push_str(l);
+                    out.push('\n');
+                }),
+                (None, Kind::IncludeStart(file)) => {
+                    let raw = line.raw.trim();
+                    out.push_str(&format!("{}# {raw} -- {} follows\n", line.indent, file.display()));
+                }
+                (None, Kind::IncludeEnd(file)) => {
+                    out.push_str(&format!("{}# -- end of {}\n", line.indent, file.display()));
+                }
+                (None, _) => {
+                    out.push_str(&line.raw);
+                    out.push('\n');
+                }
+            }
+        }
+        if !self.engines.is_empty() {
+            out.push_str(
+                "\n# mod_tls serves TLS by address: these are the addresses of the vhosts that had SSLEngine on.\n",
+            );
+            for (a, _) in &self.engines {
+                out.push_str(&format!("TLSEngine {a}\n"));
+            }
+        }
+        if !self.unlistened.is_empty() {
+            out.push_str(
+                "# No Listen opened these in the converted files (mod_ssl's did, e.g. Debian's ports.conf):\n",
+            );
+            out.push_str("<IfModule !ssl_module>\n");
+            for a in &self.unlistened {
+                out.push_str(&format!("    Listen {a}\n"));
+            }
+            out.push_str("</IfModule>\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn protocol_words_follow_mod_ssls_rules() {
+        let p = |s: &str| protocols(&words(s)).unwrap().into_iter().collect::<Vec<_>>();
+        assert_eq!(p("all -SSLv3"), ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]);
+        assert_eq!(p("all -SSLv3 -TLSv1 -TLSv1.1"), ["TLSv1.2", "TLSv1.3"]);
+        assert_eq!(p("-all +TLSv1.3"), ["TLSv1.3"]);
+        assert_eq!(p("TLSv1.2"), ["TLSv1.2"]);
+        assert_eq!(p("+TLSv1.2 +TLSv1.3"), ["TLSv1.2", "TLSv1.3"]);
+        assert!(protocols(&words("TLSv9")).is_err());
+    }
+
+    #[test]
+    fn suites_and_floor_from_protocols_and_lists() {
+        let modern = plan_suites(Some(&words("-all +TLSv1.3")), None, None, false);
+        assert_eq!(modern.floor, Some("v1.3+"));
+        let rsa = plan_suites(None, Some("ECDHE+aRSA+AESGCM"), None, true);
+        assert_eq!(rsa.floor, Some("v1.2+"));
+        assert_eq!(rsa.suppress.len(), 4, "{:?}", rsa.suppress);
+        assert_eq!(
+            rsa.prefer[..3],
+            ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"]
+        );
+        assert_eq!(rsa.prefer[3], "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
+        // A list with nothing rustls has for TLS 1.2 leaves TLS 1.3 only.
+        let cbc = plan_suites(None, Some("AES256-SHA"), None, false);
+        assert_eq!(cbc.floor, Some("v1.3+"));
+        assert!(cbc.suppress.is_empty());
+        let only12 = plan_suites(Some(&words("TLSv1.2")), None, None, false);
+        assert!(only12.notes.iter().any(|(f, m)| *f == Fate::Differs && m.contains("no highest")));
+    }
+
+    #[test]
+    fn options_keep_what_mod_tls_has_and_the_reset() {
+        assert_eq!(
+            options_words(&words("+StdEnvVars +FakeBasicAuth")),
+            (words("+StdEnvVars"), words("+FakeBasicAuth"))
+        );
+        assert_eq!(options_words(&words("FakeBasicAuth +ExportCertData")).0, words("Defaults +ExportCertData"));
+        assert_eq!(options_words(&words("StdEnvVars StrictRequire")).0, words("StdEnvVars"));
+    }
+
+    fn convert_text(text: &str) -> Conversion {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.conf");
+        std::fs::write(&file, text).unwrap();
+        let read = crate::reader::Reader::new(None).read(&file).unwrap();
+        convert(&read.lines, &Options { module_path: "/m/mod_tls.so".into(), chain_dir: None }).unwrap()
+    }
+
+    #[test]
+    fn a_site_file_without_listen_gets_one_for_when_mod_ssl_is_gone() {
+        let site = "<VirtualHost *:443>\n  SSLEngine on\n  SSLCertificateFile /c.pem\n</VirtualHost>\n";
+        let c = convert_text(site);
+        assert!(c.text.ends_with("TLSEngine 443\n# No Listen opened these in the converted files (mod_ssl's did, e.g. Debian's ports.conf):\n<IfModule !ssl_module>\n    Listen 443\n</IfModule>\n"), "{}", c.text);
+        assert!(c.text.contains("  TLSCertificate /c.pem\n"), "{}", c.text);
+        let with_listen = convert_text(&format!("Listen 443\n{site}"));
+        assert!(with_listen.text.ends_with("TLSEngine 443\n"), "{}", with_listen.text);
+    }
+
+    #[test]
+    fn vhost_addresses_become_tlsengine_addresses() {
+        let l = vec!["443".to_string(), "127.0.0.1:8443".to_string()];
+        assert_eq!(engine_addr("_default_:443", &l).unwrap(), ["443"]);
+        assert_eq!(engine_addr("*:443", &l).unwrap(), ["443"]);
+        assert_eq!(engine_addr("192.0.2.1:443", &l).unwrap(), ["192.0.2.1:443"]);
+        assert_eq!(engine_addr("[::1]:443", &l).unwrap(), ["[::1]:443"]);
+        assert_eq!(engine_addr("*", &l).unwrap(), ["443", "8443"]);
+        assert!(engine_addr("www.example.net", &l).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! mod_tls-migrate: reads an httpd configuration written for mod_ssl (following its Includes) and
+//! prints the same configuration for mod_tls. Each mod_ssl line stays as a comment above what
+//! replaces it; what cannot be carried over is listed on stderr with its file and line, and why.
+//!
+//! This program is not linked with the module's library: that library calls into httpd, whose
+//! symbols exist only inside the httpd executable. It needs rustls (for the suites rustls has)
+//! and the `openssl` command (to read OpenSSL cipher expressions as mod_ssl did).
+
+mod ciphers;
+mod convert;
+mod reader;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use convert::{Fate, Options};
+
+const USAGE: &str = "\
+usage: mod_tls-migrate [options] CONFIG
+
+Prints CONFIG (an httpd configuration using mod_ssl, its Include files inlined) converted for
+mod_tls. What cannot be carried over is listed on stderr as FILE:LINE: DIRECTIVE: why.
+
+options:
+  -o FILE          write the configuration to FILE instead of stdout
+  -d SERVERROOT    where relative Include paths start (default: CONFIG's ServerRoot, else its directory)
+  --module PATH    the mod_tls.so written in place of LoadModule ssl_module (default: {MODULE})
+  --chain-dir DIR  write certificate files with their SSLCertificateChainFile appended into DIR
+                   and name those (without it, each chain file is reported)
+  -q               list only what is not carried over (no notes)
+  -h, --help       this text
+";
+
+fn default_module() -> String {
+    format!("{}/mod_tls.so", env!("MOD_TLS_LIBEXECDIR"))
+}
+
+struct Args {
+    config: PathBuf,
+    output: Option<PathBuf>,
+    server_root: Option<PathBuf>,
+    module: String,
+    chain_dir: Option<PathBuf>,
+    quiet: bool,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut a = Args {
+        config: PathBuf::new(),
+        output: None,
+        server_root: None,
+        module: default_module(),
+        chain_dir: None,
+        quiet: false,
+    };
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "-o" => a.output = Some(value("-o")?.into()),
+            "-d" => a.server_root = Some(value("-d")?.into()),
+            "--module" => a.module = value("--module")?,
+            "--chain-dir" => a.chain_dir = Some(value("--chain-dir")?.into()),
+            "-q" => a.quiet = true,
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s if config.is_none() => config = Some(PathBuf::from(s)),
+            s => return Err(format!("one configuration file only (also got {s})")),
+        }
+    }
+    a.config = config.ok_or("name the configuration file to convert")?;
+    Ok(Some(a))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{}", USAGE.replace("{MODULE}", &default_module()));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("mod_tls-migrate: {e}\n\n{}", USAGE.replace("{MODULE}", &default_module()));
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mod_tls-migrate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let read = reader::Reader::new(args.server_root.clone()).read(&args.config).map_err(|e| e.to_string())?;
+    let opts = Options { module_path: args.module.clone(), chain_dir: args.chain_dir.clone() };
+    let conv = convert::convert(&read.lines, &opts)?;
+    let header = format!(
+        "# Converted for mod_tls by mod_tls-migrate {} from {}.\n\
+         # Each mod_ssl line is kept as a comment (\"# mod_ssl: …\") above what replaces it.\n",
+        env!("CARGO_PKG_VERSION"),
+        args.config.display()
+    );
+    let text = format!("{header}{}", conv.text);
+    match &args.output {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes()).map_err(|e| e.to_string())?,
+    }
+
+    let mut err = std::io::stderr().lock();
+    for u in &read.unfollowed {
+        let _ = writeln!(err, "{}: Include: {}", u.origin, u.why);
+    }
+    let mut differs = 0;
+    let mut same = 0;
+    for f in &conv.findings {
+        let label = match f.fate {
+            Fate::Differs => {
+                differs += 1;
+                "not carried over"
+            }
+            Fate::Same => {
+                same += 1;
+                "not needed"
+            }
+            Fate::Note => "note",
+        };
+        if f.fate == Fate::Differs || !args.quiet {
+            let _ = writeln!(err, "{}: {}: {label}: {}", f.origin, f.directive, f.message);
+        }
+    }
+    for w in &conv.written {
+        let _ = writeln!(err, "wrote {}", w.display());
+    }
+    if conv.ssl_directives == 0 {
+        let _ = writeln!(err, "mod_tls-migrate: no mod_ssl directive found in {}", args.config.display());
+    } else {
+        let _ = writeln!(
+            err,
+            "mod_tls-migrate: {} mod_ssl directive(s) read; {differs} not carried over, {same} not needed by mod_tls",
+            conv.ssl_directives
+        );
+    }
+    Ok(())
+}

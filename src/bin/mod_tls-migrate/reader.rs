@@ -1,0 +1,385 @@
+//! Reads an httpd configuration as httpd does: logical lines (a trailing backslash continues a
+//! line), `#` comments, `<Section …>` blocks, and `Include`/`IncludeOptional` followed in place,
+//! with wildcards and directories expanded in httpd's (alphabetical) order.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a line came from, as a finding names it (`file:line`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// What one logical line is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A comment or an empty line: copied as it is.
+    Text,
+    /// `Name arg…`
+    Directive {
+        name: String,
+        args: Vec<String>,
+    },
+    /// `<Name arg…>`
+    Open {
+        name: String,
+        args: Vec<String>,
+    },
+    /// `</Name>`
+    Close {
+        name: String,
+    },
+    /// Marks where an included file starts (`Some`) and ends (`None`) in the flattened list.
+    IncludeStart(PathBuf),
+    IncludeEnd(PathBuf),
+}
+
+/// One logical line: its physical text (continuations kept), what it is, and where it is.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub raw: String,
+    pub kind: Kind,
+    pub origin: Origin,
+    /// The leading white space, reused for lines written in its place.
+    pub indent: String,
+}
+
+impl Line {
+    pub fn directive(&self) -> Option<(&str, &[String])> {
+        match &self.kind {
+            Kind::Directive { name, args } => Some((name, args)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ReadError(pub String);
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An `Include` the reader did not follow, with why (reported to the administrator).
+#[derive(Debug)]
+pub struct Unfollowed {
+    pub origin: Origin,
+    pub why: String,
+}
+
+/// httpd's limit on nested includes.
+const MAX_DEPTH: usize = 128;
+
+pub struct Reader {
+    server_root: Option<PathBuf>,
+    /// `Define`d variables, looked up before the environment for `${NAME}`.
+    defines: HashMap<String, String>,
+    pub lines: Vec<Line>,
+    pub unfollowed: Vec<Unfollowed>,
+}
+
+impl Reader {
+    /// `server_root`: where relative `Include` paths start; `None` until a `ServerRoot` line
+    /// says, and then the directory of the top file.
+    pub fn new(server_root: Option<PathBuf>) -> Reader {
+        Reader { server_root, defines: HashMap::new(), lines: Vec::new(), unfollowed: Vec::new() }
+    }
+
+    pub fn read(mut self, top: &Path) -> Result<Reader, ReadError> {
+        if self.server_root.is_none() {
+            let dir = top.parent().map(Path::to_path_buf).unwrap_or_default();
+            self.read_file(top, 0, Some(dir))?;
+        } else {
+            self.read_file(top, 0, None)?;
+        }
+        Ok(self)
+    }
+
+    fn read_file(&mut self, path: &Path, depth: usize, fallback_root: Option<PathBuf>) -> Result<(), ReadError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ReadError(format!("{}: cannot read: {e}", path.display())))?;
+        for (number, physical) in logical_lines(&text) {
+            let origin = Origin { file: path.to_path_buf(), line: number };
+            let kind = classify(&physical).map_err(|e| ReadError(format!("{origin}: {e}")))?;
+            let indent: String = physical.chars().take_while(|c| c.is_whitespace()).collect();
+            if let Kind::Directive { name, args } = &kind {
+                match name.to_ascii_lowercase().as_str() {
+                    "serverroot" if args.len() == 1 => self.server_root = Some(PathBuf::from(&args[0])),
+                    "define" if !args.is_empty() => {
+                        self.defines.insert(args[0].clone(), args.get(1).cloned().unwrap_or_default());
+                    }
+                    "include" | "includeoptional" if args.len() == 1 => {
+                        let optional = name.eq_ignore_ascii_case("includeoptional");
+                        let line = Line { raw: physical.clone(), kind: kind.clone(), origin: origin.clone(), indent };
+                        let root = self.server_root.clone().or_else(|| fallback_root.clone());
+                        self.include(line, &args[0], optional, depth, root, fallback_root.clone())?;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            self.lines.push(Line { raw: physical, kind, origin, indent });
+        }
+        Ok(())
+    }
+
+    /// Follows one Include: its files' lines go between markers, in place of the Include line.
+    fn include(
+        &mut self,
+        line: Line,
+        pattern: &str,
+        optional: bool,
+        depth: usize,
+        root: Option<PathBuf>,
+        fallback_root: Option<PathBuf>,
+    ) -> Result<(), ReadError> {
+        let origin = line.origin.clone();
+        let keep = |me: &mut Reader, why: String| {
+            me.unfollowed.push(Unfollowed { origin: line.origin.clone(), why });
+            me.lines.push(line.clone());
+        };
+        if depth >= MAX_DEPTH {
+            return Err(ReadError(format!("{origin}: includes nested more than {MAX_DEPTH} deep (a loop?)")));
+        }
+        let expanded = match self.expand_vars(pattern) {
+            Ok(p) => p,
+            Err(var) => {
+                keep(self, format!("${{{var}}} is neither Defined nor in the environment: not followed"));
+                return Ok(());
+            }
+        };
+        let mut path = PathBuf::from(&expanded);
+        if path.is_relative() {
+            path = root.unwrap_or_default().join(path);
+        }
+        let files = match files_of(&path) {
+            Ok(f) => f,
+            Err(e) => return Err(ReadError(format!("{origin}: {e}"))),
+        };
+        // IncludeOptional of nothing reads nothing; Include of nothing stops httpd, and us.
+        if files.is_empty() && !optional {
+            return Err(ReadError(format!(
+                "{origin}: Include {expanded}: no such file (httpd would not start either)"
+            )));
+        }
+        let mut marker = line;
+        for file in files {
+            marker.kind = Kind::IncludeStart(file.clone());
+            self.lines.push(marker.clone());
+            self.read_file(&file, depth + 1, fallback_root.clone())?;
+            marker.kind = Kind::IncludeEnd(file.clone());
+            self.lines.push(marker.clone());
+        }
+        Ok(())
+    }
+
+    /// `${NAME}` from `Define` or the environment, as httpd expands them; Err(NAME) if unknown.
+    fn expand_vars(&self, s: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            let name = &after[..end];
+            let value = self.defines.get(name).cloned().or_else(|| std::env::var(name).ok()).ok_or(name.to_string())?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// The files an Include names: one file, a directory's files (recursively, sorted), or the
+/// matches of a wildcard pattern (sorted; directories among them expanded the same way).
+fn files_of(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let text = path.to_string_lossy();
+    let mut found = Vec::new();
+    if has_wildcard(&text) {
+        let matches = glob::glob(&text).map_err(|e| format!("Include {text}: {e}"))?;
+        let mut paths: Vec<PathBuf> = matches.flatten().collect();
+        paths.sort();
+        for p in paths {
+            found.extend(files_of(&p)?);
+        }
+    } else if path.is_dir() {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(path).map_err(|e| format!("Include {text}: {e}"))?.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            found.extend(files_of(&p)?);
+        }
+    } else if path.exists() {
+        found.push(path.to_path_buf());
+    }
+    Ok(found)
+}
+
+/// Physical lines joined where a line ends in a backslash: (first line number, text with the
+/// newlines of continuations kept, so that untouched lines are copied exactly).
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let (number, mut acc) = pending.take().unwrap_or((i + 1, String::new()));
+        if !acc.is_empty() {
+            acc.push('\n');
+        }
+        acc.push_str(line);
+        if line.trim_end().ends_with('\\') {
+            pending = Some((number, acc));
+        } else {
+            out.push((number, acc));
+        }
+    }
+    if let Some(p) = pending {
+        out.push(p);
+    }
+    out
+}
+
+/// The words of a logical line as httpd's ap_getword_conf splits them: white space separates,
+/// double or single quotes group (a backslash escapes the quote inside), continuations are
+/// white space.
+pub fn words(line: &str) -> Vec<String> {
+    let joined: String = line.replace("\\\n", " ");
+    let mut out = Vec::new();
+    let mut chars = joined.trim().chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        if c == '"' || c == '\'' {
+            chars.next();
+            while let Some(ch) = chars.next() {
+                if ch == '\\' && chars.peek() == Some(&c) {
+                    word.push(c);
+                    chars.next();
+                } else if ch == c {
+                    break;
+                } else {
+                    word.push(ch);
+                }
+            }
+        } else {
+            while let Some(&ch) = chars.peek() {
+                if ch.is_whitespace() {
+                    break;
+                }
+                word.push(ch);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+    out
+}
+
+fn classify(physical: &str) -> Result<Kind, String> {
+    let text = physical.replace("\\\n", " ");
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(Kind::Text);
+    }
+    if let Some(rest) = trimmed.strip_prefix("</") {
+        let name = rest.trim_end_matches('>').trim();
+        return Ok(Kind::Close { name: name.to_string() });
+    }
+    if let Some(rest) = trimmed.strip_prefix('<') {
+        let Some(inner) = rest.trim_end().strip_suffix('>') else {
+            return Err(format!("section opening without '>': {trimmed}"));
+        };
+        let mut w = words(inner);
+        if w.is_empty() {
+            return Err(format!("empty section: {trimmed}"));
+        }
+        let name = w.remove(0);
+        return Ok(Kind::Open { name, args: w });
+    }
+    let mut w = words(trimmed);
+    let name = w.remove(0);
+    Ok(Kind::Directive { name, args: w })
+}
+
+/// A word as a configuration file needs it written: quoted when it holds white space or quotes.
+pub fn quote(word: &str) -> String {
+    if word.is_empty() || word.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+        format!("\"{}\"", word.replace('"', "\\\""))
+    } else {
+        word.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_follow_httpds_quoting() {
+        assert_eq!(words(r#"CustomLog "logs/ssl log" "%t \"%r\"""#), ["CustomLog", "logs/ssl log", r#"%t "%r""#]);
+        assert_eq!(words("SSLProtocol  all\t-SSLv3"), ["SSLProtocol", "all", "-SSLv3"]);
+        assert_eq!(words("BrowserMatch x \\\n   nokeepalive"), ["BrowserMatch", "x", "nokeepalive"]);
+        assert_eq!(quote("a b"), "\"a b\"");
+        assert_eq!(quote("/etc/x.pem"), "/etc/x.pem");
+    }
+
+    #[test]
+    fn continuations_make_one_line_numbered_by_its_first() {
+        let l = logical_lines("A\nB x \\\n  y\nC\n");
+        assert_eq!(l, vec![(1, "A".into()), (2, "B x \\\n  y".into()), (4, "C".into())]);
+        assert_eq!(
+            classify("<VirtualHost _default_:443 [::]:443>").unwrap(),
+            Kind::Open { name: "VirtualHost".into(), args: vec!["_default_:443".into(), "[::]:443".into()] }
+        );
+        assert_eq!(classify("  </VirtualHost>").unwrap(), Kind::Close { name: "VirtualHost".into() });
+        assert_eq!(classify("   # SSLEngine on").unwrap(), Kind::Text);
+    }
+
+    #[test]
+    fn includes_are_followed_in_place_with_wildcards_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sites")).unwrap();
+        std::fs::write(dir.path().join("sites/b.conf"), "B 1\n").unwrap();
+        std::fs::write(dir.path().join("sites/a.conf"), "A 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("top.conf"),
+            "X\nIncludeOptional sites/*.conf\nIncludeOptional none/*.conf\nY\n",
+        )
+        .unwrap();
+        let r = Reader::new(None).read(&dir.path().join("top.conf")).unwrap();
+        let names: Vec<String> = r
+            .lines
+            .iter()
+            .map(|l| match &l.kind {
+                Kind::Directive { name, .. } => name.clone(),
+                Kind::IncludeStart(p) => format!("+{}", p.file_name().unwrap().to_string_lossy()),
+                Kind::IncludeEnd(_) => "-".into(),
+                _ => "?".into(),
+            })
+            .collect();
+        assert_eq!(names, ["X", "+a.conf", "A", "-", "+b.conf", "B", "-", "Y"]);
+        let missing = Reader::new(None).read(&dir.path().join("nope.conf"));
+        assert!(missing.is_err());
+    }
+}

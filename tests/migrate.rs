@@ -1,0 +1,611 @@
+//! mod_tls-migrate: configurations written for mod_ssl, converted, and served side by side. Each
+//! test runs httpd with mod_ssl on the original and httpd with mod_tls (mod_ssl not loaded) on
+//! the conversion, and asks both the same questions with real clients: which certificate and
+//! chain, which protocol and suite for each kind of client, which client certificates pass and
+//! what the application sees of them, what a proxied backend answers. Any difference fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+
+const TOOL: &str = env!("CARGO_BIN_EXE_mod_tls-migrate");
+
+/// Runs the tool; (converted configuration, report on stderr).
+fn migrate(input: &Path, extra: &[&str]) -> (String, String) {
+    let o = Command::new(TOOL)
+        .arg("--module")
+        .arg(module_path())
+        .args(extra)
+        .arg(input)
+        .output()
+        .expect("run mod_tls-migrate");
+    let report = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "mod_tls-migrate failed: {report}");
+    (String::from_utf8(o.stdout).unwrap(), report)
+}
+
+/// The lines httpd reads (no comments): no mod_ssl directive or module may be left among them.
+fn assert_no_mod_ssl_left(conf: &str) {
+    for l in conf.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let first = l.split_whitespace().next().unwrap_or("");
+        assert!(!first.to_ascii_lowercase().starts_with("ssl"), "mod_ssl directive left: {l}\n{conf}");
+        assert!(!l.contains("ssl_module") && !l.contains("mod_ssl"), "mod_ssl left: {l}\n{conf}");
+    }
+}
+
+/// mod_ssl on a site, and mod_tls on its conversion.
+struct Pair {
+    ssl: Httpd,
+    tls: Httpd,
+    converted: String,
+    report: String,
+    /// The original as the converted server's ports have it (what the tool read).
+    original: std::path::PathBuf,
+}
+
+/// `site(files, own, port)`: the mod_ssl part of a configuration whose certificates and
+/// documents are under `files` (the mod_ssl server's root, shared by both), for a server whose
+/// own root is `own`, on `port`.
+/// `prepare` writes what the site needs into the mod_ssl server's root first.
+fn pair(prepare: impl FnOnce(&Httpd), site: impl Fn(&Path, &Path, u16) -> String, tool_args: &[&str]) -> Pair {
+    let mut ssl = Httpd::new();
+    let mut tls = Httpd::new();
+    prepare(&ssl);
+    let files = ssl.root.clone();
+    ssl.main_conf = Some(format!("{}{}", ssl.plain_conf(), site(&files, &ssl.root, ssl.tls_port)));
+    ssl.start();
+    let original =
+        tls.write("conf/original.conf", format!("{}{}", tls.plain_conf(), site(&files, &tls.root, tls.tls_port)));
+    let (converted, report) = migrate(&original, tool_args);
+    assert_no_mod_ssl_left(&converted);
+    tls.main_conf = Some(converted.clone());
+    let t = tls.configtest();
+    assert!(t.status.success(), "apache2 -t on the conversion: {}\n{converted}", output_text(&t));
+    tls.start();
+    Pair { ssl, tls, converted, report, original }
+}
+
+/// A `<Directory>` for the shared documents, with CGI.
+fn docs(files: &Path) -> String {
+    format!(
+        "<Directory \"{}/htdocs\">\n  Require all granted\n  Options +ExecCGI\n  AddHandler cgi-script .cgi\n</Directory>\n",
+        files.display()
+    )
+}
+
+fn write_env_cgi(h: &Httpd) {
+    h.cgi("env.cgi", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nenv\n");
+}
+
+/// What a client saw of one server.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Refused,
+    Served {
+        version: String,
+        suite: String,
+        /// SHA-256 of the leaf certificate, shortened.
+        leaf: String,
+        chain_len: usize,
+        status: u16,
+        /// The TLS variables a CGI saw (when the path is a CGI).
+        env: BTreeMap<String, String>,
+    },
+}
+
+/// The variables compared: those the two modules give the same values (SSL_CIPHER is OpenSSL's
+/// name under mod_ssl and the IANA one under mod_tls for TLS 1.2, by design).
+const VARS: &[&str] = &[
+    "HTTPS",
+    "SSL_PROTOCOL",
+    "SSL_TLS_SNI",
+    "SSL_CLIENT_VERIFY",
+    "SSL_CLIENT_S_DN_CN",
+    "SSL_CLIENT_I_DN_CN",
+    "REMOTE_USER",
+    "SSL_SERVER_S_DN_CN",
+];
+
+fn probe(port: u16, config: Arc<rustls::ClientConfig>, path: &str) -> Seen {
+    let Ok(mut s) = try_tls_connect(port, "localhost", config) else { return Seen::Refused };
+    let certs = s.conn.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+    let version = format!("{:?}", s.conn.protocol_version().unwrap());
+    let suite = format!("{:?}", s.conn.negotiated_cipher_suite().unwrap().suite());
+    if s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).is_err() {
+        return Seen::Refused;
+    }
+    let mut raw = Vec::new();
+    if s.read_to_end(&mut raw).is_err() || raw.is_empty() {
+        // TLS 1.3: a refused client certificate is answered after the client's last flight.
+        return Seen::Refused;
+    }
+    let r = Response::parse(&raw).0;
+    let mut env = BTreeMap::new();
+    if path.ends_with(".cgi") {
+        for line in r.text().lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                if VARS.contains(&k) {
+                    env.insert(k.to_string(), v.to_string());
+                }
+                if k == "SSL_CLIENT_CERT" {
+                    let value = if v.is_empty() { "empty" } else { "PEM" };
+                    env.insert("SSL_CLIENT_CERT (exported)".into(), value.into());
+                }
+            }
+        }
+    }
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certs.first().map(|c| c.as_ref()).unwrap_or(&[]));
+    let leaf = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    Seen::Served { version, suite, leaf, chain_len: certs.len(), status: r.status, env }
+}
+
+/// Kinds of clients: both versions, each version alone, each suite alone, and each version with
+/// its suites in reverse order (which tells whether the server's order or the client's wins).
+fn clients(pki: &Pki) -> Vec<(String, Arc<rustls::ClientConfig>)> {
+    let both = &[&rustls::version::TLS13, &rustls::version::TLS12][..];
+    let mut out = vec![
+        ("default".to_string(), pki.client_config(both)),
+        ("TLS 1.2".to_string(), pki.client_config(TLS12)),
+        ("TLS 1.3".to_string(), pki.client_config(TLS13)),
+    ];
+    for (label, versions) in [("TLS 1.2 reversed", TLS12), ("TLS 1.3 reversed", TLS13)] {
+        let cfg = pki.client_config_with(versions, |p| p.cipher_suites.reverse(), |_| {});
+        out.push((label.to_string(), Arc::new(cfg)));
+    }
+    for suite in rustls::crypto::aws_lc_rs::default_provider().cipher_suites {
+        let versions = if matches!(suite, rustls::SupportedCipherSuite::Tls13(_)) { TLS13 } else { TLS12 };
+        let cfg = pki.client_config_with(versions, |p| p.cipher_suites = vec![suite], |_| {});
+        out.push((format!("only {:?}", suite.suite()), Arc::new(cfg)));
+    }
+    out
+}
+
+/// Asks both servers as each client; fails with the whole table if any answer differs.
+/// Returns what mod_tls answered, for the caller's own checks.
+fn compare(p: &Pair, path: &str, clients: &[(String, Arc<rustls::ClientConfig>)]) -> BTreeMap<String, Seen> {
+    let mut table = String::new();
+    let mut differ = false;
+    let mut ours = BTreeMap::new();
+    for (label, cfg) in clients {
+        let a = probe(p.ssl.tls_port, cfg.clone(), path);
+        let b = probe(p.tls.tls_port, cfg.clone(), path);
+        differ |= a != b;
+        table.push_str(&format!("{label} {path}:\n  mod_ssl: {a:?}\n  mod_tls: {b:?}\n"));
+        ours.insert(label.clone(), b);
+    }
+    assert!(!differ, "mod_ssl and the converted mod_tls differ:\n{table}\nconverted:\n{}", p.converted);
+    ours
+}
+
+fn served(s: &Seen) -> bool {
+    matches!(s, Seen::Served { status: 200, .. })
+}
+
+/// The line number of the first line of `file` containing `needle`.
+fn line_of(file: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {}", file.display())) + 1
+}
+
+#[test]
+fn debians_default_ssl_site_and_global_settings() {
+    let site_file = "/etc/apache2/sites-available/default-ssl.conf";
+    let global_file = "/etc/apache2/mods-available/ssl.conf";
+    let site_text = std::fs::read_to_string(site_file).expect("Debian's default-ssl.conf (package apache2)");
+    let global_text = std::fs::read_to_string(global_file).expect("Debian's mods-available/ssl.conf");
+    // Debian's files as they are, but for the test's certificates, documents and ports.
+    let site = |files: &Path, own: &Path, port: u16| {
+        let f = files.display();
+        let mut text = site_text.clone();
+        for (from, to) in [
+            ("*:443", format!("127.0.0.1:{port}")),
+            ("/etc/ssl/certs/ssl-cert-snakeoil.pem", format!("{f}/conf/server.pem")),
+            ("/etc/ssl/private/ssl-cert-snakeoil.key", format!("{f}/conf/server.key")),
+            ("/var/www/html", format!("{f}/htdocs")),
+        ] {
+            assert!(text.contains(from), "Debian's default-ssl.conf no longer has {from}");
+            text = text.replace(from, &to);
+        }
+        let own_site = own.join(format!("conf/default-ssl-{port}.conf"));
+        std::fs::write(&own_site, text).unwrap();
+        format!(
+            "Define APACHE_LOG_DIR {own}/logs\nDefine APACHE_RUN_DIR {own}/run\n\
+             LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n{docs}\
+             Include {global_file}\nInclude {site}\n",
+            own = own.display(),
+            docs = docs(files),
+            site = own_site.display()
+        )
+    };
+    let p = pair(write_env_cgi, site, &[]);
+    assert!(!global_text.is_empty());
+
+    let ours = compare(&p, "/", &clients(&p.ssl.pki));
+    assert!(served(&ours["default"]) && served(&ours["TLS 1.2"]), "{ours:?}");
+    // The .cgi FilesMatch section's +StdEnvVars.
+    let env = compare(&p, "/env.cgi", &clients(&p.ssl.pki)[..3]);
+    let Seen::Served { env, .. } = &env["default"] else { panic!("{env:?}") };
+    assert_eq!(env.get("HTTPS").map(String::as_str), Some("on"), "{env:?}");
+    assert_eq!(env.get("SSL_PROTOCOL").map(String::as_str), Some("TLSv1.3"), "{env:?}");
+
+    // What the conversion says about Debian's global settings, with their lines.
+    let g = Path::new(global_file);
+    for (needle, says) in [
+        ("SSLRandomSeed startup builtin", "SSLRandomSeed: not needed"),
+        ("SSLSessionTickets", "SSLSessionTickets: not needed"),
+        ("SSLProtocol", "SSLProtocol: note: TLSv1, TLSv1.1 not offered"),
+    ] {
+        let want = format!("{global_file}:{}: {says}", line_of(g, needle));
+        assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+    }
+    assert!(p.report.contains("0 not carried over"), "{}", p.report);
+    for want in ["TLSSessionCache shmcb:", "TLSProtocol v1.2+", "TLSOptions +StdEnvVars", "TLSPassPhraseDialog exec:"] {
+        assert!(p.converted.contains(want), "{want}:\n{}", p.converted);
+    }
+    assert!(p.converted.contains(&format!("TLSEngine 127.0.0.1:{}\n", p.tls.tls_port)), "{}", p.converted);
+    p.tls.assert_no_crash();
+}
+
+/// An equivalent of httpd's stock conf/extra/httpd-ssl.conf (written for this test): global
+/// suites with the server's order, protocols, the builtin passphrase dialog, a session cache,
+/// and a `_default_` vhost with an RSA certificate, CGI variables and mod_ssl's request log.
+fn stock_site(files: &Path, own: &Path, port: u16) -> String {
+    let f = files.display();
+    let o = own.display();
+    format!(
+        r#"LoadModule ssl_module {MODDIR}/mod_ssl.so
+LoadModule setenvif_module {MODDIR}/mod_setenvif.so
+Listen 127.0.0.1:{port}
+{docs}
+SSLCipherSuite HIGH:MEDIUM:!MD5:!RC4:!3DES
+SSLProxyCipherSuite HIGH:MEDIUM:!MD5:!RC4:!3DES
+SSLHonorCipherOrder on
+SSLProtocol all -SSLv3
+SSLProxyProtocol all -SSLv3
+SSLPassPhraseDialog  builtin
+SSLSessionCache        "shmcb:{o}/run/ssl_scache(512000)"
+SSLSessionCacheTimeout  300
+
+<VirtualHost _default_:{port}>
+DocumentRoot "{f}/htdocs"
+ServerName localhost:{port}
+ServerAdmin you@example.com
+ErrorLog "{o}/logs/error_log"
+TransferLog "{o}/logs/access_log"
+SSLEngine on
+SSLCertificateFile "{f}/conf/rsa.pem"
+SSLCertificateKeyFile "{f}/conf/rsa.key"
+<FilesMatch "\.(cgi|shtml|phtml|php)$">
+    SSLOptions +StdEnvVars
+</FilesMatch>
+<Directory "{f}/cgi-bin">
+    SSLOptions +StdEnvVars
+</Directory>
+BrowserMatch "MSIE [2-5]" \
+         nokeepalive ssl-unclean-shutdown \
+         downgrade-1.0 force-response-1.0
+CustomLog "{o}/logs/ssl_request_log" \
+          "%t %h %{{SSL_PROTOCOL}}x %{{SSL_CIPHER}}x \"%r\" %b"
+</VirtualHost>
+"#,
+        docs = docs(files)
+    )
+}
+
+#[test]
+fn an_equivalent_of_httpds_stock_httpd_ssl_conf() {
+    // The stock file names an RSA certificate: one of the mod_ssl server's CA, which the clients trust.
+    let prepare = |h: &Httpd| {
+        let (cert, key) = h.pki.issue(&["localhost", "127.0.0.1"], &rcgen::PKCS_RSA_SHA256);
+        h.write("conf/rsa.pem", cert);
+        h.write("conf/rsa.key", key);
+        write_env_cgi(h);
+    };
+    let p = pair(prepare, stock_site, &[]);
+    let all = clients(&p.ssl.pki);
+    let ours = compare(&p, "/", &all);
+    // The server's order wins, as SSLHonorCipherOrder on made it under mod_ssl.
+    for label in ["default", "TLS 1.2", "TLS 1.3 reversed", "only TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"] {
+        assert!(served(&ours[label]), "{label}: {:?}", ours[label]);
+    }
+    let Seen::Served { suite, .. } = &ours["TLS 1.2 reversed"] else { unreachable!() };
+    assert_eq!(suite, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "the server's (OpenSSL's HIGH) order");
+    assert!(matches!(ours["only TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"], Seen::Refused), "RSA certificate only");
+    compare(&p, "/env.cgi", &all[..3]);
+    // mod_ssl's request log format, served by mod_tls's %{…}x handlers.
+    let log = p.tls.log_when("logs/ssl_request_log", |l| l.lines().count() >= all.len());
+    assert!(log.contains(" TLSv1.3 TLS_AES_256_GCM_SHA384 \"GET / HTTP/1.1\""), "{log}");
+    assert!(log.contains(" TLSv1.2 TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 \"GET / HTTP/1.1\""), "{log}");
+
+    assert!(p.converted.contains("TLSHonorClientOrder off"), "{}", p.converted);
+    assert!(p.converted.contains(&format!("\nTLSEngine {}\n", p.tls.tls_port)), "{}", p.converted);
+    let o = p.original.display();
+    let line = |n: &str| line_of(&p.original, n);
+    for want in [
+        format!("{o}:{}: SSLPassPhraseDialog: not needed", line("SSLPassPhraseDialog")),
+        format!("{o}:{}: SSLSessionCacheTimeout: note", line("SSLSessionCacheTimeout")),
+        format!("{o}:{}: SSLCipherSuite: note: ", line("SSLCipherSuite HIGH")),
+        format!("{o}:{}: SSLProxyProtocol: note: TLSv1, TLSv1.1 not offered", line("SSLProxyProtocol")),
+    ] {
+        assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+    }
+    p.tls.assert_no_crash();
+}
+
+/// Client certificates: required or optional, a CA and the CRLs of the whole chain, checked
+/// for the chain; what the application sees (+StdEnvVars +ExportCertData, SSLUserName), and the
+/// server certificate's chain from SSLCertificateChainFile (combined with --chain-dir).
+fn client_auth_site(mode: &'static str) -> impl Fn(&Path, &Path, u16) -> String {
+    move |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        format!(
+            r#"LoadModule ssl_module {MODDIR}/mod_ssl.so
+Listen 127.0.0.1:{port}
+{docs}
+<VirtualHost 127.0.0.1:{port}>
+  ServerName localhost
+  DocumentRoot "{f}/htdocs"
+  SSLEngine on
+  SSLCertificateFile {f}/conf/server.pem
+  SSLCertificateKeyFile {f}/conf/server.key
+  SSLCertificateChainFile {f}/conf/ca.pem
+  SSLVerifyClient {mode}
+  SSLVerifyDepth 5
+  SSLCACertificateFile {f}/conf/client/clientca.pem
+  SSLCARevocationFile {f}/conf/client/crls.pem
+  SSLCARevocationCheck chain
+  SSLOptions +StdEnvVars +ExportCertData
+  SSLUserName SSL_CLIENT_S_DN_CN
+  <Location /admin>
+    SSLVerifyClient require
+  </Location>
+</VirtualHost>
+"#,
+            docs = docs(files)
+        )
+    }
+}
+
+fn who_clients(h: &Httpd) -> Vec<(String, Arc<rustls::ClientConfig>)> {
+    let mut out = Vec::new();
+    for who in [None, Some("alice"), Some("bob"), Some("eve"), Some("mallory"), Some("carol")] {
+        for (v, versions) in [("1.3", TLS13), ("1.2", TLS12)] {
+            out.push((format!("{} TLS {v}", who.unwrap_or("anonymous")), client_config(h, who, versions)));
+        }
+    }
+    out
+}
+
+#[test]
+fn client_certificates_with_revocation_and_a_chain_file() {
+    for mode in ["optional", "require"] {
+        let chains = tempfile::tempdir().unwrap();
+        let chain_arg = chains.path().display().to_string();
+        let prepare = |h: &Httpd| {
+            ClientPki::new().install(h);
+            let crls = ["root.crl", "inter.crl"]
+                .map(|n| std::fs::read_to_string(h.path(&format!("conf/client/{n}"))).unwrap());
+            h.write("conf/client/crls.pem", crls.concat());
+            write_env_cgi(h);
+        };
+        let p = pair(prepare, client_auth_site(mode), &["--chain-dir", &chain_arg]);
+
+        let ours = compare(&p, "/env.cgi", &who_clients(&p.ssl));
+        // Not vacuous: alice is served and seen, bob (revoked) and mallory (unknown CA) are not.
+        let Seen::Served { env, chain_len, .. } = &ours["alice TLS 1.3"] else { panic!("{mode}: {ours:?}") };
+        assert_eq!(env.get("SSL_CLIENT_VERIFY").map(String::as_str), Some("SUCCESS"), "{env:?}");
+        assert_eq!(env.get("REMOTE_USER").map(String::as_str), Some("alice"), "{env:?}");
+        assert!(env.contains_key("SSL_CLIENT_CERT (exported)"), "{env:?}");
+        assert_eq!(*chain_len, 2, "the leaf and SSLCertificateChainFile's certificate");
+        assert!(served(&ours["carol TLS 1.2"]), "{ours:?}");
+        for refused in ["bob TLS 1.3", "bob TLS 1.2", "mallory TLS 1.3", "eve TLS 1.2"] {
+            assert_eq!(ours[refused], Seen::Refused, "{mode}: {refused}");
+        }
+        assert_eq!(served(&ours["anonymous TLS 1.3"]), mode == "optional", "{mode}: {:?}", ours["anonymous TLS 1.3"]);
+
+        let combined = chains.path().join("server-with-chain.pem");
+        assert!(p.converted.contains(&format!("TLSCertificate {} ", combined.display())), "{}", p.converted);
+        let o = p.original.display();
+        let line = |n: &str| line_of(&p.original, n);
+        for want in [
+            format!("{o}:{}: SSLVerifyDepth: not carried over: no depth limit", line("SSLVerifyDepth")),
+            format!("{o}:{}: SSLVerifyClient: not carried over: per-directory", line("    SSLVerifyClient require")),
+            format!(
+                "{o}:{}: SSLCertificateFile: note: certificate and SSLCertificateChainFile combined",
+                line("SSLCertificateFile")
+            ),
+        ] {
+            assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+        }
+        p.tls.assert_no_crash();
+    }
+}
+
+/// A backend for the proxy test: mod_tls with its own CA, serving `body`; `extra` inside its vhost.
+fn backend(body: &str, vhost_extra: &str) -> Httpd {
+    let mut b = Httpd::new();
+    b.tls_vhost = Some(b.localhost_vhost(&format!("  TLSCertificate conf/server.pem conf/server.key\n{vhost_extra}")));
+    b.write("htdocs/index.html", body);
+    b
+}
+
+#[test]
+fn a_reverse_proxy_to_tls_backends() {
+    // b1: trusted; b2: trusted, wants a client certificate from the front's CA; b3: untrusted.
+    let mut b1 = backend("backend one\n", "");
+    b1.start();
+    let mut b2 = backend("backend two\n", "  TLSClientCertificate required\n  TLSClientCA conf/front-ca.pem\n");
+    // b2 has b1's certificate: the test CAs share one name, and OpenSSL looks issuers up by name.
+    for f in ["conf/server.pem", "conf/server.key"] {
+        std::fs::copy(b1.path(f), b2.path(f)).unwrap();
+    }
+    let mut b3 = backend("backend three\n", "");
+    b3.start();
+    let ports = (b1.tls_port, b2.tls_port, b3.tls_port);
+    let cas = b1.pki.ca_pem.clone();
+    let prepare = |h: &Httpd| {
+        h.write("conf/backend-cas.pem", &cas);
+        std::fs::copy(h.path("conf/ca.pem"), b2.path("conf/front-ca.pem")).unwrap();
+        let (cert, key) = h.pki.issue(&["front.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        h.write("conf/machine.pem", format!("{cert}{key}"));
+    };
+    let site = move |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        let (p1, p2, p3) = ports;
+        format!(
+            r#"LoadModule ssl_module {MODDIR}/mod_ssl.so
+LoadModule proxy_module {MODDIR}/mod_proxy.so
+LoadModule proxy_http_module {MODDIR}/mod_proxy_http.so
+Listen 127.0.0.1:{port}
+SSLProxyEngine on
+SSLProxyCACertificateFile {f}/conf/backend-cas.pem
+SSLProxyProtocol all -SSLv3 -TLSv1 -TLSv1.1
+SSLProxyCipherSuite HIGH:!aNULL
+SSLProxyVerify require
+SSLProxyCheckPeerName on
+<VirtualHost 127.0.0.1:{port}>
+  ServerName localhost
+  SSLEngine on
+  SSLCertificateFile {f}/conf/server.pem
+  SSLCertificateKeyFile {f}/conf/server.key
+  ProxyPass /b1/ https://localhost:{p1}/
+  ProxyPass /b2/ https://localhost:{p2}/
+  ProxyPass /b3/ https://localhost:{p3}/
+  <Proxy "https://localhost:{p2}/">
+    SSLProxyMachineCertificateFile {f}/conf/machine.pem
+  </Proxy>
+</VirtualHost>
+"#
+        )
+    };
+    // b2 reads the front's CA, which the mod_ssl side's root has once `pair` made it.
+    let p = {
+        let mut ssl = Httpd::new();
+        prepare(&ssl);
+        b2.start();
+        let mut tls = Httpd::new();
+        let files = ssl.root.clone();
+        ssl.main_conf = Some(format!("{}{}", ssl.plain_conf(), site(&files, &ssl.root, ssl.tls_port)));
+        ssl.start();
+        let original =
+            tls.write("conf/original.conf", format!("{}{}", tls.plain_conf(), site(&files, &tls.root, tls.tls_port)));
+        let (converted, report) = migrate(&original, &[]);
+        assert_no_mod_ssl_left(&converted);
+        tls.main_conf = Some(converted.clone());
+        tls.start();
+        Pair { ssl, tls, converted, report, original }
+    };
+    let client = p.ssl.pki.client_config(TLS13);
+    let mut seen = Vec::new();
+    for path in ["/b1/index.html", "/b2/index.html", "/b3/index.html"] {
+        let get = |port: u16| {
+            let mut s = tls_connect(port, "localhost", client.clone());
+            let r = get_on(&mut s, path, "localhost");
+            (r.status, r.text())
+        };
+        let (a, b) = (get(p.ssl.tls_port), get(p.tls.tls_port));
+        assert_eq!(a, b, "{path}: mod_ssl answered {a:?}, the converted mod_tls {b:?}\n{}", p.converted);
+        seen.push(b);
+    }
+    assert_eq!(seen[0], (200, "backend one\n".to_string()));
+    assert_eq!(seen[1], (200, "backend two\n".to_string()), "the machine certificate was presented");
+    assert_eq!(seen[2].0, 500, "an untrusted backend: 500 Error during SSL Handshake, as with mod_ssl");
+    for want in ["TLSProxyEngine on", "TLSProxyProtocol v1.2+", "TLSProxyCA ", "TLSProxyMachineCertificate "] {
+        assert!(p.converted.contains(want), "{want}:\n{}", p.converted);
+    }
+    let o = p.original.display();
+    for (needle, says) in [
+        ("SSLProxyVerify", "SSLProxyVerify: not needed"),
+        ("SSLProxyCheckPeerName", "SSLProxyCheckPeerName: not needed"),
+    ] {
+        let want = format!("{o}:{}: {says}", line_of(&p.original, needle));
+        assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+    }
+    p.tls.assert_no_crash();
+}
+
+/// What has no twin is listed with the file and line it is on (Included files too), and the
+/// conversion still passes `apache2 -t` with mod_tls alone.
+#[test]
+fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
+    let h = Httpd::new();
+    let root = h.root.display().to_string();
+    let vhost = h.write(
+        "conf/sites/secure.conf",
+        format!(
+            r#"<VirtualHost 127.0.0.1:{port}>
+  ServerName localhost
+  SSLEngine on
+  SSLCertificateFile conf/server.pem
+  SSLCertificateKeyFile conf/server.key
+  SSLOpenSSLConfCmd Curves X25519:secp256r1
+  SSLCipherSuite TLSv1.3 TLS_AES_256_GCM_SHA384
+  SSLCACertificatePath {root}/conf
+  SSLOptions +FakeBasicAuth +StdEnvVars
+  SSLUseStapling on
+  <Location /admin>
+    SSLVerifyClient require
+    SSLRequireSSL
+  </Location>
+</VirtualHost>
+<VirtualHost 127.0.0.1:{port}>
+  ServerName plain.localhost
+</VirtualHost>
+"#,
+            port = h.tls_port
+        ),
+    );
+    let main = h.write(
+        "conf/original.conf",
+        format!(
+            "{}LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{}\n<IfModule mod_ssl.c>\n  SSLProtocol TLSv1.2\n</IfModule>\nIncludeOptional conf/sites/*.conf\n",
+            h.plain_conf(),
+            h.tls_port
+        ),
+    );
+    let (converted, report) = migrate(&main, &["-d", &root]);
+    assert_no_mod_ssl_left(&converted);
+    let v = vhost.display();
+    let m = main.display();
+    let at = |file: &Path, needle: &str| line_of(file, needle);
+    for want in [
+        format!("{m}:{}: SSLProtocol: not carried over: TLS 1.3 is offered too", at(&main, "SSLProtocol")),
+        format!("{v}:{}: SSLOpenSSLConfCmd: not carried over: OpenSSL's own setting", at(&vhost, "SSLOpenSSLConfCmd")),
+        format!(
+            "{v}:{}: SSLCACertificatePath: not carried over: TLSClientCA takes one file",
+            at(&vhost, "SSLCACertificatePath")
+        ),
+        format!("{v}:{}: SSLOptions: not carried over: SSLOptions +FakeBasicAuth", at(&vhost, "SSLOptions")),
+        format!(
+            "{v}:{}: SSLUseStapling: not carried over: OCSP stapling comes from mod_md",
+            at(&vhost, "SSLUseStapling")
+        ),
+        format!("{v}:{}: SSLVerifyClient: not carried over: per-directory", at(&vhost, "SSLVerifyClient")),
+        format!("{v}:{}: SSLRequireSSL: not carried over: an access restriction", at(&vhost, "SSLRequireSSL")),
+        format!("{v}:{}: section: not carried over: this vhost has no SSLEngine on", at(&vhost, "plain.localhost") - 1),
+    ] {
+        assert!(report.contains(&want), "report lacks {want}:\n{report}");
+    }
+    // The TLS 1.3 list keeps one suite: the others are suppressed.
+    assert!(
+        converted.contains("TLSCiphersSuppress TLS_CHACHA20_POLY1305_SHA256 TLS_AES_128_GCM_SHA256")
+            || converted.contains("TLSCiphersSuppress TLS_AES_128_GCM_SHA256 TLS_CHACHA20_POLY1305_SHA256"),
+        "{converted}"
+    );
+    assert!(converted.contains("<IfModule tls_module>"), "{converted}");
+    let mut t = Httpd::new();
+    t.main_conf = Some(converted.replace(&root, &t.root.display().to_string()));
+    std::fs::create_dir_all(t.path("conf/sites")).unwrap();
+    for f in ["server.pem", "server.key"] {
+        std::fs::copy(h.path(&format!("conf/{f}")), t.path(&format!("conf/{f}"))).unwrap();
+    }
+    let o = t.configtest();
+    assert!(o.status.success(), "apache2 -t: {}\n{converted}", output_text(&o));
+}
