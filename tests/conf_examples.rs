@@ -106,3 +106,28 @@ fn debian_mods_available_pass_configtest() {
     let o = std::process::Command::new(HTTPD).arg("-t").arg("-f").arg(h.path("conf/debian.conf")).output().unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
 }
+
+/// The status page example: from this machine, `server-status?auto` has the TLS lines, counting
+/// the handshake just made and naming the vhost's certificate.
+#[test]
+fn status_page_example_shows_the_tls_figures() {
+    let mut h = Httpd::new();
+    // Debian enables mod_status and mod_authz_host (Require local, Require ip) by default.
+    h.extra = format!(
+        "LoadModule status_module {MODDIR}/mod_status.so\nLoadModule authz_host_module {MODDIR}/mod_authz_host.so\n{}",
+        example("status-page.conf")
+    );
+    let o = h.configtest();
+    assert!(o.status.success(), "{}", output_text(&o));
+    h.start();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", h.plain_port)]);
+    let page = String::from_utf8_lossy(&o.stdout).into_owned();
+    let value = |key: &str| {
+        page.lines().find_map(|l| l.strip_prefix(&format!("{key}: "))).unwrap_or_else(|| panic!("{key} in:\n{page}"))
+    };
+    assert_eq!(value("TLSHandshakes"), "1", "{page}");
+    assert_eq!(value("TLSHandshakesTLSv1_3"), "1", "{page}");
+    assert!(value("TLSCertificate0").contains("subject=CN=localhost; key=id-ecPublicKey; days_left="), "{page}");
+}
