@@ -111,8 +111,8 @@ fn files_control_fields_and_maintainer_scripts() {
 
 /// The package's files as dpkg would install them, under `h`'s root, and a Debian-style
 /// apache2.conf there with mods-enabled/ and sites-enabled/ as `a2enmod tls` (with its
-/// `Depends: socache_shmcb`) and `a2ensite SITE` make them. Returns /etc/apache2's stand-in.
-fn debian_layout(h: &mut Httpd, site: &str) -> PathBuf {
+/// `Depends: socache_shmcb`) and `a2ensite SITE…` make them. Returns /etc/apache2's stand-in.
+fn debian_layout(h: &mut Httpd, sites: &[&str]) -> PathBuf {
     let deb = package();
     let o = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&h.root).output().unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
@@ -129,12 +129,12 @@ fn debian_layout(h: &mut Httpd, site: &str) -> PathBuf {
     std::fs::create_dir_all(etc.join("sites-enabled")).unwrap();
     std::fs::copy("/etc/apache2/mods-available/socache_shmcb.load", etc.join("mods-available/socache_shmcb.load"))
         .unwrap();
-    for (link, target) in [
-        ("mods-enabled/socache_shmcb.load", "../mods-available/socache_shmcb.load".to_string()),
-        ("mods-enabled/tls.load", "../mods-available/tls.load".to_string()),
-        ("mods-enabled/tls.conf", "../mods-available/tls.conf".to_string()),
-        (&format!("sites-enabled/{site}") as &str, format!("../sites-available/{site}")),
-    ] {
+    let mut links: Vec<(String, String)> = ["socache_shmcb.load", "tls.load", "tls.conf"]
+        .iter()
+        .map(|m| (format!("mods-enabled/{m}"), format!("../mods-available/{m}")))
+        .collect();
+    links.extend(sites.iter().map(|s| (format!("sites-enabled/{s}"), format!("../sites-available/{s}"))));
+    for (link, target) in links {
         std::os::unix::fs::symlink(target, etc.join(link)).unwrap();
     }
     let root = h.root.display().to_string();
@@ -173,6 +173,7 @@ fn localize(h: &Httpd, site: &str, port: u16) -> String {
         .replace("*:443", &format!("127.0.0.1:{port}"))
         .replace("_default_:443", &format!("_default_:{port}"))
         .replace("TLSEngine 443", &format!("TLSEngine {port}"))
+        .replace("mod_tls_listen_443", &format!("mod_tls_listen_{port}"))
         .replace("/var/www/html", &h.path("htdocs").display().to_string())
 }
 
@@ -196,7 +197,7 @@ fn serves_and_resumes(h: &Httpd, port: u16) {
 fn a_debian_layout_made_from_the_package_serves_https() {
     let mut h = Httpd::new();
     h.tls_port = free_port();
-    let etc = debian_layout(&mut h, "default-tls.conf");
+    let etc = debian_layout(&mut h, &["default-tls.conf"]);
     let site = std::fs::read_to_string(etc.join("sites-available/default-tls.conf")).unwrap();
     std::fs::write(etc.join("sites-available/default-tls.conf"), localize(&h, &site, h.tls_port)).unwrap();
     let o = h.configtest();
@@ -206,12 +207,15 @@ fn a_debian_layout_made_from_the_package_serves_https() {
 }
 
 /// The man page's example: the packaged mod_tls-migrate converts Debian's default-ssl.conf
-/// (mod_ssl's site) into a site that a2ensite enables beside mod_tls, without mod_ssl.
+/// (mod_ssl's site) into a site that a2ensite enables beside mod_tls, without mod_ssl; enabled
+/// next to the package's default-tls.conf, the two open port 443 once between them.
 #[test]
 fn the_packaged_migrate_tool_converts_debians_default_ssl_site() {
     let mut h = Httpd::new();
     h.tls_port = free_port();
-    let etc = debian_layout(&mut h, "default-ssl-migrated.conf");
+    let etc = debian_layout(&mut h, &["default-ssl-migrated.conf", "default-tls.conf"]);
+    let packaged = std::fs::read_to_string(etc.join("sites-available/default-tls.conf")).unwrap();
+    std::fs::write(etc.join("sites-available/default-tls.conf"), localize(&h, &packaged, h.tls_port)).unwrap();
     let debian_site = std::fs::read_to_string("/etc/apache2/sites-available/default-ssl.conf").unwrap();
     let original = etc.join("sites-available/default-ssl.conf");
     std::fs::write(&original, localize(&h, &debian_site, h.tls_port)).unwrap();

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::ciphers;
-use crate::reader::{Kind, Line, Origin, quote};
+use crate::reader::{Kind, Line, Origin, Paths, quote};
 
 /// How a directive fared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,6 +42,8 @@ pub struct Options {
     /// Where combined certificate + chain files are written for `SSLCertificateChainFile`;
     /// without it the chain is reported instead.
     pub chain_dir: Option<PathBuf>,
+    /// How the configuration's file names resolve (ServerRoot, `Define`s).
+    pub paths: Paths,
 }
 
 pub struct Conversion {
@@ -93,7 +95,8 @@ fn is_ssl(name: &str) -> bool {
     name.len() > 3 && name[..3].eq_ignore_ascii_case("ssl")
 }
 
-fn build_tree(lines: &[Line]) -> Result<Tree, String> {
+fn build_tree(lines: &[Line], paths: &Paths) -> Result<Tree, String> {
+    let expand = |a: &String| paths.expand(a).unwrap_or_else(|_| a.clone());
     let mut scopes = vec![Scope { ctx: Ctx::Main, parent: None, addrs: vec![], open: None, ssl: vec![] }];
     let mut listens = Vec::new();
     // (section name, scope it opened or None when looked through, scope in effect before it)
@@ -106,7 +109,7 @@ fn build_tree(lines: &[Line]) -> Result<Tree, String> {
                     scopes.push(Scope {
                         ctx,
                         parent: Some(current),
-                        addrs: if ctx == Ctx::VirtualHost { args.clone() } else { vec![] },
+                        addrs: if ctx == Ctx::VirtualHost { args.iter().map(expand).collect() } else { vec![] },
                         open: Some(i),
                         ssl: vec![],
                     });
@@ -132,7 +135,7 @@ fn build_tree(lines: &[Line]) -> Result<Tree, String> {
                 if is_ssl(name) {
                     scopes[current].ssl.push(i);
                 } else if name.eq_ignore_ascii_case("listen") && !args.is_empty() && current == 0 {
-                    listens.push(args[0].clone());
+                    listens.push(expand(&args[0]));
                 }
             }
             _ => {}
@@ -160,7 +163,7 @@ struct Converter<'a> {
 }
 
 pub fn convert(lines: &[Line], opts: &Options) -> Result<Conversion, String> {
-    let tree = build_tree(lines)?;
+    let tree = build_tree(lines, &opts.paths)?;
     let ssl_directives = tree.scopes.iter().map(|s| s.ssl.len()).sum();
     let mut c = Converter {
         lines,
@@ -293,8 +296,12 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         Some("v1.2+")
     } else if has13 {
         if has12 {
-            suite_notes
-                .push((Fate::Note, "no TLS 1.2 suite rustls has is left by the cipher list: TLS 1.3 only".to_string()));
+            suite_notes.push((
+                Fate::Differs,
+                "no TLS 1.2 suite rustls has is left by the cipher list (rustls has ECDHE with AES-GCM or \
+                 ChaCha20-Poly1305 only): TLS 1.3 only, so clients without TLS 1.3 lose access"
+                    .to_string(),
+            ));
         }
         Some("v1.3+")
     } else {
@@ -369,6 +376,13 @@ fn engine_addr(vhost_addr: &str, listens: &[String]) -> Result<Vec<String>, Stri
         }
         None => Err(format!("'{vhost_addr}' has no port: write TLSEngine {vhost_addr}:PORT for its ports")),
     }
+}
+
+/// The `Define` that marks a port as opened by a converted file (or the package's
+/// default-tls.conf): `mod_tls_listen_443`. By port: two Listens of one port stop httpd whatever
+/// their addresses.
+fn listen_define(addr: &str) -> String {
+    format!("mod_tls_listen_{}", listen_port(addr))
 }
 
 fn listen_port(listen: &str) -> &str {
@@ -506,6 +520,15 @@ impl Converter<'_> {
         let keys = self.own(s, "SSLCertificateKeyFile");
         let chain = self.own(s, "SSLCertificateChainFile").into_iter().last();
         let chain_file = chain.and_then(|c| self.args_of(c).first().cloned());
+        let mut combined_all = !certs.is_empty();
+        if s != 0 && !certs.is_empty() && !self.own(0, "SSLCertificateFile").is_empty() {
+            self.find(
+                certs[0],
+                Fate::Differs,
+                "mod_ssl offered this vhost the main server's certificates too; mod_tls offers a vhost \
+                 with TLSCertificate lines of its own only those: repeat the main server's here if needed",
+            );
+        }
         for (n, &c) in certs.iter().enumerate() {
             let Some(mut cert) = self.args_of(c).first().cloned() else { continue };
             let key = keys.get(n).and_then(|&k| self.args_of(k).first().cloned());
@@ -519,7 +542,10 @@ impl Converter<'_> {
                             format!("certificate and SSLCertificateChainFile combined into {cert}"),
                         );
                     }
-                    Err(e) => self.find(c, Fate::Differs, e),
+                    Err(e) => {
+                        combined_all = false;
+                        self.find(c, Fate::Differs, e)
+                    }
                 }
             }
             self.check_key(c, key.as_deref().unwrap_or(&cert));
@@ -537,7 +563,7 @@ impl Converter<'_> {
             }
         }
         if let Some(ch) = chain {
-            if self.opts.chain_dir.is_some() && !certs.is_empty() {
+            if self.opts.chain_dir.is_some() && combined_all {
                 self.set_comment(ch, "in the combined certificate files");
             } else {
                 let file = chain_file.unwrap_or_default();
@@ -555,7 +581,10 @@ impl Converter<'_> {
 
     /// Writes certificate + chain into `dir` (named after the certificate file).
     fn combine(&mut self, cert: &str, chain: &str, dir: &Path) -> Result<PathBuf, String> {
-        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("cannot read {p} to combine it: {e}"));
+        let read = |p: &str| {
+            std::fs::read_to_string(self.opts.paths.resolve(p))
+                .map_err(|e| format!("cannot read {p} to combine it: {e}"))
+        };
         let mut text = read(cert)?;
         if !text.ends_with('\n') {
             text.push('\n');
@@ -576,7 +605,7 @@ impl Converter<'_> {
 
     /// Key formats rustls does not read, found before httpd would refuse them.
     fn check_key(&mut self, line: usize, key_file: &str) {
-        let Ok(text) = std::fs::read_to_string(key_file) else { return };
+        let Ok(text) = std::fs::read_to_string(self.opts.paths.resolve(key_file)) else { return };
         if text.contains("Proc-Type: 4,ENCRYPTED") {
             self.find(
                 line,
@@ -715,7 +744,7 @@ impl Converter<'_> {
         }
         for i in self.own(s, "SSLCARevocationPath") {
             let dir = self.args_of(i).first().cloned().unwrap_or_default();
-            let mut files: Vec<String> = std::fs::read_dir(&dir)
+            let mut files: Vec<String> = std::fs::read_dir(self.opts.paths.resolve(&dir))
                 .map(|d| {
                     d.flatten()
                         .map(|e| e.path())
@@ -738,13 +767,22 @@ impl Converter<'_> {
                 self.find(i, Fate::Note, format!("each CRL file of {dir} named on its own TLSClientCRL line"));
             }
         }
-        let has_crl = !self.own(s, "SSLCARevocationFile").is_empty() || !self.own(s, "SSLCARevocationPath").is_empty();
+        // Revocation as merged: the CRLs a scope has (its own, else the main server's) and the
+        // check in effect there. mod_tls checks wherever TLSClientCRL applies.
+        let crl_lines = |c: &Self, t: usize| {
+            let mut l = c.own(t, "SSLCARevocationFile");
+            l.extend(c.own(t, "SSLCARevocationPath"));
+            l
+        };
+        let own_crls = crl_lines(self, s);
+        let inherits_crls = own_crls.is_empty() && s != 0 && !crl_lines(self, 0).is_empty();
         let check = self.effective(s, "SSLCARevocationCheck", |_| true);
+        let own_check = self.own(s, "SSLCARevocationCheck").into_iter().last();
         for i in self.own(s, "SSLCARevocationCheck") {
             let args: Vec<String> = self.args_of(i).iter().map(|a| a.to_ascii_lowercase()).collect();
             match args.first().map(String::as_str) {
                 Some("chain") if args.len() == 1 => self.drop_line(i, Fate::Same, "mod_tls checks the whole chain"),
-                Some("none") => self.set_comment(i, "see the TLSClientCRL lines"),
+                Some("none") => self.set_comment(i, "mod_tls checks wherever TLSClientCRL applies"),
                 _ => self.drop_line(
                     i,
                     Fate::Differs,
@@ -753,23 +791,23 @@ impl Converter<'_> {
                 ),
             }
         }
-        if has_crl {
-            let checked =
-                check.is_some_and(|i| self.args_of(i).first().is_some_and(|v| !v.eq_ignore_ascii_case("none")));
-            if !checked {
-                let at = self
-                    .own(s, "SSLCARevocationFile")
-                    .into_iter()
-                    .chain(self.own(s, "SSLCARevocationPath"))
-                    .min()
-                    .unwrap_or(0);
-                self.find(
-                    at,
-                    Fate::Differs,
-                    "mod_ssl did not check these CRLs (SSLCARevocationCheck none is its default); mod_tls does, \
-                     for the whole chain: remove the TLSClientCRL lines to accept revoked certificates as before",
-                );
-            }
+        let checked = check.is_some_and(|i| self.args_of(i).first().is_some_and(|v| !v.eq_ignore_ascii_case("none")));
+        // Reported where the difference is made: at the CRLs of a scope, or at a vhost's own
+        // `none` under CRLs it inherits (which mod_tls cannot take back).
+        let at = if !own_crls.is_empty() {
+            own_crls.iter().copied().min()
+        } else if inherits_crls {
+            own_check
+        } else {
+            None
+        };
+        if let (false, Some(at)) = (checked, at) {
+            self.find(
+                at,
+                Fate::Differs,
+                "mod_ssl did not check CRLs here (SSLCARevocationCheck none, its default); mod_tls checks \
+                 TLSClientCRL for the whole chain wherever it applies (vhosts inherit the main server's)",
+            );
         }
     }
 
@@ -841,8 +879,13 @@ impl Converter<'_> {
                     }
                 }
                 "sslusername" if !per_dir => self.set(i, vec![format!("TLSUserName {joined}")]),
-                "sslverifyclient" | "sslverifydepth" | "sslusername" | "sslciphersuite" | "sslrenegbuffersize"
-                    if per_dir =>
+                "sslusername" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "TLSUserName is set per virtual host: move it to the vhost if all of it may take the user so",
+                ),
+                "sslrenegbuffersize" => self.drop_line(i, Fate::Same, "mod_tls never renegotiates, so buffers nothing"),
+                "sslverifyclient" | "sslverifydepth" | "sslciphersuite" if per_dir =>
                 {
                     self.drop_line(
                         i,
@@ -886,14 +929,21 @@ impl Converter<'_> {
                     self.drop_line(i, Fate::Same, "no terminal prompt: unencrypted keys need none; for encrypted ones use TLSPassPhraseDialog exec:PROGRAM")
                 }
                 "sslrandomseed" => self.drop_line(i, Fate::Same, "rustls takes its randomness from the operating system"),
-                "sslhonorcipherorder" | "sslprotocol" | "sslciphersuite" => {}
+                // The last of each in a scope was converted with its group: these came before it.
+                "sslhonorcipherorder" | "sslprotocol" | "sslciphersuite" | "sslproxyprotocol" | "sslproxyciphersuite" => {
+                    self.set_comment(i, "overridden by a later line of this scope")
+                }
                 "sslstrictsnivhostcheck" if first == "on" => self.drop_line(
                     i,
-                    Fate::Note,
-                    "TLSStrictSNI (on by default) refuses unknown names; a client without SNI gets the default \
-                     vhost, and 421 for a vhost with other TLS settings",
+                    Fate::Differs,
+                    "mod_ssl refused clients without SNI the vhosts other than the default one; mod_tls serves \
+                     them the default vhost and answers 421 for a vhost with other TLS settings",
                 ),
-                "sslstrictsnivhostcheck" => self.drop_line(i, Fate::Same, "off is what mod_tls does for clients without SNI"),
+                "sslstrictsnivhostcheck" => self.drop_line(
+                    i,
+                    Fate::Same,
+                    "mod_tls serves clients without SNI as mod_ssl did (and TLSStrictSNI off keeps serving unknown names)",
+                ),
                 "sslcompression" | "sslinsecurerenegotiation" if first == "off" => {
                     self.drop_line(i, Fate::Same, "rustls has neither")
                 }
@@ -928,9 +978,24 @@ impl Converter<'_> {
                     "the acceptable issuers sent to clients are the TLSClientCA certificates' names",
                 ),
                 "sslopensslconfcmd" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting: rustls has no such knob"),
+                "sslcryptodevice" if first == "builtin" => self.drop_line(i, Fate::Same, "OpenSSL's default engine"),
                 "sslfips" | "sslcryptodevice" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting"),
                 n if n.starts_with("sslsrp") => self.drop_line(i, Fate::Differs, "rustls has no SRP"),
-                "sslproxyengine" => self.set(i, vec![format!("TLSProxyEngine {joined}")]),
+                "sslproxyengine" => {
+                    self.set(i, vec![format!("TLSProxyEngine {joined}")]);
+                    let verify = self
+                        .effective(s, "SSLProxyVerify", |_| true)
+                        .and_then(|v| self.args_of(v).first().map(|a| a.to_ascii_lowercase()));
+                    if first == "on" && !matches!(verify.as_deref(), Some("require") | Some("optional")) {
+                        self.find(
+                            i,
+                            Fate::Differs,
+                            "mod_ssl did not verify backend certificates here (SSLProxyVerify none is its default); \
+                             mod_tls always does, against TLSProxyCA (else the Mozilla roots): name the backends' CA \
+                             with TLSProxyCA",
+                        );
+                    }
+                }
                 "sslproxycacertificatefile" => self.set(i, vec![format!("TLSProxyCA {joined}")]),
                 "sslproxycacertificatepath" => {
                     self.set(i, vec![format!("TLSProxyCA {joined}")]);
@@ -945,10 +1010,9 @@ impl Converter<'_> {
                     Fate::Differs,
                     "name each certificate (with its chain and key) on a TLSProxyMachineCertificate line",
                 ),
-                "sslproxyverify" if first == "none" => self.drop_line(
+                "sslproxyverify" if first == "none" || first == "optional_no_ca" => self.set_comment(
                     i,
-                    Fate::Differs,
-                    "backend certificates are always verified: give TLSProxyCA the CA of the backends' certificates",
+                    "not carried over: backend certificates are always verified (see SSLProxyEngine's report)",
                 ),
                 "sslproxyverify" | "sslproxyverifydepth" => {
                     self.drop_line(i, Fate::Same, "backend certificates are always verified, up to a trusted root")
@@ -964,7 +1028,6 @@ impl Converter<'_> {
                 n if n.starts_with("sslproxycarevocation") => {
                     self.drop_line(i, Fate::Differs, "backend certificates are not checked against CRLs")
                 }
-                "sslproxyprotocol" | "sslproxyciphersuite" => {}
                 _ if per_dir && !matches!(ctx, Ctx::Main | Ctx::VirtualHost) => {
                     self.drop_line(i, Fate::Differs, "mod_tls has no twin for it here")
                 }
@@ -1142,14 +1205,23 @@ impl Converter<'_> {
             for (a, _) in &self.engines {
                 out.push_str(&format!("TLSEngine {a}\n"));
             }
+            out.push_str(
+                "# mod_ssl served names no vhost knows from the address's first vhost; mod_tls refuses them\n\
+                 # unless TLSStrictSNI is off.\nTLSStrictSNI off\n",
+            );
         }
         if !self.unlistened.is_empty() {
+            // One Listen per port, whichever converted file (or the package's default-tls.conf)
+            // comes first: a second Listen of the same port would stop httpd.
             out.push_str(
                 "# No Listen opened these in the converted files (mod_ssl's did, e.g. Debian's ports.conf):\n",
             );
             out.push_str("<IfModule !ssl_module>\n");
             for a in &self.unlistened {
-                out.push_str(&format!("    Listen {a}\n"));
+                let var = listen_define(a);
+                out.push_str(&format!(
+                    "    <IfDefine !{var}>\n        Define {var}\n        Listen {a}\n    </IfDefine>\n"
+                ));
             }
             out.push_str("</IfModule>\n");
         }
@@ -1191,6 +1263,7 @@ mod tests {
         // A list with nothing rustls has for TLS 1.2 leaves TLS 1.3 only.
         let cbc = plan_suites(None, Some("AES256-SHA"), None, false);
         assert_eq!(cbc.floor, Some("v1.3+"));
+        assert!(cbc.suite_notes.iter().any(|(f, m)| *f == Fate::Differs && m.contains("lose access")));
         assert!(cbc.suppress.is_empty());
         let only12 = plan_suites(Some(&words("TLSv1.2")), None, None, false);
         assert!(only12.notes.iter().any(|(f, m)| *f == Fate::Differs && m.contains("no highest")));
@@ -1211,17 +1284,106 @@ mod tests {
         let file = dir.path().join("site.conf");
         std::fs::write(&file, text).unwrap();
         let read = crate::reader::Reader::new(None).read(&file).unwrap();
-        convert(&read.lines, &Options { module_path: "/m/mod_tls.so".into(), chain_dir: None }).unwrap()
+        let paths = read.paths();
+        convert(&read.lines, &Options { module_path: "/m/mod_tls.so".into(), chain_dir: None, paths }).unwrap()
     }
 
     #[test]
     fn a_site_file_without_listen_gets_one_for_when_mod_ssl_is_gone() {
         let site = "<VirtualHost *:443>\n  SSLEngine on\n  SSLCertificateFile /c.pem\n</VirtualHost>\n";
         let c = convert_text(site);
-        assert!(c.text.ends_with("TLSEngine 443\n# No Listen opened these in the converted files (mod_ssl's did, e.g. Debian's ports.conf):\n<IfModule !ssl_module>\n    Listen 443\n</IfModule>\n"), "{}", c.text);
+        let sni = "TLSEngine 443\n# mod_ssl served names no vhost knows from the address's first vhost; mod_tls refuses \
+                   them\n# unless TLSStrictSNI is off.\nTLSStrictSNI off\n";
+        let listen = "# No Listen opened these in the converted files (mod_ssl's did, e.g. Debian's ports.conf):\n\
+                      <IfModule !ssl_module>\n    <IfDefine !mod_tls_listen_443>\n        Define mod_tls_listen_443\n        \
+                      Listen 443\n    </IfDefine>\n</IfModule>\n";
+        assert!(c.text.ends_with(&format!("{sni}{listen}")), "{}", c.text);
         assert!(c.text.contains("  TLSCertificate /c.pem\n"), "{}", c.text);
         let with_listen = convert_text(&format!("Listen 443\n{site}"));
-        assert!(with_listen.text.ends_with("TLSEngine 443\n"), "{}", with_listen.text);
+        assert!(with_listen.text.ends_with(sni), "{}", with_listen.text);
+    }
+
+    /// The lines httpd would read that are still mod_ssl's (there must be none).
+    fn ssl_left(text: &str) -> Vec<&str> {
+        text.lines().map(str::trim).filter(|l| l.len() > 3 && l[..3].eq_ignore_ascii_case("ssl")).collect()
+    }
+
+    fn differs(c: &Conversion, line: usize, says: &str) -> bool {
+        c.findings.iter().any(|f| f.origin.line == line && f.fate == Fate::Differs && f.message.contains(says))
+    }
+
+    #[test]
+    fn later_lines_override_earlier_ones_of_a_scope() {
+        // certbot's options-ssl-apache.conf, then the site's own choices after it.
+        let c = convert_text(
+            "<VirtualHost *:443>\n  SSLEngine on\n  SSLCertificateFile /c.pem\n\
+             SSLProtocol all -SSLv2 -SSLv3 -TLSv1 -TLSv1.1\n  SSLHonorCipherOrder off\n\
+             SSLCipherSuite ECDHE-ECDSA-AES128-GCM-SHA256\n  SSLProtocol -all +TLSv1.3\n  SSLHonorCipherOrder on\n\
+             SSLCipherSuite ECDHE-ECDSA-AES256-GCM-SHA384\n</VirtualHost>\n",
+        );
+        assert!(ssl_left(&c.text).is_empty(), "{:?}\n{}", ssl_left(&c.text), c.text);
+        assert!(c.text.contains("  TLSProtocol v1.3+\n"), "{}", c.text);
+        assert!(c.text.contains("  TLSHonorClientOrder off\n"), "{}", c.text);
+        assert!(c.text.contains("overridden by a later line of this scope"), "{}", c.text);
+        // A continuation joins without a space, as httpd reads it: both suites are in the list.
+        let c = convert_text("SSLCipherSuite ECDHE-ECDSA-AES256-GCM-SHA384:\\\nECDHE-RSA-AES256-GCM-SHA384\n");
+        let suppress = c.text.lines().find(|l| l.starts_with("TLSCiphersSuppress")).unwrap_or_default();
+        assert_eq!(suppress.split_whitespace().count(), 1 + 4, "{}", c.text);
+        assert!(!suppress.contains("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"), "{}", c.text);
+        // A backslash followed by a space continues nothing: the next line is read on its own.
+        let c = convert_text("# old \\ \nSSLCertificateFile /c.pem\n");
+        assert!(ssl_left(&c.text).is_empty() && c.text.contains("TLSCertificate /c.pem"), "{}", c.text);
+    }
+
+    #[test]
+    fn what_mod_ssl_did_not_check_is_reported() {
+        // Backends: mod_ssl's SSLProxyVerify none (its default) did not verify them.
+        let c = convert_text("SSLProxyEngine on\n");
+        assert!(differs(&c, 1, "did not verify backend certificates"), "{:?}", c.findings);
+        let c = convert_text("SSLProxyEngine on\nSSLProxyVerify require\nSSLProxyCACertificateFile /ca.pem\n");
+        assert!(!c.findings.iter().any(|f| f.fate == Fate::Differs), "{:?}", c.findings);
+        // CRLs: checked in the main server, not in a vhost that inherits them.
+        let c = convert_text(
+            "SSLCARevocationFile /crl.pem\nSSLCARevocationCheck chain\n\
+             <VirtualHost *:443>\n  SSLCARevocationCheck none\n</VirtualHost>\n",
+        );
+        assert!(differs(&c, 4, "did not check CRLs here"), "{:?}", c.findings);
+        assert!(!differs(&c, 1, "did not check CRLs here"), "{:?}", c.findings);
+        // Unchecked in the main server (the default), checked in a vhost.
+        let c = convert_text(
+            "SSLCARevocationFile /crl.pem\n<VirtualHost *:443>\n  SSLCARevocationCheck chain\n</VirtualHost>\n",
+        );
+        assert!(differs(&c, 1, "did not check CRLs here"), "{:?}", c.findings);
+    }
+
+    #[test]
+    fn files_are_read_from_the_server_root_and_chains_combined() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("conf")).unwrap();
+        std::fs::write(root.join("conf/leaf.pem"), "LEAF\n").unwrap();
+        std::fs::write(root.join("conf/chain.pem"), "CHAIN\n").unwrap();
+        let file = root.join("site.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "ServerRoot {}\nDefine PORT 8443\n<VirtualHost *:${{PORT}}>\n  SSLEngine on\n\
+                 SSLCertificateFile conf/leaf.pem\n  SSLCertificateChainFile conf/chain.pem\n</VirtualHost>\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let read = crate::reader::Reader::new(None).read(&file).unwrap();
+        let chains = root.join("chains");
+        let opts = Options { module_path: "/m".into(), chain_dir: Some(chains.clone()), paths: read.paths() };
+        let c = convert(&read.lines, &opts).unwrap();
+        assert_eq!(std::fs::read_to_string(chains.join("leaf-with-chain.pem")).unwrap(), "LEAF\nCHAIN\n");
+        assert!(
+            c.text.contains(&format!("TLSCertificate {}", chains.join("leaf-with-chain.pem").display())),
+            "{}",
+            c.text
+        );
+        assert!(c.text.contains("\nTLSEngine 8443\n"), "{}", c.text);
     }
 
     #[test]

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     let read = reader::Reader::new(args.server_root.clone()).read(&args.config).map_err(|e| e.to_string())?;
-    let opts = Options { module_path: args.module.clone(), chain_dir: args.chain_dir.clone() };
+    let opts = Options { module_path: args.module.clone(), chain_dir: args.chain_dir.clone(), paths: read.paths() };
     let conv = convert::convert(&read.lines, &opts)?;
     let header = format!(
         "# Converted for mod_tls by mod_tls-migrate {} from {}.\n\

@@ -81,111 +81,17 @@ pub struct Unfollowed {
 /// httpd's limit on nested includes.
 const MAX_DEPTH: usize = 128;
 
-pub struct Reader {
-    server_root: Option<PathBuf>,
-    /// `Define`d variables, looked up before the environment for `${NAME}`.
-    defines: HashMap<String, String>,
-    pub lines: Vec<Line>,
-    pub unfollowed: Vec<Unfollowed>,
+/// How paths of the configuration resolve: `${NAME}` from `Define` or the environment, relative
+/// paths from the ServerRoot, as httpd resolves them.
+#[derive(Clone, Debug, Default)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub defines: HashMap<String, String>,
 }
 
-impl Reader {
-    /// `server_root`: where relative `Include` paths start; `None` until a `ServerRoot` line
-    /// says, and then the directory of the top file.
-    pub fn new(server_root: Option<PathBuf>) -> Reader {
-        Reader { server_root, defines: HashMap::new(), lines: Vec::new(), unfollowed: Vec::new() }
-    }
-
-    pub fn read(mut self, top: &Path) -> Result<Reader, ReadError> {
-        if self.server_root.is_none() {
-            let dir = top.parent().map(Path::to_path_buf).unwrap_or_default();
-            self.read_file(top, 0, Some(dir))?;
-        } else {
-            self.read_file(top, 0, None)?;
-        }
-        Ok(self)
-    }
-
-    fn read_file(&mut self, path: &Path, depth: usize, fallback_root: Option<PathBuf>) -> Result<(), ReadError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ReadError(format!("{}: cannot read: {e}", path.display())))?;
-        for (number, physical) in logical_lines(&text) {
-            let origin = Origin { file: path.to_path_buf(), line: number };
-            let kind = classify(&physical).map_err(|e| ReadError(format!("{origin}: {e}")))?;
-            let indent: String = physical.chars().take_while(|c| c.is_whitespace()).collect();
-            if let Kind::Directive { name, args } = &kind {
-                match name.to_ascii_lowercase().as_str() {
-                    "serverroot" if args.len() == 1 => self.server_root = Some(PathBuf::from(&args[0])),
-                    "define" if !args.is_empty() => {
-                        self.defines.insert(args[0].clone(), args.get(1).cloned().unwrap_or_default());
-                    }
-                    "include" | "includeoptional" if args.len() == 1 => {
-                        let optional = name.eq_ignore_ascii_case("includeoptional");
-                        let line = Line { raw: physical.clone(), kind: kind.clone(), origin: origin.clone(), indent };
-                        let root = self.server_root.clone().or_else(|| fallback_root.clone());
-                        self.include(line, &args[0], optional, depth, root, fallback_root.clone())?;
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            self.lines.push(Line { raw: physical, kind, origin, indent });
-        }
-        Ok(())
-    }
-
-    /// Follows one Include: its files' lines go between markers, in place of the Include line.
-    fn include(
-        &mut self,
-        line: Line,
-        pattern: &str,
-        optional: bool,
-        depth: usize,
-        root: Option<PathBuf>,
-        fallback_root: Option<PathBuf>,
-    ) -> Result<(), ReadError> {
-        let origin = line.origin.clone();
-        let keep = |me: &mut Reader, why: String| {
-            me.unfollowed.push(Unfollowed { origin: line.origin.clone(), why });
-            me.lines.push(line.clone());
-        };
-        if depth >= MAX_DEPTH {
-            return Err(ReadError(format!("{origin}: includes nested more than {MAX_DEPTH} deep (a loop?)")));
-        }
-        let expanded = match self.expand_vars(pattern) {
-            Ok(p) => p,
-            Err(var) => {
-                keep(self, format!("${{{var}}} is neither Defined nor in the environment: not followed"));
-                return Ok(());
-            }
-        };
-        let mut path = PathBuf::from(&expanded);
-        if path.is_relative() {
-            path = root.unwrap_or_default().join(path);
-        }
-        let files = match files_of(&path) {
-            Ok(f) => f,
-            Err(e) => return Err(ReadError(format!("{origin}: {e}"))),
-        };
-        // IncludeOptional of nothing reads nothing; Include of nothing stops httpd, and us.
-        if files.is_empty() && !optional {
-            return Err(ReadError(format!(
-                "{origin}: Include {expanded}: no such file (httpd would not start either)"
-            )));
-        }
-        let mut marker = line;
-        for file in files {
-            marker.kind = Kind::IncludeStart(file.clone());
-            self.lines.push(marker.clone());
-            self.read_file(&file, depth + 1, fallback_root.clone())?;
-            marker.kind = Kind::IncludeEnd(file.clone());
-            self.lines.push(marker.clone());
-        }
-        Ok(())
-    }
-
-    /// `${NAME}` from `Define` or the environment, as httpd expands them; Err(NAME) if unknown.
-    fn expand_vars(&self, s: &str) -> Result<String, String> {
+impl Paths {
+    /// `${NAME}` expanded, or Err(NAME) for a variable nobody defines.
+    pub fn expand(&self, s: &str) -> Result<String, String> {
         let mut out = String::new();
         let mut rest = s;
         while let Some(start) = rest.find("${") {
@@ -203,6 +109,120 @@ impl Reader {
         out.push_str(rest);
         Ok(out)
     }
+
+    /// A file named in the configuration, where httpd would look for it (unexpandable variables
+    /// are left as they are).
+    pub fn resolve(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(self.expand(s).unwrap_or_else(|_| s.to_string()));
+        if p.is_relative() { self.root.join(p) } else { p }
+    }
+}
+
+pub struct Reader {
+    server_root: Option<PathBuf>,
+    /// The directory of the top file: the ServerRoot when none is given.
+    fallback_root: PathBuf,
+    /// `Define`d variables, looked up before the environment for `${NAME}`.
+    defines: HashMap<String, String>,
+    pub lines: Vec<Line>,
+    pub unfollowed: Vec<Unfollowed>,
+}
+
+impl Reader {
+    /// `server_root`: where relative `Include` paths start; `None` until a `ServerRoot` line
+    /// says, and then the directory of the top file.
+    pub fn new(server_root: Option<PathBuf>) -> Reader {
+        Reader {
+            server_root,
+            fallback_root: PathBuf::new(),
+            defines: HashMap::new(),
+            lines: Vec::new(),
+            unfollowed: Vec::new(),
+        }
+    }
+
+    pub fn read(mut self, top: &Path) -> Result<Reader, ReadError> {
+        self.fallback_root = top.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.read_file(top, 0)?;
+        Ok(self)
+    }
+
+    /// How the configuration's paths resolve, as read to its end.
+    pub fn paths(&self) -> Paths {
+        Paths {
+            root: self.server_root.clone().unwrap_or_else(|| self.fallback_root.clone()),
+            defines: self.defines.clone(),
+        }
+    }
+
+    fn read_file(&mut self, path: &Path, depth: usize) -> Result<(), ReadError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ReadError(format!("{}: cannot read: {e}", path.display())))?;
+        for (number, physical) in logical_lines(&text) {
+            let origin = Origin { file: path.to_path_buf(), line: number };
+            let kind = classify(&physical).map_err(|e| ReadError(format!("{origin}: {e}")))?;
+            let indent: String = physical.chars().take_while(|c| c.is_whitespace()).collect();
+            if let Kind::Directive { name, args } = &kind {
+                match name.to_ascii_lowercase().as_str() {
+                    "serverroot" if args.len() == 1 => self.server_root = Some(PathBuf::from(&args[0])),
+                    "define" if !args.is_empty() => {
+                        self.defines.insert(args[0].clone(), args.get(1).cloned().unwrap_or_default());
+                    }
+                    "include" | "includeoptional" if args.len() == 1 => {
+                        let optional = name.eq_ignore_ascii_case("includeoptional");
+                        let line = Line { raw: physical.clone(), kind: kind.clone(), origin: origin.clone(), indent };
+                        self.include(line, &args[0], optional, depth)?;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            self.lines.push(Line { raw: physical, kind, origin, indent });
+        }
+        Ok(())
+    }
+
+    /// Follows one Include: its files' lines go between markers, in place of the Include line.
+    /// An Include that cannot be followed stays as it is, reported: it may sit in a section
+    /// httpd skips (`<IfDefine>`, `<IfModule>`), which this reader does not evaluate.
+    fn include(&mut self, line: Line, pattern: &str, optional: bool, depth: usize) -> Result<(), ReadError> {
+        let origin = line.origin.clone();
+        if depth >= MAX_DEPTH {
+            return Err(ReadError(format!("{origin}: includes nested more than {MAX_DEPTH} deep (a loop?)")));
+        }
+        let paths = self.paths();
+        let expanded = match paths.expand(pattern) {
+            Ok(p) => p,
+            Err(var) => {
+                let why = format!("${{{var}}} is neither Defined nor in the environment: not followed");
+                self.unfollowed.push(Unfollowed { origin, why });
+                self.lines.push(line);
+                return Ok(());
+            }
+        };
+        let files = files_of(&paths.resolve(&expanded)).map_err(|e| ReadError(format!("{origin}: {e}")))?;
+        if files.is_empty() {
+            if !optional {
+                let why = format!("{expanded}: no such file (httpd stops here if it reads this line)");
+                self.unfollowed.push(Unfollowed { origin, why });
+                self.lines.push(line);
+            } else {
+                // Nothing to include, as for httpd; the line stays, as a comment.
+                let raw = format!("{}# {}  (matched no file)", line.indent, line.raw.trim());
+                self.lines.push(Line { raw, kind: Kind::Text, ..line });
+            }
+            return Ok(());
+        }
+        let mut marker = line;
+        for file in files {
+            marker.kind = Kind::IncludeStart(file.clone());
+            self.lines.push(marker.clone());
+            self.read_file(&file, depth + 1)?;
+            marker.kind = Kind::IncludeEnd(file.clone());
+            self.lines.push(marker.clone());
+        }
+        Ok(())
+    }
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -215,7 +235,9 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>, String> {
     let text = path.to_string_lossy();
     let mut found = Vec::new();
     if has_wildcard(&text) {
-        let matches = glob::glob(&text).map_err(|e| format!("Include {text}: {e}"))?;
+        // httpd matches with APR_FNM_PERIOD: a wildcard does not match a leading dot.
+        let options = glob::MatchOptions { require_literal_leading_dot: true, ..Default::default() };
+        let matches = glob::glob_with(&text, options).map_err(|e| format!("Include {text}: {e}"))?;
         let mut paths: Vec<PathBuf> = matches.flatten().collect();
         paths.sort();
         for p in paths {
@@ -245,7 +267,8 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
             acc.push('\n');
         }
         acc.push_str(line);
-        if line.trim_end().ends_with('\\') {
+        // httpd continues a line only when a backslash is its very last character (not `\\\\`).
+        if line.ends_with('\\') && !line.ends_with("\\\\") {
             pending = Some((number, acc));
         } else {
             out.push((number, acc));
@@ -257,11 +280,16 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// A logical line as httpd reads it: each continuation's backslash and newline removed, nothing
+/// put in their place (`A:\\` then `B` is `A:B`).
+fn joined(physical: &str) -> String {
+    physical.replace("\\\n", "")
+}
+
 /// The words of a logical line as httpd's ap_getword_conf splits them: white space separates,
-/// double or single quotes group (a backslash escapes the quote inside), continuations are
-/// white space.
+/// double or single quotes group (a backslash escapes the quote inside).
 pub fn words(line: &str) -> Vec<String> {
-    let joined: String = line.replace("\\\n", " ");
+    let joined = joined(line);
     let mut out = Vec::new();
     let mut chars = joined.trim().chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -297,7 +325,7 @@ pub fn words(line: &str) -> Vec<String> {
 }
 
 fn classify(physical: &str) -> Result<Kind, String> {
-    let text = physical.replace("\\\n", " ");
+    let text = joined(physical);
     let trimmed = text.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Ok(Kind::Text);
@@ -362,6 +390,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("sites")).unwrap();
         std::fs::write(dir.path().join("sites/b.conf"), "B 1\n").unwrap();
         std::fs::write(dir.path().join("sites/a.conf"), "A 1\n").unwrap();
+        // A wildcard does not match a leading dot (APR_FNM_PERIOD).
+        std::fs::write(dir.path().join("sites/.hidden.conf"), "H 1\n").unwrap();
         std::fs::write(
             dir.path().join("top.conf"),
             "X\nIncludeOptional sites/*.conf\nIncludeOptional none/*.conf\nY\n",
@@ -378,7 +408,9 @@ mod tests {
                 _ => "?".into(),
             })
             .collect();
-        assert_eq!(names, ["X", "+a.conf", "A", "-", "+b.conf", "B", "-", "Y"]);
+        // IncludeOptional of nothing stays as a comment.
+        assert_eq!(names, ["X", "+a.conf", "A", "-", "+b.conf", "B", "-", "?", "Y"]);
+        assert!(r.lines[7].raw.contains("# IncludeOptional none/*.conf  (matched no file)"));
         let missing = Reader::new(None).read(&dir.path().join("nope.conf"));
         assert!(missing.is_err());
     }
