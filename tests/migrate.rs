@@ -148,17 +148,29 @@ fn probe(port: u16, config: Arc<rustls::ClientConfig>, path: &str) -> Seen {
 
 /// Kinds of clients: both versions, each version alone, each suite alone, and each version with
 /// its suites in reverse order (which tells whether the server's order or the client's wins).
+/// The TLS 1.2 clients offer TLS 1.2 suites only, as clients without TLS 1.3 do (a rustls client
+/// limited to TLS 1.2 would still list its TLS 1.3 suites).
 fn clients(pki: &Pki) -> Vec<(String, Arc<rustls::ClientConfig>)> {
     let both = &[&rustls::version::TLS13, &rustls::version::TLS12][..];
+    let tls12_only = |p: &mut rustls::crypto::CryptoProvider| {
+        p.cipher_suites.retain(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_)))
+    };
     let mut out = vec![
         ("default".to_string(), pki.client_config(both)),
-        ("TLS 1.2".to_string(), pki.client_config(TLS12)),
+        ("TLS 1.2".to_string(), Arc::new(pki.client_config_with(TLS12, tls12_only, |_| {}))),
         ("TLS 1.3".to_string(), pki.client_config(TLS13)),
     ];
-    for (label, versions) in [("TLS 1.2 reversed", TLS12), ("TLS 1.3 reversed", TLS13)] {
-        let cfg = pki.client_config_with(versions, |p| p.cipher_suites.reverse(), |_| {});
-        out.push((label.to_string(), Arc::new(cfg)));
-    }
+    let reversed12 = pki.client_config_with(
+        TLS12,
+        |p| {
+            tls12_only(p);
+            p.cipher_suites.reverse()
+        },
+        |_| {},
+    );
+    out.push(("TLS 1.2 reversed".to_string(), Arc::new(reversed12)));
+    let reversed13 = pki.client_config_with(TLS13, |p| p.cipher_suites.reverse(), |_| {});
+    out.push(("TLS 1.3 reversed".to_string(), Arc::new(reversed13)));
     for suite in rustls::crypto::aws_lc_rs::default_provider().cipher_suites {
         let versions = if matches!(suite, rustls::SupportedCipherSuite::Tls13(_)) { TLS13 } else { TLS12 };
         let cfg = pki.client_config_with(versions, |p| p.cipher_suites = vec![suite], |_| {});
@@ -608,4 +620,30 @@ fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
     }
     let o = t.configtest();
     assert!(o.status.success(), "apache2 -t: {}\n{converted}", output_text(&o));
+}
+
+/// RSA and ECDSA certificates on one vhost, RSA named first (as most configurations have them):
+/// every kind of client gets the same certificate and suite from both servers.
+#[test]
+fn rsa_and_ecdsa_certificates_on_one_vhost() {
+    for order in ["off", "on"] {
+        let prepare = |h: &Httpd| {
+            let (cert, key) = h.pki.issue(&["localhost", "127.0.0.1"], &rcgen::PKCS_RSA_SHA256);
+            h.write("conf/rsa.pem", cert);
+            h.write("conf/rsa.key", key);
+        };
+        let site = move |files: &Path, _own: &Path, port: u16| {
+            let f = files.display();
+            format!(
+                "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+                 <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n  SSLHonorCipherOrder {order}\n\
+                 SSLCertificateFile {f}/conf/rsa.pem\n  SSLCertificateKeyFile {f}/conf/rsa.key\n\
+                 SSLCertificateFile {f}/conf/server.pem\n  SSLCertificateKeyFile {f}/conf/server.key\n</VirtualHost>\n"
+            )
+        };
+        let p = pair(prepare, site, &[]);
+        let ours = compare(&p, "/", &clients(&p.ssl.pki));
+        assert!(served(&ours["only TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]), "{ours:?}");
+        assert!(served(&ours["only TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]), "{ours:?}");
+    }
 }

@@ -234,7 +234,7 @@ fn unknown_cipher_and_bad_protocol_fail_configtest() {
 }
 
 #[test]
-fn each_client_gets_the_first_certificate_it_can_verify() {
+fn each_client_gets_the_certificate_openssl_would_give_it() {
     let mut h = Httpd::new();
     let pki = &h.pki;
     let (ec, ec_key) = pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);

@@ -26,7 +26,7 @@ pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfi
     let signing_key = provider.key_provider.load_private_key(key).map_err(|e| bad("key", &e))?;
     // Not through `with_single_cert`: its consistency check parses the certificate with webpki,
     // which rejects the critical acmeIdentifier extension every challenge certificate carries.
-    let resolver = FirstSuitableCert::new(vec![Arc::new(CertifiedKey::new(chain, signing_key))]);
+    let resolver = CertForClient::new(vec![Arc::new(CertifiedKey::new(chain, signing_key))]);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| ConfError::new(ErrorKind::Build, e.to_string()))?
@@ -46,24 +46,64 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Picks the first configured certificate the client can use: its key must sign with a scheme
-/// the client offered and, for a TLS 1.2-only client, fit one of the client's suites (ECDSA keys
-/// need an ECDHE_ECDSA suite, RSA keys an ECDHE_RSA one). When none fits, the first one, so that
-/// the client fails with its own error rather than our `access_denied` (DESIGN.md).
-pub struct FirstSuitableCert {
+/// Picks the certificate OpenSSL (so mod_ssl) would present to this client, among a vhost's
+/// certificates (e.g. RSA and ECDSA):
+/// - TLS 1.3: the one that signs with the first signature scheme in the deciding order: the
+///   client's list, or with the server's order (`TLSHonorClientOrder off`) ECDSA, Ed25519, RSA
+///   (OpenSSL's own order of schemes);
+/// - TLS 1.2: the one whose key type the first cipher suite in the deciding order needs (ECDSA
+///   or Ed25519 keys for ECDHE_ECDSA suites, RSA for ECDHE_RSA), among the suites both sides
+///   have: the client's order, or the vhost's.
+///
+/// rustls then picks the same suite, being bound by the same order. A client that lists TLS 1.3
+/// suites is taken to speak TLS 1.3 (rustls shows the resolver no supported_versions; clients
+/// without TLS 1.3 do not list its suites). A key must sign with a scheme
+/// the client offered. When no certificate fits, the first one, so that the client fails with its
+/// own error rather than our `access_denied` (DESIGN.md).
+pub struct CertForClient {
     keys: Vec<Arc<CertifiedKey>>,
+    /// The vhost's TLS 1.2 suites, in its order of preference.
+    tls12_suites: Vec<rustls::CipherSuite>,
+    /// The vhost's order decides, not the client's.
+    server_order: bool,
 }
 
-impl fmt::Debug for FirstSuitableCert {
+impl fmt::Debug for CertForClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FirstSuitableCert({} keys)", self.keys.len())
+        write!(f, "CertForClient({} keys)", self.keys.len())
     }
 }
 
-impl FirstSuitableCert {
+/// The key type a TLS 1.2 suite needs.
+fn suite_key_type(suite: rustls::CipherSuite) -> Option<SignatureAlgorithm> {
+    let name = suite.as_str()?;
+    if name.contains("_ECDSA_WITH_") {
+        Some(SignatureAlgorithm::ECDSA)
+    } else if name.contains("_RSA_WITH_") {
+        Some(SignatureAlgorithm::RSA)
+    } else {
+        None
+    }
+}
+
+/// Whether a key of type `key` serves a suite needing `needed` (Ed25519 keys use ECDSA suites).
+fn key_fits(key: SignatureAlgorithm, needed: SignatureAlgorithm) -> bool {
+    key == needed || (key == SignatureAlgorithm::ED25519 && needed == SignatureAlgorithm::ECDSA)
+}
+
+impl CertForClient {
+    /// With the client's order deciding (the suites are used for TLS 1.2 clients: give them with
+    /// [`in_order`](Self::in_order)).
     pub fn new(keys: Vec<Arc<CertifiedKey>>) -> Self {
         assert!(!keys.is_empty(), "a certificate resolver needs at least one key");
-        FirstSuitableCert { keys }
+        CertForClient { keys, tls12_suites: Vec::new(), server_order: false }
+    }
+
+    /// The vhost's TLS 1.2 suites in its order, and whether that order decides.
+    pub fn in_order(mut self, tls12_suites: Vec<rustls::CipherSuite>, server_order: bool) -> Self {
+        self.tls12_suites = tls12_suites;
+        self.server_order = server_order;
+        self
     }
 
     pub fn keys(&self) -> &[Arc<CertifiedKey>] {
@@ -73,23 +113,41 @@ impl FirstSuitableCert {
     /// The key for a client offering `schemes` and `suites` (also used to know, per connection,
     /// which certificate was presented).
     pub fn choose(&self, schemes: &[rustls::SignatureScheme], suites: &[rustls::CipherSuite]) -> Arc<CertifiedKey> {
+        if self.keys.len() == 1 {
+            return self.keys[0].clone();
+        }
+        let signs = |k: &&Arc<CertifiedKey>| k.key.choose_scheme(schemes).is_some();
         let tls13 = suites.iter().any(|s| u16::from(*s) >> 8 == 0x13);
-        let fits_tls12 = |alg: SignatureAlgorithm| {
-            suites.iter().filter_map(|s| s.as_str()).any(|name| match alg {
-                SignatureAlgorithm::RSA => name.contains("_RSA_WITH_"),
-                SignatureAlgorithm::ECDSA | SignatureAlgorithm::ED25519 => name.contains("_ECDSA_WITH_"),
-                _ => false,
-            })
+        let decided = if tls13 {
+            if self.server_order {
+                [SignatureAlgorithm::ECDSA, SignatureAlgorithm::ED25519, SignatureAlgorithm::RSA]
+                    .iter()
+                    .find_map(|alg| self.keys.iter().filter(signs).find(|k| k.key.algorithm() == *alg))
+            } else {
+                schemes.iter().find_map(|s| self.keys.iter().find(|k| k.key.choose_scheme(&[*s]).is_some()))
+            }
+        } else {
+            let both: Vec<rustls::CipherSuite> = if self.server_order {
+                self.tls12_suites.iter().filter(|s| suites.contains(s)).copied().collect()
+            } else {
+                suites.iter().filter(|s| self.tls12_suites.contains(s)).copied().collect()
+            };
+            both.iter()
+                .filter_map(|s| suite_key_type(*s))
+                .find_map(|needed| self.keys.iter().filter(signs).find(|k| key_fits(k.key.algorithm(), needed)))
         };
-        self.keys
-            .iter()
-            .find(|k| k.key.choose_scheme(schemes).is_some() && (tls13 || fits_tls12(k.key.algorithm())))
+        // Undecided (a client we share no suite with, or suites unknown here): the first key
+        // that signs for it and fits one of its suites, else the first.
+        let fits_tls12 =
+            |alg: SignatureAlgorithm| suites.iter().filter_map(|s| suite_key_type(*s)).any(|n| key_fits(alg, n));
+        decided
+            .or_else(|| self.keys.iter().find(|k| signs(k) && (tls13 || fits_tls12(k.key.algorithm()))))
             .unwrap_or(&self.keys[0])
             .clone()
     }
 }
 
-impl ResolvesServerCert for FirstSuitableCert {
+impl ResolvesServerCert for CertForClient {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         if let Some(key) = KEY_OVERRIDE.with(|k| k.borrow().clone()) {
             return Some(key);
@@ -178,7 +236,7 @@ pub struct VhostTls {
     pub plain: Arc<ServerConfig>,
     /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`].
     pub by_alpn: Vec<(&'static [u8], Arc<ServerConfig>)>,
-    pub resolver: Arc<FirstSuitableCert>,
+    pub resolver: Arc<CertForClient>,
     /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
     pub fingerprint: TlsFingerprint,
     /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
@@ -502,8 +560,10 @@ pub fn build_vhost(
     let honor = conf.honor_client_order.unwrap_or(true);
     let mut fingerprint = FingerprintBuilder::default();
     fingerprint.certificates(&keys).protocol(floor, &suites, honor);
+    let tls12_order: Vec<rustls::CipherSuite> =
+        suites.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_))).map(|s| s.suite()).collect();
     let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
-    let resolver = Arc::new(FirstSuitableCert::new(keys));
+    let resolver = Arc::new(CertForClient::new(keys).in_order(tls12_order, !honor));
     let ClientAuthBuild { verifier, generous, warnings: auth_warnings } =
         client_verifier(conf, &provider, &mut fingerprint)?;
     let fingerprint = fingerprint.finish();
@@ -702,7 +762,7 @@ mod tests {
         use rustls::SignatureScheme as S;
         let ec = key(&rcgen::PKCS_ECDSA_P256_SHA256);
         let rsa = key(&rcgen::PKCS_RSA_SHA256);
-        let r = FirstSuitableCert::new(vec![ec.clone(), rsa.clone()]);
+        let r = CertForClient::new(vec![ec.clone(), rsa.clone()]);
         let modern = [S::ECDSA_NISTP256_SHA256, S::RSA_PSS_SHA256];
         assert!(Arc::ptr_eq(&r.choose(&modern, &[C::TLS13_AES_128_GCM_SHA256]), &ec));
         assert!(Arc::ptr_eq(&r.choose(&[S::RSA_PSS_SHA256], &[C::TLS13_AES_128_GCM_SHA256]), &rsa));
@@ -711,6 +771,35 @@ mod tests {
         assert!(Arc::ptr_eq(&r.choose(&modern, &rsa_suites), &rsa));
         // Nothing fits: the first one.
         assert!(Arc::ptr_eq(&r.choose(&[S::ED25519], &[C::TLS13_AES_128_GCM_SHA256]), &ec));
+    }
+
+    #[test]
+    fn resolver_follows_the_deciding_order_as_openssl_does() {
+        use rustls::CipherSuite as C;
+        use rustls::SignatureScheme as S;
+        let ec = key(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let rsa = key(&rcgen::PKCS_RSA_SHA256);
+        let ours = vec![
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ];
+        // RSA configured first, as most configurations have it.
+        let by_client = CertForClient::new(vec![rsa.clone(), ec.clone()]).in_order(ours.clone(), false);
+        let by_server = CertForClient::new(vec![rsa.clone(), ec.clone()]).in_order(ours, true);
+        let schemes = [S::ECDSA_NISTP256_SHA256, S::RSA_PSS_SHA256];
+        // TLS 1.3: the client's first scheme, or ECDSA first in the server's order.
+        let tls13 = [C::TLS13_AES_128_GCM_SHA256];
+        assert!(Arc::ptr_eq(&by_client.choose(&schemes, &tls13), &ec));
+        assert!(Arc::ptr_eq(&by_client.choose(&[S::RSA_PSS_SHA256, S::ECDSA_NISTP256_SHA256], &tls13), &rsa));
+        assert!(Arc::ptr_eq(&by_server.choose(&[S::RSA_PSS_SHA256, S::ECDSA_NISTP256_SHA256], &tls13), &ec));
+        // TLS 1.2: the first suite both have, in the client's order or in ours.
+        let rsa_first = [C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384];
+        assert!(Arc::ptr_eq(&by_client.choose(&schemes, &rsa_first), &rsa));
+        assert!(Arc::ptr_eq(&by_server.choose(&schemes, &rsa_first), &ec));
+        // A suite we do not have does not decide.
+        let unknown_first = [C::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384];
+        assert!(Arc::ptr_eq(&by_client.choose(&schemes, &unknown_first), &ec));
     }
 
     #[test]
