@@ -173,7 +173,8 @@ fn localize(h: &Httpd, site: &str, port: u16) -> String {
         .replace("*:443", &format!("127.0.0.1:{port}"))
         .replace("_default_:443", &format!("_default_:{port}"))
         .replace("TLSEngine 443", &format!("TLSEngine {port}"))
-        .replace("mod_tls_listen_443", &format!("mod_tls_listen_{port}"))
+        // The guard's name follows the address, as mod_tls-migrate names it.
+        .replace("mod_tls_listen_443", &format!("mod_tls_listen_127_0_0_1_{port}"))
         .replace("/var/www/html", &h.path("htdocs").display().to_string())
 }
 

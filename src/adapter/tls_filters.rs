@@ -207,6 +207,10 @@ impl TlsConn {
             return;
         }
         self.outcome_counted = true;
+        if let Role::Backend(_) = self.role {
+            // A backend handshake that the network ended is a failed handshake to mod_proxy too.
+            self.backend_handshake_failed();
+        }
         let Some(st) = super::stats() else { return };
         match self.role {
             Role::Backend(_) => stats::count_backend(st, None),
@@ -238,6 +242,14 @@ impl TlsConn {
         !self.closed && self.stream.awaits_peer_flight()
     }
 
+    /// As mod_ssl after a failed `SSL_connect`: the connection is aborted and noted `err`, which
+    /// mod_proxy answers with `500 Error during SSL Handshake with remote server` (without the
+    /// abort it would not look at the note, and answer 400).
+    fn backend_handshake_failed(&self) {
+        self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
+        self.c.abort();
+    }
+
     /// A backend connection starts its handshake with the name and protocols mod_proxy noted on
     /// the connection (`proxy-request-hostname`, `proxy-request-alpn-protos`).
     fn start_backend_handshake(&mut self) -> Status {
@@ -250,7 +262,7 @@ impl TlsConn {
             Ok(n) => n,
             Err(e) => {
                 log_conn!(self.c, log::ERR, 0, "TLS to backend: '{host}' is not a valid host name ({e})");
-                self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
+                self.backend_handshake_failed();
                 self.closed = true;
                 return APR_ECONNABORTED;
             }
@@ -263,7 +275,7 @@ impl TlsConn {
             }
             Err(e) => {
                 log_conn!(self.c, log::ERR, 0, "TLS to backend {host}: {e}");
-                self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
+                self.backend_handshake_failed();
                 self.closed = true;
                 APR_ECONNABORTED
             }
@@ -388,10 +400,12 @@ impl TlsConn {
             // remote server", as with mod_ssl: mod_proxy reads that from the note.
             (other, Some(host)) => {
                 log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {other}");
-                if !self.established {
-                    self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"err");
+                let handshake_done = self.established || self.stream.common().is_some_and(|c| !c.is_handshaking());
+                if handshake_done {
+                    self.c.abort();
+                } else {
+                    self.backend_handshake_failed();
                 }
-                self.c.abort();
             }
             // A handshake we refused (TLSStrictSNI: AH10353) is the administrator's business, as
             // in the C module; a client's own failures are not.

@@ -86,6 +86,22 @@ fn suite_key_type(suite: rustls::CipherSuite) -> Option<SignatureAlgorithm> {
     }
 }
 
+/// The signature schemes TLS 1.3 allows (RFC 8446 4.2.3: no PKCS#1 v1.5, no SHA-1).
+fn usable_in_tls13(s: &rustls::SignatureScheme) -> bool {
+    use rustls::SignatureScheme as S;
+    matches!(
+        s,
+        S::ECDSA_NISTP256_SHA256
+            | S::ECDSA_NISTP384_SHA384
+            | S::ECDSA_NISTP521_SHA512
+            | S::ED25519
+            | S::ED448
+            | S::RSA_PSS_SHA256
+            | S::RSA_PSS_SHA384
+            | S::RSA_PSS_SHA512
+    )
+}
+
 /// Whether a key of type `key` serves a suite needing `needed` (Ed25519 keys use ECDSA suites).
 fn key_fits(key: SignatureAlgorithm, needed: SignatureAlgorithm) -> bool {
     key == needed || (key == SignatureAlgorithm::ED25519 && needed == SignatureAlgorithm::ECDSA)
@@ -119,12 +135,18 @@ impl CertForClient {
         let signs = |k: &&Arc<CertifiedKey>| k.key.choose_scheme(schemes).is_some();
         let tls13 = suites.iter().any(|s| u16::from(*s) >> 8 == 0x13);
         let decided = if tls13 {
+            // TLS 1.3 signs with none of the PKCS#1 v1.5 or SHA-1 schemes a client may still list.
+            let schemes13: Vec<rustls::SignatureScheme> = schemes.iter().copied().filter(usable_in_tls13).collect();
             if self.server_order {
-                [SignatureAlgorithm::ECDSA, SignatureAlgorithm::ED25519, SignatureAlgorithm::RSA]
-                    .iter()
-                    .find_map(|alg| self.keys.iter().filter(signs).find(|k| k.key.algorithm() == *alg))
+                [SignatureAlgorithm::ECDSA, SignatureAlgorithm::ED25519, SignatureAlgorithm::RSA].iter().find_map(
+                    |alg| {
+                        self.keys
+                            .iter()
+                            .find(|k| k.key.algorithm() == *alg && k.key.choose_scheme(&schemes13).is_some())
+                    },
+                )
             } else {
-                schemes.iter().find_map(|s| self.keys.iter().find(|k| k.key.choose_scheme(&[*s]).is_some()))
+                schemes13.iter().find_map(|s| self.keys.iter().find(|k| k.key.choose_scheme(&[*s]).is_some()))
             }
         } else {
             let both: Vec<rustls::CipherSuite> = if self.server_order {
@@ -793,6 +815,8 @@ mod tests {
         assert!(Arc::ptr_eq(&by_client.choose(&schemes, &tls13), &ec));
         assert!(Arc::ptr_eq(&by_client.choose(&[S::RSA_PSS_SHA256, S::ECDSA_NISTP256_SHA256], &tls13), &rsa));
         assert!(Arc::ptr_eq(&by_server.choose(&[S::RSA_PSS_SHA256, S::ECDSA_NISTP256_SHA256], &tls13), &ec));
+        // PKCS#1 v1.5 does not sign in TLS 1.3: a client listing it first still gets ECDSA.
+        assert!(Arc::ptr_eq(&by_client.choose(&[S::RSA_PKCS1_SHA256, S::ECDSA_NISTP256_SHA256], &tls13), &ec));
         // TLS 1.2: the first suite both have, in the client's order or in ours.
         let rsa_first = [C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384];
         assert!(Arc::ptr_eq(&by_client.choose(&schemes, &rsa_first), &rsa));

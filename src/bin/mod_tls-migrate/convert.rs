@@ -378,11 +378,12 @@ fn engine_addr(vhost_addr: &str, listens: &[String]) -> Result<Vec<String>, Stri
     }
 }
 
-/// The `Define` that marks a port as opened by a converted file (or the package's
-/// default-tls.conf): `mod_tls_listen_443`. By port: two Listens of one port stop httpd whatever
-/// their addresses.
+/// The `Define` that marks an address as opened by a converted file (or the package's
+/// default-tls.conf): `mod_tls_listen_443`, `mod_tls_listen_192_0_2_1_443`. Two Listens of one
+/// address stop httpd; different addresses of one port do not.
 fn listen_define(addr: &str) -> String {
-    format!("mod_tls_listen_{}", listen_port(addr))
+    let tail: String = addr.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("mod_tls_listen_{}", tail.trim_matches('_'))
 }
 
 fn listen_port(listen: &str) -> &str {
@@ -521,12 +522,14 @@ impl Converter<'_> {
         let chain = self.own(s, "SSLCertificateChainFile").into_iter().last();
         let chain_file = chain.and_then(|c| self.args_of(c).first().cloned());
         let mut combined_all = !certs.is_empty();
-        if s != 0 && !certs.is_empty() && !self.own(0, "SSLCertificateFile").is_empty() {
+        // mod_ssl merges certificate lists by position: a vhost keeps the main server's entries
+        // beyond its own count. mod_tls uses a vhost's own list alone.
+        if s != 0 && !certs.is_empty() && self.own(0, "SSLCertificateFile").len() > certs.len() {
             self.find(
                 certs[0],
                 Fate::Differs,
-                "mod_ssl offered this vhost the main server's certificates too; mod_tls offers a vhost \
-                 with TLSCertificate lines of its own only those: repeat the main server's here if needed",
+                "mod_ssl offered this vhost the main server's further certificates too; mod_tls offers a vhost \
+                 with TLSCertificate lines of its own only those: repeat the main server's others here if needed",
             );
         }
         for (n, &c) in certs.iter().enumerate() {
@@ -986,7 +989,8 @@ impl Converter<'_> {
                     let verify = self
                         .effective(s, "SSLProxyVerify", |_| true)
                         .and_then(|v| self.args_of(v).first().map(|a| a.to_ascii_lowercase()));
-                    if first == "on" && !matches!(verify.as_deref(), Some("require") | Some("optional")) {
+                    // An explicit `SSLProxyVerify none` is reported on its own line.
+                    if first == "on" && verify.is_none() {
                         self.find(
                             i,
                             Fate::Differs,
@@ -1010,9 +1014,11 @@ impl Converter<'_> {
                     Fate::Differs,
                     "name each certificate (with its chain and key) on a TLSProxyMachineCertificate line",
                 ),
-                "sslproxyverify" if first == "none" || first == "optional_no_ca" => self.set_comment(
+                "sslproxyverify" if first == "none" || first == "optional_no_ca" => self.drop_line(
                     i,
-                    "not carried over: backend certificates are always verified (see SSLProxyEngine's report)",
+                    Fate::Differs,
+                    "mod_ssl did not verify backend certificates here; mod_tls always does, against TLSProxyCA \
+                     (else the Mozilla roots): name the backends' CA with TLSProxyCA",
                 ),
                 "sslproxyverify" | "sslproxyverifydepth" => {
                     self.drop_line(i, Fate::Same, "backend certificates are always verified, up to a trusted root")
@@ -1342,6 +1348,10 @@ mod tests {
         assert!(differs(&c, 1, "did not verify backend certificates"), "{:?}", c.findings);
         let c = convert_text("SSLProxyEngine on\nSSLProxyVerify require\nSSLProxyCACertificateFile /ca.pem\n");
         assert!(!c.findings.iter().any(|f| f.fate == Fate::Differs), "{:?}", c.findings);
+        let c = convert_text(
+            "SSLProxyEngine on\nSSLProxyVerify require\n<VirtualHost *:443>\n  SSLProxyVerify none\n</VirtualHost>\n",
+        );
+        assert!(differs(&c, 4, "did not verify backend certificates"), "{:?}", c.findings);
         // CRLs: checked in the main server, not in a vhost that inherits them.
         let c = convert_text(
             "SSLCARevocationFile /crl.pem\nSSLCARevocationCheck chain\n\
@@ -1384,6 +1394,16 @@ mod tests {
             c.text
         );
         assert!(c.text.contains("\nTLSEngine 8443\n"), "{}", c.text);
+    }
+
+    #[test]
+    fn each_address_without_listen_is_opened_once() {
+        let site =
+            |a: &str| format!("<VirtualHost {a}:443>\n  SSLEngine on\n  SSLCertificateFile /c.pem\n</VirtualHost>\n");
+        let c = convert_text(&format!("{}{}", site("192.0.2.1"), site("192.0.2.2")));
+        for define in ["mod_tls_listen_192_0_2_1_443", "mod_tls_listen_192_0_2_2_443"] {
+            assert!(c.text.contains(&format!("<IfDefine !{define}>\n        Define {define}\n")), "{}", c.text);
+        }
     }
 
     #[test]

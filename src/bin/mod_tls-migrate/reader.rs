@@ -147,6 +147,29 @@ impl Reader {
         Ok(self)
     }
 
+    /// `${NAME}` replaced where NAME is Defined so far; other variables left as they are.
+    fn expand_defined(&self, s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(start) = rest.find("${") {
+            let after = &rest[start + 2..];
+            let value = after.find('}').and_then(|end| self.defines.get(&after[..end]).map(|v| (end, v)));
+            match value {
+                Some((end, v)) => {
+                    out.push_str(&rest[..start]);
+                    out.push_str(v);
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push_str(&rest[..start + 2]);
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// How the configuration's paths resolve, as read to its end.
     pub fn paths(&self) -> Paths {
         Paths {
@@ -160,13 +183,24 @@ impl Reader {
             std::fs::read_to_string(path).map_err(|e| ReadError(format!("{}: cannot read: {e}", path.display())))?;
         for (number, physical) in logical_lines(&text) {
             let origin = Origin { file: path.to_path_buf(), line: number };
-            let kind = classify(&physical).map_err(|e| ReadError(format!("{origin}: {e}")))?;
+            let mut kind = classify(&physical).map_err(|e| ReadError(format!("{origin}: {e}")))?;
+            // httpd expands `${NAME}` as it reads each line, with the Defines made so far: a
+            // later `Define` of the same name does not change this line. (The environment's
+            // variables stay as written: they are the same wherever httpd reads them.)
+            if let Kind::Directive { args, .. } | Kind::Open { args, .. } = &mut kind {
+                for a in args.iter_mut() {
+                    *a = self.expand_defined(a);
+                }
+            }
             let indent: String = physical.chars().take_while(|c| c.is_whitespace()).collect();
             if let Kind::Directive { name, args } = &kind {
                 match name.to_ascii_lowercase().as_str() {
                     "serverroot" if args.len() == 1 => self.server_root = Some(PathBuf::from(&args[0])),
                     "define" if !args.is_empty() => {
                         self.defines.insert(args[0].clone(), args.get(1).cloned().unwrap_or_default());
+                    }
+                    "undefine" if !args.is_empty() => {
+                        self.defines.remove(&args[0]);
                     }
                     "include" | "includeoptional" if args.len() == 1 => {
                         let optional = name.eq_ignore_ascii_case("includeoptional");
@@ -267,8 +301,8 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
             acc.push('\n');
         }
         acc.push_str(line);
-        // httpd continues a line only when a backslash is its very last character (not `\\\\`).
-        if line.ends_with('\\') && !line.ends_with("\\\\") {
+        // httpd 2.4 continues a line when a backslash is its very last character.
+        if line.ends_with('\\') {
             pending = Some((number, acc));
         } else {
             out.push((number, acc));
@@ -382,6 +416,20 @@ mod tests {
         );
         assert_eq!(classify("  </VirtualHost>").unwrap(), Kind::Close { name: "VirtualHost".into() });
         assert_eq!(classify("   # SSLEngine on").unwrap(), Kind::Text);
+    }
+
+    #[test]
+    fn defines_expand_with_the_value_they_have_at_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("top.conf");
+        std::fs::write(
+            &top,
+            "Define CERT /a.pem\nX ${CERT} ${HOME_OF_NOBODY}\nDefine CERT /b.pem\n<V ${CERT}>\n</V>\n",
+        )
+        .unwrap();
+        let r = Reader::new(None).read(&top).unwrap();
+        assert_eq!(r.lines[1].directive().unwrap().1, ["/a.pem", "${HOME_OF_NOBODY}"]);
+        assert_eq!(r.lines[3].kind, Kind::Open { name: "V".into(), args: vec!["/b.pem".into()] });
     }
 
     #[test]
