@@ -460,7 +460,15 @@ fn a_reverse_proxy_to_tls_backends() {
     }
     let mut b3 = backend("backend three\n", "");
     b3.start();
-    let ports = (b1.tls_port, b2.tls_port, b3.tls_port);
+    // b4: accepts and closes at once, in the middle of our handshake (a network failure).
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p4 = closer.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in closer.incoming() {
+            drop(conn);
+        }
+    });
+    let ports = (b1.tls_port, b2.tls_port, b3.tls_port, p4);
     let cas = b1.pki.ca_pem.clone();
     let prepare = |h: &Httpd| {
         h.write("conf/backend-cas.pem", &cas);
@@ -470,7 +478,7 @@ fn a_reverse_proxy_to_tls_backends() {
     };
     let site = move |files: &Path, _own: &Path, port: u16| {
         let f = files.display();
-        let (p1, p2, p3) = ports;
+        let (p1, p2, p3, p4) = ports;
         format!(
             r#"LoadModule ssl_module {MODDIR}/mod_ssl.so
 LoadModule proxy_module {MODDIR}/mod_proxy.so
@@ -490,6 +498,7 @@ SSLProxyCheckPeerName on
   ProxyPass /b1/ https://localhost:{p1}/
   ProxyPass /b2/ https://localhost:{p2}/
   ProxyPass /b3/ https://localhost:{p3}/
+  ProxyPass /b4/ https://localhost:{p4}/
   <Proxy "https://localhost:{p2}/">
     SSLProxyMachineCertificateFile {f}/conf/machine.pem
   </Proxy>
@@ -516,7 +525,7 @@ SSLProxyCheckPeerName on
     };
     let client = p.ssl.pki.client_config(TLS13);
     let mut seen = Vec::new();
-    for path in ["/b1/index.html", "/b2/index.html", "/b3/index.html"] {
+    for path in ["/b1/index.html", "/b2/index.html", "/b3/index.html", "/b4/index.html"] {
         let get = |port: u16| {
             let mut s = tls_connect(port, "localhost", client.clone());
             let r = get_on(&mut s, path, "localhost");
@@ -529,6 +538,7 @@ SSLProxyCheckPeerName on
     assert_eq!(seen[0], (200, "backend one\n".to_string()));
     assert_eq!(seen[1], (200, "backend two\n".to_string()), "the machine certificate was presented");
     assert_eq!(seen[2].0, 500, "an untrusted backend: 500 Error during SSL Handshake, as with mod_ssl");
+    assert_eq!(seen[3].0, 500, "a backend that hangs up during the handshake: the same");
     for want in ["TLSProxyEngine on", "TLSProxyProtocol v1.2+", "TLSProxyCA ", "TLSProxyMachineCertificate "] {
         assert!(p.converted.contains(want), "{want}:\n{}", p.converted);
     }
