@@ -383,11 +383,9 @@ impl TlsConn {
     }
 
     fn fail(&mut self, failure: TlsFailure) -> Status {
-        let during = if self.stream.common().is_some_and(|c| !c.is_handshaking()) {
-            "TLS error"
-        } else {
-            "TLS handshake failed"
-        };
+        // The handshake may have completed in the same read that failed.
+        let after_handshake = self.stream.common().is_some_and(|c| !c.is_handshaking());
+        let during = if after_handshake { "TLS error" } else { "TLS handshake failed" };
         let backend_host = match &self.role {
             Role::Backend(Backend::Started { host }) => Some(host),
             _ => None,
@@ -400,8 +398,7 @@ impl TlsConn {
             // remote server", as with mod_ssl: mod_proxy reads that from the note.
             (other, Some(host)) => {
                 log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {other}");
-                let handshake_done = self.established || self.stream.common().is_some_and(|c| !c.is_handshaking());
-                if handshake_done {
+                if self.established || after_handshake {
                     self.c.abort();
                 } else {
                     self.backend_handshake_failed();
@@ -413,7 +410,6 @@ impl TlsConn {
             (other, None) => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
         }
         // A failure after the handshake completed (in the same read) is no failed handshake.
-        let after_handshake = self.stream.common().is_some_and(|c| !c.is_handshaking());
         if !self.established && !self.outcome_counted && !after_handshake {
             self.outcome_counted = true;
             if let Some(st) = super::stats() {

@@ -180,19 +180,18 @@ pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
 pub fn cert_data_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
         f.server_cert().map(|der| ("SSL_SERVER_CERT".to_string(), certvars::pem(der))).into_iter().collect();
-    let chain = f.client_chain().filter(|c| !c.is_empty());
-    if chain.is_none() {
-        out.push(("SSL_CLIENT_CERT".to_string(), String::new()));
-    }
-    if let Some(chain) = chain {
-        for (i, cert) in chain.iter().enumerate() {
-            let pem = certvars::pem(cert);
-            if i == 0 {
-                out.push(("SSL_CLIENT_CERT".to_string(), pem));
-            } else {
-                // mod_ssl's name and the C module's.
-                out.push((format!("SSL_CLIENT_CHAIN_{}", i - 1), pem.clone()));
-                out.push((format!("SSL_CLIENT_CERT_CHAIN_{}", i - 1), pem));
+    match f.client_chain().filter(|c| !c.is_empty()) {
+        None => out.push(("SSL_CLIENT_CERT".to_string(), String::new())),
+        Some(chain) => {
+            for (i, cert) in chain.iter().enumerate() {
+                let pem = certvars::pem(cert);
+                if i == 0 {
+                    out.push(("SSL_CLIENT_CERT".to_string(), pem));
+                } else {
+                    // mod_ssl's name and the C module's.
+                    out.push((format!("SSL_CLIENT_CHAIN_{}", i - 1), pem.clone()));
+                    out.push((format!("SSL_CLIENT_CERT_CHAIN_{}", i - 1), pem));
+                }
             }
         }
     }
