@@ -4,7 +4,9 @@
 //! mod_ssl reads it with, rather than by a parser of our own: OpenSSL's rules (`HIGH`, `@STRENGTH`,
 //! `+`, `!`, its order) are its own and change between versions.
 
+use std::collections::HashMap;
 use std::process::Command;
+use std::sync::{LazyLock, Mutex};
 
 /// The suites of one TLS version, by IANA name, in rustls's order of preference.
 pub fn rustls_suites(tls13: bool) -> Vec<String> {
@@ -37,17 +39,34 @@ pub struct Selection {
 
 /// Expands a TLS ≤ 1.2 expression; Err with OpenSSL's complaint (or that openssl is missing).
 pub fn expand_tls12(expr: &str) -> Result<Selection, String> {
-    let names = openssl(&["ciphers", "-stdname", "-tls1_2", "-ciphersuites", "", expr])?;
-    Ok(select(&names, false))
+    once((false, Some(expr.to_string())), || {
+        let names = openssl(&["ciphers", "-stdname", "-tls1_2", "-ciphersuites", "", expr])?;
+        Ok(select(&names, false))
+    })
 }
 
 /// Expands a TLS 1.3 list (`SSLCipherSuite TLSv1.3 …`), or OpenSSL's default list for `None`.
 pub fn expand_tls13(list: Option<&str>) -> Result<Selection, String> {
-    let names = match list {
-        Some(l) => openssl(&["ciphers", "-stdname", "-s", "-tls1_3", "-ciphersuites", l])?,
-        None => openssl(&["ciphers", "-stdname", "-s", "-tls1_3"])?,
-    };
-    Ok(select(&names, true))
+    once((true, list.map(str::to_string)), || {
+        let names = match list {
+            Some(l) => openssl(&["ciphers", "-stdname", "-s", "-tls1_3", "-ciphersuites", l])?,
+            None => openssl(&["ciphers", "-stdname", "-s", "-tls1_3"])?,
+        };
+        Ok(select(&names, true))
+    })
+}
+
+/// Each expression is expanded once per run: a vhost's plan also looks at the main server's
+/// lists, so the same ones come back for every vhost.
+fn once(key: (bool, Option<String>), expand: impl FnOnce() -> Result<Selection, String>) -> Result<Selection, String> {
+    type Cache = Mutex<HashMap<(bool, Option<String>), Result<Selection, String>>>;
+    static EXPANDED: LazyLock<Cache> = LazyLock::new(Default::default);
+    if let Some(done) = EXPANDED.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return done.clone();
+    }
+    let result = expand();
+    EXPANDED.lock().unwrap_or_else(|e| e.into_inner()).insert(key, result.clone());
+    result
 }
 
 fn select(names: &[String], tls13: bool) -> Selection {

@@ -627,6 +627,21 @@ impl Converter<'_> {
         }
     }
 
+    /// The protocol words and the TLS 1.2 and TLS 1.3 cipher lists in effect in `scope` (its
+    /// own or inherited; `None`: mod_ssl's default), of `SSLProtocol`/`SSLCipherSuite` or their
+    /// `SSLProxy*` twins.
+    fn suite_settings(
+        &self,
+        scope: usize,
+        protocol: &str,
+        ciphers: &str,
+    ) -> (Option<Vec<String>>, Option<String>, Option<String>) {
+        let list = |tls13: bool| {
+            self.effective(scope, ciphers, |a| cipher_args(a).0 == tls13).map(|i| cipher_args(&self.args_of(i)).1)
+        };
+        (self.effective(scope, protocol, |_| true).map(|i| self.args_of(i)), list(false), list(true))
+    }
+
     /// `SSLProtocol`, `SSLCipherSuite`, `SSLHonorCipherOrder` of the main server or a vhost.
     fn frontend_suites(&mut self, s: usize) {
         let is13 = |a: &[String]| cipher_args(a).0;
@@ -639,9 +654,7 @@ impl Converter<'_> {
         if own_proto.is_none() && own12.is_none() && own13.is_none() && own_order.is_none() {
             return;
         }
-        let proto = self.effective(s, "SSLProtocol", any).map(|i| self.args_of(i));
-        let tls12 = self.effective(s, "SSLCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
-        let tls13 = self.effective(s, "SSLCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+        let (proto, tls12, tls13) = self.suite_settings(s, "SSLProtocol", "SSLCipherSuite");
         let ordered = self
             .effective(s, "SSLHonorCipherOrder", any)
             .is_some_and(|i| self.args_of(i).first().is_some_and(|v| v.eq_ignore_ascii_case("on")));
@@ -649,9 +662,7 @@ impl Converter<'_> {
         // What this scope would inherit in mod_tls: the main server's floor, else v1.2+.
         let inherited_floor = match self.tree.scopes[s].parent {
             Some(_) => {
-                let main_proto = self.effective(0, "SSLProtocol", any).map(|i| self.args_of(i));
-                let m12 = self.effective(0, "SSLCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
-                let m13 = self.effective(0, "SSLCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+                let (main_proto, m12, m13) = self.suite_settings(0, "SSLProtocol", "SSLCipherSuite");
                 plan_suites(main_proto.as_deref(), m12.as_deref(), m13.as_deref(), false).floor
             }
             None => Some("v1.2+"),
@@ -665,8 +676,7 @@ impl Converter<'_> {
         if !plan.suppress.is_empty() {
             suites_out.push(format!("TLSCiphersSuppress {}", plan.suppress.join(" ")));
         } else if s != 0 && (own12.is_some() || own13.is_some()) {
-            let main12 = self.effective(0, "SSLCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
-            let main13 = self.effective(0, "SSLCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+            let (_, main12, main13) = self.suite_settings(0, "SSLProtocol", "SSLCipherSuite");
             let main_plan = plan_suites(None, main12.as_deref(), main13.as_deref(), false);
             if !main_plan.suppress.is_empty() {
                 let at = anchor.unwrap_or(s);
@@ -822,9 +832,7 @@ impl Converter<'_> {
         let own12 = self.own(s, "SSLProxyCipherSuite").into_iter().rev().find(|&i| is12(&self.args_of(i)));
         let own13 = self.own(s, "SSLProxyCipherSuite").into_iter().rev().find(|&i| is13(&self.args_of(i)));
         if own_proto.is_some() || own12.is_some() || own13.is_some() {
-            let proto = self.effective(s, "SSLProxyProtocol", |_| true).map(|i| self.args_of(i));
-            let tls12 = self.effective(s, "SSLProxyCipherSuite", is12).map(|i| cipher_args(&self.args_of(i)).1);
-            let tls13 = self.effective(s, "SSLProxyCipherSuite", is13).map(|i| cipher_args(&self.args_of(i)).1);
+            let (proto, tls12, tls13) = self.suite_settings(s, "SSLProxyProtocol", "SSLProxyCipherSuite");
             let plan = plan_suites(proto.as_deref(), tls12.as_deref(), tls13.as_deref(), true);
             let floor = plan.floor.map(|f| format!("TLSProxyProtocol {f}"));
             if let Some(p) = own_proto {
