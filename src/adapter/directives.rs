@@ -10,7 +10,7 @@ use crate::tls::ciphers;
 
 use super::TlsModule;
 
-pub static COMMANDS: CommandTable<20> = CommandTable::new([
+pub static COMMANDS: CommandTable<21> = CommandTable::new([
     flag(
         c"TLSProxyEngine",
         proxy_engine,
@@ -76,6 +76,12 @@ pub static COMMANDS: CommandTable<20> = CommandTable::new([
         session_cache,
         Scope::SERVER,
         c"none, or a socache provider and its arguments (shmcb:path(size), memcache:host:port, redis:host:port)",
+    ),
+    take1(
+        c"TLSSessionCacheTimeout",
+        session_cache_timeout,
+        Scope::SERVER,
+        c"seconds a session may be resumed, counted from its full handshake (default 300)",
     ),
     raw_args(
         c"TLSOptions",
@@ -239,6 +245,11 @@ fn session_cache(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
     let value = CacheSpec::parse(arg)?;
     let origin = cmd.origin();
     server_conf(cmd).session_cache_spec = Some(Located { value, origin });
+    Ok(())
+}
+
+fn session_cache_timeout(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
+    server_conf(cmd).session_lifetime_secs = Some(conf::parse_session_lifetime(arg)?);
     Ok(())
 }
 

@@ -109,12 +109,10 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
         }
         return HTTP_MISDIRECTED_REQUEST;
     }
-    // Only for a request this vhost serves: a refused one gets no user either.
-    // Never from a certificate graded FAILED (optional_no_ca, revoked since the session began).
-    let facts = vars::ConnFacts::now(&established.facts);
+    // Only for a request this vhost serves (a refused one gets no user either), and only from a
+    // certificate that verified (see `vars::user_name`).
     if let Some(var) = conf(r.server()).user_name_var.as_deref()
-        && !vars::lookup("SSL_CLIENT_VERIFY", &facts).is_some_and(|v| v.starts_with("FAILED"))
-        && let Some(user) = vars::lookup(var, &facts)
+        && let Some(user) = vars::user_name(var, &vars::ConnFacts::now(&established.facts))
     {
         r.set_user(&user);
     }

@@ -525,6 +525,12 @@ impl TlsConn {
                 Role::Backend(_) => stream.feed(data, &mut NoClientHello),
             })
         });
+        let events = self.stream.take_session_events();
+        if !events.is_empty()
+            && let Some(st) = super::stats()
+        {
+            stats::count_sessions(st, events);
+        }
         match consumed {
             Ok(()) => {}
             Err(Consumed::Read(rv)) => return rv,

@@ -308,6 +308,24 @@ pub fn reqtimeout_handshake(args: &str) -> Option<bool> {
     })
 }
 
+/// The longest `TLSSessionCacheTimeout`: the longest lifetime TLS 1.3 allows a ticket (RFC 8446,
+/// 4.6.1).
+pub const MAX_SESSION_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// `TLSSessionCacheTimeout seconds` (as mod_ssl's `SSLSessionCacheTimeout`).
+pub fn parse_session_lifetime(arg: &str) -> Result<u64, ConfError> {
+    match arg.parse::<u64>() {
+        Ok(n) if (1..=MAX_SESSION_LIFETIME_SECS).contains(&n) => Ok(n),
+        _ => Err(ConfError::new(
+            ErrorKind::BadValue,
+            format!(
+                "TLSSessionCacheTimeout '{arg}': write how many seconds a session may be resumed after its full \
+                 handshake, from 1 to {MAX_SESSION_LIFETIME_SECS} (7 days), e.g. 300"
+            ),
+        )),
+    }
+}
+
 /// `TLSClientCertificate`: whether clients must, may or cannot present a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ClientAuth {
@@ -371,6 +389,9 @@ pub struct ServerConf {
     pub user_name_var: Option<String>,
     /// `TLSSessionCache`, global; `None` = the default shared-memory cache.
     pub session_cache_spec: Option<Located<CacheSpec>>,
+    /// `TLSSessionCacheTimeout` (server config and virtual host, as mod_ssl's): how long a session may be resumed, counted from its
+    /// full handshake; `None` = the default.
+    pub session_lifetime_secs: Option<u64>,
 }
 
 fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
@@ -395,6 +416,7 @@ impl ServerConf {
             user_name_var: add.user_name_var.clone().or_else(|| base.user_name_var.clone()),
             passphrase_program: base.passphrase_program.clone(),
             session_cache_spec: base.session_cache_spec.clone(),
+            session_lifetime_secs: add.session_lifetime_secs.or(base.session_lifetime_secs),
         }
     }
 
@@ -404,6 +426,10 @@ impl ServerConf {
 
     pub fn client_auth(&self) -> ClientAuth {
         self.client_auth.as_ref().map_or(ClientAuth::None, |l| l.value)
+    }
+
+    pub fn session_lifetime_secs(&self) -> u64 {
+        self.session_lifetime_secs.unwrap_or(crate::tls::sessions::DEFAULT_LIFETIME_SECS)
     }
 
     pub fn floor(&self) -> u16 {
@@ -796,6 +822,16 @@ mod tests {
         assert_eq!(reqtimeout_handshake("Handshake=5-10,minrate=500"), Some(true));
         assert_eq!(reqtimeout_handshake("handshake=0"), Some(false));
         assert_eq!(reqtimeout_handshake("header=20-40,MinRate=500 body=20,MinRate=500"), None);
+    }
+
+    #[test]
+    fn session_lifetimes() {
+        assert_eq!(parse_session_lifetime("300"), Ok(300));
+        assert_eq!(parse_session_lifetime("604800"), Ok(604800));
+        for bad in ["0", "-1", "5m", "", "604801"] {
+            let e = parse_session_lifetime(bad).unwrap_err();
+            assert!(e.to_string().contains("from 1 to 604800"), "{bad}: {e}");
+        }
     }
 
     #[test]

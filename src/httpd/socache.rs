@@ -12,15 +12,14 @@ use crate::conf::CacheSpec;
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::httpd::hooks::StatusFlags;
 use crate::httpd::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
-use crate::httpd::{APR_SUCCESS, Pool, Request, Server, cstr};
+use crate::httpd::{APR_SUCCESS, Pool, Request, Server, cstr, log};
 use crate::tls::sessions::SessionStore;
 
 /// The mutex type name, for the `Mutex` directive (`Mutex file:/run/lock tls-session-cache`).
 pub const MUTEX_TYPE: &std::ffi::CStr = c"tls-session-cache";
 
-/// How long entries live: the ticket lifetime rustls advertises for stateful tickets (24 hours),
-/// used for TLS 1.2 session ids too. Caches evict older entries when full.
-pub const LIFETIME_SECS: i64 = 24 * 60 * 60;
+/// The expiry hint for the provider (entries carry their own expiry, see `store`).
+const EXPIRY_HINT_SECS: i64 = crate::tls::sessions::DEFAULT_LIFETIME_SECS as i64;
 
 /// Largest session we read back (a session carries the client's certificate chain, if any).
 const MAX_SESSION_BYTES: usize = 64 * 1024;
@@ -58,6 +57,8 @@ pub struct SessionCache {
     server: *mut server_rec,
     mutex: AtomicPtr<sys::apr_global_mutex_t>,
     ready: AtomicBool,
+    /// A failed lock was logged (once per process is enough to tell the administrator).
+    lock_failure_logged: AtomicBool,
 }
 
 // SAFETY: the provider and instance are only used through the socache API, which is MT-safe
@@ -109,6 +110,7 @@ impl SessionCache {
                 server: main,
                 mutex: AtomicPtr::new(ptr::null_mut()),
                 ready: AtomicBool::new(false),
+                lock_failure_logged: AtomicBool::new(false),
             }))
         }
     }
@@ -136,8 +138,11 @@ impl SessionCache {
                 }
                 self.mutex.store(m, Ordering::Release);
             }
-            let hints =
-                sys::ap_socache_hints { avg_id_len: 40, avg_obj_size: 300, expiry_interval: LIFETIME_SECS * 1_000_000 };
+            let hints = sys::ap_socache_hints {
+                avg_id_len: 40,
+                avg_obj_size: 300,
+                expiry_interval: EXPIRY_HINT_SECS * 1_000_000,
+            };
             let rv = ((*self.provider).init.expect("socache init"))(
                 self.instance,
                 c"mod_tls-sessions".as_ptr(),
@@ -178,20 +183,48 @@ impl SessionCache {
         // SAFETY: a ready instance of this provider; the live status request.
         unsafe {
             if let Some(f) = (*self.provider).status {
-                self.locked(|| f(self.instance, r.as_ptr(), flags));
+                // A lock that cannot be taken was logged; the page shows no cache status then.
+                let _shown = self.locked(|| f(self.instance, r.as_ptr(), flags));
             }
         }
     }
 
-    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// Runs `f` holding the cache's global mutex, when the provider needs one. A lock that
+    /// cannot be taken means no access at all (shmcb unlocked would corrupt the shared memory
+    /// other children use): `None`, a miss for the caller, logged once per process.
+    fn locked<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
         let m = self.mutex.load(Ordering::Acquire);
         if m.is_null() {
-            return f();
+            return Some(f());
         }
-        unsafe { sys::apr_global_mutex_lock(m) };
-        let r = f();
-        unsafe { sys::apr_global_mutex_unlock(m) };
-        r
+        // SAFETY: our mutex, created in post_config and re-attached in child_init.
+        let rv = unsafe { sys::apr_global_mutex_lock(m) };
+        if rv != APR_SUCCESS {
+            if !self.lock_failure_logged.swap(true, Ordering::Relaxed) {
+                // SAFETY: the main server record of this cache's generation.
+                let s = unsafe { Server::from_raw(self.server) };
+                crate::log_server!(
+                    s,
+                    log::ERR,
+                    rv,
+                    "mod_tls: cannot lock the session cache {} (mutex {}): sessions are not stored or \
+                     resumed meanwhile; check the Mutex directive's directory",
+                    self.spec,
+                    MUTEX_TYPE.to_string_lossy()
+                );
+            }
+            return None;
+        }
+        /// Unlocks when dropped, also if `f` unwinds.
+        struct Unlock(*mut sys::apr_global_mutex_t);
+        impl Drop for Unlock {
+            fn drop(&mut self) {
+                // SAFETY: the mutex this thread locked above.
+                unsafe { sys::apr_global_mutex_unlock(self.0) };
+            }
+        }
+        let _unlock = Unlock(m);
+        Some(f())
     }
 
     /// Runs `f` with a pool for the provider: the current connection's, or a short-lived one.
@@ -200,47 +233,94 @@ impl SessionCache {
         if !pool.is_null() {
             return f(pool);
         }
-        unsafe {
-            let mut tmp: *mut apr_pool_t = ptr::null_mut();
-            sys::apr_pool_create_unmanaged_ex(&mut tmp, None, ptr::null_mut());
-            let r = f(tmp);
-            sys::apr_pool_destroy(tmp);
-            r
+        /// Destroys the short-lived pool, also if `f` unwinds.
+        struct Destroy(*mut apr_pool_t);
+        impl Drop for Destroy {
+            fn drop(&mut self) {
+                // SAFETY: the unmanaged pool created below, used by nothing else.
+                unsafe { sys::apr_pool_destroy(self.0) };
+            }
         }
+        let mut tmp: *mut apr_pool_t = ptr::null_mut();
+        // SAFETY: creates an unmanaged pool, destroyed by the guard.
+        unsafe { sys::apr_pool_create_unmanaged_ex(&mut tmp, None, ptr::null_mut()) };
+        let _destroy = Destroy(tmp);
+        f(tmp)
     }
 
-    fn retrieve_into(&self, key: &[u8], capacity: usize) -> Option<Vec<u8>> {
+    /// One retrieve call with room for `capacity` bytes (the caller holds the lock if any).
+    fn retrieve_unlocked(&self, key: &[u8], capacity: usize, pool: *mut apr_pool_t) -> Lookup {
         // Not zeroed first: the provider writes the value, and only what it wrote is kept.
         let mut buf: Vec<u8> = Vec::with_capacity(capacity);
         let mut len = capacity as u32;
-        let rv = self.with_pool(|pool| {
-            self.locked(|| unsafe {
-                ((*self.provider).retrieve.expect("socache retrieve"))(
-                    self.instance,
-                    self.server,
-                    key.as_ptr(),
-                    key.len() as u32,
-                    buf.as_mut_ptr(),
-                    &mut len,
-                    pool,
-                )
-            })
-        });
-        if rv != APR_SUCCESS || len as usize > capacity {
-            return None;
+        // SAFETY: a ready instance; `buf` has room for `len` bytes, written by the provider.
+        let rv = unsafe {
+            ((*self.provider).retrieve.expect("socache retrieve"))(
+                self.instance,
+                self.server,
+                key.as_ptr(),
+                key.len() as u32,
+                buf.as_mut_ptr(),
+                &mut len,
+                pool,
+            )
+        };
+        match rv {
+            APR_SUCCESS if len as usize <= capacity => {
+                // SAFETY: the provider wrote `len` bytes (at most `capacity`) at the buffer's start.
+                unsafe { buf.set_len(len as usize) };
+                Lookup::Found(buf)
+            }
+            APR_NOTFOUND => Lookup::Missing,
+            // Too large for the buffer (providers report it as an error of their own) or
+            // another failure: a larger buffer may find it.
+            _ => Lookup::Unread,
         }
-        // SAFETY: the provider wrote `len` bytes (at most `capacity`) at the buffer's start.
-        unsafe { buf.set_len(len as usize) };
-        Some(buf)
+    }
+
+    /// A lookup, with a second try with room for the largest session only when the first
+    /// one found something it could not read into a small buffer (a miss costs one lookup).
+    fn retrieve_locked(&self, key: &[u8], pool: *mut apr_pool_t) -> Option<Vec<u8>> {
+        match self.retrieve_unlocked(key, SMALL_SESSION_BYTES, pool) {
+            Lookup::Found(v) => Some(v),
+            Lookup::Missing => None,
+            Lookup::Unread => match self.retrieve_unlocked(key, MAX_SESSION_BYTES, pool) {
+                Lookup::Found(v) => Some(v),
+                _ => None,
+            },
+        }
+    }
+
+    fn remove_unlocked(&self, key: &[u8], pool: *mut apr_pool_t) {
+        // SAFETY: a ready instance of this provider.
+        unsafe {
+            ((*self.provider).remove.expect("socache remove"))(
+                self.instance,
+                self.server,
+                key.as_ptr(),
+                key.len() as u32,
+                pool,
+            )
+        };
     }
 }
 
+/// What one retrieve call found.
+enum Lookup {
+    Found(Vec<u8>),
+    Missing,
+    Unread,
+}
+
+/// `APR_NOTFOUND`: what providers answer for a key they do not have.
+const APR_NOTFOUND: crate::httpd::Status = sys::APR_NOTFOUND as crate::httpd::Status;
+
 impl SessionStore for SessionCache {
-    fn store(&self, key: &[u8], value: &mut [u8]) -> bool {
+    fn store(&self, key: &[u8], value: &mut [u8], expires_at: u64) -> bool {
         if !self.is_ready() {
             return false;
         }
-        let expiry = unsafe { sys::apr_time_now() } + LIFETIME_SECS * 1_000_000;
+        let expiry = i64::try_from(expires_at).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
         let rv = self.with_pool(|pool| {
             self.locked(|| unsafe {
                 ((*self.provider).store.expect("socache store"))(
@@ -255,31 +335,31 @@ impl SessionStore for SessionCache {
                 )
             })
         });
-        rv == APR_SUCCESS
+        rv == Some(APR_SUCCESS)
     }
 
     fn retrieve(&self, key: &[u8]) -> Option<Vec<u8>> {
         if !self.is_ready() {
             return None;
         }
-        self.retrieve_into(key, SMALL_SESSION_BYTES).or_else(|| self.retrieve_into(key, MAX_SESSION_BYTES))
+        self.with_pool(|pool| self.locked(|| self.retrieve_locked(key, pool))).flatten()
     }
 
-    fn remove(&self, key: &[u8]) {
+    /// With the global mutex (shmcb), retrieving and removing is one step for every process of
+    /// the machine. Providers without one (memcache, redis) have no such operation in socache's
+    /// API: two servers of a fleet could each redeem the same ticket once.
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
         if !self.is_ready() {
-            return;
+            return None;
         }
         self.with_pool(|pool| {
-            self.locked(|| unsafe {
-                ((*self.provider).remove.expect("socache remove"))(
-                    self.instance,
-                    self.server,
-                    key.as_ptr(),
-                    key.len() as u32,
-                    pool,
-                )
+            self.locked(|| {
+                let v = self.retrieve_locked(key, pool)?;
+                self.remove_unlocked(key, pool);
+                Some(v)
             })
-        });
+        })
+        .flatten()
     }
 
     fn is_ready(&self) -> bool {

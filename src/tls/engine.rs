@@ -314,8 +314,10 @@ fn select_suites(
     (out, warnings)
 }
 
-/// Where a vhost keeps its sessions: given the vhost's namespace ([`TlsFingerprint::session_namespace`]).
-pub type SessionStorageFactory<'a> = &'a dyn Fn([u8; 8]) -> Arc<dyn rustls::server::StoresServerSessions>;
+/// Where a vhost keeps its sessions: given how they are kept and checked (its namespace,
+/// [`TlsFingerprint::session_namespace`], lifetime and client certificate verifier).
+pub type SessionStorageFactory<'a> =
+    &'a dyn Fn(crate::tls::sessions::SessionPolicy) -> Arc<dyn rustls::server::StoresServerSessions>;
 
 /// The one definition of "the same TLS settings": a digest of everything that decides who may
 /// connect to a vhost and how. The certificates presented, the protocol floor, the suites in
@@ -594,6 +596,11 @@ pub fn build_vhost(
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| err_at(ErrorKind::Build, None, format!("cannot build the TLS configuration: {e}")))?;
+    let session_policy = crate::tls::sessions::SessionPolicy {
+        namespace: fingerprint.session_namespace(),
+        lifetime_secs: conf.session_lifetime_secs(),
+        client_verifier: verifier.clone(),
+    };
     let builder = match verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
@@ -601,7 +608,7 @@ pub fn build_vhost(
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.ignore_client_order = !honor;
     config.session_storage = match sessions {
-        Some(make) => make(fingerprint.session_namespace()),
+        Some(make) => make(session_policy),
         None => Arc::new(rustls::server::NoServerSessionStorage {}),
     };
     // Each full handshake stores one TLS 1.3 ticket (stateful: its state lives in the shared

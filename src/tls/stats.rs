@@ -92,8 +92,13 @@ const BACKEND_FAILED: usize = 9;
 const SUITE_BASE: usize = 10;
 const GROUP_BASE: usize = SUITE_BASE + SUITES.len();
 const FAILURE_BASE: usize = GROUP_BASE + GROUPS.len();
+const SESSION_LOOKUPS: usize = FAILURE_BASE + FAILURES.len();
+const SESSION_LOOKUPS_CAPPED: usize = SESSION_LOOKUPS + 1;
+const RESUMPTION_REFUSED_CERT: usize = SESSION_LOOKUPS + 2;
+const RESUMPTION_EXPIRED: usize = SESSION_LOOKUPS + 3;
+const PANICS: usize = SESSION_LOOKUPS + 4;
 /// How many counters there are.
-pub const COUNTERS: usize = FAILURE_BASE + FAILURES.len();
+pub const COUNTERS: usize = PANICS + 1;
 
 /// Where the counts are added: a slice of shared counters (see the adapter), one index each.
 pub trait Counters {
@@ -126,6 +131,25 @@ pub fn count_handshake(
 pub fn count_failure(c: &impl Counters, failure: Failure) {
     let i = FAILURES.iter().position(|(f, _)| *f == failure).expect("every reason has a slot");
     c.add(FAILURE_BASE + i);
+}
+
+/// What one connection's session lookups did (see `tls::sessions`).
+pub fn count_sessions(c: &impl Counters, e: crate::tls::sessions::SessionEvents) {
+    for (index, n) in [
+        (SESSION_LOOKUPS, e.lookups),
+        (SESSION_LOOKUPS_CAPPED, e.capped),
+        (RESUMPTION_REFUSED_CERT, e.client_cert_refused),
+        (RESUMPTION_EXPIRED, e.expired),
+    ] {
+        for _ in 0..n {
+            c.add(index);
+        }
+    }
+}
+
+/// A panic caught in one of our hooks or filters (the connection or request failed closed).
+pub fn count_panic(c: &impl Counters) {
+    c.add(PANICS);
 }
 
 pub fn count_misdirected(c: &impl Counters) {
@@ -173,6 +197,11 @@ pub fn auto_lines(c: &impl Counters) -> Vec<(String, String)> {
     out.push(("TLSBackendHandshakes".to_string(), (bf + br).to_string()));
     out.push(("TLSBackendHandshakesResumed".to_string(), br.to_string()));
     out.push(("TLSBackendHandshakeFailures".to_string(), c.get(BACKEND_FAILED).to_string()));
+    out.push(("TLSSessionLookups".to_string(), c.get(SESSION_LOOKUPS).to_string()));
+    out.push(("TLSSessionLookupsCapped".to_string(), c.get(SESSION_LOOKUPS_CAPPED).to_string()));
+    out.push(("TLSResumptionsRefused_ClientCert".to_string(), c.get(RESUMPTION_REFUSED_CERT).to_string()));
+    out.push(("TLSResumptionsRefused_Expired".to_string(), c.get(RESUMPTION_EXPIRED).to_string()));
+    out.push(("TLSPanics".to_string(), c.get(PANICS).to_string()));
     out
 }
 
@@ -252,6 +281,11 @@ mod tests {
         count_failure(&m, Failure::of_error(&rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)));
         count_misdirected(&m);
         count_backend(&m, Some(false));
+        count_sessions(
+            &m,
+            crate::tls::sessions::SessionEvents { lookups: 4, capped: 996, client_cert_refused: 1, expired: 2 },
+        );
+        count_panic(&m);
         let lines: std::collections::HashMap<_, _> = auto_lines(&m).into_iter().collect();
         let v = |k: &str| lines[k].as_str();
         assert_eq!((v("TLSHandshakes"), v("TLSHandshakesFull"), v("TLSHandshakesResumed")), ("3", "1", "2"));
@@ -263,6 +297,9 @@ mod tests {
         assert_eq!((v("TLSHandshakeFailures"), v("TLSHandshakeFailures_SNIRefused")), ("2", "1"));
         assert_eq!(v("TLSHandshakeFailures_ClientCertRevoked"), "1");
         assert_eq!((v("TLSMisdirected421"), v("TLSBackendHandshakes")), ("1", "1"));
+        assert_eq!((v("TLSSessionLookups"), v("TLSSessionLookupsCapped")), ("4", "996"));
+        assert_eq!((v("TLSResumptionsRefused_ClientCert"), v("TLSResumptionsRefused_Expired")), ("1", "2"));
+        assert_eq!(v("TLSPanics"), "1");
         assert_eq!(lines.len(), auto_lines(&m).len(), "every key once");
     }
 }

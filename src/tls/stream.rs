@@ -351,6 +351,8 @@ pub struct TlsStream {
     received_any: bool,
     /// Where the peer's bytes stand in TLS record framing (see `read_size`).
     framing: RecordFraming,
+    /// This connection's session lookups (lent to the session store while rustls runs).
+    resumption: crate::tls::sessions::Resumption,
 }
 
 impl Default for TlsStream {
@@ -373,6 +375,7 @@ impl TlsStream {
             close_notify_sent: false,
             received_any: false,
             framing: RecordFraming::default(),
+            resumption: Default::default(),
         }
     }
 
@@ -444,6 +447,11 @@ impl TlsStream {
         matches!(self.phase, Phase::PlainHttp)
     }
 
+    /// What this connection's session lookups did since the last call (for the status page).
+    pub fn take_session_events(&mut self) -> crate::tls::sessions::SessionEvents {
+        self.resumption.take_events()
+    }
+
     pub fn has_failed(&self) -> bool {
         self.failed
     }
@@ -453,9 +461,11 @@ impl TlsStream {
         let Phase::Open(conn) = &mut self.phase else { return Ok(Stop::NeedData) };
         let bufs = &mut self.bufs;
         match &mut **conn {
-            Conn::Server(c) => {
+            // The session store learns which connection asks (lookups per hello, the session's
+            // origin) from the state lent to it meanwhile.
+            Conn::Server(c) => self.resumption.within(|| {
                 drive(c, UnbufferedConnectionCommon::<ServerConnectionData>::process_tls_records, bufs, encrypt)
-            }
+            }),
             Conn::Client(c) => {
                 drive(c, UnbufferedConnectionCommon::<ClientConnectionData>::process_tls_records, bufs, encrypt)
             }

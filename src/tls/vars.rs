@@ -162,6 +162,18 @@ pub fn lookup(name: &str, f: &ConnFacts<'_>) -> Option<String> {
     Some(value)
 }
 
+/// The request's user under `TLSUserName var`: the variable's value, only for a client certificate
+/// that verified (`SUCCESS`). A `GENEROUS` one (`optional_no_ca`, or no `TLSClientCA`) proves only
+/// that the client holds some key: anyone can make a self-signed `CN=admin`, so it never becomes
+/// a login (mod_ssl's `SSLUserName` does take it; we deliberately differ). `FAILED` and `NONE`
+/// give no user either.
+pub fn user_name(var: &str, f: &ConnFacts<'_>) -> Option<String> {
+    if lookup("SSL_CLIENT_VERIFY", f).as_deref() != Some("SUCCESS") {
+        return None;
+    }
+    lookup(var, f).filter(|v| !v.is_empty())
+}
+
 /// What `TLSOptions StdEnvVars` puts into a request's environment (no certificate PEMs).
 pub fn std_env_vars(f: &ConnFacts<'_>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> =
@@ -230,6 +242,25 @@ mod tests {
         assert_eq!(v("SSL_SESSION_ID").as_deref(), Some(""), "never exposed");
         let names: Vec<String> = std_env_vars(&f).into_iter().map(|(k, _)| k).collect();
         assert!(names.contains(&"SSL_PROTOCOL".to_string()) && !names.contains(&"SSL_SERVER_CERT".to_string()));
+    }
+
+    #[test]
+    fn only_a_verified_certificate_names_the_user() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "admin");
+        let der = params.self_signed(&key).unwrap().der().clone();
+        let with = |verify: Option<&str>| HandshakeFacts {
+            peer_chain: Some(vec![der.clone()]),
+            client_verify: verify.map(str::to_string),
+            ..Default::default()
+        };
+        let user = |hs: &HandshakeFacts| user_name("SSL_CLIENT_S_DN_CN", &ConnFacts { handshake: hs, now_unix: 0 });
+        assert_eq!(user(&with(None)).as_deref(), Some("admin"), "verified by the vhost's verifier");
+        assert_eq!(user(&with(Some("SUCCESS"))).as_deref(), Some("admin"));
+        assert_eq!(user(&with(Some("GENEROUS"))), None, "optional_no_ca: never a login");
+        assert_eq!(user(&with(Some("FAILED:expired"))), None);
+        assert_eq!(user(&HandshakeFacts::default()), None, "no certificate");
     }
 
     #[test]
