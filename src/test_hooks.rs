@@ -24,3 +24,20 @@ pub fn panic_in_pre_connection_on(port: u16) {
         panic!("test panic requested in pre_connection for port {port}");
     }
 }
+
+/// `MOD_TLS_TEST_PANIC_MERGE=1`: merging a virtual host's configuration panics (its slot is then
+/// missing, which start-up must refuse).
+pub fn panic_in_merge_server() {
+    static ON: OnceLock<Option<String>> = OnceLock::new();
+    if env("MOD_TLS_TEST_PANIC_MERGE", &ON) == Some("1") {
+        panic!("test panic requested in merge_server");
+    }
+}
+
+/// `MOD_TLS_TEST_PANIC_REQUEST=<host>`: post_read_request panics for requests to that host.
+pub fn panic_in_request_for(host: &str) {
+    static HOST: OnceLock<Option<String>> = OnceLock::new();
+    if env("MOD_TLS_TEST_PANIC_REQUEST", &HOST) == Some(host) {
+        panic!("test panic requested in post_read_request for {host}");
+    }
+}

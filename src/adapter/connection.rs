@@ -1,12 +1,9 @@
 //! Taking connections: a client's on a `TLSEngine` address (pre_connection), a backend's when
 //! mod_proxy asks (bind_outgoing), and the handshake step of process_connection.
 
-use std::sync::Arc;
-
 use crate::httpd::record::ConfVector;
 use crate::httpd::{APR_EAGAIN, APR_SUCCESS, Conn, DECLINED, DONE, OK, Server, log, mpm};
 use crate::log_conn;
-use crate::tls::engine;
 use crate::tls::handshake_wait;
 
 use super::conn_view::shared;
@@ -65,26 +62,19 @@ pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> i32 {
     if !proxy.enabled() {
         return DECLINED;
     }
-    let Some(cache) = built(Server::main()).proxy_cache().cloned() else { return DECLINED };
-    let key = proxy.key();
-    let found = cache.lock().unwrap().get(&key).cloned();
-    let tls = match found {
-        Some(t) => t,
-        None => match engine::build_proxy(proxy) {
-            // A combination of scopes not seen at start-up: built once, then shared.
-            Ok((t, _)) => {
-                let t = Arc::new(t);
-                cache.lock().unwrap().insert(key, t.clone());
-                t
-            }
-            Err(e) => {
-                log_conn!(c, log::ERR, 0, "TLS to backend: {}", e.located());
-                return DECLINED;
-            }
-        },
-    };
-    tls_filters::attach_backend(c, tls);
-    OK
+    let Some(cache) = built(Server::main()).proxy_cache() else { return DECLINED };
+    // Built at start-up; a combination of sections not seen then is built once from the files
+    // read then (no file is read here), and shared.
+    match cache.get_or_build(proxy) {
+        Ok((tls, _)) => {
+            tls_filters::attach_backend(c, tls);
+            OK
+        }
+        Err(e) => {
+            log_conn!(c, log::ERR, 0, "TLS to backend: {}", e.located());
+            DECLINED
+        }
+    }
 }
 
 /// Runs the handshake before any protocol module reads (as mod_ssl does), so that SNI and ALPN

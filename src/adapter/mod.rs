@@ -49,6 +49,8 @@ impl Module for TlsModule {
     }
 
     fn merge_server(base: &ServerSlot, add: &ServerSlot) -> ServerSlot {
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::panic_in_merge_server();
         ServerSlot { conf: ServerConf::merge(&base.conf, &add.conf), built: Built::default() }
     }
 
@@ -62,6 +64,12 @@ impl Module for TlsModule {
 
     fn register_hooks() {
         use crate::httpd::hooks::{self, Order};
+        // Every caught panic is counted on the status page (TLSPanics).
+        crate::httpd::observe_panics(|| {
+            if let Some(st) = stats() {
+                crate::tls::stats::count_panic(st);
+            }
+        });
         hooks::pre_config(startup::pre_config, Order::Middle);
         hooks::check_config(startup::check_config, Order::Middle);
         hooks::child_init(startup::child_init, Order::Middle);

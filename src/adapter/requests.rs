@@ -63,6 +63,8 @@ pub fn is_ours(r: Request<'_>) -> bool {
 pub fn post_read_request(r: Request<'_>) -> i32 {
     let Some(c) = r.conn() else { return DECLINED };
     let Some(shared) = shared(c) else { return DECLINED };
+    #[cfg(feature = "test-hooks")]
+    crate::test_hooks::panic_in_request_for(&r.hostname());
     if built(r.server()).tls().is_some_and(|t| t.fallback) {
         // mod_md's stand-in certificate: not for serving content.
         return HTTP_SERVICE_UNAVAILABLE;

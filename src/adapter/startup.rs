@@ -40,6 +40,19 @@ pub fn child_init(pchild: Pool, main: Server) {
 /// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
 /// every (re)start, so bad files fail there and never at the first connection.
 pub fn check_config(st: &Startup) -> i32 {
+    // A create/merge callback that panicked (logged) left a server without its configuration:
+    // nothing of it could be checked, so start-up stops here rather than serve it unchecked.
+    if let Some(s) = st.main.and_following().find(|s| s.try_config::<TlsModule>().is_none()) {
+        log_server!(
+            st.main,
+            log::EMERG,
+            0,
+            "mod_tls: the configuration of {} could not be made (the internal error is logged above); \
+             httpd does not start with it. Please report this as a bug",
+            s.describe()
+        );
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     note_reqtimeout_handshakes(st);
     if !build_proxy_configs(st) {
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -178,25 +191,32 @@ fn note_reqtimeout_handshakes(st: &Startup) {
 /// settings, and each `<Proxy>` section as it applies within each server.
 fn build_proxy_configs(st: &Startup) -> bool {
     let main = st.main;
-    let cache = Arc::new(engine::ProxyCache::default());
-    settle(&built(main).proxy_cache, cache.clone());
     let scopes = st.config_userdata(PROXY_SCOPES, ProxyScopes::new).borrow().clone();
-    let mut ok = true;
+    // Each section as written (mod_proxy hands a worker's own section to bind_outgoing), and
+    // merged over each server's defaults (a request's merged configuration).
+    let mut candidates: Vec<conf::ProxyConf> = scopes.iter().map(|d| d.get().proxy.clone()).collect();
     for s in main.and_following() {
         let server_proxy = &s.dir_defaults::<TlsModule>().proxy;
-        let candidates = std::iter::once(server_proxy.clone())
-            .chain(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, &d.get().proxy)));
-        for p in candidates.filter(|p| p.enabled()) {
-            let key = p.key();
-            if cache.lock().unwrap().contains_key(&key) {
-                continue;
-            }
-            match engine::build_proxy(&p) {
-                Ok((tls, warnings)) => {
+        candidates.push(server_proxy.clone());
+        candidates.extend(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, &d.get().proxy)));
+    }
+    // Every file first, also of sections that only add to others (a bad one fails start-up),
+    // then the configs from what was read.
+    let mut cache = engine::ProxyCache::default();
+    let mut ok = true;
+    for p in &candidates {
+        if let Err(e) = cache.load_files(p) {
+            log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+            ok = false;
+        }
+    }
+    if ok {
+        for p in candidates.iter().filter(|p| p.enabled()) {
+            match cache.get_or_build(p) {
+                Ok((_, warnings)) => {
                     for w in warnings {
                         log_server!(main, log::WARNING, 0, "mod_tls: {w}");
                     }
-                    cache.lock().unwrap().insert(key, Arc::new(tls));
                 }
                 Err(e) => {
                     log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
@@ -205,6 +225,7 @@ fn build_proxy_configs(st: &Startup) -> bool {
             }
         }
     }
+    settle(&built(main).proxy_cache, Arc::new(cache));
     ok
 }
 

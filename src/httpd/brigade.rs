@@ -510,11 +510,14 @@ impl<'a> BrigadeWriter<'a> {
 
 impl crate::tls::stream::RecordSink for BrigadeWriter<'_> {
     fn room(&mut self, len: usize) -> &mut [u8] {
-        // SAFETY: fresh bucket memory of `len` bytes from the brigade's allocator, only written
-        // through this slice (records are encrypted into it); only what was written is kept.
+        // SAFETY: fresh bucket memory of `len` bytes from the brigade's allocator, zeroed before
+        // it becomes a `&mut [u8]` (a slice of uninitialised bytes is undefined behaviour even if
+        // only written; the memset costs a fraction of the encryption that fills it); only what
+        // was written is kept.
         unsafe {
             let buf = sys::apr_bucket_alloc(len, self.bb.bucket_alloc()) as *mut u8;
             assert!(!buf.is_null(), "apr_bucket_alloc failed");
+            ptr::write_bytes(buf, 0, len);
             self.lent = buf;
             std::slice::from_raw_parts_mut(buf, len)
         }

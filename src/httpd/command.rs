@@ -78,15 +78,19 @@ impl Cmd {
         // SAFETY: configuration is read on one thread; this borrow of the handler's `Cmd` is
         // the only reference handed out while it lives.
         unsafe {
-            &mut *(sys::ap_get_module_config(self.parms().server.as_ref().unwrap().module_config, M::record().as_ptr())
-                as *mut M::Server)
+            let server = self.parms().server.as_ref().expect("httpd passes the server a directive is in");
+            (sys::ap_get_module_config(server.module_config, M::record().as_ptr()) as *mut M::Server)
+                .as_mut()
+                .expect("this server's mod_tls configuration is missing (a panic while creating it)")
         }
     }
 
     /// Module `M`'s configuration of the section the directive is written in.
     pub fn dir_config<M: Module>(&mut self) -> &mut M::Dir {
-        // SAFETY: `mconfig` is what create_dir_config::<M> made for this section; as above.
-        unsafe { &mut *(self.dir as *mut M::Dir) }
+        // SAFETY: `mconfig` is what create_dir_config::<M> made for this section (NULL after a
+        // panic there: the directive then fails); as above.
+        unsafe { (self.dir as *mut M::Dir).as_mut() }
+            .expect("this section's mod_tls configuration is missing (a panic while creating it)")
     }
 
     /// A reference to that section's configuration, to read again in check_config.

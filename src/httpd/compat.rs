@@ -30,7 +30,7 @@ pub fn register_log_handler<F: Fn(Request<'_>, &str) -> Option<String> + Copy>(
     ) -> *const c_char {
         catch_panic(
             ptr::null(),
-            |_| {},
+            |m| super::log_panic("in a LogFormat variable", m),
             || {
                 // SAFETY: mod_log_config passes the live request and the format's argument.
                 let Some(r) = (unsafe { Request::from_raw(r) }) else { return ptr::null() };
@@ -60,7 +60,7 @@ pub fn register_authz_provider<F: Fn(Request<'_>) -> bool + Copy>(pconf: Pool, n
     ) -> sys::authz_status {
         catch_panic(
             sys::authz_status_AUTHZ_GENERAL_ERROR,
-            |_| {},
+            |m| super::log_panic("in a Require check (answered as an error, never granted)", m),
             || {
                 // SAFETY: mod_authz_core passes the live request.
                 match unsafe { Request::from_raw(r) } {

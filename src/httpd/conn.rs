@@ -303,7 +303,7 @@ struct NameSearch<'a> {
 unsafe extern "C" fn match_vhost(baton: *mut std::ffi::c_void, _c: *mut sys::conn_rec, s: *mut sys::server_rec) -> i32 {
     catch_panic(
         1,
-        |_| {},
+        |m| super::log_panic("matching a virtual host's name", m),
         || {
             // SAFETY: our NameSearch, for the duration of ap_vhost_iterate_given_conn.
             let search = unsafe { &mut *(baton as *mut NameSearch) };

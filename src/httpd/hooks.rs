@@ -81,7 +81,11 @@ pub fn pre_config<F: Fn(Pool) -> c_int + Copy>(_f: F, order: Order) {
         _ptemp: *mut sys::apr_pool_t,
     ) -> c_int {
         // SAFETY: httpd passes the configuration pool.
-        catch_panic(HTTP_INTERNAL_SERVER_ERROR, |_| {}, || hook::<F>()(unsafe { Pool::from_raw(pconf) }))
+        catch_panic(
+            HTTP_INTERNAL_SERVER_ERROR,
+            |m| super::log_panic("before reading the configuration", m),
+            || hook::<F>()(unsafe { Pool::from_raw(pconf) }),
+        )
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_pre_config(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -128,7 +132,7 @@ pub fn child_init<F: Fn(Pool, Server) + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn thunk<F: Fn(Pool, Server) + Copy>(pchild: *mut sys::apr_pool_t, s: *mut sys::server_rec) {
         catch_panic(
             (),
-            |_| {},
+            |m| super::log_panic("starting a child process", m),
             || {
                 // SAFETY: httpd passes the child's pool and the main server.
                 if let Some(s) = unsafe { Server::from_raw(s) } {
@@ -193,7 +197,11 @@ pub fn ssl_conn_is_ssl<F: Fn(Conn) -> bool + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn thunk<F: Fn(Conn) -> bool + Copy>(c: *mut sys::conn_rec) -> c_int {
         // SAFETY: httpd passes a live connection (perhaps an HTTP/2 stream's, on its thread).
         let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED };
-        catch_panic(DECLINED, |_| {}, || if hook::<F>()(c) { OK } else { DECLINED })
+        catch_panic(
+            DECLINED,
+            |m| crate::log_conn!(c, log::ERR, 0, "internal error (panic) asking whether TLS is on: {m}"),
+            || if hook::<F>()(c) { OK } else { DECLINED },
+        )
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_ssl_conn_is_ssl(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -211,7 +219,7 @@ pub fn ssl_var_lookup<F: Fn(Conn, &str) -> Option<String> + Copy>(_f: F, order: 
     ) -> *const c_char {
         catch_panic(
             ptr::null(),
-            |_| {},
+            |m| super::log_panic("looking up a TLS variable", m),
             || {
                 // SAFETY: httpd passes a live pool and connection (or NULL) and a C string.
                 let (Some(c), false) = ((unsafe { Conn::from_raw(c) }), name.is_null()) else { return ptr::null() };
@@ -252,7 +260,7 @@ pub fn ssl_expr_vars(order: Order) {
     unsafe extern "C" fn lookup_var(ctx: *mut sys::ap_expr_eval_ctx_t, data: *const c_void) -> *const c_char {
         catch_panic(
             ptr::null(),
-            |_| {},
+            |m| super::log_panic("looking up a TLS variable in an expression", m),
             // SAFETY: httpd passes its evaluation context; `data` is the variable's name.
             || unsafe {
                 if (*ctx).c.is_null() {
@@ -265,7 +273,7 @@ pub fn ssl_expr_vars(order: Order) {
     unsafe extern "C" fn thunk(parms: *mut sys::ap_expr_lookup_parms) -> c_int {
         catch_panic(
             DECLINED,
-            |_| {},
+            |m| super::log_panic("resolving an expression variable", m),
             // SAFETY: httpd passes the lookup's parameters, whose out-pointers we fill.
             || unsafe {
                 let p = &mut *parms;
@@ -288,17 +296,31 @@ type RequestFn = unsafe extern "C" fn(*mut sys::request_rec) -> c_int;
 unsafe extern "C" fn request_thunk<F: Fn(Request<'_>) -> c_int + Copy>(r: *mut sys::request_rec) -> c_int {
     // SAFETY: httpd passes a live request, on its thread.
     let Some(r) = (unsafe { Request::from_raw(r) }) else { return DECLINED };
-    catch_panic(DECLINED, |_| {}, || hook::<F>()(r))
+    catch_panic(
+        HTTP_INTERNAL_SERVER_ERROR,
+        |m| {
+            crate::log_server!(
+                r.server(),
+                log::ERR,
+                0,
+                "mod_tls: internal error (panic) checking a request for host '{}', answering 500: {m}",
+                r.hostname()
+            )
+        },
+        || hook::<F>()(r),
+    )
 }
 
-/// Runs for every request once its headers are read (a panic declines).
+/// Runs for every request once its headers are read. These hooks hold security gates (the 421
+/// for another vhost's policy, plain HTTP on a TLS port, mod_md's stand-in certificate): a panic
+/// fails closed, with 500 and none of the request's content.
 pub fn post_read_request<F: Fn(Request<'_>) -> c_int + Copy>(_f: F, order: Order) {
     let thunk: RequestFn = request_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_post_read_request(Some(thunk), NONE, NONE, order.value()) };
 }
 
-/// Runs for every request before its handler (a panic declines).
+/// Runs for every request before its handler (a panic answers 500, as for post_read_request).
 pub fn fixups<F: Fn(Request<'_>) -> c_int + Copy>(_f: F, order: Order) {
     let thunk: RequestFn = request_thunk::<F>;
     // SAFETY: registering a hook with its signature.
@@ -311,12 +333,16 @@ pub fn https_scheme<F: Fn(Request<'_>) -> bool + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn scheme<F: Fn(Request<'_>) -> bool + Copy>(r: *const sys::request_rec) -> *const c_char {
         // SAFETY: httpd passes a live request.
         let Some(r) = (unsafe { Request::from_raw(r) }) else { return ptr::null() };
-        catch_panic(ptr::null(), |_| {}, || if hook::<F>()(r) { c"https".as_ptr() } else { ptr::null() })
+        catch_panic(
+            ptr::null(),
+            |m| super::log_panic("choosing the scheme", m),
+            || if hook::<F>()(r) { c"https".as_ptr() } else { ptr::null() },
+        )
     }
     unsafe extern "C" fn port<F: Fn(Request<'_>) -> bool + Copy>(r: *const sys::request_rec) -> sys::apr_port_t {
         // SAFETY: httpd passes a live request.
         let Some(r) = (unsafe { Request::from_raw(r) }) else { return 0 };
-        catch_panic(0, |_| {}, || if hook::<F>()(r) { 443 } else { 0 })
+        catch_panic(0, |m| super::log_panic("choosing the default port", m), || if hook::<F>()(r) { 443 } else { 0 })
     }
     // SAFETY: registering hooks with their signatures.
     unsafe {
@@ -349,7 +375,7 @@ pub fn status<F: Fn(Request<'_>, StatusFlags) + Copy>(_f: F, order: Order) {
     ) -> c_int {
         // SAFETY: mod_status passes the live status request.
         let Some(r) = (unsafe { Request::from_raw(r) }) else { return OK };
-        catch_panic((), |_| {}, || hook::<F>()(r, StatusFlags(flags)));
+        catch_panic((), |m| super::log_panic("writing the status page", m), || hook::<F>()(r, StatusFlags(flags)));
         OK
     }
     let f: unsafe extern "C" fn(*mut sys::request_rec, c_int) -> c_int = thunk::<F>;

@@ -55,7 +55,7 @@ pub fn ocsp_prime(s: Server, pconf: Pool, id: &[u8], chain_pem: &str) -> Status 
 unsafe extern "C" fn copy_ocsp_response(der: *const u8, len: sys::apr_size_t, userdata: *mut c_void) {
     catch_panic(
         (),
-        |_| {},
+        |m| super::log_panic("copying mod_md's OCSP response", m),
         || {
             if !der.is_null() && len > 0 {
                 // SAFETY: our Vec, for the duration of ap_ssl_ocsp_get_resp; the DER bytes it gives.

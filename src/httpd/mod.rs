@@ -65,8 +65,27 @@ pub fn module_index() -> std::ffi::c_int {
     if m.is_null() { -1 } else { unsafe { (*m).module_index } }
 }
 
+/// What every caught panic also does, besides its own `on_panic` (the module counts them for the
+/// status page). A plain function set once at registration: nothing per configuration.
+static PANIC_OBSERVER: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what every caught panic also does (see [`catch_panic`]); the first call wins.
+pub fn observe_panics(f: fn()) {
+    PANIC_OBSERVER.get_or_init(|| f);
+}
+
+/// Logs a caught panic at `error` where no more specific target is known: the running
+/// configuration's main server, or stderr before there is one.
+pub(crate) fn log_panic(what: &str, m: &str) {
+    // SAFETY: ap_server_conf is NULL or the main server of the running configuration.
+    let s = unsafe { Server::from_raw(sys::ap_server_conf) };
+    crate::log_server!(s, log::ERR, 0, "mod_tls: internal error (panic) {what}: {m}");
+}
+
 /// Runs `f`, turning a panic into `on_panic(message)` and `fallback`: a panic must never unwind
-/// into httpd (it would abort the whole child, or the parent during start-up).
+/// into httpd (it would abort the whole child, or the parent during start-up). `on_panic` says
+/// what failed (log it: every panic is a bug someone must hear about); the fallback must fail
+/// closed (a refused request or connection, never a check passed by default).
 pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
@@ -83,6 +102,11 @@ pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce()
                 std::mem::forget(second);
             }
             if let Err(second) = catch_unwind(AssertUnwindSafe(|| on_panic(&msg))) {
+                std::mem::forget(second);
+            }
+            if let Some(observe) = PANIC_OBSERVER.get()
+                && let Err(second) = catch_unwind(AssertUnwindSafe(observe))
+            {
                 std::mem::forget(second);
             }
             fallback

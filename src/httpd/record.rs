@@ -87,7 +87,7 @@ macro_rules! export_module {
 unsafe extern "C" fn register_hooks<M: Module>(_p: *mut sys::apr_pool_t) {
     catch_panic(
         (),
-        |_| {},
+        |m| super::log_panic("registering the module's hooks", m),
         || {
             super::set_module(M::record().as_ptr());
             M::register_hooks();
@@ -99,21 +99,28 @@ unsafe extern "C" fn register_hooks<M: Module>(_p: *mut sys::apr_pool_t) {
 /// (NULL after a panic).
 fn pool_owned<T>(p: *mut sys::apr_pool_t, make: impl FnOnce() -> T) -> *mut c_void {
     // SAFETY: httpd passes a live pool to create and merge callbacks.
-    catch_panic(ptr::null_mut(), |_| {}, || unsafe { Pool::from_raw(p) }.attach(make()).cast())
+    catch_panic(
+        ptr::null_mut(),
+        |m| super::log_panic("creating a configuration", m),
+        || unsafe { Pool::from_raw(p) }.attach(make()).cast(),
+    )
 }
 
 /// What httpd's merge callbacks return: `merge` of the two configurations they pass.
 ///
 /// # Safety
-/// `base` and `add` must be configurations of type `T` that `pool_owned` made.
+/// `base` and `add` must be configurations of type `T` that `pool_owned` made (or NULL).
 unsafe fn merged<T>(
     p: *mut sys::apr_pool_t,
     base: *mut c_void,
     add: *mut c_void,
     merge: fn(&T, &T) -> T,
 ) -> *mut c_void {
-    // SAFETY: as documented.
-    let (base, add) = unsafe { (&*(base as *const T), &*(add as *const T)) };
+    // SAFETY: as documented; NULL when making one of them panicked.
+    let (Some(base), Some(add)) = (unsafe { ((base as *const T).as_ref(), (add as *const T).as_ref()) }) else {
+        // Missing stays missing: start-up refuses a server without its configuration.
+        return ptr::null_mut();
+    };
     pool_owned(p, || merge(base, add))
 }
 

@@ -54,8 +54,12 @@ impl<'r> Request<'r> {
 
     /// Module `M`'s per-directory configuration for the request's location.
     pub fn dir_config<M: Module>(self) -> &'r M::Dir {
-        // SAFETY: per-directory vectors hold what M::create_dir/merge_dir made in our slot.
-        unsafe { &*(sys::ap_get_module_config(self.rec().per_dir_config, M::record().as_ptr()) as *const M::Dir) }
+        // SAFETY: per-directory vectors hold what M::create_dir/merge_dir made in our slot, or NULL
+        // after a panic there: then this panics inside the request hook's boundary (500).
+        unsafe {
+            (sys::ap_get_module_config(self.rec().per_dir_config, M::record().as_ptr()) as *const M::Dir).as_ref()
+        }
+        .expect("this location's mod_tls configuration is missing (a panic while merging it)")
     }
 
     /// Sets the authenticated user (`r->user`, `%u` in logs, `REMOTE_USER`).

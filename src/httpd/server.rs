@@ -117,15 +117,29 @@ impl Server {
 
     /// This server's configuration of module `M` (merged for vhosts once httpd has merged them).
     pub fn config<M: Module>(self) -> &'static M::Server {
-        // SAFETY: our slot in the vector always holds what `M::create_server`/`merge_server` made
-        // (see `record`), owned by the configuration pool, which outlives the generation's hooks.
-        unsafe { &*(sys::ap_get_module_config(self.rec().module_config, M::record().as_ptr()) as *const M::Server) }
+        // A missing configuration is refused at start-up (see `try_config`); should one ever be
+        // missing later, this panics inside the hook's panic boundary, which fails closed.
+        self.try_config::<M>().expect("this server's mod_tls configuration is missing (a panic while creating it)")
+    }
+
+    /// Module `M`'s configuration of this server, or None when creating or merging it panicked
+    /// (the callback then returns NULL, and start-up must refuse to go on).
+    pub fn try_config<M: Module>(self) -> Option<&'static M::Server> {
+        // SAFETY: our slot in the vector holds what `M::create_server`/`merge_server` made (see
+        // `record`), or NULL after a panic there; owned by the configuration pool, which outlives
+        // the generation's hooks.
+        unsafe {
+            (sys::ap_get_module_config(self.rec().module_config, M::record().as_ptr()) as *const M::Server).as_ref()
+        }
     }
 
     /// The server's directory defaults for module `M` (what applies outside any section).
     pub fn dir_defaults<M: Module>(self) -> &'static M::Dir {
-        // SAFETY: as `config`, for the per-directory vector (made by `M::create_dir`/`merge_dir`).
-        unsafe { &*(sys::ap_get_module_config(self.rec().lookup_defaults, M::record().as_ptr()) as *const M::Dir) }
+        // SAFETY: as `try_config`, for the per-directory vector (made by `M::create_dir`/`merge_dir`).
+        unsafe {
+            (sys::ap_get_module_config(self.rec().lookup_defaults, M::record().as_ptr()) as *const M::Dir).as_ref()
+        }
+        .expect("this server's mod_tls directory defaults are missing (a panic while creating them)")
     }
 }
 

@@ -1,6 +1,7 @@
 //! Builds the rustls configurations, once per configuration generation, from the module config.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
@@ -639,7 +640,77 @@ pub fn build_vhost(
 
 /// Backend client configs of one configuration generation, by their settings, so that every
 /// backend connection of a scope shares one config (and its TLS session cache).
-pub type ProxyCache = std::sync::Mutex<std::collections::HashMap<crate::conf::ProxyKey, Arc<ProxyTls>>>;
+///
+/// Every file a backend setting names (CAs, machine certificates) is read at start-up
+/// ([`ProxyCache::load_files`]), so that a bad one fails `apache2 -t`. A request whose sections
+/// combine settings in a way start-up did not build gets its config built from what was read
+/// then: no file is read on a request thread.
+#[derive(Default)]
+pub struct ProxyCache {
+    configs: std::sync::RwLock<std::collections::HashMap<crate::conf::ProxyKey, Arc<ProxyTls>>>,
+    roots: std::collections::HashMap<PathBuf, rustls::RootCertStore>,
+    machine_keys: std::collections::HashMap<(PathBuf, Option<PathBuf>), Arc<CertifiedKey>>,
+}
+
+impl ProxyCache {
+    /// Reads the files `conf` names that were not read yet (start-up only).
+    pub fn load_files(&mut self, conf: &ProxyConf) -> Result<(), BuildError> {
+        if let Some(Located { value: ProxyCa::Path(path), .. }) = &conf.ca
+            && !self.roots.contains_key(path)
+        {
+            self.roots.insert(path.clone(), proxy_roots(conf)?);
+        }
+        let base = provider();
+        for spec in &conf.machine_certs {
+            let id = (spec.cert_file.clone(), spec.key_file.clone());
+            if !self.machine_keys.contains_key(&id) {
+                let key = certs::load_certified_key(spec, &base, None)
+                    .map_err(|e| e.within("TLSProxyMachineCertificate").at(&spec.origin))?;
+                self.machine_keys.insert(id, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The configs for `conf`: built once, then shared. Poison-tolerant: the map only ever holds
+    /// complete entries.
+    pub fn get_or_build(&self, conf: &ProxyConf) -> Result<(Arc<ProxyTls>, Vec<String>), BuildError> {
+        let key = conf.key();
+        let read = self.configs.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        if let Some(tls) = read {
+            return Ok((tls, Vec::new()));
+        }
+        let (tls, warnings) = self.build(conf)?;
+        let tls = Arc::new(tls);
+        let mut configs = self.configs.write().unwrap_or_else(|e| e.into_inner());
+        Ok((configs.entry(key).or_insert(tls).clone(), warnings))
+    }
+
+    /// Builds the client configs for one proxy scope (TLSProxy* settings) from the files read
+    /// at start-up.
+    fn build(&self, conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildError> {
+        let not_read = |what: &str, path: &Path| {
+            err_at(ErrorKind::Build, None, format!("{what} {} was not read at start-up", path.display()))
+        };
+        let roots = match &conf.ca {
+            Some(Located { value: ProxyCa::Path(path), .. }) => {
+                self.roots.get(path).cloned().ok_or_else(|| not_read("TLSProxyCA", path))?
+            }
+            _ => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+        };
+        let keys = conf
+            .machine_certs
+            .iter()
+            .map(|spec| {
+                self.machine_keys
+                    .get(&(spec.cert_file.clone(), spec.key_file.clone()))
+                    .cloned()
+                    .ok_or_else(|| not_read("TLSProxyMachineCertificate", &spec.cert_file))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        build_proxy(conf, roots, keys)
+    }
+}
 
 /// The client configs for one proxy scope: one per ALPN protocol mod_proxy may ask for.
 pub struct ProxyTls {
@@ -725,17 +796,14 @@ fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
     certs::load_roots(&ca.value).map_err(err)
 }
 
-/// Builds the client configs for one proxy scope (TLSProxy* settings).
-pub fn build_proxy(conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildError> {
+/// Builds the client configs for one proxy scope (TLSProxy* settings) with its trust anchors and
+/// machine certificates.
+fn build_proxy(
+    conf: &ProxyConf,
+    roots: rustls::RootCertStore,
+    keys: Vec<Arc<CertifiedKey>>,
+) -> Result<(ProxyTls, Vec<String>), BuildError> {
     let base = provider();
-    let roots = proxy_roots(conf)?;
-    let mut keys = Vec::new();
-    for spec in &conf.machine_certs {
-        keys.push(
-            certs::load_certified_key(spec, &base, None)
-                .map_err(|e| e.within("TLSProxyMachineCertificate").at(&spec.origin))?,
-        );
-    }
     let (suites, warnings) = select_suites(&base.cipher_suites, conf.prefer.ids(), conf.suppress.ids());
     let floor = conf.floor();
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =
