@@ -14,20 +14,51 @@ use std::sync::Arc;
 
 use common::*;
 
-const TOOL: &str = env!("CARGO_BIN_EXE_mod_tls-migrate");
+/// The tool under test; `MOD_TLS_MIGRATE` names another build (an earlier one, to see that a
+/// test fails without a fix).
+fn tool() -> String {
+    std::env::var("MOD_TLS_MIGRATE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mod_tls-migrate").to_string())
+}
+
+/// The tool's exit status when the conversion closed places until edited (documented).
+const EXIT_CLOSED: i32 = 3;
+
+/// Runs the tool in `cwd` (or the test's), ending it after 60 s: (exit status, configuration,
+/// report on stderr). None for the status: it had to be killed.
+fn run_tool(input: &Path, extra: &[&str], cwd: Option<&Path>) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(tool());
+    cmd.arg("--module").arg(module_path()).args(extra).arg(input);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let (out, err) = (out_dir.path().join("out"), out_dir.path().join("err"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("run mod_tls-migrate");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    (status, read(&out), read(&err))
+}
 
 /// Runs the tool; (converted configuration, report on stderr).
 fn migrate(input: &Path, extra: &[&str]) -> (String, String) {
-    let o = Command::new(TOOL)
-        .arg("--module")
-        .arg(module_path())
-        .args(extra)
-        .arg(input)
-        .output()
-        .expect("run mod_tls-migrate");
-    let report = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "mod_tls-migrate failed: {report}");
-    (String::from_utf8(o.stdout).unwrap(), report)
+    let (status, conf, report) = run_tool(input, extra, None);
+    assert_eq!(status, Some(0), "mod_tls-migrate failed: {report}");
+    (conf, report)
 }
 
 /// The lines httpd reads (no comments): no mod_ssl directive or module may be left among them.
@@ -54,6 +85,15 @@ struct Pair {
 /// own root is `own`, on `port`.
 /// `prepare` writes what the site needs into the mod_ssl server's root first.
 fn pair(prepare: impl FnOnce(&Httpd), site: impl Fn(&Path, &Path, u16) -> String, tool_args: &[&str]) -> Pair {
+    pair_via(prepare, site, |original| migrate(original, tool_args))
+}
+
+/// [`pair`], converting with `convert` (the original's path: (configuration, report)).
+fn pair_via(
+    prepare: impl FnOnce(&Httpd),
+    site: impl Fn(&Path, &Path, u16) -> String,
+    convert: impl FnOnce(&Path) -> (String, String),
+) -> Pair {
     let mut ssl = Httpd::new();
     let mut tls = Httpd::new();
     prepare(&ssl);
@@ -62,7 +102,7 @@ fn pair(prepare: impl FnOnce(&Httpd), site: impl Fn(&Path, &Path, u16) -> String
     ssl.start();
     let original =
         tls.write("conf/original.conf", format!("{}{}", tls.plain_conf(), site(&files, &tls.root, tls.tls_port)));
-    let (converted, report) = migrate(&original, tool_args);
+    let (converted, report) = convert(&original);
     assert_no_mod_ssl_left(&converted);
     tls.main_conf = Some(converted.clone());
     let t = tls.configtest();
@@ -655,5 +695,77 @@ fn rsa_and_ecdsa_certificates_on_one_vhost() {
         let ours = compare(&p, "/", &clients(&p.ssl.pki));
         assert!(served(&ours["only TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]), "{ours:?}");
         assert!(served(&ours["only TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]), "{ours:?}");
+    }
+}
+
+/// A shared library that leaves `marker` behind when anything loads it.
+fn marker_library(dir: &Path, marker: &Path) -> std::path::PathBuf {
+    let src = dir.join("evil.c");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void hit(void) {{\n  \
+             FILE *f = fopen(\"{}\", \"w\");\n  if (f) fclose(f);\n}}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let lib = dir.join("evil.so");
+    let cc = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).output().expect("run cc");
+    assert!(cc.status.success(), "cc: {}", output_text(&cc));
+    lib
+}
+
+/// A cipher list is data: `SSLCipherSuite -provider=/x.so` makes neither mod_ssl nor the tool's
+/// `openssl ciphers` load that library; mod_ssl refuses the list, and the tool reports it as invalid.
+#[test]
+fn a_cipher_list_never_makes_openssl_load_a_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("LOADED");
+    let lib = marker_library(dir.path(), &marker);
+    // The library does run when loaded: the test would see it.
+    let probe = Command::new("openssl").arg("list").arg(format!("-provider={}", lib.display())).output().unwrap();
+    assert!(marker.exists(), "the marker library left no mark when openssl loaded it: {}", output_text(&probe));
+    std::fs::remove_file(&marker).unwrap();
+
+    let evil = format!("-provider={}", lib.display());
+    let site = |evil: &str, port: u16| {
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+             SSLCertificateFile conf/server.pem\n  SSLCertificateKeyFile conf/server.key\n  SSLCipherSuite {evil}\n\
+             SSLCipherSuite TLSv1.3 {evil}\n  SSLProxyCipherSuite {evil}\n</VirtualHost>\n"
+        )
+    };
+    // mod_ssl: the list is refused, nothing loaded.
+    let mut ssl = Httpd::new();
+    ssl.main_conf = Some(format!("{}{}", ssl.plain_conf(), site(&evil, ssl.tls_port)));
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ssl.start();
+    }));
+    assert!(started.is_err(), "mod_ssl started with the cipher list {evil}");
+    assert!(!marker.exists(), "mod_ssl loaded {}", lib.display());
+
+    let tls = Httpd::new();
+    let original = tls.write("conf/original.conf", format!("{}{}", tls.plain_conf(), site(&evil, tls.tls_port)));
+    let (status, converted, report) = run_tool(&original, &[], None);
+    assert!(!marker.exists(), "mod_tls-migrate made openssl load {}:\n{report}", lib.display());
+    assert_eq!(status, Some(0), "{report}");
+    assert_no_mod_ssl_left(&converted);
+    let o = original.display();
+    for (needle, says) in [
+        (
+            "SSLCipherSuite -",
+            format!("SSLCipherSuite: not carried over: cipher list '{evil}': OpenSSL finds no cipher"),
+        ),
+        // (Both lists' findings are filed at the scope's first cipher line.)
+        ("SSLCipherSuite -", format!("SSLCipherSuite: not carried over: TLS 1.3 list '{evil}': OpenSSL finds no")),
+        (
+            "SSLProxyCipherSuite",
+            format!("SSLProxyCipherSuite: not carried over: cipher list '{evil}': OpenSSL finds no"),
+        ),
+    ] {
+        let want = format!("{o}:{}: {says}", line_of(&original, needle));
+        assert!(report.contains(&want), "report lacks {want}:\n{report}");
     }
 }

@@ -40,7 +40,9 @@ pub struct Selection {
 /// Expands a TLS ≤ 1.2 expression; Err with OpenSSL's complaint (or that openssl is missing).
 pub fn expand_tls12(expr: &str) -> Result<Selection, String> {
     once((false, Some(expr.to_string())), || {
-        let names = openssl(&["ciphers", "-stdname", "-tls1_2", "-ciphersuites", "", expr])?;
+        // `--` ends openssl's options: a list such as `-provider=/x.so` must be read as a list (and
+        // found invalid), never as an option that makes openssl load and run a library.
+        let names = openssl(&["ciphers", "-stdname", "-tls1_2", "-ciphersuites", "", "--", expr])?;
         Ok(select(&names, false))
     })
 }
