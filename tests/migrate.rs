@@ -769,3 +769,109 @@ fn a_cipher_list_never_makes_openssl_load_a_library() {
         assert!(report.contains(&want), "report lacks {want}:\n{report}");
     }
 }
+
+/// `--chain-dir` writes certificates only (never the key a certificate file holds too), creates
+/// its files new (a link planted at the name is not followed), with absolute names for a relative
+/// directory; a chain file that is the certificate file itself is not appended (mod_ssl skips it).
+#[test]
+fn chain_dir_writes_certificates_only_and_new_files() {
+    let prepare = |h: &Httpd| {
+        // One vhost's certificate file holds its key (no SSLCertificateKeyFile); the other's is
+        // a full chain also named as its chain file.
+        let key = std::fs::read_to_string(h.path("conf/server.key")).unwrap();
+        let cert = std::fs::read_to_string(h.path("conf/server.pem")).unwrap();
+        h.write("conf/with-key.pem", format!("{cert}{key}"));
+        let (full, full_key) = h.pki.issue(&["full.localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        h.write("conf/fullchain.pem", format!("{full}{}", h.pki.ca_pem));
+        h.write("conf/full.key", full_key);
+    };
+    let site = |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+             SSLCertificateFile {f}/conf/with-key.pem\n  SSLCertificateChainFile {f}/conf/ca.pem\n</VirtualHost>\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName full.localhost\n  SSLEngine on\n\
+             SSLCertificateFile {f}/conf/fullchain.pem\n  SSLCertificateKeyFile {f}/conf/full.key\n\
+             SSLCertificateChainFile {f}/conf/fullchain.pem\n</VirtualHost>\n"
+        )
+    };
+    let work = tempfile::tempdir().unwrap();
+    let chains = work.path().join("chains");
+    std::fs::create_dir(&chains).unwrap();
+    // A link planted where the first combined file goes, to a file it must not touch.
+    let victim = work.path().join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    std::os::unix::fs::symlink(&victim, chains.join("with-key-with-chain.pem")).unwrap();
+    let p = pair_via(prepare, site, |original| {
+        let (status, conf, report) = run_tool(original, &["--chain-dir", "chains"], Some(work.path()));
+        assert_eq!(status, Some(0), "{report}");
+        (conf, report)
+    });
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n", "the planted link was followed");
+    let written: Vec<_> = std::fs::read_dir(&chains)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::symlink_metadata(p).unwrap().is_file())
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}\n{}", p.report);
+    let text = std::fs::read_to_string(&written[0]).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "a private key was copied into {}:\n{text}", written[0].display());
+    assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&written[0]).unwrap().permissions().mode() & 0o777, 0o644);
+    // Absolute, though --chain-dir was relative; the key stays in the file that has it.
+    assert!(p.converted.contains(&format!("TLSCertificate {} ", written[0].display())), "{}", p.converted);
+    // Both vhosts serve the same chains as under mod_ssl (the full chain once, not the leaf twice).
+    for name in ["localhost", "full.localhost"] {
+        let chain = |port: u16| {
+            let cfg = p.ssl.pki.client_config_with(TLS13, |_| {}, |c| c.enable_sni = true);
+            let s = try_tls_connect(port, name, Arc::new(cfg)).expect("handshake");
+            s.conn.peer_certificates().map(|c| c.len()).unwrap_or(0)
+        };
+        let (a, b) = (chain(p.ssl.tls_port), chain(p.tls.tls_port));
+        assert_eq!(a, b, "{name}: mod_ssl sent {a} certificates, the converted mod_tls {b}\n{}", p.converted);
+        assert_eq!(a, 2, "{name}");
+    }
+    p.tls.assert_no_crash();
+}
+
+/// Include loops end, and what is not a configuration file is refused, each with a message
+/// naming the file (httpd refuses these configurations too, and the tool must not hang on them).
+#[test]
+fn include_loops_and_files_that_are_no_configuration_end_with_a_message() {
+    let h = Httpd::new();
+    let base = format!("{}LoadModule ssl_module {MODDIR}/mod_ssl.so\n", h.plain_conf());
+    // A directory holding a link to itself.
+    std::fs::create_dir_all(h.path("conf/dir")).unwrap();
+    h.write("conf/dir/a.conf", "SSLSessionCacheTimeout 300\n");
+    std::os::unix::fs::symlink(".", h.path("conf/dir/x")).unwrap();
+    // Two files including each other.
+    h.write("conf/one.conf", "Include conf/two.conf\n");
+    h.write("conf/two.conf", "Include conf/one.conf\n");
+    // A FIFO (nobody writes to it) and a file too large to be a configuration.
+    let fifo = h.path("conf/fifo.conf");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let big = h.path("conf/big.conf");
+    std::fs::File::create(&big).unwrap().set_len(64 << 20).unwrap();
+    for (include, says) in [
+        ("conf/dir", "a directory loop"),
+        ("conf/one.conf", "an Include loop"),
+        ("conf/fifo.conf", "not a regular file"),
+        ("/dev/zero", "not a regular file"),
+        ("conf/big.conf", "not a configuration file"),
+    ] {
+        let top = h.write("conf/original.conf", format!("{base}Include {include}\n"));
+        // httpd does not start on a loop either.
+        if says.contains("loop") {
+            let t = Command::new(HTTPD).arg("-t").arg("-f").arg(&top).output().unwrap();
+            assert!(!t.status.success(), "httpd -t accepted Include {include}");
+        }
+        let (status, conf, report) = run_tool(&top, &[], None);
+        assert_eq!(status, Some(1), "Include {include}: {report}");
+        assert!(conf.is_empty(), "Include {include}: output written:\n{conf}");
+        assert!(report.contains(says), "Include {include}: report lacks {says}:\n{report}");
+    }
+}

@@ -81,6 +81,16 @@ pub struct Unfollowed {
 /// httpd's limit on nested includes.
 const MAX_DEPTH: usize = 128;
 
+/// The largest configuration file read (httpd's own are a few kilobytes).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The most read in all, Includes followed: many files including one another many times (without
+/// a loop) could otherwise make the output grow without end.
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+
+/// A file's identity, however many names (links, `..`) lead to it.
+type FileId = (u64, u64);
+
 /// How paths of the configuration resolve: `${NAME}` from `Define` or the environment, relative
 /// paths from the ServerRoot, as httpd resolves them.
 #[derive(Clone, Debug, Default)]
@@ -126,6 +136,11 @@ pub struct Reader {
     defines: HashMap<String, String>,
     pub lines: Vec<Line>,
     pub unfollowed: Vec<Unfollowed>,
+    /// The files being read (the top file, the file including the next, …): one reached again
+    /// closes a loop.
+    reading: Vec<(FileId, PathBuf)>,
+    /// Bytes read so far, Includes followed.
+    total: u64,
 }
 
 impl Reader {
@@ -138,6 +153,8 @@ impl Reader {
             defines: HashMap::new(),
             lines: Vec::new(),
             unfollowed: Vec::new(),
+            reading: Vec::new(),
+            total: 0,
         }
     }
 
@@ -178,10 +195,62 @@ impl Reader {
         }
     }
 
+    /// A file's text: a regular file (not a FIFO, device or directory) of at most
+    /// [`MAX_FILE_BYTES`], and not one being read already (an Include loop).
+    fn open_text(&mut self, path: &Path) -> Result<(FileId, String), ReadError> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let fail = |why: String| ReadError(format!("{}: {why}", path.display()));
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on what
+        // was opened, so nothing can be swapped in between.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        let meta = file.metadata().map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
+            return Err(fail(format!("{kind}: a configuration file must be a regular file")));
+        }
+        let id = (meta.dev(), meta.ino());
+        if let Some((_, first)) = self.reading.iter().find(|(r, _)| *r == id) {
+            let chain: Vec<String> = self.reading.iter().map(|(_, p)| p.display().to_string()).collect();
+            return Err(fail(format!(
+                "an Include loop: this file is {} again, which is being read already ({} -> {})",
+                first.display(),
+                chain.join(" -> "),
+                path.display()
+            )));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(fail(format!("{} bytes: larger than {MAX_FILE_BYTES}, not a configuration file", meta.len())));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(fail(format!("larger than {MAX_FILE_BYTES} bytes, not a configuration file")));
+        }
+        self.total += bytes.len() as u64;
+        if self.total > MAX_TOTAL_BYTES {
+            return Err(fail(format!(
+                "the files included come to more than {MAX_TOTAL_BYTES} bytes (the same files included over and over?)"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_string()))?;
+        Ok((id, text))
+    }
+
     fn read_file(&mut self, path: &Path, depth: usize) -> Result<(), ReadError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ReadError(format!("{}: cannot read: {e}", path.display())))?;
-        for (number, physical) in logical_lines(&text) {
+        let (id, text) = self.open_text(path)?;
+        self.reading.push((id, path.to_path_buf()));
+        let read = self.read_lines(path, &text, depth);
+        self.reading.pop();
+        read
+    }
+
+    fn read_lines(&mut self, path: &Path, text: &str, depth: usize) -> Result<(), ReadError> {
+        for (number, physical) in logical_lines(text) {
             let origin = Origin { file: path.to_path_buf(), line: number };
             let mut kind = classify(&physical).map_err(|e| ReadError(format!("{origin}: {e}")))?;
             // httpd expands `${NAME}` as it reads each line, with the Defines made so far: a
@@ -266,7 +335,15 @@ fn has_wildcard(s: &str) -> bool {
 /// The files an Include names: one file, a directory's files (recursively, sorted), or the
 /// matches of a wildcard pattern (sorted; directories among them expanded the same way).
 fn files_of(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let text = path.to_string_lossy();
+    files_under(path, &mut Vec::new())
+}
+
+/// [`files_of`], with the directories being expanded (by device and inode): one met again
+/// inside itself (`x -> .`) closes a loop.
+fn files_under(path: &Path, dirs: &mut Vec<(FileId, PathBuf)>) -> Result<Vec<PathBuf>, String> {
+    use std::os::unix::fs::MetadataExt;
+    // apr_fnmatch has no `**`: it is `*` there.
+    let text = path.to_string_lossy().replace("**", "*");
     let mut found = Vec::new();
     if has_wildcard(&text) {
         // httpd matches with APR_FNM_PERIOD: a wildcard does not match a leading dot.
@@ -275,15 +352,28 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>, String> {
         let mut paths: Vec<PathBuf> = matches.flatten().collect();
         paths.sort();
         for p in paths {
-            found.extend(files_of(&p)?);
+            found.extend(files_under(&p, dirs)?);
         }
-    } else if path.is_dir() {
+    } else if let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_dir()) {
+        let id = (meta.dev(), meta.ino());
+        if let Some((_, first)) = dirs.iter().find(|(d, _)| *d == id) {
+            return Err(format!(
+                "Include {text}: a directory loop: {text} is {} again, whose files are being listed already",
+                first.display()
+            ));
+        }
         let mut entries: Vec<PathBuf> =
             std::fs::read_dir(path).map_err(|e| format!("Include {text}: {e}"))?.flatten().map(|e| e.path()).collect();
         entries.sort();
+        dirs.push((id, path.to_path_buf()));
         for p in entries {
-            found.extend(files_of(&p)?);
+            let more = files_under(&p, dirs);
+            if more.is_err() {
+                dirs.pop();
+            }
+            found.extend(more?);
         }
+        dirs.pop();
     } else if path.exists() {
         found.push(path.to_path_buf());
     }
