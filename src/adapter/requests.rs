@@ -111,6 +111,29 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
         }
         return HTTP_MISDIRECTED_REQUEST;
     }
+    // The protocol the handshake negotiated (ALPN) must be one this vhost allows (`Protocols`):
+    // the TLS settings may be the same, and an h2 connection made for one vhost must not carry
+    // streams for another that does not speak h2 (checked here, whatever mod_http2 checks).
+    if r.server() != handshake_server
+        && let Some(alpn) = established.facts.alpn.as_deref()
+        && let Ok(alpn) = std::str::from_utf8(alpn)
+        && !r.vhost_allows_protocol(alpn)
+    {
+        log_server!(
+            r.server(),
+            log::ERR,
+            0,
+            "AH10345: request for host '{}' on a connection that negotiated {alpn} for {}, which '{}' does not \
+             allow (Protocols); answering 421 Misdirected Request",
+            r.hostname(),
+            handshake_server.describe(),
+            r.hostname()
+        );
+        if let Some(st) = super::stats() {
+            stats::count_misdirected(st);
+        }
+        return HTTP_MISDIRECTED_REQUEST;
+    }
     // Only for a request this vhost serves (a refused one gets no user either), and only from a
     // certificate that verified (see `vars::user_name`).
     if let Some(var) = conf(r.server()).user_name_var.as_deref()
@@ -186,11 +209,17 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
                 (Some(_), None) => "on".to_string(),
                 (None, _) => "off".to_string(),
             };
+            // `?auto` is what monitoring collects and may pass on: the vhost's name only, never
+            // where its configuration file is.
+            let vhost = match (short, s.is_virtual()) {
+                (false, _) => s.describe(),
+                (true, true) => s.hostname(),
+                (true, false) => "main server".to_string(),
+            };
             lines.push((
                 format!("TLSCertificate{n}"),
                 format!(
-                    "vhost={}; subject={}; key={}; days_left={days}; stapling={staple}",
-                    s.describe(),
+                    "vhost={vhost}; subject={}; key={}; days_left={days}; stapling={staple}",
                     field("S_DN"),
                     field("A_KEY"),
                 ),
@@ -205,7 +234,9 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             text += &format!("{k}: {v}\n");
         }
         if let Some(cache) = &cache {
-            text += &format!("TLSSessionCache: {}\n", cache.spec);
+            // The provider only: its arguments name files and cache servers' addresses.
+            let provider = cache.spec.split(':').next().unwrap_or_default();
+            text += &format!("TLSSessionCache: {provider}\n");
         }
         r.write(&text);
     } else {

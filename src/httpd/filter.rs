@@ -76,13 +76,20 @@ impl FilterKind {
             block: sys::apr_read_type_e,
             readbytes: sys::apr_off_t,
         ) -> Status {
-            // SAFETY: httpd passes our filter in a live connection's chain and a live brigade.
-            let (this, c, bb) = unsafe { (Filter::from_raw(f), Conn::from_raw((*f).c), Brigade::from_raw(bb)) };
-            let (Some(c), Some(bb)) = (c, bb) else { return APR_ECONNABORTED };
+            // The pointers are read inside the panic boundary too; the connection, once known,
+            // is told about a panic.
+            let conn: std::cell::Cell<Option<Conn>> = std::cell::Cell::new(None);
             catch_panic(
                 APR_ECONNABORTED,
-                |m| F::panicked(c, m),
+                |m| match conn.get() {
+                    Some(c) => F::panicked(c, m),
+                    None => super::log_panic("in an input filter", m),
+                },
                 || {
+                    // SAFETY: httpd passes our filter in a live connection's chain and a live brigade.
+                    let (this, c, bb) = unsafe { (Filter::from_raw(f), Conn::from_raw((*f).c), Brigade::from_raw(bb)) };
+                    let (Some(c), Some(bb)) = (c, bb) else { return APR_ECONNABORTED };
+                    conn.set(Some(c));
                     F::read(
                         c,
                         this,
@@ -106,16 +113,24 @@ impl FilterKind {
             f: *mut sys::ap_filter_t,
             bb: *mut sys::apr_bucket_brigade,
         ) -> Status {
-            // SAFETY: httpd passes our filter in a live connection's chain and a live brigade.
-            let (this, c, bb) = unsafe { (Filter::from_raw(f), Conn::from_raw((*f).c), Brigade::from_raw(bb)) };
-            let (Some(c), Some(bb)) = (c, bb) else { return APR_ECONNABORTED };
+            // As for input: the pointers are read inside the panic boundary.
+            let seen: std::cell::Cell<Option<(Conn, Brigade<'_>)>> = std::cell::Cell::new(None);
             catch_panic(
                 APR_ECONNABORTED,
-                |m| {
-                    bb.clear();
-                    F::panicked(c, m)
+                |m| match seen.get() {
+                    Some((c, bb)) => {
+                        bb.clear();
+                        F::panicked(c, m)
+                    }
+                    None => super::log_panic("in an output filter", m),
                 },
-                || F::write(c, this, bb),
+                || {
+                    // SAFETY: httpd passes our filter in a live connection's chain and a live brigade.
+                    let (this, c, bb) = unsafe { (Filter::from_raw(f), Conn::from_raw((*f).c), Brigade::from_raw(bb)) };
+                    let (Some(c), Some(bb)) = (c, bb) else { return APR_ECONNABORTED };
+                    seen.set(Some((c, bb)));
+                    F::write(c, this, bb)
+                },
             )
         }
         let ftype = sys::ap_filter_type_AP_FTYPE_CONNECTION + offset;

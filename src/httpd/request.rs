@@ -41,6 +41,14 @@ impl<'r> Request<'r> {
         unsafe { Server::from_raw(self.rec().server) }.expect("a request has a server")
     }
 
+    /// Whether the vhost the request is for allows `protocol` (its `Protocols` directive), as
+    /// `ap_is_allowed_protocol` decides it.
+    pub fn vhost_allows_protocol(self, protocol: &str) -> bool {
+        let Ok(p) = std::ffi::CString::new(protocol) else { return false };
+        // SAFETY: the live request, its connection and vhost; a C string for the call.
+        unsafe { sys::ap_is_allowed_protocol(self.rec().connection, self.as_ptr(), self.rec().server, p.as_ptr()) != 0 }
+    }
+
     /// The host the request names (empty when it names none).
     pub fn hostname(self) -> String {
         // SAFETY: a C string of the request, or NULL.

@@ -663,10 +663,11 @@ impl ProxyCache {
         let base = provider();
         for spec in &conf.machine_certs {
             let id = (spec.cert_file.clone(), spec.key_file.clone());
-            if !self.machine_keys.contains_key(&id) {
-                let key = certs::load_certified_key(spec, &base, None)
-                    .map_err(|e| e.within("TLSProxyMachineCertificate").at(&spec.origin))?;
-                self.machine_keys.insert(id, key);
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.machine_keys.entry(id) {
+                slot.insert(
+                    certs::load_certified_key(spec, &base, None)
+                        .map_err(|e| e.within("TLSProxyMachineCertificate").at(&spec.origin))?,
+                );
             }
         }
         Ok(())

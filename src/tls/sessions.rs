@@ -314,9 +314,12 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    /// A value and when it expires.
+    type Entry = (Vec<u8>, u64);
+
     /// A store in memory, standing in for httpd's socache.
     #[derive(Debug, Default)]
-    struct MemoryStore(Mutex<HashMap<Vec<u8>, (Vec<u8>, u64)>>);
+    struct MemoryStore(Mutex<HashMap<Vec<u8>, Entry>>);
 
     impl SessionStore for MemoryStore {
         fn store(&self, key: &[u8], value: &mut [u8], expires_at: u64) -> bool {

@@ -407,6 +407,17 @@ Listen 127.0.0.1:{plain}
             .expect("run curl")
     }
 
+    /// mod_status's `?auto` page from the plain port (mod_status and a `/server-status` handler
+    /// must be configured), as `Key: value` pairs.
+    pub fn status_auto(&self) -> std::collections::BTreeMap<String, String> {
+        let o = self.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", self.plain_port)]);
+        assert!(o.status.success(), "server-status: {}", output_text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect()
+    }
+
     /// Opens a rustls connection to the TLS port and completes the handshake.
     pub fn tls_connect(
         &self,
