@@ -632,7 +632,10 @@ fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
             h.tls_port
         ),
     );
-    let (converted, report) = migrate(&main, &["-d", &root]);
+    let (status, converted, report) = run_tool(&main, &["-d", &root], None);
+    // The per-directory SSLVerifyClient (the vhost asks for no certificate) and +FakeBasicAuth
+    // leave places closed until edited.
+    assert_eq!(status, Some(EXIT_CLOSED), "{report}");
     assert_no_mod_ssl_left(&converted);
     let v = vhost.display();
     let m = main.display();
@@ -650,7 +653,7 @@ fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
             at(&vhost, "SSLUseStapling")
         ),
         format!("{v}:{}: SSLVerifyClient: not carried over: per-directory", at(&vhost, "SSLVerifyClient")),
-        format!("{v}:{}: SSLRequireSSL: not carried over: an access restriction", at(&vhost, "SSLRequireSSL")),
+        format!("{v}:{}: SSLRequireSSL: note: an access restriction: Require ssl", at(&vhost, "SSLRequireSSL")),
         format!("{v}:{}: section: not carried over: this vhost has no SSLEngine on", at(&vhost, "plain.localhost") - 1),
     ] {
         assert!(report.contains(&want), "report lacks {want}:\n{report}");
@@ -874,4 +877,220 @@ fn include_loops_and_files_that_are_no_configuration_end_with_a_message() {
         assert!(conf.is_empty(), "Include {include}: output written:\n{conf}");
         assert!(report.contains(says), "Include {include}: report lacks {says}:\n{report}");
     }
+}
+
+/// The status of a GET of `path` with `headers`, over TLS with `config` (None: the handshake or
+/// the request was refused).
+fn status_of(port: u16, config: Arc<rustls::ClientConfig>, path: &str, headers: &str) -> Option<u16> {
+    let mut s = try_tls_connect(port, "localhost", config).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    if s.read_to_end(&mut raw).is_err() && raw.is_empty() {
+        return None;
+    }
+    (!raw.is_empty()).then(|| Response::parse(&raw).0.status)
+}
+
+/// A plain-HTTP GET's status.
+fn plain_status(port: u16, path: &str) -> u16 {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    Response::parse(&raw).0.status
+}
+
+/// SSLRequire expressions that translate, each with what it exercises.
+const TRANSLATED: &[&str] = &[
+    r#"%{SSL_CLIENT_S_DN_O} eq "Example""#,
+    r#"%{SSL_CLIENT_S_DN_CN} == "alice" || %{SSL_CLIENT_S_DN_CN} == 'carol'"#,
+    r#"%{SSL_CLIENT_S_DN_CN} in {"carol", "dave"}"#,
+    r"%{SSL_CLIENT_S_DN_CN} =~ m/^al/ and %{SSL_CLIENT_I_DN_CN} !~ /Intermediate/",
+    r#"not (%{SSL_CLIENT_VERIFY} ne "SUCCESS")"#,
+    r#"%{SSL_CLIENT_M_VERSION} -eq 3 && %{SSL_CLIENT_S_DN_O} != "Other""#,
+    r#"%{SSL_CLIENT_S_DN_O} -ne "Example""#,
+    "false",
+    r#"%{SSL_PROTOCOL} == "TLSv1.3" and %{SSL_CLIENT_VERIFY} == "SUCCESS""#,
+    "( %{SSL_CLIENT_S_DN_O} eq \"Example\" \\\n   and %{SSL_CLIENT_S_DN_CN} in {\"alice\", \"bob\"} ) \\\n   or %{REMOTE_ADDR} =~ m/^192\\.0\\.2\\.[0-9]+$/",
+];
+
+/// SSLRequire expressions that do not translate: the place is closed until edited.
+const UNTRANSLATED: &[&str] = &[r"%{SSL_CLIENT_V_REMAIN} > 10", r"%{SSL_CIPHER} !~ m/^(EXP|NULL)-/"];
+
+/// Access restrictions of mod_ssl are converted, ANDed with the rules they stood beside, or the
+/// place is closed until edited (403, exit status 3): SSLRequireSSL, each SSLRequire operator
+/// form, per-directory SSLVerifyClient and SSLCipherSuite, SSLOptions +FakeBasicAuth.
+#[test]
+fn access_restrictions_are_converted_or_closed() {
+    let prepare = |h: &Httpd| {
+        ClientPki::new().install(h);
+        for n in 0..TRANSLATED.len() + UNTRANSLATED.len() {
+            h.write(&format!("htdocs/e{n}.html"), "guarded\n");
+        }
+        for f in ["tls-only", "admin", "fake", "strong"] {
+            h.write(&format!("htdocs/{f}.html"), "guarded\n");
+        }
+        // FakeBasicAuth's user: the DN, with the fixed password ("password", crypt salt "xx").
+        h.write("conf/fake.passwd", "/CN=alice/O=Example:xxj31ZMTZzkVA\n");
+    };
+    let site = |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        let mut locations = String::new();
+        for (n, e) in TRANSLATED.iter().chain(UNTRANSLATED).enumerate() {
+            locations.push_str(&format!("  <Location /e{n}.html>\n    SSLRequire {e}\n  </Location>\n"));
+        }
+        format!(
+            r#"LoadModule ssl_module {MODDIR}/mod_ssl.so
+LoadModule auth_basic_module {MODDIR}/mod_auth_basic.so
+LoadModule authn_core_module {MODDIR}/mod_authn_core.so
+LoadModule authn_file_module {MODDIR}/mod_authn_file.so
+LoadModule authz_user_module {MODDIR}/mod_authz_user.so
+Listen 127.0.0.1:{port}
+{docs}
+<Location /tls-only.html>
+  SSLRequireSSL
+</Location>
+<VirtualHost 127.0.0.1:{port}>
+  ServerName localhost
+  DocumentRoot "{f}/htdocs"
+  SSLEngine on
+  SSLCertificateFile {f}/conf/server.pem
+  SSLCertificateKeyFile {f}/conf/server.key
+  SSLVerifyClient optional
+  SSLVerifyDepth 2
+  SSLCACertificateFile {f}/conf/client/clientca.pem
+{locations}  <Location /admin.html>
+    SSLVerifyClient require
+  </Location>
+  <Location /strong.html>
+    SSLCipherSuite ECDHE+AESGCM
+  </Location>
+  <Location /fake.html>
+    SSLOptions +FakeBasicAuth
+    AuthType Basic
+    AuthName certificates
+    AuthBasicProvider file
+    AuthUserFile {f}/conf/fake.passwd
+    Require valid-user
+  </Location>
+</VirtualHost>
+"#,
+            docs = docs(files)
+        )
+    };
+    let p = pair_via(prepare, site, |original| {
+        let (status, conf, report) = run_tool(original, &[], None);
+        assert_eq!(status, Some(EXIT_CLOSED), "places closed until edited make exit status 3:\n{report}\n{conf}");
+        (conf, report)
+    });
+    let who: Vec<(String, Arc<rustls::ClientConfig>)> = [
+        ("anonymous TLS 1.3", None, TLS13),
+        ("alice TLS 1.3", Some("alice"), TLS13),
+        ("carol TLS 1.3", Some("carol"), TLS13),
+        ("alice TLS 1.2", Some("alice"), TLS12),
+    ]
+    .into_iter()
+    .map(|(label, w, v)| (label.to_string(), client_config(&p.ssl, w, v)))
+    .collect();
+    let ask = |port: u16, cfg: &Arc<rustls::ClientConfig>, path: &str, headers: &str| {
+        status_of(port, cfg.clone(), path, headers)
+    };
+    let mut table = String::new();
+    let mut differ = Vec::new();
+    let mut closed_served = Vec::new();
+    let mut ssl_denied = 0;
+    let paths: Vec<String> = (0..TRANSLATED.len() + UNTRANSLATED.len()).map(|n| format!("/e{n}.html")).collect();
+    for (n, path) in paths.iter().enumerate() {
+        for (label, cfg) in &who {
+            let (a, b) = (ask(p.ssl.tls_port, cfg, path, ""), ask(p.tls.tls_port, cfg, path, ""));
+            table.push_str(&format!("{path} {label}: mod_ssl {a:?}, mod_tls {b:?}\n"));
+            ssl_denied += usize::from(a == Some(403));
+            if n >= TRANSLATED.len() {
+                // Closed until edited: nobody is let in.
+                if b != Some(403) {
+                    closed_served.push(format!("{path} {label}: {b:?}"));
+                }
+            } else if a != b {
+                differ.push(format!("{path} {label}"));
+            }
+        }
+    }
+    // Per-directory SSLVerifyClient require: mod_ssl asks for a certificate after the handshake
+    // (TLS 1.3 post-handshake authentication, which `openssl s_client -enable_pha` offers and
+    // rustls does not); the converted vhost lets in who sent a valid one at the handshake. Who
+    // sent none is refused by both. (mod_ssl refuses alice too: OpenSSL will not ask again for a
+    // certificate the handshake brought, "invalid config"; mod_tls lets her in, as the
+    // directive means.)
+    for who in [None, Some("alice"), Some("carol"), Some("eve")] {
+        let s_client = |h: &Httpd| {
+            let mut cmd = Command::new("openssl");
+            cmd.args(["s_client", "-quiet", "-ign_eof", "-enable_pha", "-servername", "localhost", "-CAfile"])
+                .arg(p.ssl.path("conf/ca.pem"))
+                .arg("-connect")
+                .arg(format!("127.0.0.1:{}", h.tls_port));
+            if let Some(w) = who {
+                cmd.arg("-cert").arg(p.ssl.path(&format!("conf/client/{w}.pem")));
+                cmd.arg("-key").arg(p.ssl.path(&format!("conf/client/{w}.key")));
+            }
+            let mut child = cmd
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let req = "GET /admin.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            child.stdin.take().unwrap().write_all(req.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines().find(|l| l.starts_with("HTTP/")).unwrap_or("no answer").to_string()
+        };
+        let (a, b) = (s_client(&p.ssl), s_client(&p.tls));
+        table.push_str(&format!("/admin.html s_client {who:?}: mod_ssl {a}, mod_tls {b}\n"));
+        if who == Some("alice") {
+            assert_eq!(b, "HTTP/1.1 200 OK", "alice, verified at the handshake\n{table}");
+        } else if a != b {
+            differ.push(format!("/admin.html s_client {who:?}"));
+        }
+    }
+    assert!(differ.is_empty(), "differ: {differ:?}\n{table}\n{}", p.converted);
+    assert!(closed_served.is_empty(), "closed places served: {closed_served:?}\n{table}\n{}", p.converted);
+    assert!(ssl_denied > 10, "the restrictions restrict under mod_ssl:\n{table}");
+
+    // SSLRequireSSL: refused over plain HTTP by both, served over TLS by both.
+    assert_eq!(plain_status(p.ssl.plain_port, "/tls-only.html"), 403);
+    assert_eq!(plain_status(p.tls.plain_port, "/tls-only.html"), 403, "{}", p.converted);
+    for (_, cfg) in &who[..2] {
+        assert_eq!(ask(p.tls.tls_port, cfg, "/tls-only.html", ""), Some(200));
+    }
+
+    // FakeBasicAuth: a forged login (the DN as user name, FakeBasicAuth's password) is refused by
+    // both; the converted place is closed for everyone until edited.
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::STANDARD.encode("/CN=alice/O=Example:password");
+    let forged = format!("Authorization: Basic {forged}\r\n");
+    let anon = &who[0].1;
+    assert_eq!(ask(p.ssl.tls_port, anon, "/fake.html", &forged), Some(403), "mod_ssl refuses the forgery");
+    assert_eq!(ask(p.tls.tls_port, anon, "/fake.html", &forged), Some(403), "{}", p.converted);
+    assert_eq!(ask(p.ssl.tls_port, &who[1].1, "/fake.html", ""), Some(200), "alice, by certificate");
+    assert_eq!(ask(p.tls.tls_port, &who[1].1, "/fake.html", ""), Some(403), "closed until edited");
+    // A per-directory cipher list that leaves out suites rustls has: closed.
+    for (label, cfg) in &who {
+        assert_eq!(ask(p.tls.tls_port, cfg, "/strong.html", ""), Some(403), "{label}");
+    }
+
+    let o = p.original.display();
+    let line = |n: &str| line_of(&p.original, n);
+    for want in [
+        format!("{o}:{}: SSLRequireSSL: note: an access restriction: Require ssl", line("SSLRequireSSL")),
+        format!("{o}:{}: SSLRequire: note: an access restriction: Require expr", line(TRANSLATED[0])),
+        format!("{o}:{}: SSLRequire: not carried over: SSLRequire is not translated", line(UNTRANSLATED[0])),
+        format!("{o}:{}: SSLOptions: not carried over: SSLOptions +FakeBasicAuth", line("FakeBasicAuth")),
+        format!("{o}:{}: SSLCipherSuite: not carried over: per-directory", line("ECDHE+AESGCM")),
+        "closed until edited".to_string(),
+    ] {
+        assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+    }
+    assert!(p.converted.contains("CLOSED UNTIL EDITED"), "{}", p.converted);
+    p.tls.assert_no_crash();
 }

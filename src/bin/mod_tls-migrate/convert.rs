@@ -26,6 +26,10 @@ pub enum Fate {
     /// Not carried over: the converted server behaves differently here; the message says how
     /// and what to do.
     Differs,
+    /// Not carried over, and its loss would open something (an access restriction): the place
+    /// is closed (`Require all denied`, or a rule nothing meets yet) until an administrator
+    /// edits it. The message says what to write.
+    Closed,
 }
 
 #[derive(Clone, Debug)]
@@ -390,6 +394,37 @@ fn listen_port(listen: &str) -> &str {
     listen.rsplit_once(':').map(|(_, p)| p).unwrap_or(listen)
 }
 
+/// The PEM certificate blocks of a text, each ending in a newline; nothing else of it (keys,
+/// parameters, comments).
+fn pem_certificates(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let l = line.trim_end();
+        if l == "-----BEGIN CERTIFICATE-----" {
+            inside = true;
+        }
+        if inside {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if l == "-----END CERTIFICATE-----" {
+            inside = false;
+        }
+    }
+    if inside {
+        // An unterminated block is no certificate.
+        let cut = out.rfind("-----BEGIN CERTIFICATE-----").unwrap_or(0);
+        out.truncate(cut);
+    }
+    out
+}
+
+/// Whether a PEM text holds a private key (of any kind, encrypted or not).
+fn has_private_key(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("-----BEGIN") && l.contains("PRIVATE KEY"))
+}
+
 impl Converter<'_> {
     fn line(&self, i: usize) -> &Line {
         &self.lines[i]
@@ -432,12 +467,61 @@ impl Converter<'_> {
         self.findings.push(Finding { origin: self.line(i).origin.clone(), directive, fate, message: message.into() });
     }
 
+    /// Lines that add `require` to the access rules in effect where line `i` is, as mod_ssl's
+    /// access check did: ANDed with them (`AuthMerging And` in an `<If>` that always applies,
+    /// merged after the section's own rules and those it inherits), never replacing them.
+    fn and_require(&self, i: usize, require: &str) -> Vec<String> {
+        let indent = &self.line(i).indent;
+        vec![
+            format!("{indent}<If \"true\">"),
+            format!(
+                "{indent}    # mod_tls-migrate: ANDed with the other access rules that apply here, as mod_ssl's check was"
+            ),
+            format!("{indent}    AuthMerging And"),
+            format!("{indent}    {require}"),
+            format!("{indent}</If>"),
+        ]
+    }
+
+    /// Replaces line `i` by its comment and `extra` lines written as they are.
+    fn set_raw(&mut self, i: usize, extra: Vec<String>) {
+        let mut out = self.replaced[i].take().unwrap_or_else(|| vec![self.was(i)]);
+        out.extend(extra);
+        self.replaced[i] = Some(out);
+    }
+
+    /// Closes the place of line `i` until edited: `Require all denied`, ANDed, with why and what
+    /// to write as a comment above it.
+    fn close(&mut self, i: usize, why: &str) {
+        let indent = self.line(i).indent.clone();
+        let mut lines = vec![format!("{indent}# mod_tls-migrate: CLOSED UNTIL EDITED: {why}")];
+        lines.extend(self.and_require(i, "Require all denied"));
+        self.set_raw(i, lines);
+        self.find(i, Fate::Closed, format!("{why}; closed until edited (Require all denied written)"));
+    }
+
+    /// The main server or vhost scope a scope is in.
+    fn server_scope(&self, mut s: usize) -> usize {
+        while !matches!(self.tree.scopes[s].ctx, Ctx::Main | Ctx::VirtualHost) {
+            s = self.tree.scopes[s].parent.unwrap_or(0);
+        }
+        s
+    }
+
+    /// The raw text after a directive's name (RAW_ARGS directives such as SSLRequire read it so).
+    fn raw_args(&self, i: usize) -> String {
+        let joined = self.line(i).raw.replace("\\\n", "");
+        let t = joined.trim_start();
+        let name_len = t.find(char::is_whitespace).unwrap_or(t.len());
+        t[name_len..].trim().to_string()
+    }
+
     /// Drops line `i`: not carried over (`Differs`) or not needed (`Same`), said in both places.
     fn drop_line(&mut self, i: usize, fate: Fate, why: &str) {
         let label = match fate {
             Fate::Same => "not needed",
             Fate::Note => "left out",
-            Fate::Differs => "not carried over",
+            Fate::Differs | Fate::Closed => "not carried over",
         };
         self.set_comment(i, &format!("{label}: {why}"));
         self.find(i, fate, why);
@@ -532,12 +616,22 @@ impl Converter<'_> {
                  with TLSCertificate lines of its own only those: repeat the main server's others here if needed",
             );
         }
+        // mod_ssl skips a chain file that is the (first) certificate file itself: that file
+        // already holds the chain, and appending it would serve the leaf twice.
+        let chain_is_cert = chain_file.as_ref().is_some_and(|ch| {
+            certs.first().and_then(|&c| self.args_of(c).first().cloned()).is_some_and(|c| self.same_file(&c, ch))
+        });
         for (n, &c) in certs.iter().enumerate() {
             let Some(mut cert) = self.args_of(c).first().cloned() else { continue };
-            let key = keys.get(n).and_then(|&k| self.args_of(k).first().cloned());
-            if let (Some(chain_file), Some(dir)) = (&chain_file, &self.opts.chain_dir) {
+            let mut key = keys.get(n).and_then(|&k| self.args_of(k).first().cloned());
+            if let (Some(chain_file), Some(dir), false) = (&chain_file, &self.opts.chain_dir, chain_is_cert) {
                 match self.combine(&cert, chain_file, dir) {
-                    Ok(combined) => {
+                    Ok((combined, key_in_cert)) => {
+                        // Only certificates are written: a key the certificate file holds
+                        // stays where it is, named as the key file.
+                        if key.is_none() && key_in_cert {
+                            key = Some(cert.clone());
+                        }
                         cert = combined.display().to_string();
                         self.find(
                             c,
@@ -566,7 +660,13 @@ impl Converter<'_> {
             }
         }
         if let Some(ch) = chain {
-            if self.opts.chain_dir.is_some() && combined_all {
+            if chain_is_cert {
+                self.drop_line(
+                    ch,
+                    Fate::Same,
+                    "the certificate file itself, which mod_ssl skips: it already holds the chain",
+                );
+            } else if self.opts.chain_dir.is_some() && combined_all {
                 self.set_comment(ch, "in the combined certificate files");
             } else {
                 let file = chain_file.unwrap_or_default();
@@ -582,28 +682,64 @@ impl Converter<'_> {
         }
     }
 
-    /// Writes certificate + chain into `dir` (named after the certificate file).
-    fn combine(&mut self, cert: &str, chain: &str, dir: &Path) -> Result<PathBuf, String> {
+    /// Whether two names of the configuration are one file (by device and inode).
+    fn same_file(&self, a: &str, b: &str) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: &str| std::fs::metadata(self.opts.paths.resolve(p)).ok().map(|m| (m.dev(), m.ino()));
+        match (id(a), id(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => self.opts.paths.resolve(a) == self.opts.paths.resolve(b),
+        }
+    }
+
+    /// Writes the certificates of `cert` and then those of `chain` into a new file in `dir`
+    /// (named after the certificate file): (its path, whether `cert` holds a private key).
+    ///
+    /// Certificates only: a private key in either file is never copied (the file is readable
+    /// by all). The file is created new (`O_EXCL`, so a link planted at its name is not
+    /// followed); an existing file of the same content is reused, else the next free name taken.
+    fn combine(&mut self, cert: &str, chain: &str, dir: &Path) -> Result<(PathBuf, bool), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let read = |p: &str| {
             std::fs::read_to_string(self.opts.paths.resolve(p))
                 .map_err(|e| format!("cannot read {p} to combine it: {e}"))
         };
-        let mut text = read(cert)?;
-        if !text.ends_with('\n') {
-            text.push('\n');
+        let cert_text = read(cert)?;
+        let leaf = pem_certificates(&cert_text);
+        if leaf.is_empty() {
+            return Err(format!(
+                "{cert} holds no PEM certificate: cannot append SSLCertificateChainFile {chain} to it"
+            ));
         }
-        text.push_str(&read(chain)?);
+        let text = format!("{leaf}{}", pem_certificates(&read(chain)?));
         let stem = Path::new(cert).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("cert".into());
-        let mut target = dir.join(format!("{stem}-with-chain.pem"));
-        let mut n = 2;
-        while self.written.contains(&target) {
-            target = dir.join(format!("{stem}-with-chain-{n}.pem"));
-            n += 1;
-        }
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        std::fs::write(&target, text).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-        self.written.push(target.clone());
-        Ok(target)
+        for n in 1..1000 {
+            let name = if n == 1 { format!("{stem}-with-chain.pem") } else { format!("{stem}-with-chain-{n}.pem") };
+            let target = dir.join(name);
+            if self.written.contains(&target) {
+                continue;
+            }
+            let opened = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&target);
+            match opened {
+                Ok(mut f) => {
+                    f.write_all(text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // A run before this one wrote it: reuse a regular file (not a link) that
+                    // holds exactly these certificates.
+                    let regular = std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_file());
+                    if !(regular && std::fs::read_to_string(&target).is_ok_and(|t| t == text)) {
+                        continue;
+                    }
+                }
+                Err(e) => return Err(format!("cannot create {}: {e}", target.display())),
+            }
+            self.written.push(target.clone());
+            return Ok((target, has_private_key(&cert_text)));
+        }
+        Err(format!("no free name for {stem}-with-chain.pem in {}", dir.display()))
     }
 
     /// Key formats rustls does not read, found before httpd would refuse them.
@@ -738,6 +874,15 @@ impl Converter<'_> {
                 }
             };
             self.set(i, vec![format!("TLSClientCertificate {mode}")]);
+            if mode != "none" && self.effective(s, "SSLVerifyDepth", |_| true).is_none() {
+                self.find(
+                    i,
+                    Fate::Differs,
+                    "mod_ssl's default SSLVerifyDepth 1 refused client certificates issued by an intermediate \
+                     CA; mod_tls verifies any chain up to a TLSClientCA anchor: to refuse those, name only \
+                     CAs that issue client certificates directly, or test %{SSL_CLIENT_I_DN} with Require expr",
+                );
+            }
         }
         for i in self.own(s, "SSLCACertificateFile") {
             let f = self.args_of(i).first().cloned().unwrap_or_default();
@@ -824,6 +969,58 @@ impl Converter<'_> {
         }
     }
 
+    /// `SSLVerifyClient require` in a directory: a client certificate verified at the handshake
+    /// is required there (mod_ssl asked for one by renegotiating; mod_tls cannot).
+    fn directory_client_auth(&mut self, s: usize, i: usize) {
+        let server = self.server_scope(s);
+        let asked = self.effective(server, "SSLVerifyClient", |_| true).and_then(|v| self.args_of(v).first().cloned());
+        let block = self.and_require(i, "Require ssl-verify-client");
+        self.set_raw(i, block);
+        let asked = asked.map(|a| a.to_ascii_lowercase());
+        if matches!(asked.as_deref(), Some("optional" | "require" | "optional_no_ca")) {
+            self.find(
+                i,
+                Fate::Differs,
+                "per-directory client authentication needs renegotiation, which TLS 1.3 and rustls do not have: \
+                 Require ssl-verify-client written, so only clients that sent a valid certificate at the handshake \
+                 (TLSClientCertificate of the vhost) are let in",
+            );
+        } else {
+            let why = "per-directory client authentication needs renegotiation, which TLS 1.3 and rustls do not have, \
+                       and this vhost asks for no certificate: Require ssl-verify-client, written here, lets nobody \
+                       in until the vhost has TLSClientCertificate optional (and TLSClientCA)";
+            self.find(i, Fate::Closed, format!("{why}; closed until edited"));
+            let indent = self.line(i).indent.clone();
+            let mut out = self.replaced[i].take().unwrap_or_default();
+            out.insert(1, format!("{indent}# mod_tls-migrate: CLOSED UNTIL EDITED: {why}"));
+            self.replaced[i] = Some(out);
+        }
+    }
+
+    /// `SSLCipherSuite` in a directory: mod_ssl renegotiated to a suite of that list. Kept only
+    /// when every TLS 1.2 suite rustls has is in it; otherwise the place is closed.
+    fn directory_suites(&mut self, i: usize) {
+        let (tls13, list) = cipher_args(&self.args_of(i));
+        let covered = if tls13 {
+            ciphers::expand_tls13(Some(&list)).map(|s| s.suites.len() == ciphers::rustls_suites(true).len())
+        } else {
+            ciphers::expand_tls12(&list).map(|s| s.suites.len() == ciphers::rustls_suites(false).len())
+        };
+        match covered {
+            Ok(true) => self.drop_line(
+                i,
+                Fate::Same,
+                "every suite rustls has is in this list: no connection mod_tls accepts falls outside it",
+            ),
+            Ok(false) => self.close(
+                i,
+                "per-directory cipher suites need renegotiation, which TLS 1.3 and rustls do not have: give this \
+                 part a vhost of its own with TLSCiphersSuppress, or test %{SSL_CIPHER} (IANA names) with Require expr",
+            ),
+            Err(e) => self.close(i, &format!("the cipher list '{list}': {e}")),
+        }
+    }
+
     /// `SSLProxy*` of the main server, a vhost or a `<Proxy>` section.
     fn proxy(&mut self, s: usize) {
         let is13 = |a: &[String]| cipher_args(a).0;
@@ -878,14 +1075,28 @@ impl Converter<'_> {
                         self.set(i, vec![format!("TLSOptions {}", kept.join(" "))]);
                     }
                     for d in dropped {
-                        let why = match d.trim_start_matches(['+', '-']).to_ascii_lowercase().as_str() {
+                        let word = d.trim_start_matches(['+', '-']).to_ascii_lowercase();
+                        if word == "fakebasicauth" && !d.starts_with('-') {
+                            // Without mod_ssl nothing refuses a Basic login forged with a
+                            // client's DN as user name and FakeBasicAuth's fixed password.
+                            self.close(
+                                i,
+                                "SSLOptions +FakeBasicAuth has no twin, and without it a client could log in with \
+                                 Authorization: Basic for a DN user of the password file and FakeBasicAuth's \
+                                 password: authenticate by certificate with TLSUserName SSL_CLIENT_S_DN and \
+                                 Require expr on %{SSL_CLIENT_S_DN…} (or Require ssl-verify-client) instead of the \
+                                 password file, then remove this block",
+                            );
+                            continue;
+                        }
+                        let why = match word.as_str() {
                             "fakebasicauth" => "FakeBasicAuth has no twin: authenticate with Require expr on %{SSL_CLIENT_S_DN…}, or TLSUserName",
-                            "strictrequire" => "StrictRequire has no twin (SSLRequire has none either)",
+                            "strictrequire" => "StrictRequire: SSLRequire lines become Require rules, which Satisfy Any does not bypass",
                             "optrenegotiate" => "OptRenegotiate has no twin: mod_tls never renegotiates",
                             "legacydnstringformat" => "LegacyDNStringFormat has no twin: DNs are RFC 2253 strings",
                             _ => "an option mod_tls does not know",
                         };
-                        let fate = if d.starts_with('-') { Fate::Same } else { Fate::Differs };
+                        let fate = if d.starts_with('-') || word == "strictrequire" { Fate::Same } else { Fate::Differs };
                         self.find(i, fate, format!("SSLOptions {d}: {why}"));
                     }
                 }
@@ -896,7 +1107,9 @@ impl Converter<'_> {
                     "TLSUserName is set per virtual host: move it to the vhost if all of it may take the user so",
                 ),
                 "sslrenegbuffersize" => self.drop_line(i, Fate::Same, "mod_tls never renegotiates, so buffers nothing"),
-                "sslverifyclient" | "sslverifydepth" | "sslciphersuite" if per_dir =>
+                "sslverifyclient" if per_dir && first == "require" => self.directory_client_auth(s, i),
+                "sslciphersuite" if per_dir => self.directory_suites(i),
+                "sslverifyclient" | "sslverifydepth" if per_dir =>
                 {
                     self.drop_line(
                         i,
@@ -960,18 +1173,27 @@ impl Converter<'_> {
                 }
                 "sslcompression" => self.drop_line(i, Fate::Differs, "TLS compression is insecure (CRIME) and rustls has none"),
                 "sslinsecurerenegotiation" => self.drop_line(i, Fate::Differs, "rustls never renegotiates"),
-                "sslrequiressl" => self.drop_line(
-                    i,
-                    Fate::Differs,
-                    "an access restriction: add `Require ssl` inside a <RequireAll> with this scope's other Require lines \
-                     (a bare Require ssl next to `Require all granted` would grant everything)",
-                ),
-                "sslrequire" => self.drop_line(
-                    i,
-                    Fate::Differs,
-                    "an access restriction: write it as `Require expr …` (ap_expr reads the same %{SSL_…} variables), \
-                     inside a <RequireAll> with this scope's other Require lines",
-                ),
+                "sslrequiressl" => {
+                    let block = self.and_require(i, "Require ssl");
+                    self.set_raw(i, block);
+                    self.find(i, Fate::Note, "an access restriction: Require ssl, ANDed with the other Require rules here");
+                }
+                "sslrequire" => match crate::expr::translate(&self.raw_args(i)) {
+                    Ok(e) => {
+                        let block = self.and_require(i, &format!("Require expr ({e})"));
+                        self.set_raw(i, block);
+                        self.find(
+                            i,
+                            Fate::Note,
+                            "an access restriction: Require expr, ANDed with the other Require rules here",
+                        );
+                    }
+                    Err(why) => self.close(
+                        i,
+                        &format!("SSLRequire is not translated ({why}): write the condition as Require expr (ap_expr), \
+                                  inside this block in place of Require all denied"),
+                    ),
+                },
                 "sslusestapling" if first == "off" => self.drop_line(i, Fate::Same, "mod_tls staples only through mod_md"),
                 n if n.starts_with("sslstapling") || n == "sslusestapling" => self.drop_line(
                     i,
@@ -1379,8 +1601,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("conf")).unwrap();
-        std::fs::write(root.join("conf/leaf.pem"), "LEAF\n").unwrap();
-        std::fs::write(root.join("conf/chain.pem"), "CHAIN\n").unwrap();
+        let block = |b: &str| format!("-----BEGIN CERTIFICATE-----\n{b}\n-----END CERTIFICATE-----\n");
+        let key = "-----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n";
+        std::fs::write(root.join("conf/leaf.pem"), format!("{}{key}", block("LEAF"))).unwrap();
+        std::fs::write(root.join("conf/chain.pem"), block("CHAIN")).unwrap();
         let file = root.join("site.conf");
         std::fs::write(
             &file,
@@ -1395,9 +1619,11 @@ mod tests {
         let chains = root.join("chains");
         let opts = Options { module_path: "/m".into(), chain_dir: Some(chains.clone()), paths: read.paths() };
         let c = convert(&read.lines, &opts).unwrap();
-        assert_eq!(std::fs::read_to_string(chains.join("leaf-with-chain.pem")).unwrap(), "LEAF\nCHAIN\n");
+        // Certificates only: the key the certificate file holds is named from where it is.
+        let written = std::fs::read_to_string(chains.join("leaf-with-chain.pem")).unwrap();
+        assert_eq!(written, format!("{}{}", block("LEAF"), block("CHAIN")));
         assert!(
-            c.text.contains(&format!("TLSCertificate {}", chains.join("leaf-with-chain.pem").display())),
+            c.text.contains(&format!("TLSCertificate {} conf/leaf.pem", chains.join("leaf-with-chain.pem").display())),
             "{}",
             c.text
         );

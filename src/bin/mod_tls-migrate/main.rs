@@ -8,6 +8,7 @@
 
 mod ciphers;
 mod convert;
+mod expr;
 mod reader;
 
 use std::io::Write;
@@ -30,7 +31,21 @@ options:
                    and name those (without it, each chain file is reported)
   -q               list only what is not carried over (no notes)
   -h, --help       this text
+
+exit status:
+  0  converted
+  1  failed: nothing written (an unreadable or unsafe file, an Include loop, a syntax error)
+  2  wrong usage
+  3  converted, but closed until edited: an access restriction (SSLRequire, per-directory
+     SSLVerifyClient or SSLCipherSuite, SSLOptions +FakeBasicAuth) could not be carried over,
+     so the place it guarded answers 403 (Require all denied) until you edit the lines marked
+     CLOSED UNTIL EDITED
 ";
+
+/// Exit statuses (documented in USAGE and the man page).
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_CLOSED: u8 = 3;
 
 fn default_module() -> String {
     format!("{}/mod_tls.so", env!("MOD_TLS_LIBEXECDIR"))
@@ -71,6 +86,11 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     a.config = config.ok_or("name the configuration file to convert")?;
+    // The converted configuration names the files written there: relative to this directory,
+    // not to the ServerRoot httpd would resolve them against.
+    if let Some(dir) = &a.chain_dir {
+        a.chain_dir = Some(std::path::absolute(dir).map_err(|e| format!("--chain-dir {}: {e}", dir.display()))?);
+    }
     Ok(Some(a))
 }
 
@@ -83,19 +103,21 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("mod_tls-migrate: {e}\n\n{}", USAGE.replace("{MODULE}", &default_module()));
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_CLOSED),
         Err(e) => {
             eprintln!("mod_tls-migrate: {e}");
-            ExitCode::from(1)
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
 
-fn run(args: &Args) -> Result<(), String> {
+/// Converts; Ok(how many places are closed until edited).
+fn run(args: &Args) -> Result<usize, String> {
     let read = reader::Reader::new(args.server_root.clone()).read(&args.config).map_err(|e| e.to_string())?;
     let opts = Options { module_path: args.module.clone(), chain_dir: args.chain_dir.clone(), paths: read.paths() };
     let conv = convert::convert(&read.lines, &opts)?;
@@ -117,10 +139,16 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let mut differs = 0;
     let mut same = 0;
+    let mut closed = 0;
     for f in &conv.findings {
         let label = match f.fate {
             Fate::Differs => {
                 differs += 1;
+                "not carried over"
+            }
+            Fate::Closed => {
+                differs += 1;
+                closed += 1;
                 "not carried over"
             }
             Fate::Same => {
@@ -129,7 +157,7 @@ fn run(args: &Args) -> Result<(), String> {
             }
             Fate::Note => "note",
         };
-        if f.fate == Fate::Differs || !args.quiet {
+        if matches!(f.fate, Fate::Differs | Fate::Closed) || !args.quiet {
             let _ = writeln!(err, "{}: {}: {label}: {}", f.origin, f.directive, f.message);
         }
     }
@@ -145,5 +173,12 @@ fn run(args: &Args) -> Result<(), String> {
             conv.ssl_directives
         );
     }
-    Ok(())
+    if closed > 0 {
+        let _ = writeln!(
+            err,
+            "mod_tls-migrate: {closed} place(s) CLOSED UNTIL EDITED (Require all denied, or a rule nobody meets yet): \
+             edit the lines marked so in the output (exit status {EXIT_CLOSED})"
+        );
+    }
+    Ok(closed)
 }
