@@ -63,7 +63,10 @@ fn migrate(input: &Path, extra: &[&str]) -> (String, String) {
 
 /// The lines httpd reads (no comments): no mod_ssl directive or module may be left among them.
 fn assert_no_mod_ssl_left(conf: &str) {
-    for l in conf.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    // (The tool's guard of the Listen it adds asks for mod_ssl's absence.)
+    for l in
+        conf.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#') && *l != "<IfModule !ssl_module>")
+    {
         let first = l.split_whitespace().next().unwrap_or("");
         assert!(!first.to_ascii_lowercase().starts_with("ssl"), "mod_ssl directive left: {l}\n{conf}");
         assert!(!l.contains("ssl_module") && !l.contains("mod_ssl"), "mod_ssl left: {l}\n{conf}");
@@ -1093,4 +1096,87 @@ Listen 127.0.0.1:{port}
     }
     assert!(p.converted.contains("CLOSED UNTIL EDITED"), "{}", p.converted);
     p.tls.assert_no_crash();
+}
+
+/// A Debian layout under `h`'s root (`etc/apache2`): ports.conf opening `listen` for mod_ssl
+/// only, Debian's own mods-available/ssl.conf with `ssl_conf_edit` applied, and `site` in
+/// sites-available. Returns the site's path.
+fn debian_site(h: &Httpd, listen: &str, ssl_conf_edit: (&str, &str), site: &str) -> std::path::PathBuf {
+    let global = std::fs::read_to_string("/etc/apache2/mods-available/ssl.conf").expect("Debian's ssl.conf");
+    assert!(global.contains(ssl_conf_edit.0), "Debian's ssl.conf no longer has {}", ssl_conf_edit.0);
+    h.write("etc/apache2/mods-available/ssl.conf", global.replace(ssl_conf_edit.0, ssl_conf_edit.1));
+    h.write("etc/apache2/ports.conf", format!("<IfModule ssl_module>\n\tListen {listen}\n</IfModule>\n"));
+    h.write("etc/apache2/sites-available/site.conf", site)
+}
+
+/// A site converted alone on a Debian layout: the global settings of mods-available/ssl.conf
+/// (which `a2dismod ssl` drops) are read and carried over, and the Listen the tool adds binds the
+/// address ports.conf opened for mod_ssl (127.0.0.1, not every address: 127.0.0.2 stays closed).
+#[test]
+fn a_debian_site_keeps_its_global_settings_and_its_listen_address() {
+    let mut ssl = Httpd::new();
+    let mut tls = Httpd::new();
+    // Both serve the mod_ssl server's certificate and documents.
+    let files = ssl.root.display().to_string();
+    let site = |h: &Httpd| {
+        let root = &files;
+        let text = format!(
+            "<VirtualHost *:{port}>\n\tServerName localhost\n\tDocumentRoot {root}/htdocs\n\tSSLEngine on\n\
+             \tSSLCertificateFile {root}/conf/server.pem\n\tSSLCertificateKeyFile {root}/conf/server.key\n</VirtualHost>\n",
+            port = h.tls_port
+        );
+        // An administrator's hardening of the global file: TLS 1.3 only.
+        debian_site(
+            h,
+            &format!("127.0.0.1:{}", h.tls_port),
+            ("SSLProtocol all -SSLv3", "SSLProtocol -all +TLSv1.3"),
+            &text,
+        )
+    };
+    // Debian's apache2.conf in short: modules, then ports.conf, then mods' .conf files and sites.
+    let head = |h: &Httpd, load: &str| {
+        format!(
+            "{}Define APACHE_RUN_DIR {root}/run\nDefine APACHE_LOG_DIR {root}/logs\n{load}\n\
+             Include {root}/etc/apache2/ports.conf\n",
+            h.plain_conf(),
+            root = h.root.display()
+        )
+    };
+    let ssl_site = site(&ssl);
+    let root = ssl.root.display().to_string();
+    ssl.main_conf = Some(format!(
+        "{}Include {root}/etc/apache2/mods-available/ssl.conf\nInclude {}\n",
+        head(&ssl, &format!("LoadModule ssl_module {MODDIR}/mod_ssl.so")),
+        ssl_site.display()
+    ));
+    ssl.start();
+
+    let tls_site = site(&tls);
+    let (status, converted, report) = run_tool(&tls_site, &[], None);
+    assert_eq!(status, Some(0), "{report}");
+    assert_no_mod_ssl_left(&converted);
+    let migrated = tls.write("etc/apache2/sites-available/site-migrated.conf", &converted);
+    // a2dismod ssl && a2enmod tls: ssl.conf is no longer read.
+    tls.main_conf = Some(format!(
+        "{}Include {}\n",
+        head(&tls, &format!("LoadModule tls_module {}", module_path().display())),
+        migrated.display()
+    ));
+    let t = tls.configtest();
+    assert!(t.status.success(), "apache2 -t: {}\n{converted}", output_text(&t));
+    tls.start();
+
+    let ssl_conf = tls.path("etc/apache2/mods-available/ssl.conf");
+    assert!(report.contains(&format!("Debian layout: read {} first", ssl_conf.display())), "{report}");
+    let pair = Pair { ssl, tls, converted, report, original: tls_site };
+    let ours = compare(&pair, "/", &clients(&pair.ssl.pki));
+    assert!(matches!(ours["TLS 1.2"], Seen::Refused), "TLS 1.3 only, as ssl.conf says: {ours:?}");
+    assert!(served(&ours["TLS 1.3"]), "{ours:?}");
+    // The address: only 127.0.0.1, as ports.conf had it for mod_ssl.
+    for h in [&pair.ssl, &pair.tls] {
+        let other = std::net::TcpStream::connect(("127.0.0.2", h.tls_port));
+        assert!(other.is_err(), "port {} open on 127.0.0.2:\n{}", h.tls_port, pair.converted);
+    }
+    assert!(pair.converted.contains(&format!("Listen 127.0.0.1:{}\n", pair.tls.tls_port)), "{}", pair.converted);
+    pair.tls.assert_no_crash();
 }

@@ -48,6 +48,10 @@ pub struct Options {
     pub chain_dir: Option<PathBuf>,
     /// How the configuration's file names resolve (ServerRoot, `Define`s).
     pub paths: Paths,
+    /// The addresses mod_ssl's `Listen` lines outside what is converted opened (Debian's
+    /// ports.conf, `<IfModule ssl_module>`): a Listen the tool adds binds these, not every
+    /// address of the port.
+    pub ssl_listens: Vec<String>,
 }
 
 pub struct Conversion {
@@ -1349,16 +1353,34 @@ impl Converter<'_> {
         for (a, at) in self.engines.clone() {
             let port = listen_port(&a);
             if !self.tree.listens.iter().any(|l| listen_port(l) == port) {
+                // The address mod_ssl's own Listen bound, where one is known; else the vhost's.
+                let known: Vec<String> = self
+                    .opts
+                    .ssl_listens
+                    .iter()
+                    .filter(|l| listen_port(l) == port && (!a.contains(':') || **l == a))
+                    .cloned()
+                    .collect();
+                let (binds, from) = if known.is_empty() {
+                    (vec![a.clone()], "the vhost's address".to_string())
+                } else {
+                    (known, "as mod_ssl's Listen in ports.conf did".to_string())
+                };
                 self.find(
                     at,
                     Fate::Note,
                     format!(
-                        "no Listen in what was converted opens port {port}: one is added at the end, for when \
-                         mod_ssl is not loaded (Debian's ports.conf opens 443 only for mod_ssl); remove it if \
-                         another file opens the port"
+                        "no Listen in what was converted opens port {port}: Listen {} is added at the end ({from}), \
+                         for when mod_ssl is not loaded (Debian's ports.conf opens 443 only for mod_ssl); remove it \
+                         if another file opens the port",
+                        binds.join(", ")
                     ),
                 );
-                self.unlistened.push(a);
+                for b in binds {
+                    if !self.unlistened.contains(&b) {
+                        self.unlistened.push(b);
+                    }
+                }
             }
         }
         let main_has_cert = !self.own(0, "SSLCertificateFile").is_empty();
@@ -1521,7 +1543,8 @@ mod tests {
         std::fs::write(&file, text).unwrap();
         let read = crate::reader::Reader::new(None).read(&file).unwrap();
         let paths = read.paths();
-        convert(&read.lines, &Options { module_path: "/m/mod_tls.so".into(), chain_dir: None, paths }).unwrap()
+        let opts = Options { module_path: "/m/mod_tls.so".into(), chain_dir: None, paths, ssl_listens: Vec::new() };
+        convert(&read.lines, &opts).unwrap()
     }
 
     #[test]
@@ -1617,7 +1640,12 @@ mod tests {
         .unwrap();
         let read = crate::reader::Reader::new(None).read(&file).unwrap();
         let chains = root.join("chains");
-        let opts = Options { module_path: "/m".into(), chain_dir: Some(chains.clone()), paths: read.paths() };
+        let opts = Options {
+            module_path: "/m".into(),
+            chain_dir: Some(chains.clone()),
+            paths: read.paths(),
+            ssl_listens: Vec::new(),
+        };
         let c = convert(&read.lines, &opts).unwrap();
         // Certificates only: the key the certificate file holds is named from where it is.
         let written = std::fs::read_to_string(chains.join("leaf-with-chain.pem")).unwrap();

@@ -117,9 +117,77 @@ fn main() -> ExitCode {
 }
 
 /// Converts; Ok(how many places are closed until edited).
+/// The Debian layout directory (`/etc/apache2`) a site or configuration snippet is in: its
+/// directory is `sites-*` or `conf-*` and the one above holds `mods-available/ssl.conf`.
+fn debian_root(config: &std::path::Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(config).ok()?.parent()?.to_path_buf();
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    let root = dir.parent()?;
+    let layout = ["sites-available", "sites-enabled", "conf-available", "conf-enabled"].contains(&name.as_str());
+    (layout && root.join("mods-available/ssl.conf").is_file()).then(|| root.to_path_buf())
+}
+
+/// The addresses Debian's ports.conf opens for mod_ssl (`Listen` inside `<IfModule ssl_module>`
+/// or `<IfModule mod_ssl.c>`).
+fn ssl_listens(ports_conf: &std::path::Path) -> Vec<String> {
+    let Ok(read) = reader::Reader::new(ports_conf.parent().map(std::path::Path::to_path_buf)).read(ports_conf) else {
+        return Vec::new();
+    };
+    let mut sections: Vec<bool> = Vec::new();
+    let mut out = Vec::new();
+    for line in &read.lines {
+        match &line.kind {
+            reader::Kind::Open { name, args } => {
+                let ssl = name.eq_ignore_ascii_case("ifmodule")
+                    && args.first().is_some_and(|m| m == "ssl_module" || m == "mod_ssl.c");
+                sections.push(ssl);
+            }
+            reader::Kind::Close { .. } => {
+                sections.pop();
+            }
+            reader::Kind::Directive { name, args }
+                if name.eq_ignore_ascii_case("listen") && sections.contains(&true) =>
+            {
+                out.extend(args.first().cloned());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn run(args: &Args) -> Result<usize, String> {
-    let read = reader::Reader::new(args.server_root.clone()).read(&args.config).map_err(|e| e.to_string())?;
-    let opts = Options { module_path: args.module.clone(), chain_dir: args.chain_dir.clone(), paths: read.paths() };
+    let read_with = |prelude: Option<PathBuf>| {
+        let r = reader::Reader::new(args.server_root.clone());
+        let r = match prelude {
+            Some(p) => r.with_prelude(p),
+            None => r,
+        };
+        r.read(&args.config).map_err(|e| e.to_string())
+    };
+    let mut read = read_with(None)?;
+    let mut debian_notes = Vec::new();
+    let mut listens = Vec::new();
+    if let Some(root) = debian_root(&args.config) {
+        // `a2dismod ssl` drops mods-available/ssl.conf (global suites, protocols, session cache)
+        // with mod_ssl: a site converted alone must carry them.
+        let ssl_conf = root.join("mods-available/ssl.conf");
+        if !read.has_read(&ssl_conf) {
+            read = read_with(Some(ssl_conf.clone()))?;
+            debian_notes.push(format!(
+                "read {} first: Debian's global mod_ssl settings (SSLCipherSuite, SSLProtocol, session cache), \
+                 which a2dismod ssl drops with mod_ssl, converted at the top of the output",
+                ssl_conf.display()
+            ));
+        }
+        listens = ssl_listens(&root.join("ports.conf"));
+    }
+    let opts = Options {
+        module_path: args.module.clone(),
+        chain_dir: args.chain_dir.clone(),
+        paths: read.paths(),
+        ssl_listens: listens,
+    };
     let conv = convert::convert(&read.lines, &opts)?;
     let header = format!(
         "# Converted for mod_tls by mod_tls-migrate {} from {}.\n\
@@ -127,13 +195,17 @@ fn run(args: &Args) -> Result<usize, String> {
         env!("CARGO_PKG_VERSION"),
         args.config.display()
     );
-    let text = format!("{header}{}", conv.text);
+    let debian: String = debian_notes.iter().map(|n| format!("# Debian layout: {n}.\n")).collect();
+    let text = format!("{header}{debian}{}", conv.text);
     match &args.output {
         Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,
         None => std::io::stdout().write_all(text.as_bytes()).map_err(|e| e.to_string())?,
     }
 
     let mut err = std::io::stderr().lock();
+    for n in &debian_notes {
+        let _ = writeln!(err, "mod_tls-migrate: Debian layout: {n}");
+    }
     for u in &read.unfollowed {
         let _ = writeln!(err, "{}: Include: {}", u.origin, u.why);
     }

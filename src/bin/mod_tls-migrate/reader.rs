@@ -141,6 +141,10 @@ pub struct Reader {
     reading: Vec<(FileId, PathBuf)>,
     /// Bytes read so far, Includes followed.
     total: u64,
+    /// Every file read.
+    read_ids: Vec<FileId>,
+    /// A file read before the top file, as if the top file began by including it.
+    prelude: Option<PathBuf>,
 }
 
 impl Reader {
@@ -155,11 +159,33 @@ impl Reader {
             unfollowed: Vec::new(),
             reading: Vec::new(),
             total: 0,
+            read_ids: Vec::new(),
+            prelude: None,
         }
+    }
+
+    /// Reads `file` first, as if the top file began with `Include file`.
+    pub fn with_prelude(mut self, file: PathBuf) -> Reader {
+        self.prelude = Some(file);
+        self
+    }
+
+    /// Whether `path` was among the files read (by device and inode).
+    pub fn has_read(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).is_ok_and(|m| self.read_ids.contains(&(m.dev(), m.ino())))
     }
 
     pub fn read(mut self, top: &Path) -> Result<Reader, ReadError> {
         self.fallback_root = top.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(first) = self.prelude.clone() {
+            let origin = Origin { file: top.to_path_buf(), line: 0 };
+            let raw = format!("Include {}", first.display());
+            let marker = |kind| Line { raw: raw.clone(), kind, origin: origin.clone(), indent: String::new() };
+            self.lines.push(marker(Kind::IncludeStart(first.clone())));
+            self.read_file(&first, 1)?;
+            self.lines.push(marker(Kind::IncludeEnd(first.clone())));
+        }
         self.read_file(top, 0)?;
         Ok(self)
     }
@@ -243,6 +269,7 @@ impl Reader {
 
     fn read_file(&mut self, path: &Path, depth: usize) -> Result<(), ReadError> {
         let (id, text) = self.open_text(path)?;
+        self.read_ids.push(id);
         self.reading.push((id, path.to_path_buf()));
         let read = self.read_lines(path, &text, depth);
         self.reading.pop();
