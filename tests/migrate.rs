@@ -647,7 +647,7 @@ fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
         format!("{m}:{}: SSLProtocol: not carried over: TLS 1.3 is offered too", at(&main, "SSLProtocol")),
         format!("{v}:{}: SSLOpenSSLConfCmd: not carried over: OpenSSL's own setting", at(&vhost, "SSLOpenSSLConfCmd")),
         format!(
-            "{v}:{}: SSLCACertificatePath: not carried over: TLSClientCA takes one file",
+            "{v}:{}: SSLCACertificatePath: note: TLSClientCA reads the directory",
             at(&vhost, "SSLCACertificatePath")
         ),
         format!("{v}:{}: SSLOptions: not carried over: SSLOptions +FakeBasicAuth", at(&vhost, "SSLOptions")),
@@ -1179,4 +1179,46 @@ fn a_debian_site_keeps_its_global_settings_and_its_listen_address() {
     }
     assert!(pair.converted.contains(&format!("Listen 127.0.0.1:{}\n", pair.tls.tls_port)), "{}", pair.converted);
     pair.tls.assert_no_crash();
+}
+
+/// Hashed CA and CRL directories (`openssl rehash`: links named by hash beside the files) as
+/// SSLCACertificatePath and SSLCARevocationPath name them become TLSClientCA and TLSClientCRL
+/// with the directory: every kind of client certificate fares as under mod_ssl.
+#[test]
+fn hashed_ca_and_crl_directories() {
+    let prepare = |h: &Httpd| {
+        ClientPki::new().install(h);
+        for (dir, files) in [("cas", &["clientca.pem"][..]), ("crls", &["root.crl", "inter.crl"][..])] {
+            for f in files {
+                let data = std::fs::read(h.path(&format!("conf/client/{f}"))).unwrap();
+                h.write(&format!("conf/{dir}/{f}"), data);
+            }
+            let o = Command::new("openssl").arg("rehash").arg(h.path(&format!("conf/{dir}"))).output().unwrap();
+            assert!(o.status.success(), "openssl rehash: {}", output_text(&o));
+        }
+        write_env_cgi(h);
+    };
+    let site = |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n{docs}\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  DocumentRoot \"{f}/htdocs\"\n  SSLEngine on\n\
+             SSLCertificateFile {f}/conf/server.pem\n  SSLCertificateKeyFile {f}/conf/server.key\n\
+             SSLVerifyClient require\n  SSLVerifyDepth 5\n  SSLCACertificatePath {f}/conf/cas\n\
+             SSLCARevocationPath {f}/conf/crls\n  SSLCARevocationCheck chain\n  SSLOptions +StdEnvVars\n\
+             </VirtualHost>\n",
+            docs = docs(files)
+        )
+    };
+    let p = pair(prepare, site, &[]);
+    let ours = compare(&p, "/env.cgi", &who_clients(&p.ssl));
+    assert!(served(&ours["alice TLS 1.3"]) && served(&ours["carol TLS 1.2"]), "{ours:?}");
+    for refused in ["anonymous TLS 1.3", "bob TLS 1.3", "mallory TLS 1.2", "eve TLS 1.3"] {
+        assert_eq!(ours[refused], Seen::Refused, "{refused}");
+    }
+    let files = p.ssl.root.display();
+    for want in [format!("TLSClientCA {files}/conf/cas\n"), format!("TLSClientCRL {files}/conf/crls\n")] {
+        assert_eq!(p.converted.matches(&want).count(), 1, "{want}:\n{}", p.converted);
+    }
+    p.tls.assert_no_crash();
 }

@@ -60,20 +60,100 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError
     Ok(chain)
 }
 
-/// Reads trust anchors (a PEM bundle) for verifying peers.
+fn holds(data: &[u8], marker: &[u8]) -> bool {
+    data.windows(marker.len()).any(|w| w == marker)
+}
+
+/// Whether a file name is one of OpenSSL's hash links (`c_rehash`, `openssl rehash`): eight hex
+/// digits, a dot, and a number (`5d30f3c5.0`), or for CRLs `r` and a number (`5d30f3c5.r0`).
+fn is_hash_name(name: &str, crl: bool) -> bool {
+    let Some((hash, n)) = name.split_once('.') else { return false };
+    let n = if crl { n.strip_prefix('r') } else { Some(n) };
+    hash.len() == 8
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && n.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The files of a directory of certificates (`crl`: of CRLs) as OpenSSL's hashed directories
+/// and bundles of files have them: `.pem` and `.crt` (`.pem` and `.crl`) files and hash links,
+/// each file once however many names lead to it (by device and inode: a hash link and its
+/// target are one file), in name order.
+fn dir_files(dir: &Path, crl: bool) -> Result<Vec<std::path::PathBuf>, ConfError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(format!("cannot read the directory {}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let ext = p.extension().map(|x| x.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+            is_hash_name(&name, crl) || ext == "pem" || ext == if crl { "crl" } else { "crt" }
+        })
+        .collect();
+    names.sort();
+    let mut seen = Vec::new();
+    let mut files = Vec::new();
+    for p in names {
+        // A dangling link or a subdirectory is no file of the set.
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        if meta.is_file() && !seen.contains(&(meta.dev(), meta.ino())) {
+            seen.push((meta.dev(), meta.ino()));
+            files.push(p);
+        }
+    }
+    Ok(files)
+}
+
+/// Reads trust anchors for verifying peers: a PEM bundle, or a directory of them (a hashed
+/// directory as `SSLCACertificatePath` names one: each file once; files of the directory that
+/// hold no certificate, such as CRLs beside them, are passed over).
 pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, ConfError> {
-    let chain = load_chain(path)?;
+    let files = if path.is_dir() { dir_files(path, false)? } else { vec![path.to_path_buf()] };
     let mut roots = rustls::RootCertStore::empty();
-    for (i, cert) in chain.into_iter().enumerate() {
-        roots.add(cert).map_err(|e| {
-            key_material(format!("certificate #{} in {} cannot be a trust anchor ({e})", i + 1, path.display()))
-        })?;
+    for file in &files {
+        if path.is_dir() && !holds(&read_file(file, "certificate")?, b"BEGIN CERTIFICATE") {
+            continue;
+        }
+        for (i, cert) in load_chain(file)?.into_iter().enumerate() {
+            roots.add(cert).map_err(|e| {
+                key_material(format!("certificate #{} in {} cannot be a trust anchor ({e})", i + 1, file.display()))
+            })?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(unreadable(format!(
+            "the directory {} holds no certificate (in .pem or .crt files, or hash links such as 5d30f3c5.0)",
+            path.display()
+        )));
     }
     Ok(roots)
 }
 
-/// Reads certificate revocation lists, PEM (one or more) or DER.
+/// Reads certificate revocation lists, PEM (one or more) or DER, from a file or a directory of
+/// them (a hashed directory as `SSLCARevocationPath` names one: each file once; `.pem` files
+/// that hold no CRL, such as certificates beside them, are passed over).
 pub fn load_crls(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, ConfError> {
+    if !path.is_dir() {
+        return load_crl_file(path);
+    }
+    let mut crls = Vec::new();
+    for file in dir_files(path, true)? {
+        let pem_without_crl = file.extension().is_some_and(|x| x.eq_ignore_ascii_case("pem"))
+            && !holds(&read_file(&file, "CRL")?, b"X509 CRL");
+        if !pem_without_crl {
+            crls.extend(load_crl_file(&file)?);
+        }
+    }
+    if crls.is_empty() {
+        return Err(unreadable(format!(
+            "the directory {} holds no CRL (in .crl or .pem files, or hash links such as 5d30f3c5.r0)",
+            path.display()
+        )));
+    }
+    Ok(crls)
+}
+
+fn load_crl_file(path: &Path) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, ConfError> {
     use rustls_pki_types::CertificateRevocationListDer as Crl;
     let data = read_file(path, "CRL")?;
     let crls: Vec<Crl<'static>> = if data.windows(10).any(|w| w == b"-----BEGIN") {
@@ -217,6 +297,26 @@ pub(crate) mod tests {
 
     fn spec(cert: &Path, key: Option<&Path>) -> CertSpec {
         CertSpec { cert_file: cert.into(), key_file: key.map(Into::into), origin: Origin { file: "t".into(), line: 1 } }
+    }
+
+    #[test]
+    fn hashed_directories_give_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["other.test".into()]).unwrap();
+        write(dir.path(), "ca.pem", ca.cert.pem().as_bytes());
+        write(dir.path(), "other.crt", other.cert.pem().as_bytes());
+        std::os::unix::fs::symlink("ca.pem", dir.path().join("0a1b2c3d.0")).unwrap();
+        std::os::unix::fs::symlink("ca.pem", dir.path().join("0a1b2c3d.1")).unwrap();
+        std::os::unix::fs::symlink("gone.pem", dir.path().join("deadbeef.0")).unwrap();
+        write(dir.path(), "notes.txt", b"not read");
+        assert_eq!(load_roots(dir.path()).unwrap().roots.len(), 2);
+        assert!(is_hash_name("5d30f3c5.r12", true) && !is_hash_name("5d30f3c5.0", true));
+        assert!(!is_hash_name("5d30f3c.0", false) && !is_hash_name("5d30f3cz.0", false));
+        let empty = tempfile::tempdir().unwrap();
+        let e = load_roots(empty.path()).unwrap_err().to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        assert!(load_crls(empty.path()).unwrap_err().to_string().contains("holds no CRL"));
     }
 
     #[test]

@@ -757,44 +757,13 @@ impl rustls::client::ResolvesClientCert for FirstAcceptedMachineCert {
     }
 }
 
-/// Trust anchors for backends: `TLSProxyCA` (a PEM bundle or a directory of PEM files), else the
-/// Mozilla set from webpki-roots.
+/// Trust anchors for backends: `TLSProxyCA` (a PEM bundle or a directory of them, hash links
+/// included, each file once), else the Mozilla set from webpki-roots.
 fn proxy_roots(conf: &ProxyConf) -> Result<rustls::RootCertStore, BuildError> {
     let Some(Located { value: ProxyCa::Path(ca_path), origin }) = &conf.ca else {
         return Ok(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
     };
-    let ca = Located { value: ca_path.clone(), origin: origin.clone() };
-    let err = |e: ConfError| e.within("TLSProxyCA").at(&ca.origin);
-    if ca.value.is_dir() {
-        let mut roots = rustls::RootCertStore::empty();
-        let mut entries: Vec<_> = std::fs::read_dir(&ca.value)
-            .map_err(|e| {
-                err(ConfError::new(
-                    ErrorKind::Unreadable,
-                    format!("cannot read the directory {}: {e}", ca.value.display()),
-                ))
-            })?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
-            .collect();
-        entries.sort();
-        for file in entries {
-            for cert in certs::load_chain(&file).map_err(err)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| err(ConfError::new(ErrorKind::KeyMaterial, format!("{}: {e}", file.display()))))?;
-            }
-        }
-        if roots.is_empty() {
-            return Err(err(ConfError::new(
-                ErrorKind::Unreadable,
-                format!("{} holds no .pem or .crt certificate", ca.value.display()),
-            )));
-        }
-        return Ok(roots);
-    }
-    certs::load_roots(&ca.value).map_err(err)
+    certs::load_roots(ca_path).map_err(|e| e.within("TLSProxyCA").at(origin))
 }
 
 /// Builds the client configs for one proxy scope (TLSProxy* settings) with its trust anchors and

@@ -893,11 +893,22 @@ impl Converter<'_> {
             self.set(i, vec![format!("TLSClientCA {}", quote(&f))]);
         }
         for i in self.own(s, "SSLCACertificatePath") {
-            self.drop_line(
+            let dir = self.args_of(i).first().cloned().unwrap_or_default();
+            self.set(i, vec![format!("TLSClientCA {}", quote(&dir))]);
+            self.find(
                 i,
+                Fate::Note,
+                "TLSClientCA reads the directory's hash links and .pem/.crt files, each file once",
+            );
+        }
+        let cas: Vec<usize> =
+            self.own(s, "SSLCACertificateFile").into_iter().chain(self.own(s, "SSLCACertificatePath")).collect();
+        if cas.len() > 1 {
+            self.find(
+                cas[1],
                 Fate::Differs,
-                "TLSClientCA takes one file: concatenate the directory's certificates (cat DIR/*.pem > cas.pem) \
-                 and write TLSClientCA cas.pem",
+                "mod_tls takes one TLSClientCA (a file or a directory) and uses the last: mod_ssl trusted the CAs of \
+                 SSLCACertificateFile and SSLCACertificatePath together: put the file's certificates into the directory",
             );
         }
         for i in self.own(s, "SSLCARevocationFile") {
@@ -906,28 +917,12 @@ impl Converter<'_> {
         }
         for i in self.own(s, "SSLCARevocationPath") {
             let dir = self.args_of(i).first().cloned().unwrap_or_default();
-            let mut files: Vec<String> = std::fs::read_dir(self.opts.paths.resolve(&dir))
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| e.path())
-                        .filter(|p| {
-                            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                            n.ends_with(".crl")
-                                || n.ends_with(".pem")
-                                || n.split_once(".r")
-                                    .is_some_and(|(h, d)| h.len() == 8 && d.chars().all(|c| c.is_ascii_digit()))
-                        })
-                        .map(|p| p.display().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-            if files.is_empty() {
-                self.drop_line(i, Fate::Differs, &format!("no CRL files found in {dir}: name each with TLSClientCRL"));
-            } else {
-                self.set(i, files.iter().map(|f| format!("TLSClientCRL {}", quote(f))).collect());
-                self.find(i, Fate::Note, format!("each CRL file of {dir} named on its own TLSClientCRL line"));
-            }
+            self.set(i, vec![format!("TLSClientCRL {}", quote(&dir))]);
+            self.find(
+                i,
+                Fate::Note,
+                "TLSClientCRL reads the directory's hash links and .crl/.pem files, each file once",
+            );
         }
         // Revocation as merged: the CRLs a scope has (its own, else the main server's) and the
         // check in effect there. mod_tls checks wherever TLSClientCRL applies.
@@ -1237,7 +1232,7 @@ impl Converter<'_> {
                 "sslproxycacertificatefile" => self.set(i, vec![format!("TLSProxyCA {joined}")]),
                 "sslproxycacertificatepath" => {
                     self.set(i, vec![format!("TLSProxyCA {joined}")]);
-                    self.find(i, Fate::Note, "TLSProxyCA reads the directory's .pem and .crt files (not hash links)");
+                    self.find(i, Fate::Note, "TLSProxyCA reads the directory's hash links and .pem/.crt files, each file once");
                 }
                 "sslproxymachinecertificatefile" => {
                     self.set(i, vec![format!("TLSProxyMachineCertificate {joined}")]);
