@@ -1222,3 +1222,61 @@ fn hashed_ca_and_crl_directories() {
     }
     p.tls.assert_no_crash();
 }
+
+/// Whether `openssl s_client` with `args` completes a handshake with `port`.
+fn s_client_connects(port: u16, args: &[&str]) -> bool {
+    let o = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    o.status.success() && out.contains("Cipher is ") && !out.contains("Cipher is (NONE)")
+}
+
+/// What clients reached under mod_ssl and cannot under the conversion is reported, with the
+/// right reason: OpenSSL's default suites and groups where the source names none, and TLS 1.0
+/// allowed by the cipher list's @SECLEVEL=0 (not "OpenSSL's default level refuses it").
+#[test]
+fn lost_tls_reach_is_reported_with_its_reason() {
+    let site = |extra: &'static str| {
+        move |_files: &Path, own: &Path, port: u16| {
+            let _ = own;
+            format!(
+                "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+                 <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+                 SSLCertificateFile conf/server.pem\n  SSLCertificateKeyFile conf/server.key\n{extra}</VirtualHost>\n"
+            )
+        }
+    };
+    let ca = |p: &Pair| p.ssl.path("conf/ca.pem").display().to_string();
+    // No SSLCipherSuite: OpenSSL's DEFAULT list and groups applied.
+    let p = pair(|_| {}, site(""), &[]);
+    let cbc = ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"];
+    let p521 = ["-tls1_3", "-groups", "secp521r1"];
+    for probe in [&cbc[..], &p521[..]] {
+        let mut args = probe.to_vec();
+        let ca = ca(&p);
+        args.extend(["-CAfile", &ca]);
+        assert!(s_client_connects(p.ssl.tls_port, &args), "mod_ssl served {probe:?}");
+        assert!(!s_client_connects(p.tls.tls_port, &args), "the converted mod_tls served {probe:?}");
+    }
+    for want in ["of OpenSSL's default", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "secp521r1", "lose access"] {
+        assert!(p.report.contains(want), "report lacks {want}:\n{}", p.report);
+    }
+    // @SECLEVEL=0 let mod_ssl speak TLS 1.0.
+    let p = pair(|_| {}, site("  SSLProtocol all\n  SSLCipherSuite ECDHE+AESGCM:ECDHE+AES:@SECLEVEL=0\n"), &[]);
+    let ca = ca(&p);
+    let tls10 = ["-tls1", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0", "-CAfile", &ca];
+    assert!(s_client_connects(p.ssl.tls_port, &tls10), "mod_ssl served TLS 1.0");
+    assert!(!s_client_connects(p.tls.tls_port, &tls10));
+    let want = format!(
+        "{}:{}: SSLProtocol: not carried over: TLSv1, TLSv1.1 were offered (the cipher list's @SECLEVEL=0",
+        p.original.display(),
+        line_of(&p.original, "SSLProtocol")
+    );
+    assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+    assert!(!p.report.contains("default security level"), "{}", p.report);
+    p.tls.assert_no_crash();
+}

@@ -35,6 +35,54 @@ pub struct Selection {
     pub suites: Vec<String>,
     /// How many selected suites rustls lacks (CBC, DHE, CCM, ARIA, …).
     pub unavailable: usize,
+    /// Their IANA names, in OpenSSL's order.
+    pub lacking: Vec<String>,
+}
+
+impl Selection {
+    /// rustls's own suites of one version (what is kept when an expression cannot be read).
+    pub fn rustls(tls13: bool) -> Selection {
+        Selection { suites: rustls_suites(tls13), ..Default::default() }
+    }
+}
+
+/// OpenSSL 3's default key exchange groups (TLS 1.3, and ECDHE/DHE in TLS 1.2), for a server
+/// without `SSLOpenSSLConfCmd Groups`.
+pub const OPENSSL_DEFAULT_GROUPS: &[&str] = &[
+    "x25519",
+    "secp256r1",
+    "x448",
+    "secp521r1",
+    "secp384r1",
+    "ffdhe2048",
+    "ffdhe3072",
+    "ffdhe4096",
+    "ffdhe6144",
+    "ffdhe8192",
+];
+
+/// The key exchange groups rustls offers, lower case (`x25519mlkem768`, `x25519`, `secp256r1`, …).
+pub fn rustls_groups() -> Vec<String> {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .kx_groups
+        .iter()
+        .map(|g| format!("{:?}", g.name()).to_ascii_lowercase())
+        .collect()
+}
+
+/// Of OpenSSL group names (`P-521`, `secp521r1`, `X448`, …), those rustls lacks.
+pub fn groups_lacking<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let ours = rustls_groups();
+    names
+        .into_iter()
+        .map(|n| match n.to_ascii_lowercase().as_str() {
+            "p-256" | "prime256v1" => "secp256r1".to_string(),
+            "p-384" => "secp384r1".to_string(),
+            "p-521" => "secp521r1".to_string(),
+            other => other.to_string(),
+        })
+        .filter(|n| !n.is_empty() && !ours.contains(n))
+        .collect()
 }
 
 /// Expands a TLS ≤ 1.2 expression; Err with OpenSSL's complaint (or that openssl is missing).
@@ -42,7 +90,9 @@ pub fn expand_tls12(expr: &str) -> Result<Selection, String> {
     once((false, Some(expr.to_string())), || {
         // `--` ends openssl's options: a list such as `-provider=/x.so` must be read as a list (and
         // found invalid), never as an option that makes openssl load and run a library.
-        let names = openssl(&["ciphers", "-stdname", "-tls1_2", "-ciphersuites", "", "--", expr])?;
+        // `-s`: the suites a server offers, as its security level (`@SECLEVEL`) and the absence of
+        // PSK and SRP set-ups leave them, not every name the expression matches.
+        let names = openssl(&["ciphers", "-s", "-stdname", "-tls1_2", "-ciphersuites", "", "--", expr])?;
         Ok(select(&names, false))
     })
 }
@@ -86,6 +136,7 @@ fn select(names: &[String], tls13: bool) -> Selection {
             }
         } else {
             sel.unavailable += 1;
+            sel.lacking.push(n.clone());
         }
     }
     sel
@@ -117,6 +168,12 @@ fn openssl(args: &[&str]) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_rustls_lacks_are_named() {
+        assert_eq!(groups_lacking(OPENSSL_DEFAULT_GROUPS.iter().copied())[..2], ["x448", "secp521r1"]);
+        assert_eq!(groups_lacking(["X25519", "P-256", "P-521"]), ["secp521r1"]);
+    }
 
     #[test]
     fn rustls_has_three_tls13_and_six_tls12_suites() {

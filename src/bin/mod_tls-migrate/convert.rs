@@ -198,6 +198,7 @@ pub fn convert(lines: &[Line], opts: &Options) -> Result<Conversion, String> {
         c.one_by_one(s);
     }
     c.engines();
+    c.default_reach();
     c.findings.sort_by(|a, b| (&a.origin.file, a.origin.line).cmp(&(&b.origin.file, b.origin.line)));
     let text = c.render();
     Ok(Conversion { text, findings: c.findings, ssl_directives, written: c.written })
@@ -269,11 +270,23 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         None => ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"].into_iter().collect(),
     };
     let old: Vec<&str> = versions.iter().copied().filter(|v| !matches!(*v, "TLSv1.2" | "TLSv1.3")).collect();
-    if proto.is_some() && !old.is_empty() {
+    // OpenSSL 3 allows TLS 1.0 and 1.1 (and SHA-1 signatures) at security level 0 only: a list
+    // that sets it made mod_ssl offer them.
+    let seclevel0 = tls12.is_some_and(|l| l.to_ascii_uppercase().contains("@SECLEVEL=0"));
+    if seclevel0 && !old.is_empty() && versions.contains("TLSv1.2") {
+        let lost = format!(
+            "{} were offered (the cipher list's @SECLEVEL=0 lets OpenSSL use them): rustls has no TLS below 1.2, \
+             so clients without TLS 1.2 lose access",
+            old.join(", ")
+        );
+        // Filed at the protocol line, else at the cipher line that set the level.
+        if proto.is_some() { &mut notes } else { &mut suite_notes }.push((Fate::Differs, lost));
+    } else if proto.is_some() && !old.is_empty() {
         notes.push((
             Fate::Note,
             format!(
-                "{} not offered: rustls has no TLS below 1.2 (OpenSSL's default security level refuses them too)",
+                "{} not offered: rustls has no TLS below 1.2 (nor does OpenSSL at its default security level, \
+                 which the cipher list does not lower)",
                 old.join(", ")
             ),
         ));
@@ -283,7 +296,7 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         Err(e) => {
             suite_notes
                 .push((Fate::Differs, format!("cipher list '{}': {e}; rustls's suites kept", tls12.unwrap_or(""))));
-            ciphers::Selection { suites: ciphers::rustls_suites(false), unavailable: 0 }
+            ciphers::Selection::rustls(false)
         }
     };
     let sel13 = match ciphers::expand_tls13(tls13) {
@@ -291,7 +304,7 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         Err(e) => {
             suite_notes
                 .push((Fate::Differs, format!("TLS 1.3 list '{}': {e}; rustls's suites kept", tls13.unwrap_or(""))));
-            ciphers::Selection { suites: ciphers::rustls_suites(true), unavailable: 0 }
+            ciphers::Selection::rustls(true)
         }
     };
     let has12 = versions.contains("TLSv1.2");
@@ -317,14 +330,7 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         None
     };
     if tls12.is_some() && sel12.unavailable > 0 {
-        suite_notes.push((
-            Fate::Note,
-            format!(
-                "{} of the list's suites are not in rustls (it has ECDHE with AES-GCM or ChaCha20-Poly1305 \
-                 only): left out",
-                sel12.unavailable
-            ),
-        ));
+        suite_notes.push((Fate::Note, lacking_note(&sel12, "the list's")));
     }
     let mut suppress = Vec::new();
     let tls12_on = floor == Some("v1.2+");
@@ -344,6 +350,20 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         }
     }
     SuitePlan { floor, prefer, suppress, notes, suite_notes }
+}
+
+/// What a list's TLS 1.2 suites that rustls lacks cost: clients offering only those lose access.
+fn lacking_note(sel: &ciphers::Selection, whose: &str) -> String {
+    const LISTED: usize = 30;
+    let some: Vec<&str> = sel.lacking.iter().take(LISTED).map(String::as_str).collect();
+    let more = sel.lacking.len().saturating_sub(LISTED);
+    format!(
+        "{} of {whose} TLS 1.2 suites are not in rustls (it has ECDHE with AES-GCM or ChaCha20-Poly1305 only): \
+         left out, so clients that offer only those lose access: {}{}",
+        sel.unavailable,
+        some.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    )
 }
 
 /// `SSLOptions` words into `TLSOptions` words: (kept, dropped).
@@ -1209,6 +1229,21 @@ impl Converter<'_> {
                     Fate::Differs,
                     "the acceptable issuers sent to clients are the TLSClientCA certificates' names",
                 ),
+                "sslopensslconfcmd"
+                    if matches!(first.as_str(), "groups" | "curves") && args.len() > 1 =>
+                {
+                    let lacking = ciphers::groups_lacking(args[1].split(':'));
+                    let lost = if lacking.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {} were offered and are not now, so clients that offer only those lose access", lacking.join(", "))
+                    };
+                    let why = format!(
+                        "OpenSSL's own setting: rustls offers its own key exchange groups ({}){lost}",
+                        ciphers::rustls_groups().join(", ")
+                    );
+                    self.drop_line(i, Fate::Differs, &why)
+                }
                 "sslopensslconfcmd" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting: rustls has no such knob"),
                 "sslcryptodevice" if first == "builtin" => self.drop_line(i, Fate::Same, "OpenSSL's default engine"),
                 "sslfips" | "sslcryptodevice" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting"),
@@ -1268,6 +1303,51 @@ impl Converter<'_> {
                 }
                 _ => self.drop_line(i, Fate::Differs, "mod_tls has no twin for it"),
             }
+        }
+    }
+
+    /// What OpenSSL's defaults gave clients that rustls does not, filed once at the first vhost
+    /// that takes TLS: the default cipher list where no SSLCipherSuite applies, and the default
+    /// key exchange groups where no `SSLOpenSSLConfCmd Groups`/`Curves` sets them.
+    fn default_reach(&mut self) {
+        let tls_scopes: Vec<usize> = self.engines.iter().map(|&(_, at)| at).collect();
+        let is12 = |a: &[String]| !cipher_args(a).0;
+        let scope_of = |c: &Self, line: usize| {
+            (0..c.tree.scopes.len()).rev().find(|&s| c.tree.scopes[s].open.is_some_and(|o| o <= line)).unwrap_or(0)
+        };
+        let mut defaulted = None;
+        for &at in &tls_scopes {
+            let s = if self.line(at).directive().is_some() { 0 } else { scope_of(self, at) };
+            if self.effective(s, "SSLCipherSuite", is12).is_none() {
+                defaulted = Some(at);
+                break;
+            }
+        }
+        if let Some(at) = defaulted
+            && let Ok(sel) = ciphers::expand_tls12("DEFAULT")
+            && sel.unavailable > 0
+        {
+            let note = lacking_note(&sel, "OpenSSL's default (no SSLCipherSuite applies here)");
+            self.find(at, Fate::Note, note);
+        }
+        let sets_groups = self.lines.iter().any(|l| {
+            l.directive().is_some_and(|(n, a)| {
+                n.eq_ignore_ascii_case("sslopensslconfcmd")
+                    && a.first().is_some_and(|k| k.eq_ignore_ascii_case("groups") || k.eq_ignore_ascii_case("curves"))
+            })
+        });
+        let lacking = ciphers::groups_lacking(ciphers::OPENSSL_DEFAULT_GROUPS.iter().copied());
+        if let (Some(&at), false, false) = (tls_scopes.first(), sets_groups, lacking.is_empty()) {
+            self.find(
+                at,
+                Fate::Note,
+                format!(
+                    "OpenSSL's default key exchange groups {} are not in rustls (it has {}): clients that offer \
+                     only those lose access",
+                    lacking.join(", "),
+                    ciphers::rustls_groups().join(", ")
+                ),
+            );
         }
     }
 
