@@ -1280,3 +1280,83 @@ fn lost_tls_reach_is_reported_with_its_reason() {
     assert!(!p.report.contains("default security level"), "{}", p.report);
     p.tls.assert_no_crash();
 }
+
+/// SSLSessionCacheTimeout carries over: a session resumes at once under both servers, and
+/// after the timeout under neither.
+#[test]
+fn the_session_cache_timeout_carries_over() {
+    let site = |files: &Path, own: &Path, port: u16| {
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+             SSLSessionCache shmcb:{}/run/scache(512000)\nSSLSessionCacheTimeout 3\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+             SSLCertificateFile {f}/conf/server.pem\n  SSLCertificateKeyFile {f}/conf/server.key\n</VirtualHost>\n",
+            own.display(),
+            f = files.display()
+        )
+    };
+    let p = pair(|_| {}, site, &[]);
+    assert!(p.converted.contains("TLSSessionCacheTimeout 3\n"), "{}", p.converted);
+    // Each server and version with a client (its own session store): a full handshake, a
+    // resumption at once, and after the timeout a full handshake again.
+    let clients: Vec<(String, u16, Arc<rustls::ClientConfig>)> = [TLS13, TLS12]
+        .into_iter()
+        .flat_map(|v| [("mod_ssl", p.ssl.tls_port), ("mod_tls", p.tls.tls_port)].map(|(n, port)| (n, port, v)))
+        .map(|(n, port, v)| (format!("{n} {v:?}"), port, p.ssl.pki.client_config(v)))
+        .collect();
+    let resumed = |port: u16, cfg: &Arc<rustls::ClientConfig>| {
+        let mut s = tls_connect(port, "localhost", cfg.clone());
+        assert_eq!(get_on(&mut s, "/", "localhost").status, 200);
+        s.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    };
+    for (label, port, cfg) in &clients {
+        assert!(!resumed(*port, cfg), "{label}: first connection");
+        assert!(resumed(*port, cfg), "{label}: resumed at once");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    for (label, port, cfg) in &clients {
+        assert!(!resumed(*port, cfg), "{label}: resumed after the timeout\n{}", p.converted);
+    }
+    p.tls.assert_no_crash();
+}
+
+/// SSLProxyCheckPeerExpire off is reported with what it is about (validity, not the name): an
+/// expired backend certificate passed mod_ssl and is refused by the conversion.
+#[test]
+fn proxy_check_peer_expire_is_reported_as_itself() {
+    let mut b = Httpd::new();
+    let (cert, key) = b.pki.issue_expired(&["localhost"]);
+    b.write("conf/expired.pem", cert);
+    b.write("conf/expired.key", key);
+    b.tls_vhost = Some(b.localhost_vhost("  TLSCertificate conf/expired.pem conf/expired.key"));
+    b.start();
+    let (bport, bca) = (b.tls_port, b.pki.ca_pem.clone());
+    let prepare = move |h: &Httpd| {
+        h.write("conf/backend-ca.pem", &bca);
+    };
+    let site = move |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nLoadModule proxy_module {MODDIR}/mod_proxy.so\n\
+             LoadModule proxy_http_module {MODDIR}/mod_proxy_http.so\nListen 127.0.0.1:{port}\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+             SSLCertificateFile {f}/conf/server.pem\n  SSLCertificateKeyFile {f}/conf/server.key\n\
+             SSLProxyEngine on\n  SSLProxyVerify none\n  SSLProxyCACertificateFile {f}/conf/backend-ca.pem\n\
+             SSLProxyCheckPeerExpire off\n  ProxyPass /b/ https://localhost:{bport}/\n</VirtualHost>\n"
+        )
+    };
+    let p = pair(prepare, site, &[]);
+    let client = p.ssl.pki.client_config(TLS13);
+    let get =
+        |port: u16| get_on(&mut tls_connect(port, "localhost", client.clone()), "/b/index.html", "localhost").status;
+    assert_eq!(get(p.ssl.tls_port), 200, "mod_ssl does not check the backend's validity period");
+    assert_eq!(get(p.tls.tls_port), 500, "mod_tls does");
+    let want = format!(
+        "{}:{}: SSLProxyCheckPeerExpire: not carried over: always on in mod_tls: a backend certificate past its \
+         validity period",
+        p.original.display(),
+        line_of(&p.original, "SSLProxyCheckPeerExpire")
+    );
+    assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+    assert!(!p.report.contains("SSLProxyCheckPeerExpire: not carried over: always on in mod_tls: the backend's"));
+}

@@ -1147,11 +1147,25 @@ impl Converter<'_> {
                     };
                     self.set(i, vec![format!("TLSSessionCache {spec}")]);
                 }
-                "sslsessioncachetimeout" => self.drop_line(
-                    i,
-                    Fate::Note,
-                    "no timeout to set: sessions live 24 hours in the cache (evicted earlier when it is full)",
-                ),
+                "sslsessioncachetimeout" => match first.parse::<u64>() {
+                    Ok(n @ 1..=604_800) => {
+                        self.set(i, vec![format!("TLSSessionCacheTimeout {n}")]);
+                        self.find(
+                            i,
+                            Fate::Note,
+                            "TLSSessionCacheTimeout counts from the full handshake: resumptions do not extend it",
+                        );
+                    }
+                    Ok(n) if n > 604_800 => {
+                        self.set(i, vec!["TLSSessionCacheTimeout 604800".to_string()]);
+                        self.find(i, Fate::Differs, format!("{n} seconds: TLS 1.3 sessions live 7 days at most"));
+                    }
+                    _ => self.drop_line(
+                        i,
+                        Fate::Differs,
+                        "not a number of seconds from 1 up: mod_tls's default of 300 seconds applies",
+                    ),
+                },
                 "sslsessiontickets" => {
                     let why = "TLS 1.3 tickets are stateful entries in the session cache: no ticket keys to share or leak";
                     self.drop_line(i, Fate::Same, why)
@@ -1287,7 +1301,13 @@ impl Converter<'_> {
                 "sslproxyverify" | "sslproxyverifydepth" => {
                     self.drop_line(i, Fate::Same, "backend certificates are always verified, up to a trusted root")
                 }
-                "sslproxycheckpeername" | "sslproxycheckpeercn" | "sslproxycheckpeerexpire" if first == "off" => self.drop_line(
+                "sslproxycheckpeerexpire" if first == "off" => self.drop_line(
+                    i,
+                    Fate::Differs,
+                    "always on in mod_tls: a backend certificate past its validity period (expired or not yet \
+                     valid) is refused",
+                ),
+                "sslproxycheckpeername" | "sslproxycheckpeercn" if first == "off" => self.drop_line(
                     i,
                     Fate::Differs,
                     "always on in mod_tls: the backend's certificate must be valid for the name mod_proxy connects to",
