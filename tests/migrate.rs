@@ -651,10 +651,7 @@ fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
             at(&vhost, "SSLCACertificatePath")
         ),
         format!("{v}:{}: SSLOptions: not carried over: SSLOptions +FakeBasicAuth", at(&vhost, "SSLOptions")),
-        format!(
-            "{v}:{}: SSLUseStapling: not carried over: OCSP stapling comes from mod_md",
-            at(&vhost, "SSLUseStapling")
-        ),
+        format!("{v}:{}: SSLUseStapling: note: OCSP stapling comes from mod_md", at(&vhost, "SSLUseStapling")),
         format!("{v}:{}: SSLVerifyClient: not carried over: per-directory", at(&vhost, "SSLVerifyClient")),
         format!("{v}:{}: SSLRequireSSL: note: an access restriction: Require ssl", at(&vhost, "SSLRequireSSL")),
         format!("{v}:{}: section: not carried over: this vhost has no SSLEngine on", at(&vhost, "plain.localhost") - 1),
@@ -1359,4 +1356,38 @@ fn proxy_check_peer_expire_is_reported_as_itself() {
     );
     assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
     assert!(!p.report.contains("SSLProxyCheckPeerExpire: not carried over: always on in mod_tls: the backend's"));
+}
+
+#[path = "migrate_support/ocsp.rs"]
+mod ocsp;
+
+/// SSLUseStapling carries over to mod_md's stapling (MDStapling, MDStapleOthers): the converted
+/// site staples a good OCSP response from the certificate's responder, as mod_ssl did.
+#[test]
+fn stapling_carries_over_to_mod_md() {
+    let responder = std::sync::Mutex::new(None);
+    let prepare = |h: &Httpd| {
+        *responder.lock().unwrap() = Some(ocsp::pki_with_responder(&h.path("ocsp")));
+    };
+    let site = |files: &Path, own: &Path, port: u16| {
+        let f = files.display();
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+             SSLStaplingCache shmcb:{}/run/ocsp(128000)\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+             SSLCertificateFile {f}/ocsp/chain.pem\n  SSLCertificateKeyFile {f}/ocsp/server.key\n\
+             SSLUseStapling on\n  SSLStaplingResponderTimeout 5\n</VirtualHost>\n",
+            own.display()
+        )
+    };
+    let p = pair(prepare, site, &[]);
+    let ca = p.ssl.path("ocsp/ca.pem");
+    let within = std::time::Duration::from_secs(40);
+    let (ssl, text) = ocsp::staples(p.ssl.tls_port, &ca, within);
+    assert!(ssl, "mod_ssl staples:\n{text}");
+    let (tls, text) = ocsp::staples(p.tls.tls_port, &ca, within);
+    assert!(tls, "the converted site staples:\n{text}\n{}\n{}", p.converted, p.tls.error_log());
+    assert!(p.converted.contains("MDStapling on"), "{}", p.converted);
+    assert!(p.report.contains("SSLUseStapling: note: OCSP stapling comes from mod_md"), "{}", p.report);
+    p.tls.assert_no_crash();
 }

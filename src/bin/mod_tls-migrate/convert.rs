@@ -570,6 +570,11 @@ impl Converter<'_> {
 
     /// `LoadModule ssl_module` and `<IfModule mod_ssl.c>`, and mod_ssl's mutexes.
     fn modules_and_sections(&mut self) {
+        let staples = self.lines.iter().any(|l| {
+            l.directive().is_some_and(|(n, a)| {
+                n.eq_ignore_ascii_case("sslusestapling") && a.first().is_some_and(|v| v.eq_ignore_ascii_case("on"))
+            })
+        });
         let loads_tls = self.lines.iter().any(|l| {
             l.directive().is_some_and(|(n, a)| {
                 n.eq_ignore_ascii_case("loadmodule") && a.first().is_some_and(|m| m == "tls_module")
@@ -580,11 +585,25 @@ impl Converter<'_> {
                 Kind::Directive { name, args }
                     if name.eq_ignore_ascii_case("loadmodule") && args.first().is_some_and(|m| m == "ssl_module") =>
                 {
-                    if loads_tls {
+                    let mut load = Vec::new();
+                    if !loads_tls {
+                        load.push(format!("LoadModule tls_module {}", quote(&self.opts.module_path)));
+                    }
+                    // Stapling comes from mod_md: load it from mod_ssl's directory, once.
+                    if staples {
+                        let ssl_so = args.get(1).cloned().unwrap_or_default();
+                        let md_so = match ssl_so.rsplit_once('/') {
+                            Some((dir, _)) => format!("{dir}/mod_md.so"),
+                            None => "mod_md.so".to_string(),
+                        };
+                        load.push("<IfModule !md_module>".to_string());
+                        load.push(format!("    LoadModule md_module {}", quote(&md_so)));
+                        load.push("</IfModule>".to_string());
+                    }
+                    if load.is_empty() {
                         self.set_comment(i, "mod_tls is loaded above");
                     } else {
-                        let path = quote(&self.opts.module_path);
-                        self.set(i, vec![format!("LoadModule tls_module {path}")]);
+                        self.set(i, load);
                     }
                 }
                 Kind::Directive { name, args } if name.eq_ignore_ascii_case("mutex") && args.len() >= 2 => {
@@ -1228,10 +1247,25 @@ impl Converter<'_> {
                     ),
                 },
                 "sslusestapling" if first == "off" => self.drop_line(i, Fate::Same, "mod_tls staples only through mod_md"),
-                n if n.starts_with("sslstapling") || n == "sslusestapling" => self.drop_line(
+                "sslusestapling" => {
+                    self.set(i, vec!["MDStapling on".to_string()]);
+                    self.find(
+                        i,
+                        Fate::Note,
+                        "OCSP stapling comes from mod_md: MDStapling on (its MDStapleOthers, on by default, staples \
+                         certificates it does not manage); mod_md must be loaded (Debian: a2enmod md; a LoadModule \
+                         is written where mod_ssl was loaded)",
+                    );
+                }
+                "sslstaplingforceurl" => self.drop_line(
                     i,
                     Fate::Differs,
-                    "OCSP stapling comes from mod_md: MDStapling on (with MDStapleOthers on for certificates it does not manage)",
+                    "mod_md asks the OCSP responder the certificate names (its Authority Information Access)",
+                ),
+                n if n.starts_with("sslstapling") => self.drop_line(
+                    i,
+                    Fate::Same,
+                    "mod_md fetches, keeps (MDStoreDir) and renews OCSP responses itself (MDStapling* directives)",
                 ),
                 n if n.starts_with("sslocsp") => self.drop_line(
                     i,

@@ -1,0 +1,81 @@
+//! An OCSP responder (`openssl ocsp`) on loopback and a certificate that names it, for the
+//! stapling tests of mod_tls-migrate.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{free_port, output_text};
+
+/// The running responder, killed when dropped.
+pub struct Responder(Child);
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// In `dir`: `ca.pem`, `server.key` and `chain.pem` (a localhost certificate whose Authority
+/// Information Access names the responder, then the CA), with the responder running.
+pub fn pki_with_responder(dir: &Path) -> Responder {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let script = format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+         -days 5 -subj '/CN=OCSP Test CA' -addext basicConstraints=critical,CA:TRUE \
+         -addext keyUsage=keyCertSign,cRLSign,digitalSignature 2>/dev/null && \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+         -subj /CN=localhost 2>/dev/null && \
+         printf 'subjectAltName=DNS:localhost\\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:{port}/\\n' > ext.cnf && \
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 0x1001 -days 4 -extfile ext.cnf \
+         -out server.pem 2>/dev/null && cat server.pem ca.pem > chain.pem && \
+         printf 'V\\t%s\\t\\t1001\\tunknown\\t/CN=localhost\\n' $(date -u -d '+4 days' +%y%m%d%H%M%SZ) > index.txt"
+    );
+    let o = Command::new("sh").arg("-c").arg(&script).current_dir(dir).output().unwrap();
+    assert!(o.status.success(), "{script}: {}", output_text(&o));
+    let responder = Responder(
+        Command::new("openssl")
+            .args(["ocsp", "-index", "index.txt", "-port", &port.to_string(), "-rsigner", "ca.pem"])
+            .args(["-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Waits until it listens without connecting: it serves one connection at a time and would
+    // wait for ever on an empty probe.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().unwrap();
+        if !o.stdout.is_empty() {
+            return responder;
+        }
+        assert!(Instant::now() < deadline, "the OCSP responder did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the server on `port` staples a good OCSP response, asked until `within` passes.
+pub fn staples(port: u16, ca: &Path, within: Duration) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let o = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-status"])
+            .arg("-CAfile")
+            .arg(ca)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = output_text(&o);
+        if text.contains("OCSP Response Status: successful") && text.contains("Cert Status: good") {
+            return (true, text);
+        }
+        if Instant::now() > deadline {
+            return (false, text);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
