@@ -1391,3 +1391,43 @@ fn stapling_carries_over_to_mod_md() {
     assert!(p.report.contains("SSLUseStapling: note: OCSP stapling comes from mod_md"), "{}", p.report);
     p.tls.assert_no_crash();
 }
+
+/// SSLOCSPEnable checked client certificates at their CA's responder; without it and without
+/// CRLs a revoked certificate would pass, so the converted vhost is closed until edited. (Here
+/// the responder is unreachable: mod_ssl refuses every client certificate, fail-closed.)
+#[test]
+fn client_certificate_ocsp_without_crls_is_closed() {
+    let closed_port = free_port();
+    let site = move |files: &Path, _own: &Path, port: u16| {
+        let f = files.display();
+        format!(
+            "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\
+             SSLCertificateFile {f}/conf/server.pem\n  SSLCertificateKeyFile {f}/conf/server.key\n\
+             SSLVerifyClient require\n  SSLVerifyDepth 2\n  SSLCACertificateFile {f}/conf/client/clientca.pem\n\
+             SSLOCSPEnable leaf\n  SSLOCSPDefaultResponder http://127.0.0.1:{closed_port}/\n\
+             SSLOCSPOverrideResponder on\n</VirtualHost>\n"
+        )
+    };
+    let p = pair_via(
+        |h| ClientPki::new().install(h),
+        site,
+        |original| {
+            let (status, conf, report) = run_tool(original, &[], None);
+            assert_eq!(status, Some(EXIT_CLOSED), "{report}\n{conf}");
+            (conf, report)
+        },
+    );
+    for (label, cfg) in who_clients(&p.ssl) {
+        let a = status_of(p.ssl.tls_port, cfg.clone(), "/", "");
+        let b = status_of(p.tls.tls_port, cfg, "/", "");
+        assert_ne!(a, Some(200), "{label}: mod_ssl served");
+        assert!(b.is_none() || b == Some(403), "{label}: the converted vhost served {b:?}\n{}", p.converted);
+    }
+    let want = format!(
+        "{}:{}: SSLOCSPEnable: not carried over: client certificates are not checked by OCSP",
+        p.original.display(),
+        line_of(&p.original, "SSLOCSPEnable")
+    );
+    assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
+}

@@ -1267,6 +1267,19 @@ impl Converter<'_> {
                     Fate::Same,
                     "mod_md fetches, keeps (MDStoreDir) and renews OCSP responses itself (MDStapling* directives)",
                 ),
+                "sslocspenable"
+                    if first != "off"
+                        && self.effective(s, "SSLCARevocationFile", |_| true).is_none()
+                        && self.effective(s, "SSLCARevocationPath", |_| true).is_none() =>
+                {
+                    // Without it, and without CRLs, a client certificate revoked at its CA passes.
+                    self.close(
+                        i,
+                        "client certificates are not checked by OCSP, and no CRL applies here, so a revoked \
+                         certificate would be accepted: give the CAs' CRLs with TLSClientCRL (kept current), then \
+                         remove this block",
+                    )
+                }
                 n if n.starts_with("sslocsp") => self.drop_line(
                     i,
                     Fate::Differs,
