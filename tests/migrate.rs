@@ -1431,3 +1431,65 @@ fn client_certificate_ocsp_without_crls_is_closed() {
     );
     assert!(p.report.contains(&want), "report lacks {want}:\n{}", p.report);
 }
+
+/// The TLS part of the Mozilla SSL Configuration Generator's Apache profiles (guideline 5.7,
+/// OpenSSL 3), as sites copy them: each served by mod_ssl and, converted, by mod_tls, to every
+/// kind of client; what differs is only what the report says is lost.
+#[test]
+fn the_mozilla_generator_profiles() {
+    let profiles: [(&str, &str); 3] = [
+        (
+            "modern",
+            "SSLProtocol             -all +TLSv1.3\nSSLOpenSSLConfCmd       Curves X25519:prime256v1:secp384r1\n\
+             SSLHonorCipherOrder     off\nSSLSessionTickets       off\n",
+        ),
+        (
+            "intermediate",
+            "SSLProtocol             -all +TLSv1.2 +TLSv1.3\nSSLOpenSSLConfCmd       Curves X25519:prime256v1:secp384r1\n\
+             SSLCipherSuite          ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:\
+             ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
+             DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305\n\
+             SSLHonorCipherOrder     off\nSSLSessionTickets       off\n",
+        ),
+        (
+            "old",
+            "SSLProtocol             all -SSLv3\n\
+             SSLCipherSuite          @SECLEVEL=0:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+             ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:\
+             ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:\
+             DHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:\
+             ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:ECDHE-ECDSA-AES256-SHA:\
+             ECDHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA256:DHE-RSA-AES256-SHA256:AES128-GCM-SHA256:AES256-GCM-SHA384:\
+             AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA:DES-CBC3-SHA\n\
+             SSLHonorCipherOrder     on\nSSLSessionTickets       off\n",
+        ),
+    ];
+    for (name, settings) in profiles {
+        let site = move |files: &Path, own: &Path, port: u16| {
+            let f = files.display();
+            format!(
+                "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
+                 # this configuration requires mod_ssl, mod_socache_shmcb, mod_rewrite, and mod_headers\n\
+                 <VirtualHost *:{port}>\n    SSLEngine on\n\n\
+                 \x20   SSLCertificateFile      {f}/conf/server.pem\n    SSLCertificateKeyFile   {f}/conf/server.key\n\n\
+                 \x20   # enable HTTP/2, if available\n    Protocols h2 http/1.1\n\n\
+                 \x20   # HTTP Strict Transport Security (mod_headers is required) (63072000 seconds)\n\
+                 \x20   Header always set Strict-Transport-Security \"max-age=63072000\"\n</VirtualHost>\n\n\
+                 # {name} configuration\n{settings}\n\
+                 SSLUseStapling On\nSSLStaplingCache \"shmcb:{}/logs/ssl_stapling(32768)\"\n",
+                own.display()
+            )
+        };
+        let p = pair(|_| {}, site, &[]);
+        let ours = compare(&p, "/", &clients(&p.ssl.pki));
+        assert!(served(&ours["TLS 1.3"]), "{name}: {ours:?}");
+        assert!(p.converted.contains("MDStapling on"), "{name}: {}", p.converted);
+        if name == "old" {
+            for want in ["@SECLEVEL=0 lets OpenSSL use them", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "lose access"]
+            {
+                assert!(p.report.contains(want), "{name}: report lacks {want}:\n{}", p.report);
+            }
+        }
+        p.tls.assert_no_crash();
+    }
+}
