@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -233,4 +234,104 @@ fn the_packaged_migrate_tool_converts_debians_default_ssl_site() {
     assert!(o.status.success(), "{}", output_text(&o));
     h.start();
     serves_and_resumes(&h, h.tls_port);
+}
+
+/// Runs a command of the machine's Debian system; its output, or a panic saying what failed.
+fn system(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).env("DEBIAN_FRONTEND", "noninteractive").output().unwrap();
+    assert!(o.status.success(), "{cmd} {args:?}: {}", output_text(&o));
+    output_text(&o)
+}
+
+/// What a name resolved to 127.0.0.1 gets from `https://NAME/` on the system's port 443: the
+/// HTTP status, or curl's error.
+fn curl_443(name: &str) -> Result<String, String> {
+    let o = Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "--resolve"])
+        .arg(format!("{name}:443:127.0.0.1"))
+        .arg(format!("https://{name}/"))
+        .output()
+        .unwrap();
+    if o.status.success() { Ok(String::from_utf8_lossy(&o.stdout).into_owned()) } else { Err(output_text(&o)) }
+}
+
+/// Stops the system's httpd and purges the package, also when the test fails half-way.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let stop = Command::new("apache2ctl").arg("stop").output();
+        let purge = Command::new("dpkg").args(["--purge", "libapache2-mod-tls-rs"]).output();
+        if std::thread::panicking() {
+            eprintln!("cleanup: stop {stop:?}, purge {purge:?}");
+        }
+    }
+}
+
+/// The package as an administrator meets it, on this machine's own apache2 (as root): installed
+/// with dpkg, its default site enabled as the README says, it answers `https://localhost/`, the
+/// machine's host name and its address on the first start; strict SNI still refuses unknown
+/// names once a named vhost shares the port. Purged, it leaves no link behind and apache2's
+/// configuration still passes `configtest`.
+#[test]
+fn install_enable_serve_purge_on_this_machine() {
+    assert!(unsafe { libc::geteuid() } == 0, "this test installs the package with dpkg: run it as root");
+    let status = Command::new("dpkg").args(["-s", "libapache2-mod-tls-rs"]).output().unwrap();
+    assert!(
+        !status.status.success(),
+        "libapache2-mod-tls-rs is installed on this machine: this test installs and purges it itself; remove it first"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", 443)).is_err(),
+        "something already listens on port 443 (this test starts the system's apache2 there)"
+    );
+    let deb = package();
+    let _cleanup = Installed;
+    system("dpkg", &["-i", &deb.display().to_string()]);
+    if !Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem").exists() {
+        system("make-ssl-cert", &["generate-default-snakeoil"]);
+    }
+    assert!(Path::new("/etc/apache2/mods-enabled/tls.load").exists(), "the package enabled the module");
+    system("a2ensite", &["default-tls"]);
+    system("apache2ctl", &["start"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", 443)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "apache2 does not listen on 443");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let host = system("hostname", &[]).trim().to_string();
+    for name in ["localhost", host.as_str(), "127.0.0.1"] {
+        assert_eq!(curl_443(name).as_deref(), Ok("200"), "https://{name}/ on the first start");
+    }
+    // Once a named vhost shares the port, names that no vhost has are refused again.
+    let named = "/etc/apache2/sites-available/zz-mod-tls-test-named.conf";
+    std::fs::write(
+        named,
+        "<VirtualHost *:443>\n  ServerName named.test\n  TLSCertificate /etc/ssl/certs/ssl-cert-snakeoil.pem \
+         /etc/ssl/private/ssl-cert-snakeoil.key\n</VirtualHost>\n",
+    )
+    .unwrap();
+    system("a2ensite", &["zz-mod-tls-test-named"]);
+    system("apache2ctl", &["graceful"]);
+    let refused = (0..100)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            curl_443("unknown.test")
+        })
+        .find(|r| r.is_err());
+    assert!(
+        refused.as_ref().is_some_and(|e| e.as_ref().unwrap_err().contains("unrecognized name")),
+        "strict SNI refuses unknown names beside a named vhost: {refused:?}"
+    );
+    assert_eq!(curl_443("named.test").as_deref(), Ok("200"));
+    system("a2dissite", &["zz-mod-tls-test-named"]);
+    std::fs::remove_file(named).unwrap();
+    system("apache2ctl", &["stop"]);
+    system("dpkg", &["--purge", "libapache2-mod-tls-rs"]);
+    for link in ["sites-enabled/default-tls.conf", "mods-enabled/tls.load", "mods-enabled/tls.conf"] {
+        let p = Path::new("/etc/apache2").join(link);
+        assert!(std::fs::symlink_metadata(&p).is_err(), "{} left behind", p.display());
+    }
+    let o = Command::new("apache2ctl").arg("configtest").output().unwrap();
+    assert!(o.status.success(), "apache2ctl configtest after purge: {}", output_text(&o));
 }

@@ -500,3 +500,18 @@ fn every_http2_stream_is_checked() {
     assert!(h.error_log().contains("AH10345"), "{}", h.error_log());
     h.assert_no_crash();
 }
+
+/// An address with a single vhost serves every name with it, as mod_ssl does (a package's default
+/// site answers `localhost` and the machine's names): strict SNI guards addresses where an
+/// unknown name could reach the wrong one of several vhosts.
+#[test]
+fn an_address_with_one_vhost_serves_every_name() {
+    let mut h = Httpd::new();
+    h.log_level = "warn".into();
+    h.start();
+    let port = h.tls_port;
+    let o =
+        h.curl(&["-k", "--resolve", &format!("other.test:{port}:127.0.0.1"), &format!("https://other.test:{port}/")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello over TLS\n", "{}", output_text(&o));
+    assert!(!h.error_log().contains("AH10353"), "{}", h.error_log());
+}

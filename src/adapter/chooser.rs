@@ -82,6 +82,7 @@ impl ConfigChooser for VhostChooser {
                 Some(_) => SniNames::Vhost(Server::main()),
                 None => SniNames::MainServer,
             },
+            None if strict && self.c.address_has_one_vhost() => SniNames::SoleVhost,
             None => SniNames::Nothing,
         });
         match policy::choose_vhost(names, strict) {

@@ -294,6 +294,35 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Whether the connection's address (IP and port) has a single vhost: httpd then gives
+    /// `ap_vhost_iterate_given_conn` just that one.
+    pub fn address_has_one_vhost(self) -> bool {
+        let mut count: usize = 0;
+        // SAFETY: the callback gets our counter back for the duration of the call.
+        unsafe {
+            sys::ap_vhost_iterate_given_conn(
+                self.rec_mut(),
+                Some(count_vhost),
+                &mut count as *mut usize as *mut std::ffi::c_void,
+            );
+        }
+        count == 1
+    }
+}
+
+/// Counts the vhosts of an address; stops at two (nothing more is asked).
+unsafe extern "C" fn count_vhost(
+    baton: *mut std::ffi::c_void,
+    _c: *mut sys::conn_rec,
+    _s: *mut sys::server_rec,
+) -> i32 {
+    // SAFETY: our counter, for the duration of ap_vhost_iterate_given_conn.
+    let count = unsafe { &mut *(baton as *mut usize) };
+    *count += 1;
+    i32::from(*count >= 2)
+}
+
 struct NameSearch<'a> {
     host: &'a str,
     found: Option<Server>,

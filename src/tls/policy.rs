@@ -39,6 +39,11 @@ pub enum SniNames<S> {
     /// No vhost, but the main server's ServerName: httpd would serve a request with that Host from
     /// the address's default vhost, so the handshake does too (the C module accepts it).
     MainServer,
+    /// No vhost has the name, but the address has only one vhost: it serves every name, as
+    /// mod_ssl's does (a package's default site answers `localhost`, the machine's names and
+    /// addresses). Strict SNI protects addresses where an unknown name could reach the wrong
+    /// one of several vhosts; with one there is no other to reach.
+    SoleVhost,
     /// Nothing configured.
     Nothing,
 }
@@ -46,7 +51,7 @@ pub enum SniNames<S> {
 /// The vhost a ClientHello selects: `sni` is what its SNI names, `None` without SNI.
 pub fn choose_vhost<S>(sni: Option<SniNames<S>>, strict_sni: bool) -> VhostChoice<S> {
     match sni {
-        None | Some(SniNames::MainServer) => VhostChoice::Default,
+        None | Some(SniNames::MainServer | SniNames::SoleVhost) => VhostChoice::Default,
         Some(SniNames::Vhost(s)) => VhostChoice::Named(s),
         Some(SniNames::Nothing) if strict_sni => VhostChoice::Refuse,
         Some(SniNames::Nothing) => VhostChoice::Default,
@@ -114,6 +119,7 @@ mod tests {
         assert_eq!(choose_vhost::<u8>(None, true), VhostChoice::Default, "no SNI");
         assert_eq!(choose_vhost::<u8>(Some(SniNames::Nothing), true), VhostChoice::Refuse);
         assert_eq!(choose_vhost::<u8>(Some(SniNames::Nothing), false), VhostChoice::Default);
+        assert_eq!(choose_vhost::<u8>(Some(SniNames::SoleVhost), true), VhostChoice::Default, "one vhost");
         assert_eq!(
             choose_vhost::<u8>(Some(SniNames::MainServer), true),
             VhostChoice::Default,

@@ -1598,9 +1598,15 @@ impl Converter<'_> {
                 }
             }
         }
+        // What the tool adds sits inside <IfModule tls_module>: with the module disabled or
+        // removed, the site degrades as a mod_ssl site does without mod_ssl (no unknown
+        // directive stops httpd, no port stays open without TLS).
+        if !self.engines.is_empty() || !self.unlistened.is_empty() {
+            out.push_str("\n<IfModule tls_module>\n");
+        }
         if !self.engines.is_empty() {
             out.push_str(
-                "\n# mod_tls serves TLS by address: these are the addresses of the vhosts that had SSLEngine on.\n",
+                "# mod_tls serves TLS by address: these are the addresses of the vhosts that had SSLEngine on.\n",
             );
             for (a, _) in &self.engines {
                 out.push_str(&format!("TLSEngine {a}\n"));
@@ -1623,6 +1629,9 @@ impl Converter<'_> {
                     "    <IfDefine !{var}>\n        Define {var}\n        Listen {a}\n    </IfDefine>\n"
                 ));
             }
+            out.push_str("</IfModule>\n");
+        }
+        if !self.engines.is_empty() || !self.unlistened.is_empty() {
             out.push_str("</IfModule>\n");
         }
         out
@@ -1698,10 +1707,13 @@ mod tests {
         let listen = "# No Listen opened these in the converted files (mod_ssl's did, e.g. Debian's ports.conf):\n\
                       <IfModule !ssl_module>\n    <IfDefine !mod_tls_listen_443>\n        Define mod_tls_listen_443\n        \
                       Listen 443\n    </IfDefine>\n</IfModule>\n";
-        assert!(c.text.ends_with(&format!("{sni}{listen}")), "{}", c.text);
+        // Inside <IfModule tls_module>: without the module the site degrades as a mod_ssl site does.
+        let head = "\n<IfModule tls_module>\n# mod_tls serves TLS by address: these are the addresses of the vhosts that \
+                    had SSLEngine on.\n";
+        assert!(c.text.ends_with(&format!("{head}{sni}{listen}</IfModule>\n")), "{}", c.text);
         assert!(c.text.contains("  TLSCertificate /c.pem\n"), "{}", c.text);
         let with_listen = convert_text(&format!("Listen 443\n{site}"));
-        assert!(with_listen.text.ends_with(sni), "{}", with_listen.text);
+        assert!(with_listen.text.ends_with(&format!("{head}{sni}</IfModule>\n")), "{}", with_listen.text);
     }
 
     /// The lines httpd would read that are still mod_ssl's (there must be none).
