@@ -1,6 +1,6 @@
 //! mod_tls: TLS 1.2 and 1.3 for Apache httpd through rustls.
 //!
-//! Layers, top to bottom (see README.md): `module` is the exported `tls_module` record with its
+//! Layers, top to bottom (see docs/building.md, Layout): `module` is the exported `tls_module` record with its
 //! directives and hooks; `filters` pump bytes between httpd's bucket brigades and [`stream`];
 //! [`engine`] builds the rustls configurations from [`config`]; [`certs`] loads key material;
 //! [`sessions`] files sessions per vhost over a storage trait; [`policy`] holds the decisions the

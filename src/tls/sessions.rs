@@ -39,7 +39,7 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
 /// How long a session may be resumed by default (`TLSSessionCacheTimeout`), counted from the
 /// full handshake: mod_ssl's default `SSLSessionCacheTimeout`, which configurations written for it
-/// assume (see the README for the trade).
+/// assume (docs/directives.md, `TLSSessionCacheTimeout`, gives the trade).
 pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 
 /// The most session lookups one ClientHello may cost. A real client offers one ticket (browsers,
