@@ -73,7 +73,7 @@ impl ConfigChooser for VhostChooser {
             self.sni = Some(name.to_string());
         }
         let sni = hello.server_name();
-        let names = sni.map(|name| match self.c.vhost_for_name(name) {
+        let names = sni.map(|name| match super::vhost_named(self.c, name) {
             Some(s) => SniNames::Vhost(s),
             // The main server's own name: served by it where it takes TLS connections itself
             // (the C module does so), else by the address's default vhost, as httpd serves a
@@ -82,7 +82,7 @@ impl ConfigChooser for VhostChooser {
                 Some(_) => SniNames::Vhost(Server::main()),
                 None => SniNames::MainServer,
             },
-            None if strict && self.c.address_has_one_vhost() => SniNames::SoleVhost,
+            None if strict && self.c.address_vhost_list().is_none() => SniNames::SoleVhost,
             None => SniNames::Nothing,
         });
         match policy::choose_vhost(names, strict) {

@@ -120,6 +120,9 @@ pub struct Built {
     /// The status page's counters, in memory all children of the generation share (main server
     /// only).
     stats: OnceLock<Arc<crate::httpd::shm::SharedCounters>>,
+    /// Each address's vhosts by name (main server only), made in each child at the first
+    /// handshake on the address (see [`vhost_named`]).
+    name_indexes: std::sync::RwLock<std::collections::HashMap<usize, Arc<crate::tls::names::NameIndex<Server>>>>,
 }
 
 impl Built {
@@ -147,6 +150,27 @@ impl Built {
 /// The status page's counters of the running generation, if they could be made.
 fn stats() -> Option<&'static crate::httpd::shm::SharedCounters> {
     built(Server::main()).stats.get().map(|s| &**s)
+}
+
+/// The vhost of `c`'s address that `host` (an SNI) names: the first in configuration order whose
+/// names match, as httpd's walk of the address's vhosts finds it, in constant time. Each address's
+/// index is made once per child, at its first handshake (the walk, once).
+fn vhost_named(c: crate::httpd::Conn, host: &str) -> Option<Server> {
+    let Some(list) = c.address_vhost_list() else {
+        // One vhost on the address: nothing to index.
+        let s = c.base_server();
+        return s.has_name(host).then_some(s);
+    };
+    let indexes = &built(Server::main()).name_indexes;
+    let known = indexes.read().unwrap_or_else(|e| e.into_inner()).get(&list.get()).cloned();
+    let index = known.unwrap_or_else(|| {
+        let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts().into_iter().map(|s| {
+            let (name, aliases, wild) = s.names();
+            (s, name, aliases, wild)
+        })));
+        indexes.write().unwrap_or_else(|e| e.into_inner()).entry(list.get()).or_insert(made).clone()
+    });
+    index.find(host)
 }
 
 /// Settles one product of start-up (see [`Built`]): a second value for the same slot would be a

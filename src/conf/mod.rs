@@ -230,7 +230,7 @@ pub fn host_matches(host: &str, server_name: &str, aliases: &[String], wild_alia
 }
 
 /// Shell-style `*` and `?` matching, ASCII case-insensitive (as httpd's ap_strcasecmp_match).
-fn glob_match_ci(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob_match_ci(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

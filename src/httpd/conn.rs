@@ -277,73 +277,48 @@ impl Conn {
         // SAFETY: live connection and server; a C string.
         unsafe { sys::ap_switch_protocol(self.rec_mut(), std::ptr::null_mut(), s.as_ptr(), p.as_ptr()) }
     }
-
-    /// The name-based vhost of the connection's address that `host` names, as httpd would pick
-    /// it from a Host header.
-    pub fn vhost_for_name(self, host: &str) -> Option<Server> {
-        let mut search = NameSearch { host, found: None };
-        // SAFETY: the callback gets our baton back for the duration of the call.
-        unsafe {
-            sys::ap_vhost_iterate_given_conn(
-                self.rec_mut(),
-                Some(match_vhost),
-                &mut search as *mut NameSearch as *mut std::ffi::c_void,
-            );
-        }
-        search.found
-    }
 }
 
 impl Conn {
-    /// Whether the connection's address (IP and port) has a single vhost: httpd then gives
-    /// `ap_vhost_iterate_given_conn` just that one.
-    pub fn address_has_one_vhost(self) -> bool {
-        let mut count: usize = 0;
-        // SAFETY: the callback gets our counter back for the duration of the call.
+    /// Which list of name-based vhosts httpd keeps for the connection's address (IP and port):
+    /// the same value for every connection to that address in this configuration generation,
+    /// None where the address has a single vhost (no name-based list).
+    pub fn address_vhost_list(self) -> Option<std::num::NonZeroUsize> {
+        // SAFETY: a field of the live connection, set by httpd when it chose the base server.
+        std::num::NonZeroUsize::new(unsafe { (*self.as_ptr()).vhost_lookup_data } as usize)
+    }
+
+    /// The vhosts of the connection's address, in configuration order (what
+    /// `ap_vhost_iterate_given_conn` walks; the base server alone without a name-based list).
+    pub fn address_vhosts(self) -> Vec<Server> {
+        let mut all: Vec<Server> = Vec::new();
+        // SAFETY: the callback gets our vector back for the duration of the call.
         unsafe {
             sys::ap_vhost_iterate_given_conn(
                 self.rec_mut(),
-                Some(count_vhost),
-                &mut count as *mut usize as *mut std::ffi::c_void,
+                Some(collect_vhost),
+                &mut all as *mut Vec<Server> as *mut std::ffi::c_void,
             );
         }
-        count == 1
+        all
     }
 }
 
-/// Counts the vhosts of an address; stops at two (nothing more is asked).
-unsafe extern "C" fn count_vhost(
+/// Collects every vhost of an address (never stops the walk).
+unsafe extern "C" fn collect_vhost(
     baton: *mut std::ffi::c_void,
     _c: *mut sys::conn_rec,
-    _s: *mut sys::server_rec,
+    s: *mut sys::server_rec,
 ) -> i32 {
-    // SAFETY: our counter, for the duration of ap_vhost_iterate_given_conn.
-    let count = unsafe { &mut *(baton as *mut usize) };
-    *count += 1;
-    i32::from(*count >= 2)
-}
-
-struct NameSearch<'a> {
-    host: &'a str,
-    found: Option<Server>,
-}
-
-/// A panic stops the walk with nothing found (the caller then treats the name as unknown).
-unsafe extern "C" fn match_vhost(baton: *mut std::ffi::c_void, _c: *mut sys::conn_rec, s: *mut sys::server_rec) -> i32 {
     catch_panic(
         1,
-        |m| super::log_panic("matching a virtual host's name", m),
+        |m| super::log_panic("listing an address's virtual hosts", m),
         || {
-            // SAFETY: our NameSearch, for the duration of ap_vhost_iterate_given_conn.
-            let search = unsafe { &mut *(baton as *mut NameSearch) };
-            // SAFETY: httpd walks the server records of the generation.
-            match unsafe { Server::from_raw(s) } {
-                Some(s) if s.has_name(search.host) => {
-                    search.found = Some(s);
-                    1
-                }
-                _ => 0,
-            }
+            // SAFETY: our vector, for the duration of ap_vhost_iterate_given_conn; httpd walks the
+            // server records of the generation.
+            let all = unsafe { &mut *(baton as *mut Vec<Server>) };
+            all.extend(unsafe { Server::from_raw(s) });
+            0
         },
     )
 }

@@ -102,6 +102,13 @@ impl Server {
         out
     }
 
+    /// Its names: ServerName, ServerAlias names and wildcard aliases.
+    pub fn names(self) -> (String, Vec<String>, Vec<String>) {
+        // SAFETY: arrays of C strings of the server record.
+        let (names, wild) = unsafe { (string_array(self.rec().names), string_array(self.rec().wild_names)) };
+        (self.hostname(), names, wild)
+    }
+
     /// Whether `host` names this server (ServerName, ServerAlias, wildcard aliases).
     pub fn has_name(self, host: &str) -> bool {
         // SAFETY: arrays of C strings of the server record.

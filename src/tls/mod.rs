@@ -11,6 +11,7 @@ mod cipher_table;
 pub mod ciphers;
 pub mod engine;
 pub mod handshake_wait;
+pub mod names;
 pub mod policy;
 pub mod sessions;
 pub mod stats;
