@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The `?auto` lines, asked over plain HTTP so that asking adds no handshake.
+/// The `?auto` lines with every certificate, asked over plain HTTP so that asking adds no
+/// handshake.
 fn status(h: &Httpd) -> HashMap<String, String> {
-    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", h.plain_port)]);
+    let o = h.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto&certificates", h.plain_port)]);
     output_text(&o).lines().filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect()
 }
 
@@ -96,7 +97,8 @@ fn status_page_counts_handshakes_failures_and_421() {
     assert_eq!(v("TLSMisdirected421"), "1");
     assert!(v("TLSCountingSince").parse::<u64>().is_ok());
     // Each vhost's certificate, with its subject, key type and days left.
-    let certs: Vec<&String> = st.iter().filter(|(k, _)| k.starts_with("TLSCertificate")).map(|(_, v)| v).collect();
+    let numbered = |k: &str| k.strip_prefix("TLSCertificate").is_some_and(|n| n.parse::<u32>().is_ok());
+    let certs: Vec<&String> = st.iter().filter(|(k, _)| numbered(k)).map(|(_, v)| v).collect();
     assert_eq!(certs.len(), 2, "{certs:?}");
     assert!(
         certs.iter().any(|c| c.contains("other.test") && c.contains("key=id-ecPublicKey") && c.contains("days_left=")),
@@ -137,4 +139,47 @@ fn stalled_handshakes_count_as_timeouts_under_every_mpm() {
         }
         drop(stall);
     }
+}
+
+/// `?auto` stays small with many vhosts: certificate totals, and a line only for a certificate
+/// that needs attention (here one that expires in 10 days); `?auto&certificates` lists all.
+#[test]
+fn auto_lists_only_certificates_that_need_attention() {
+    let mut h = Httpd::new();
+    let port = h.tls_port;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["soon.test".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "soon.test");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + (now - Duration::from_secs(86_400));
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + (now + Duration::from_secs(10 * 86_400 + 3600));
+    let cert = params.self_signed(&key).unwrap();
+    h.write("conf/soon.pem", cert.pem());
+    h.write("conf/soon.key", key.serialize_pem());
+    h.tls_vhost = Some(format!(
+        "{}{}",
+        h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key"),
+        vhost_block(port, "soon.test", "conf/soon.pem", "conf/soon.key", "")
+    ));
+    h.extra = format!(
+        "LoadModule status_module {MODDIR}/mod_status.so\n<Location /server-status>\n  SetHandler server-status\n</Location>\n"
+    );
+    h.start();
+    let auto = h.status_auto();
+    assert_eq!(auto["TLSCertificates"], "2", "{auto:?}");
+    assert_eq!(auto["TLSCertificateDaysLeftMin"], "10", "{auto:?}");
+    assert_eq!((auto["TLSCertificatesExpiring"].as_str(), auto["TLSCertificatesExpired"].as_str()), ("1", "0"));
+    let numbered = |m: &std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+        m.iter()
+            .filter(|(k, _)| k.strip_prefix("TLSCertificate").is_some_and(|n| n.parse::<u32>().is_ok()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let listed = numbered(&auto);
+    assert_eq!(listed.len(), 1, "localhost's certificate needs nothing: {listed:?}");
+    assert!(listed[0].1.starts_with("vhost=soon.test;") && listed[0].1.contains("days_left=10 (renew!)"), "{listed:?}");
+    let all = numbered(&h.status_auto_all());
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().any(|(_, v)| v.starts_with("vhost=localhost;")), "{all:?}");
+    assert!(all.contains(&listed[0]), "the same number either way: {all:?}");
 }

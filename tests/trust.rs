@@ -278,7 +278,7 @@ fn one_hello_costs_a_bounded_number_of_lookups() {
     assert_eq!(get_kind(h.tls_port, &cfg), Ok((200, HandshakeKind::Full)));
     assert_eq!(get_kind(h.tls_port, &cfg), Ok((200, HandshakeKind::Resumed)));
     // What monitoring collects names no file: not the cache's, not the vhost's configuration.
-    let page = h.status_auto();
+    let page = h.status_auto_all();
     assert_eq!(page["TLSSessionCache"], "shmcb");
     assert!(page.values().all(|v| !v.contains(&h.root.display().to_string())), "{page:?}");
     assert!(page["TLSCertificate0"].starts_with("vhost=localhost;"), "{page:?}");

@@ -174,62 +174,60 @@ pub fn fixups(r: Request<'_>) -> i32 {
 }
 
 /// mod_status's server-status page: the handshake and failure counters of every child of the
-/// generation, each TLS vhost's certificates, and the session cache's own status (as mod_ssl
-/// shows its cache). `?auto` gets one `Key: value` line each.
+/// generation, the certificates, and the session cache's own status (as mod_ssl shows its
+/// cache). `?auto` gets one `Key: value` line each, and stays small with thousands of vhosts:
+/// certificate totals (count, fewest days left, expiring, expired, missing staples) and a line
+/// only for each certificate that needs attention; `?auto&certificates` lists every one, as the
+/// full page does.
 pub fn status(r: Request<'_>, flags: StatusFlags) {
     let short = flags.is_short();
+    let every_certificate = !short || r.args().contains("certificates");
     let counters = super::stats();
     let mut lines: Vec<(String, String)> = Vec::new();
     if let Some(c) = counters {
         lines.push(("TLSCountingSince".into(), c.since_unix.to_string()));
         lines.extend(stats::auto_lines(c));
     }
-    let mut n = 0;
+    let now = now_unix();
+    let mut certs: Vec<stats::CertLine<'_>> = Vec::new();
     for s in Server::main().and_following() {
         let Some(tls) = built(s).tls() else { continue };
+        let summaries = tls.summaries.get_or_init(|| {
+            tls.resolver.keys().iter().map(|k| stats::CertSummary::of(k.cert.first().map_or(&[][..], |c| c))).collect()
+        });
         let stapling = tls.stapling.get();
-        for (i, key) in tls.resolver.keys().iter().enumerate() {
-            let Some(der) = key.cert.first() else { continue };
-            let field = |f: &str| crate::tls::certvars::cert_var(der, f, now_unix()).unwrap_or_default();
-            let days = match crate::tls::certvars::days_left(der, now_unix()) {
-                Some(d) if d < 0 => format!("{d} (expired!)"),
-                Some(d) if d < EXPIRY_WARNING_DAYS => format!("{d} (renew!)"),
-                Some(d) => d.to_string(),
-                None => "unreadable".to_string(),
-            };
+        // `?auto` is what monitoring collects and may pass on: the vhost's name only, never
+        // where its configuration file is.
+        let vhost = match (short, s.is_virtual()) {
+            (false, _) => s.describe(),
+            (true, true) => s.hostname(),
+            (true, false) => "main server".to_string(),
+        };
+        for (i, summary) in summaries.iter().enumerate() {
             // The response mod_md keeps for a stapled certificate, and how old it is.
             let staple = match (stapling.and_then(|v| v.get(i)).and_then(|s| s.as_ref()), r.conn()) {
                 (Some(st), Some(c)) => match crate::httpd::md::ocsp_response(c, s, &st.id) {
                     Some(resp) => match stats::ocsp_produced_at(&resp) {
-                        Some(at) => format!("on, staple_age={}s", (now_unix() - at).max(0)),
-                        None => "on, staple unreadable".to_string(),
+                        Some(at) => stats::Staple::Age((now - at).max(0)),
+                        None => stats::Staple::Missing("staple unreadable"),
                     },
-                    None => "on, no response yet".to_string(),
+                    None => stats::Staple::Missing("no response yet"),
                 },
-                (Some(_), None) => "on".to_string(),
-                (None, _) => "off".to_string(),
+                (Some(_), None) => stats::Staple::On,
+                (None, _) => stats::Staple::Off,
             };
-            // `?auto` is what monitoring collects and may pass on: the vhost's name only, never
-            // where its configuration file is.
-            let vhost = match (short, s.is_virtual()) {
-                (false, _) => s.describe(),
-                (true, true) => s.hostname(),
-                (true, false) => "main server".to_string(),
-            };
-            lines.push((
-                format!("TLSCertificate{n}"),
-                format!(
-                    "vhost={vhost}; subject={}; key={}; days_left={days}; stapling={staple}",
-                    field("S_DN"),
-                    field("A_KEY"),
-                ),
-            ));
-            n += 1;
+            certs.push(stats::CertLine { vhost: vhost.clone(), summary, staple });
+        }
+    }
+    lines.extend(stats::certificate_totals(&certs, now));
+    for (n, line) in certs.iter().enumerate() {
+        if every_certificate || line.needs_attention(now) {
+            lines.push((format!("TLSCertificate{n}"), line.text(now)));
         }
     }
     let cache = built(Server::main()).session_cache().cloned();
+    let mut text = String::with_capacity(lines.len() * 64);
     if short {
-        let mut text = String::new();
         for (k, v) in &lines {
             text += &format!("{k}: {v}\n");
         }
@@ -238,25 +236,21 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             let provider = cache.spec.split(':').next().unwrap_or_default();
             text += &format!("TLSSessionCache: {provider}\n");
         }
-        r.write(&text);
     } else {
-        let mut html = String::from("<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n");
+        text += "<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n";
         for (k, v) in &lines {
-            html += &format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape(k), escape(v));
+            text += &format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape(k), escape(v));
         }
-        html += "</table>\n";
+        text += "</table>\n";
         if let Some(cache) = &cache {
-            html += &format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape(&cache.spec));
+            text += &format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape(&cache.spec));
         }
-        r.write(&html);
     }
+    r.write(&text);
     if let Some(cache) = cache {
         cache.status(r, flags);
     }
 }
-
-/// Certificates with fewer days left are marked on the status page.
-const EXPIRY_WARNING_DAYS: i64 = 30;
 
 fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)

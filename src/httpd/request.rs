@@ -49,6 +49,12 @@ impl<'r> Request<'r> {
         unsafe { sys::ap_is_allowed_protocol(self.rec().connection, self.as_ptr(), self.rec().server, p.as_ptr()) != 0 }
     }
 
+    /// The query string (empty without one).
+    pub fn args(self) -> String {
+        // SAFETY: a C string of the request, or NULL.
+        unsafe { cstr(self.rec().args) }.into_owned()
+    }
+
     /// The host the request names (empty when it names none).
     pub fn hostname(self) -> String {
         // SAFETY: a C string of the request, or NULL.

@@ -264,6 +264,9 @@ pub struct VhostTls {
     pub fingerprint: TlsFingerprint,
     /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
     pub generous: Option<Arc<GenerousVerifier>>,
+    /// What the status page shows of each key's certificate (same order as the resolver's),
+    /// read from the certificates at the page's first request, not at start-up.
+    pub summaries: std::sync::OnceLock<Vec<crate::tls::stats::CertSummary>>,
 }
 
 impl VhostTls {
@@ -633,6 +636,7 @@ pub fn build_vhost(
             resolver,
             fingerprint,
             generous,
+            summaries: std::sync::OnceLock::new(),
         },
         warnings,
     ))

@@ -205,6 +205,102 @@ pub fn auto_lines(c: &impl Counters) -> Vec<(String, String)> {
     out
 }
 
+/// Certificates with fewer days left need attention (`(renew!)` on the page).
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// What the status page shows of one certificate, read from it once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertSummary {
+    pub subject: String,
+    pub key: String,
+    /// notAfter, seconds since the epoch (None: unreadable).
+    pub not_after: Option<i64>,
+}
+
+impl CertSummary {
+    pub fn of(der: &[u8]) -> CertSummary {
+        use x509_parser::prelude::FromDer;
+        let field = |f: &str| crate::tls::certvars::cert_var(der, f, 0).unwrap_or_default();
+        let not_after = x509_parser::certificate::X509Certificate::from_der(der)
+            .ok()
+            .map(|(_, c)| c.validity().not_after.timestamp());
+        CertSummary { subject: field("S_DN"), key: field("A_KEY"), not_after }
+    }
+
+    /// Whole days left at `now` (negative once expired).
+    pub fn days_left(&self, now: i64) -> Option<i64> {
+        self.not_after.map(|t| (t - now).div_euclid(86_400))
+    }
+}
+
+/// A certificate's OCSP stapling, as the page shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Staple {
+    Off,
+    /// On, and the response mod_md keeps is this many seconds old.
+    Age(i64),
+    /// On, but mod_md has no response yet (or it does not parse).
+    Missing(&'static str),
+    /// On; its response is not looked up here (no connection to ask mod_md with).
+    On,
+}
+
+impl std::fmt::Display for Staple {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staple::Off => f.write_str("off"),
+            Staple::Age(a) => write!(f, "on, staple_age={a}s"),
+            Staple::Missing(why) => write!(f, "on, {why}"),
+            Staple::On => f.write_str("on"),
+        }
+    }
+}
+
+/// One certificate line of the page.
+pub struct CertLine<'a> {
+    pub vhost: String,
+    pub summary: &'a CertSummary,
+    pub staple: Staple,
+}
+
+impl CertLine<'_> {
+    /// Expired, expiring, unreadable or without its staple: listed in `?auto` too.
+    pub fn needs_attention(&self, now: i64) -> bool {
+        self.summary.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || matches!(self.staple, Staple::Missing(_))
+    }
+
+    pub fn text(&self, now: i64) -> String {
+        let days = match self.summary.days_left(now) {
+            Some(d) if d < 0 => format!("{d} (expired!)"),
+            Some(d) if d < EXPIRY_WARNING_DAYS => format!("{d} (renew!)"),
+            Some(d) => d.to_string(),
+            None => "unreadable".to_string(),
+        };
+        format!(
+            "vhost={}; subject={}; key={}; days_left={days}; stapling={}",
+            self.vhost, self.summary.subject, self.summary.key, self.staple
+        )
+    }
+}
+
+/// The certificate figures monitoring polls, whatever the number of vhosts: how many there are,
+/// the fewest days left on any (the one expiry figure to alert on), how many expire within
+/// [`EXPIRY_WARNING_DAYS`] or have expired, and how many lack their OCSP staple.
+pub fn certificate_totals(lines: &[CertLine<'_>], now: i64) -> Vec<(String, String)> {
+    let days: Vec<i64> = lines.iter().filter_map(|l| l.summary.days_left(now)).collect();
+    let min = days.iter().min().map_or_else(|| "-".to_string(), |d| d.to_string());
+    let expiring = days.iter().filter(|d| (0..EXPIRY_WARNING_DAYS).contains(*d)).count();
+    let expired = days.iter().filter(|d| **d < 0).count();
+    let unstapled = lines.iter().filter(|l| matches!(l.staple, Staple::Missing(_))).count();
+    vec![
+        ("TLSCertificates".to_string(), lines.len().to_string()),
+        ("TLSCertificateDaysLeftMin".to_string(), min),
+        ("TLSCertificatesExpiring".to_string(), expiring.to_string()),
+        ("TLSCertificatesExpired".to_string(), expired.to_string()),
+        ("TLSCertificatesStapleMissing".to_string(), unstapled.to_string()),
+    ]
+}
+
 /// When an OCSP response was produced (`producedAt`, seconds since the epoch): how old a
 /// stapled response is.
 pub fn ocsp_produced_at(der: &[u8]) -> Option<i64> {
@@ -260,6 +356,40 @@ mod tests {
         fn get(&self, i: usize) -> u64 {
             self.0[i].load(Ordering::Relaxed)
         }
+    }
+
+    #[test]
+    fn certificate_lines_and_totals() {
+        let now = 1_000_000_000;
+        let s = |days: Option<i64>| CertSummary {
+            subject: "CN=x".into(),
+            key: "id-ecPublicKey".into(),
+            not_after: days.map(|d| now + d * 86_400 + 10),
+        };
+        let (fine, soon, gone, bad) = (s(Some(90)), s(Some(5)), s(Some(-2)), s(None));
+        let line = |summary, staple| CertLine { vhost: "a.test".into(), summary, staple };
+        let lines = [
+            line(&fine, Staple::Age(30)),
+            line(&fine, Staple::Missing("no response yet")),
+            line(&soon, Staple::Off),
+            line(&gone, Staple::Off),
+            line(&bad, Staple::Off),
+            line(&fine, Staple::Off),
+        ];
+        let attention: Vec<bool> = lines.iter().map(|l| l.needs_attention(now)).collect();
+        assert_eq!(attention, [false, true, true, true, true, false]);
+        assert_eq!(
+            lines[0].text(now),
+            "vhost=a.test; subject=CN=x; key=id-ecPublicKey; days_left=90; stapling=on, staple_age=30s"
+        );
+        assert!(lines[2].text(now).contains("days_left=5 (renew!)"));
+        assert!(lines[3].text(now).contains("days_left=-2 (expired!)"));
+        let totals: std::collections::HashMap<_, _> = certificate_totals(&lines, now).into_iter().collect();
+        assert_eq!(totals["TLSCertificates"], "6");
+        assert_eq!(totals["TLSCertificateDaysLeftMin"], "-2");
+        assert_eq!((totals["TLSCertificatesExpiring"].as_str(), totals["TLSCertificatesExpired"].as_str()), ("1", "1"));
+        assert_eq!(totals["TLSCertificatesStapleMissing"], "1");
+        assert_eq!(certificate_totals(&[], now)[1].1, "-", "no certificate, no minimum");
     }
 
     #[test]

@@ -410,7 +410,16 @@ Listen 127.0.0.1:{plain}
     /// mod_status's `?auto` page from the plain port (mod_status and a `/server-status` handler
     /// must be configured), as `Key: value` pairs.
     pub fn status_auto(&self) -> std::collections::BTreeMap<String, String> {
-        let o = self.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?auto", self.plain_port)]);
+        self.status_page("auto")
+    }
+
+    /// `?auto` with a line for every certificate (`?auto&certificates`).
+    pub fn status_auto_all(&self) -> std::collections::BTreeMap<String, String> {
+        self.status_page("auto&certificates")
+    }
+
+    fn status_page(&self, query: &str) -> std::collections::BTreeMap<String, String> {
+        let o = self.curl(&["-s", &format!("http://127.0.0.1:{}/server-status?{query}", self.plain_port)]);
         assert!(o.status.success(), "server-status: {}", output_text(&o));
         String::from_utf8_lossy(&o.stdout)
             .lines()
