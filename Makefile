@@ -28,7 +28,7 @@ ifneq ($(shell command -v dpkg-parsechangelog 2>/dev/null),)
 export SOURCE_DATE_EPOCH := $(shell dpkg-parsechangelog -STimestamp 2>/dev/null)
 endif
 
-.PHONY: all deps deps-deb deps-test build debug test lint demo install deb bench leakcheck soak valgrind clean
+.PHONY: all deps deps-deb deps-test build debug test lint demo install deb bench bench-vhosts leakcheck soak valgrind clean
 
 all: build
 
@@ -92,6 +92,13 @@ deb: deps-deb
 TLSBENCH ?= ../shared/bench/tlsbench
 bench: build
 	$(TLSBENCH) plain ssl tls=target/release/libmod_tls.so
+
+# VHOSTS name-based TLS vhosts (2000; up to 10000), each its own ECDSA certificate (made once, cached
+# in /tmp/mod_tls-bench-vhosts-certs): mod_ssl, mod_tls and plain httpd side by side; -t, start,
+# graceful restart, PSS per vhost, handshake rate first/last vhost (scripts/bench_vhosts.py; ~3 min).
+VHOSTS ?= 2000
+bench-vhosts: build
+	scripts/bench_vhosts.py --vhosts $(VHOSTS)
 
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build
