@@ -32,7 +32,7 @@ Measured, per kind (median over --rounds, the kinds visited in alternating order
     and a few requests, at N and at 20 vhosts; per vhost = (PSS(N) - PSS(20)) / (N - 20);
   - full TLS 1.3 handshakes per second, one request per connection, against the first vhost
     (site1, the address's default) and the last (siteN): repeated bursts of
-    `h2load --h1 -c 64 -n 64` (64 new clients, 1 request each, no resumption) with SNI and
+    `h2load --h1 -c 48 -n 48` (48 new clients, 1 request each, no resumption) with SNI and
     Host of that vhost, for --hs-seconds each; the ratio last/first and the extra time a
     connection to the last vhost costs (1/rate_last - 1/rate_first).  For plain the same
     with new cleartext connections.
@@ -62,7 +62,7 @@ HTTPD = "/usr/sbin/apache2"
 MODDIR = "/usr/lib/apache2/modules"
 CERT_CACHE = "/tmp/mod_tls-bench-vhosts-certs"
 SMALL = 20       # vhosts of the reference server for the per-vhost memory
-BURST = 64       # h2load -c BURST -n BURST: BURST new connections, one request each
+BURST = 48       # h2load -c BURST -n BURST: BURST new connections, one request each (< 50 workers)
 # 2 children x 25 threads.  ServerLimit 4: slots for the old generation while it finishes, so
 # that a graceful restart does not wait for them (with ServerLimit 2 the new children wait for
 # a free slot, ~1 s, whatever the module).  MinSpareThreads = MaxRequestWorkers: the parent
