@@ -90,6 +90,8 @@ pub fn check_config(st: &Startup) -> i32 {
     let make_sessions = cache.map(sessions::VhostSessions::factory);
     let passphrase_program = conf(main).passphrase_program.clone();
     let mod_ssl_servers = servers_with_mod_ssl_engine(main);
+    let mut built_already: std::collections::HashMap<String, Option<Arc<engine::VhostTls>>> =
+        std::collections::HashMap::new();
     for s in main.and_following() {
         let reached_by = if s.is_virtual() {
             let addrs = s.vhost_addrs();
@@ -135,17 +137,24 @@ pub fn check_config(st: &Startup) -> i32 {
             let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
                 if passphrase_program.is_some() { Some(&mut ask) } else { None };
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
-            match engine::build_vhost(conf, ask, sessions) {
+            // Vhosts with the same settings share one configuration (and a bad file is
+            // reported once, not once per vhost that names it).
+            let key = conf.tls_build_key();
+            let tls = built_already.entry(key).or_insert_with(|| match engine::build_vhost(conf, ask, sessions) {
                 Ok((tls, warnings)) => {
                     for w in warnings {
                         log_server!(main, log::WARNING, 0, "mod_tls: {w}");
                     }
-                    settle(&built(s).tls, Arc::new(tls));
+                    Some(Arc::new(tls))
                 }
                 Err(e) => {
                     log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
-                    failed = true;
+                    None
                 }
+            });
+            match tls {
+                Some(tls) => settle(&built(s).tls, tls.clone()),
+                None => failed = true,
             }
         }
         settle(&built(s).md_deferred, md_deferred);
@@ -441,6 +450,10 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
 fn prime_ocsp_stapling(st: &Startup) {
     for s in st.main.and_following() {
         let Some(tls) = built(s).tls().cloned() else { continue };
+        if tls.stapling.get().is_some() {
+            // Shared with a vhost primed before (same settings), or the second post_config pass.
+            continue;
+        }
         let stapling: Vec<Option<Arc<engine::Stapling>>> = tls
             .resolver
             .keys()
@@ -463,7 +476,6 @@ fn prime_ocsp_stapling(st: &Startup) {
                 (rv == crate::httpd::APR_SUCCESS).then(|| Arc::new(st_key))
             })
             .collect();
-        // Set once per generation: a second post_config pass finds it set and keeps it.
-        let _ = tls.stapling.set(stapling);
+        settle(&tls.stapling, stapling);
     }
 }

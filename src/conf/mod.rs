@@ -420,6 +420,25 @@ impl ServerConf {
         }
     }
 
+    /// Everything a vhost's rustls configuration is built from, as values (without where each
+    /// was written): vhosts with equal keys get the same configuration, built once. A wildcard
+    /// certificate named by a thousand vhosts is then read, parsed and held once.
+    pub fn tls_build_key(&self) -> String {
+        let certs: Vec<_> = self.certificates.iter().map(|c| (&c.cert_file, &c.key_file)).collect();
+        let ids = |l: &CipherList| l.ids().iter().map(|i| i.value).collect::<Vec<u16>>();
+        format!(
+            "{certs:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.floor(),
+            ids(&self.ciphers_prefer),
+            ids(&self.ciphers_suppress),
+            self.honor_client_order,
+            self.client_auth(),
+            self.client_ca.as_ref().map(|l| &l.value),
+            self.client_crls.iter().map(|l| &l.value).collect::<Vec<_>>(),
+            self.session_lifetime_secs(),
+        )
+    }
+
     pub fn strict_sni(&self) -> bool {
         self.strict_sni.unwrap_or(true)
     }
@@ -822,6 +841,32 @@ mod tests {
         assert_eq!(reqtimeout_handshake("Handshake=5-10,minrate=500"), Some(true));
         assert_eq!(reqtimeout_handshake("handshake=0"), Some(false));
         assert_eq!(reqtimeout_handshake("header=20-40,MinRate=500 body=20,MinRate=500"), None);
+    }
+
+    #[test]
+    fn vhosts_with_the_same_values_share_a_build_key() {
+        let at = |line| Origin { file: "a.conf".into(), line };
+        let conf = |line, key: &str| ServerConf {
+            certificates: vec![CertSpec {
+                cert_file: "/w/wild.pem".into(),
+                key_file: Some(key.into()),
+                origin: at(line),
+            }],
+            client_auth: Some(Located { value: ClientAuth::Required, origin: at(line) }),
+            ..Default::default()
+        };
+        assert_eq!(
+            conf(3, "/w/wild.key").tls_build_key(),
+            conf(900, "/w/wild.key").tls_build_key(),
+            "where: no matter"
+        );
+        assert_ne!(conf(3, "/w/wild.key").tls_build_key(), conf(3, "/w/other.key").tls_build_key());
+        let mut later = conf(3, "/w/wild.key");
+        later.session_lifetime_secs = Some(60);
+        assert_ne!(later.tls_build_key(), conf(3, "/w/wild.key").tls_build_key());
+        let mut optional = conf(3, "/w/wild.key");
+        optional.client_auth = Some(Located { value: ClientAuth::Optional, origin: at(3) });
+        assert_ne!(optional.tls_build_key(), conf(3, "/w/wild.key").tls_build_key());
     }
 
     #[test]

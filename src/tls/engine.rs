@@ -257,8 +257,9 @@ pub struct VhostTls {
     pub stapling: std::sync::OnceLock<Vec<Option<Arc<Stapling>>>>,
     /// For clients that offer no ALPN protocol we answer.
     pub plain: Arc<ServerConfig>,
-    /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`].
-    pub by_alpn: Vec<(&'static [u8], Arc<ServerConfig>)>,
+    /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`]: made at the
+    /// first handshake that negotiates it (most of thousands of vhosts never need all of them).
+    by_alpn: [std::sync::OnceLock<Arc<ServerConfig>>; KNOWN_ALPN.len()],
     pub resolver: Arc<CertForClient>,
     /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
     pub fingerprint: TlsFingerprint,
@@ -272,9 +273,16 @@ pub struct VhostTls {
 impl VhostTls {
     /// The config that answers ALPN `protocol` (or none).
     pub fn for_protocol(&self, protocol: Option<&[u8]>) -> Arc<ServerConfig> {
-        protocol
-            .and_then(|p| self.by_alpn.iter().find(|(name, _)| *name == p))
-            .map_or_else(|| self.plain.clone(), |(_, c)| c.clone())
+        let Some(i) = protocol.and_then(|p| KNOWN_ALPN.iter().position(|k| *k == p)) else {
+            return self.plain.clone();
+        };
+        self.by_alpn[i]
+            .get_or_init(|| {
+                let mut c = (*self.plain).clone();
+                c.alpn_protocols = vec![KNOWN_ALPN[i].to_vec()];
+                Arc::new(c)
+            })
+            .clone()
     }
 }
 
@@ -619,20 +627,12 @@ pub fn build_vhost(
     // cache, so any child or fleet member can resume it); each resumption replaces it.
     config.send_tls13_tickets = 1;
     let plain = Arc::new(config);
-    let by_alpn = KNOWN_ALPN
-        .iter()
-        .map(|p| {
-            let mut c = (*plain).clone();
-            c.alpn_protocols = vec![p.to_vec()];
-            (*p, Arc::new(c))
-        })
-        .collect();
     Ok((
         VhostTls {
             fallback: false,
             stapling: std::sync::OnceLock::new(),
             plain,
-            by_alpn,
+            by_alpn: Default::default(),
             resolver,
             fingerprint,
             generous,
