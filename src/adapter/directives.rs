@@ -156,7 +156,11 @@ fn certificate(cmd: &mut Cmd, cert: &str, key: Option<&str>) -> Result<(), ConfE
     let cert_file = cmd.server_relative(cert)?;
     let key_file = key.map(|k| cmd.server_relative(k)).transpose()?;
     let origin = cmd.origin();
-    server_conf(cmd).certificates.push(CertSpec { cert_file, key_file, origin });
+    let certificates = &mut server_conf(cmd).certificates;
+    certificates.push(CertSpec { cert_file, key_file, origin });
+    // Usually one or two per vhost, held for the whole generation: no spare room, times
+    // thousands of vhosts.
+    certificates.shrink_to_fit();
     Ok(())
 }
 

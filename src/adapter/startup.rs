@@ -92,6 +92,7 @@ pub fn check_config(st: &Startup) -> i32 {
     let mod_ssl_servers = servers_with_mod_ssl_engine(main);
     let mut built_already: std::collections::HashMap<String, Option<Arc<engine::VhostTls>>> =
         std::collections::HashMap::new();
+    let mut providers = engine::Providers::default();
     for s in main.and_following() {
         let reached_by = if s.is_virtual() {
             let addrs = s.vhost_addrs();
@@ -140,16 +141,18 @@ pub fn check_config(st: &Startup) -> i32 {
             // Vhosts with the same settings share one configuration (and a bad file is
             // reported once, not once per vhost that names it).
             let key = conf.tls_build_key();
-            let tls = built_already.entry(key).or_insert_with(|| match engine::build_vhost(conf, ask, sessions) {
-                Ok((tls, warnings)) => {
-                    for w in warnings {
-                        log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+            let tls = built_already.entry(key).or_insert_with(|| {
+                match engine::build_vhost(conf, ask, sessions, &mut providers) {
+                    Ok((tls, warnings)) => {
+                        for w in warnings {
+                            log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                        }
+                        Some(Arc::new(tls))
                     }
-                    Some(Arc::new(tls))
-                }
-                Err(e) => {
-                    log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
-                    None
+                    Err(e) => {
+                        log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+                        None
+                    }
                 }
             });
             match tls {
@@ -345,6 +348,9 @@ pub fn post_config(st: &Startup) -> i32 {
         None => log_server!(main, log::WARNING, 0, "mod_tls: no shared memory for the status page's counters"),
     }
     prime_ocsp_stapling(st);
+    // Before the children are forked: what the dry pass or the previous generation left free
+    // goes back to the kernel rather than into every child.
+    crate::httpd::release_free_memory();
     // post_config runs twice at start-up; say hello on the pass that serves.
     if !st.is_first_pass() {
         log_server!(main, log::INFO, 0, "mod_tls/{} (rustls/{}) initialized", crate::VERSION, crate::RUSTLS_VERSION);
@@ -364,6 +370,7 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
     let mut ok = true;
     // Same session cache as every other vhost: a managed domain resumes sessions too.
     let make_sessions = built(main).session_cache().cloned().map(sessions::VhostSessions::factory);
+    let mut providers = engine::Providers::default();
     for s in main.and_following() {
         let deferred = built(s).md_deferred();
         if !deferred && (built(s).tls().is_none() || !conf(s).certificates_inherited) {
@@ -396,7 +403,7 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
             })
             .collect();
         let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
-        match engine::build_vhost(&settings, None, sessions) {
+        match engine::build_vhost(&settings, None, sessions, &mut providers) {
             Ok((mut tls, _)) => {
                 tls.fallback = fallback;
                 if fallback {

@@ -7,6 +7,7 @@ pub mod error;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use error::Origin;
 use error::{ConfError, ErrorKind};
@@ -362,6 +363,12 @@ pub struct Located<T> {
 
 /// Per-server (main server and each `<VirtualHost>`) settings: the directive values only (what
 /// start-up builds from them is kept apart, by the adapter).
+///
+/// httpd keeps two of these per vhost (its own, as written, and the merged one) for the whole
+/// generation, so with thousands of vhosts their size counts: what nearly every vhost has is
+/// held here, the rest in [`TlsSettings`], shared (not copied) by the vhosts that inherit all of
+/// it and absent where nothing sets it. Its fields read as this struct's own (`Deref`); writing
+/// one makes this server's own copy (`DerefMut`).
 #[derive(Default, Clone)]
 pub struct ServerConf {
     /// Only read from the main server: `TLSEngine` is global.
@@ -371,6 +378,12 @@ pub struct ServerConf {
     pub certificates: Vec<CertSpec>,
     /// The certificates are the main server's, inherited by a vhost without its own.
     pub certificates_inherited: bool,
+    pub(crate) settings: Option<Arc<TlsSettings>>,
+}
+
+/// The settings of a [`ServerConf`] that few vhosts set themselves.
+#[derive(Default, Clone)]
+pub struct TlsSettings {
     /// `TLSProtocol`: lowest wire version.
     pub protocol_floor: Option<Located<u16>>,
     pub ciphers_prefer: CipherList,
@@ -394,6 +407,23 @@ pub struct ServerConf {
     pub session_lifetime_secs: Option<u64>,
 }
 
+/// What a server without settings of its own reads.
+static NO_SETTINGS: std::sync::LazyLock<TlsSettings> = std::sync::LazyLock::new(TlsSettings::default);
+
+impl std::ops::Deref for ServerConf {
+    type Target = TlsSettings;
+
+    fn deref(&self) -> &TlsSettings {
+        self.settings.as_deref().unwrap_or(&NO_SETTINGS)
+    }
+}
+
+impl std::ops::DerefMut for ServerConf {
+    fn deref_mut(&mut self) -> &mut TlsSettings {
+        Arc::make_mut(self.settings.get_or_insert_with(Default::default))
+    }
+}
+
 fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
     if add.is_empty() { base.to_vec() } else { add.to_vec() }
 }
@@ -401,11 +431,26 @@ fn inherit<T: Clone>(base: &[T], add: &[T]) -> Vec<T> {
 impl ServerConf {
     /// A vhost's effective settings: its own where it has any, the main server's otherwise.
     pub fn merge(base: &ServerConf, add: &ServerConf) -> ServerConf {
+        let settings = match (&base.settings, &add.settings) {
+            // Nothing of its own: the main server's, shared.
+            (_, None) => base.settings.clone(),
+            (None, Some(_)) => add.settings.clone(),
+            (Some(b), Some(a)) => Some(Arc::new(TlsSettings::merge(b, a))),
+        };
         ServerConf {
             engines: inherit(&base.engines, &add.engines),
             strict_sni: add.strict_sni.or(base.strict_sni),
             certificates: inherit(&base.certificates, &add.certificates),
             certificates_inherited: add.certificates.is_empty() && !base.certificates.is_empty(),
+            settings,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// The settings of a vhost that sets some of them (`add`) under the main server's (`base`).
+    fn merge(base: &TlsSettings, add: &TlsSettings) -> TlsSettings {
+        TlsSettings {
             protocol_floor: add.protocol_floor.clone().or_else(|| base.protocol_floor.clone()),
             ciphers_prefer: CipherList::merge(&base.ciphers_prefer, &add.ciphers_prefer),
             ciphers_suppress: CipherList::merge(&base.ciphers_suppress, &add.ciphers_suppress),
@@ -419,7 +464,9 @@ impl ServerConf {
             session_lifetime_secs: add.session_lifetime_secs.or(base.session_lifetime_secs),
         }
     }
+}
 
+impl ServerConf {
     /// Everything a vhost's rustls configuration is built from, as values (without where each
     /// was written): vhosts with equal keys get the same configuration, built once. A wildcard
     /// certificate named by a thousand vhosts is then read, parsed and held once.
@@ -846,14 +893,17 @@ mod tests {
     #[test]
     fn vhosts_with_the_same_values_share_a_build_key() {
         let at = |line| Origin { file: "a.conf".into(), line };
-        let conf = |line, key: &str| ServerConf {
-            certificates: vec![CertSpec {
-                cert_file: "/w/wild.pem".into(),
-                key_file: Some(key.into()),
-                origin: at(line),
-            }],
-            client_auth: Some(Located { value: ClientAuth::Required, origin: at(line) }),
-            ..Default::default()
+        let conf = |line, key: &str| {
+            let mut c = ServerConf {
+                certificates: vec![CertSpec {
+                    cert_file: "/w/wild.pem".into(),
+                    key_file: Some(key.into()),
+                    origin: at(line),
+                }],
+                ..Default::default()
+            };
+            c.client_auth = Some(Located { value: ClientAuth::Required, origin: at(line) });
+            c
         };
         assert_eq!(
             conf(3, "/w/wild.key").tls_build_key(),
@@ -867,6 +917,27 @@ mod tests {
         let mut optional = conf(3, "/w/wild.key");
         optional.client_auth = Some(Located { value: ClientAuth::Optional, origin: at(3) });
         assert_ne!(optional.tls_build_key(), conf(3, "/w/wild.key").tls_build_key());
+    }
+
+    /// A vhost that sets none of the less common settings shares the main server's (one copy for
+    /// thousands of vhosts); one that sets some gets its own, merged, and the main server's stay.
+    #[test]
+    // These fields are TlsSettings', reached through DerefMut: they cannot go into the initializer.
+    #[allow(clippy::field_reassign_with_default)]
+    fn settings_are_shared_until_a_vhost_sets_its_own() {
+        let mut main = ServerConf::default();
+        main.protocol_floor = Some(Located { value: 0x0304, origin: Origin { file: "m".into(), line: 1 } });
+        let plain_vhost = ServerConf::default();
+        let merged = ServerConf::merge(&main, &plain_vhost);
+        assert!(Arc::ptr_eq(merged.settings.as_ref().unwrap(), main.settings.as_ref().unwrap()), "shared");
+        assert_eq!(merged.floor(), 0x0304);
+        let mut own = ServerConf::default();
+        own.client_auth = Some(Located { value: ClientAuth::Required, origin: Origin { file: "v".into(), line: 2 } });
+        let merged = ServerConf::merge(&main, &own);
+        assert_eq!((merged.floor(), merged.client_auth()), (0x0304, ClientAuth::Required));
+        assert_eq!(main.client_auth(), ClientAuth::None, "the main server's are untouched");
+        assert!(ServerConf::merge(&ServerConf::default(), &ServerConf::default()).settings.is_none(), "nothing held");
+        assert_eq!(ServerConf::default().floor(), 0x0303, "defaults read through");
     }
 
     #[test]

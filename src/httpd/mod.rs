@@ -114,6 +114,16 @@ pub fn catch_panic<R>(fallback: R, on_panic: impl FnOnce(&str), f: impl FnOnce()
     }
 }
 
+/// Hands the heap's free pages back to the kernel (glibc's `malloc_trim`). Each reading of the
+/// configuration builds every vhost's TLS configuration and frees the previous one (the dry pass
+/// at start-up, the old generation at a graceful restart): with thousands of vhosts that leaves
+/// megabytes of free but resident heap in the parent, which every child forked from it would
+/// carry.
+pub fn release_free_memory() {
+    // SAFETY: a plain libc call without arguments that point anywhere.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// httpd's blocking mode for a read.
 pub(crate) fn read_type(block: bool) -> sys::apr_read_type_e {
     if block { sys::apr_read_type_e_APR_BLOCK_READ } else { sys::apr_read_type_e_APR_NONBLOCK_READ }

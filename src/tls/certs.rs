@@ -49,7 +49,9 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError
                 path.display()
             )));
         }
-        chain.push(cert);
+        // The PEM decoder's buffer has room to spare (its size follows the base64 text): each
+        // certificate is held for the whole generation, so keep exactly its bytes.
+        chain.push(CertificateDer::from(cert.to_vec()));
     }
     if chain.is_empty() {
         return Err(key_material(format!(
@@ -254,6 +256,45 @@ pub fn load_key(path: &Path, ask: Option<PassphraseSource<'_>>) -> Result<Privat
     })
 }
 
+/// A private key kept as its DER bytes (about 140 bytes for P-256) and parsed into the crypto
+/// library's form (about 1 KB for P-256, more for RSA) where it is first used to sign: in each
+/// child, for the vhosts that get handshakes. A server with thousands of vhosts holds most of
+/// them unparsed. Start-up has already parsed it once and checked it against its certificate.
+struct KeyOnFirstUse {
+    der: PrivateKeyDer<'static>,
+    algorithm: rustls::SignatureAlgorithm,
+    provider: &'static dyn rustls::crypto::KeyProvider,
+    /// None if it no longer parses (it did at start-up): no scheme is offered, the handshake fails.
+    parsed: std::sync::OnceLock<Option<Arc<dyn rustls::sign::SigningKey>>>,
+}
+
+impl KeyOnFirstUse {
+    fn parsed(&self) -> Option<&Arc<dyn rustls::sign::SigningKey>> {
+        self.parsed.get_or_init(|| self.provider.load_private_key(self.der.clone_key()).ok()).as_ref()
+    }
+}
+
+impl std::fmt::Debug for KeyOnFirstUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key's bytes.
+        f.debug_struct("KeyOnFirstUse").field("algorithm", &self.algorithm).finish_non_exhaustive()
+    }
+}
+
+impl rustls::sign::SigningKey for KeyOnFirstUse {
+    fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        self.parsed()?.choose_scheme(offered)
+    }
+
+    fn public_key(&self) -> Option<rustls_pki_types::SubjectPublicKeyInfoDer<'_>> {
+        self.parsed()?.public_key()
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
 /// Loads one `TLSCertificate` and checks that key and certificate belong together.
 pub fn load_certified_key(
     spec: &CertSpec,
@@ -263,8 +304,18 @@ pub fn load_certified_key(
     let chain = load_chain(&spec.cert_file)?;
     let key_path = spec.key_file.as_deref().unwrap_or(&spec.cert_file);
     let key = load_key(key_path, ask)?;
-    match CertifiedKey::from_der(chain, key, provider) {
-        Ok(ck) => Ok(Arc::new(ck)),
+    match CertifiedKey::from_der(chain, key.clone_key(), provider) {
+        // Checked now (the key parses and matches the certificate); held as its DER bytes and
+        // parsed again where it first signs (see `KeyOnFirstUse`).
+        Ok(ck) => {
+            let lazy = KeyOnFirstUse {
+                der: key,
+                algorithm: ck.key.algorithm(),
+                provider: provider.key_provider,
+                parsed: std::sync::OnceLock::new(),
+            };
+            Ok(Arc::new(CertifiedKey::new(ck.cert, Arc::new(lazy))))
+        }
         Err(rustls::Error::InconsistentKeys(_)) => Err(key_material(format!(
             "the private key in {} does not belong to the certificate in {}: give the key that was used \
              to create this certificate",
@@ -331,6 +382,31 @@ pub(crate) mod tests {
         load_certified_key(&spec(&both, None), &provider(), None).unwrap();
         let e = load_certified_key(&spec(&cert, None), &provider(), None).unwrap_err();
         assert!(e.message.contains("holds no private key"), "{e}");
+    }
+
+    /// The key is held unparsed until it first signs, and then signs as the parsed key would.
+    #[test]
+    fn a_key_is_parsed_where_it_first_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
+        let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        let loaded = load_certified_key(&spec(&cert, Some(&key)), &provider(), None).unwrap();
+        let debug = format!("{:?}", loaded.key);
+        assert!(debug.starts_with("KeyOnFirstUse") && !debug.contains("der"), "{debug}");
+        assert_eq!(loaded.key.algorithm(), rustls::SignatureAlgorithm::ECDSA);
+        let signer = loaded.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).expect("signs");
+        let signature = signer.sign(b"hello").unwrap();
+        let spki = loaded.key.public_key().expect("public key once parsed");
+        use x509_parser::prelude::FromDer;
+        let public = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki).unwrap().1;
+        let verified = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            public.subject_public_key.data.as_ref(),
+        )
+        .verify(b"hello", &signature);
+        assert!(verified.is_ok(), "the signature verifies with the certificate's key");
+        assert!(loaded.key.choose_scheme(&[rustls::SignatureScheme::ED25519]).is_none(), "not its scheme");
     }
 
     #[test]

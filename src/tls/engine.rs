@@ -559,13 +559,40 @@ fn client_verifier(
     Ok(ClientAuthBuild { verifier: Some(strict), generous: None, warnings })
 }
 
+/// The crypto providers of one start-up pass, by the suites they offer: the vhosts that offer
+/// the same suites (with thousands of vhosts, nearly all) share one, instead of each holding a
+/// copy of the provider's tables.
+#[derive(Default)]
+pub struct Providers {
+    base: Option<Arc<CryptoProvider>>,
+    by_suites: std::collections::HashMap<Vec<u16>, Arc<CryptoProvider>>,
+}
+
+impl Providers {
+    /// aws-lc-rs's provider with every suite.
+    fn base(&mut self) -> Arc<CryptoProvider> {
+        self.base.get_or_insert_with(provider).clone()
+    }
+
+    /// The provider offering exactly `suites`, in that order.
+    fn with_suites(&mut self, suites: Vec<SupportedCipherSuite>) -> Arc<CryptoProvider> {
+        let ids: Vec<u16> = suites.iter().map(|s| u16::from(s.suite())).collect();
+        let base = self.base();
+        self.by_suites
+            .entry(ids)
+            .or_insert_with(|| Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() }))
+            .clone()
+    }
+}
+
 /// Builds the configs for one virtual host. Returns warnings worth logging alongside.
 pub fn build_vhost(
     conf: &ServerConf,
     mut ask: Option<certs::PassphraseSource<'_>>,
     sessions: Option<SessionStorageFactory<'_>>,
+    providers: &mut Providers,
 ) -> Result<(VhostTls, Vec<String>), BuildError> {
-    let base = provider();
+    let base = providers.base();
     let mut keys = Vec::with_capacity(conf.certificates.len());
     for spec in &conf.certificates {
         let ask_once: Option<certs::PassphraseSource<'_>> = match &mut ask {
@@ -598,7 +625,7 @@ pub fn build_vhost(
     fingerprint.certificates(&keys).protocol(floor, &suites, honor);
     let tls12_order: Vec<rustls::CipherSuite> =
         suites.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_))).map(|s| s.suite()).collect();
-    let provider = Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() });
+    let provider = providers.with_suites(suites.clone());
     let resolver = Arc::new(CertForClient::new(keys).in_order(tls12_order, !honor));
     let ClientAuthBuild { verifier, generous, warnings: auth_warnings } =
         client_verifier(conf, &provider, &mut fingerprint)?;
@@ -955,7 +982,7 @@ mod tests {
                 ..Default::default()
             };
             edit(&mut conf);
-            build_vhost(&conf, None, None).unwrap().0.fingerprint
+            build_vhost(&conf, None, None, &mut Providers::default()).unwrap().0.fingerprint
         };
         use crate::conf::ClientAuth;
         let auth = |mode: ClientAuth, crl_path: std::path::PathBuf| {
@@ -989,7 +1016,7 @@ mod tests {
     fn build_reports_the_directive_origin() {
         let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
         let conf = ServerConf { certificates: vec![spec], ..Default::default() };
-        let e = build_vhost(&conf, None, None).err().unwrap();
+        let e = build_vhost(&conf, None, None, &mut Providers::default()).err().unwrap();
         assert_eq!(e.origin.as_ref().map(ToString::to_string).as_deref(), Some("t.conf:3"));
         assert_eq!(e.kind, ErrorKind::Unreadable, "the kind comes from where it was found");
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);
