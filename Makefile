@@ -28,7 +28,7 @@ ifneq ($(shell command -v dpkg-parsechangelog 2>/dev/null),)
 export SOURCE_DATE_EPOCH := $(shell dpkg-parsechangelog -STimestamp 2>/dev/null)
 endif
 
-.PHONY: all deps deps-deb deps-test build debug test lint demo install deb bench bench-vhosts leakcheck soak valgrind clean
+.PHONY: all deps deps-deb deps-test build debug test lint demo install deb bench bench-vhosts bench-floor leakcheck soak valgrind clean
 
 all: build
 
@@ -99,6 +99,12 @@ bench: build
 VHOSTS ?= 2000
 bench-vhosts: build
 	scripts/bench_vhosts.py --vhosts $(VHOSTS)
+
+# The handshake against its floor: a minimal rustls server (examples/rustls_floor.rs) with and
+# without TLS, and httpd with and without mod_tls, in one run; prints "TLS minus plain" for both.
+bench-floor: build
+	$(CARGO) build --release --locked --example rustls_floor
+	scripts/bench_floor.py $(if $(ROUNDS),--rounds $(ROUNDS))
 
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The handshake's own cost against its floor (`make bench-floor`; not part of `make test`).
+
+Four servers on loopback, measured in alternating order in one run:
+  floor-plain  examples/rustls_floor.rs --plain: a thread per connection, no TLS
+  floor-tls    the same with rustls (aws-lc-rs, one TLS 1.3 ticket per handshake)
+  httpd-plain  Debian's httpd (mpm_event, 2 children x 25 threads) without TLS
+  httpd-tls    the same httpd with this module (target/release/libmod_tls.so)
+Each gets bursts of new connections (h2load --h1 -c 48 -n 48: one request each, full TLS 1.3
+handshakes with ECDSA P-256, no resumption). The server's CPU (utime+stime of all its
+processes) per connection gives "TLS minus plain" for the floor and for httpd; their ratio is
+what the module (and httpd's TLS hooks) add to the least a rustls server pays per handshake.
+
+    scripts/bench_floor.py [--rounds 3] [--seconds 3]
+
+Python 3 standard library; tools: apache2, openssl, h2load (nghttp2-client).
+"""
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HTTPD = "/usr/sbin/apache2"
+MODDIR = "/usr/lib/apache2/modules"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE = os.path.join(ROOT, "target/release/libmod_tls.so")
+FLOOR = os.path.join(ROOT, "target/release/examples/rustls_floor")
+BURST = 48
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args, **kw):
+    return subprocess.run(args, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def make_certificates(d):
+    """A CA and an ECDSA P-256 leaf for localhost (key in PKCS#8)."""
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-days", "2", "-subj", "/CN=floor CA")
+    with open(f"{d}/leaf.cnf", "w") as f:
+        f.write("[req]\ndistinguished_name=dn\n[dn]\n[ext]\nsubjectAltName=DNS:localhost\n")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{d}/leaf.key", "-out", f"{d}/leaf.csr", "-subj", "/CN=localhost", "-config", f"{d}/leaf.cnf")
+    run("openssl", "x509", "-req", "-in", f"{d}/leaf.csr", "-CA", f"{d}/ca.pem", "-CAkey", f"{d}/ca.key",
+        "-CAcreateserial", "-out", f"{d}/leaf.pem", "-days", "2", "-extfile", f"{d}/leaf.cnf", "-extensions", "ext")
+
+
+def wait_for(port, deadline=20.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing answers on port {port}")
+
+
+class Server:
+    def __init__(self, name, tls, port):
+        self.name, self.tls, self.port = name, tls, port
+        self.proc = None
+
+    def pids(self):
+        """The server's processes: the one started and its children."""
+        pids = [self.proc.pid]
+        r = subprocess.run(["pgrep", "-P", str(self.proc.pid)], stdout=subprocess.PIPE, text=True)
+        pids += [int(p) for p in r.stdout.split()]
+        return pids
+
+    def cpu_seconds(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Floor(Server):
+    def start(self, d):
+        args = [FLOOR, str(self.port), f"{d}/leaf.pem", f"{d}/leaf.key"] + ([] if self.tls else ["--plain"])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.port)
+
+
+class Httpd(Server):
+    def start(self, d):
+        root = f"{d}/{self.name}"
+        for sub in ("logs", "run", "htdocs"):
+            os.makedirs(f"{root}/{sub}", exist_ok=True)
+        with open(f"{root}/htdocs/index.html", "w") as f:
+            f.write("hello over TLS\n")
+        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        tls = (f"LoadModule tls_module {MODULE}\nTLSEngine 127.0.0.1:{self.port}\n"
+               f"TLSCertificate {d}/leaf.pem {d}/leaf.key\n") if self.tls else ""
+        with open(f"{root}/httpd.conf", "w") as f:
+            f.write(f"""ServerRoot "{root}"
+PidFile "{root}/run/httpd.pid"
+DefaultRuntimeDir "{root}/run"
+Mutex file:{root}/run default
+ErrorLog "{root}/logs/error.log"
+LogLevel warn
+LoadModule mpm_event_module {MODDIR}/mod_mpm_event.so
+LoadModule authz_core_module {MODDIR}/mod_authz_core.so
+LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so
+{user}StartServers 2
+ServerLimit 4
+ThreadLimit 25
+ThreadsPerChild 25
+MaxRequestWorkers 50
+MinSpareThreads 50
+MaxSpareThreads 75
+ServerName localhost
+DocumentRoot "{root}/htdocs"
+<Directory "{root}/htdocs">
+  Require all granted
+</Directory>
+Listen 127.0.0.1:{self.port}
+{tls}""")
+        os.chmod(d, 0o755)
+        if os.geteuid() == 0:
+            run("chown", "-R", "www-data:www-data", f"{root}/htdocs", f"{root}/run")
+        self.proc = subprocess.Popen([HTTPD, "-DFOREGROUND", "-f", f"{root}/httpd.conf"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.port)
+
+
+def burst(server, seconds, client_conf):
+    """(connections, server CPU seconds) over bursts of new connections for `seconds`."""
+    url = f"{'https' if server.tls else 'http'}://localhost:{server.port}/index.html"
+    args = ["h2load", "--h1", "-c", str(BURST), "-n", str(BURST), f"--connect-to=127.0.0.1:{server.port}", url]
+    env = dict(os.environ, OPENSSL_CONF=client_conf)
+    conns = 0
+    cpu0 = server.cpu_seconds()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        codes = re.search(r"status codes: (\d+) 2xx", r.stdout)
+        if not codes or int(codes.group(1)) != BURST:
+            sys.exit(f"{server.name}: not {BURST} answers 2xx:\n{r.stdout}")
+        if server.tls and "TLS Protocol: TLSv1.3" not in r.stdout:
+            sys.exit(f"{server.name}: TLS 1.3 not negotiated:\n{r.stdout}")
+        conns += BURST
+    return conns, server.cpu_seconds() - cpu0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds of bursts per sample (default 3)")
+    opts = ap.parse_args()
+    for path in (FLOOR, MODULE):
+        if not os.path.exists(path):
+            sys.exit(f"{path} is missing: run `make bench-floor` (it builds both)")
+    with tempfile.TemporaryDirectory(prefix="mod_tls-bench-floor-") as d:
+        make_certificates(d)
+        client_conf = f"{d}/client.cnf"
+        with open(client_conf, "w") as f:
+            f.write("openssl_conf = c\n[c]\nssl_conf = s\n[s]\nsystem_default = d\n[d]\nProtocol = -ALL, TLSv1.3\n")
+        servers = [Floor("floor-plain", False, free_port()), Floor("floor-tls", True, free_port()),
+                   Httpd("httpd-plain", False, free_port()), Httpd("httpd-tls", True, free_port())]
+        samples = {s.name: [] for s in servers}
+        try:
+            for s in servers:
+                s.start(d)
+            for _ in range(2):  # warm-up: thread pools, page cache, keys parsed where they first sign
+                for s in servers:
+                    burst(s, 0.5, client_conf)
+            for r in range(opts.rounds):
+                order = servers if r % 2 == 0 else list(reversed(servers))
+                for s in order:
+                    conns, cpu = burst(s, opts.seconds, client_conf)
+                    samples[s.name].append(cpu / conns * 1e6)
+                    print(f"round {r + 1}/{opts.rounds} {s.name}: {conns} connections, "
+                          f"{cpu / conns * 1e6:.0f} µs CPU each", file=sys.stderr)
+        finally:
+            for s in servers:
+                s.stop()
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    floor = med["floor-tls"] - med["floor-plain"]
+    ours = med["httpd-tls"] - med["httpd-plain"]
+    print(f"# make bench-floor: full TLS 1.3 handshakes (ECDSA P-256, one request each), "
+          f"{opts.rounds} rounds, medians")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}\n")
+    print("| server | CPU per connection |")
+    print("|---|---|")
+    for k in ("floor-plain", "floor-tls", "httpd-plain", "httpd-tls"):
+        print(f"| {k} | {med[k]:.0f} µs |")
+    print(f"\nTLS minus plain: floor {floor:.0f} µs, httpd with mod_tls {ours:.0f} µs; "
+          f"ratio {ours / floor:.2f} (1.00 = the module and httpd's TLS hooks add nothing to rustls's own cost)")
+
+
+if __name__ == "__main__":
+    main()
