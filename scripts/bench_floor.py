@@ -4,7 +4,7 @@
 Four servers on loopback, measured in alternating order in one run:
   floor-plain  examples/rustls_floor.rs --plain: a thread per connection, no TLS
   floor-tls    the same with rustls (aws-lc-rs, one TLS 1.3 ticket per handshake)
-  httpd-plain  Debian's httpd (mpm_event, 2 children x 25 threads) without TLS
+  httpd-plain  Debian's httpd (mpm_event, or --mpm worker; 2 children x 25 threads) without TLS
   httpd-tls    the same httpd with this module (target/release/libmod_tls.so)
 Each gets bursts of new connections (h2load --h1 -c 48 -n 48: one request each, full TLS 1.3
 handshakes with ECDSA P-256, no resumption). The server's CPU (utime+stime of all its
@@ -108,6 +108,8 @@ class Floor(Server):
 
 
 class Httpd(Server):
+    mpm = "event"
+
     def start(self, d):
         root = f"{d}/{self.name}"
         for sub in ("logs", "run", "htdocs"):
@@ -124,7 +126,7 @@ DefaultRuntimeDir "{root}/run"
 Mutex file:{root}/run default
 ErrorLog "{root}/logs/error.log"
 LogLevel warn
-LoadModule mpm_event_module {MODDIR}/mod_mpm_event.so
+LoadModule mpm_{self.mpm}_module {MODDIR}/mod_mpm_{self.mpm}.so
 LoadModule authz_core_module {MODDIR}/mod_authz_core.so
 LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so
 {user}StartServers 2
@@ -172,7 +174,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of bursts per sample (default 3)")
+    ap.add_argument("--mpm", choices=["event", "worker"], default="event", help="httpd's MPM (default event)")
     opts = ap.parse_args()
+    Httpd.mpm = opts.mpm
     for path in (FLOOR, MODULE):
         if not os.path.exists(path):
             sys.exit(f"{path} is missing: run `make bench-floor` (it builds both)")
@@ -204,7 +208,7 @@ def main():
     floor = med["floor-tls"] - med["floor-plain"]
     ours = med["httpd-tls"] - med["httpd-plain"]
     print(f"# make bench-floor: full TLS 1.3 handshakes (ECDSA P-256, one request each), "
-          f"{opts.rounds} rounds, medians")
+          f"{opts.rounds} rounds, medians, httpd with mpm_{opts.mpm}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}\n")
     print("| server | CPU per connection |")
     print("|---|---|")
