@@ -1238,8 +1238,7 @@ fn s_client_connects(port: u16, args: &[&str]) -> bool {
 #[test]
 fn lost_tls_reach_is_reported_with_its_reason() {
     let site = |extra: &'static str| {
-        move |_files: &Path, own: &Path, port: u16| {
-            let _ = own;
+        move |_files: &Path, _own: &Path, port: u16| {
             format!(
                 "LoadModule ssl_module {MODDIR}/mod_ssl.so\nListen 127.0.0.1:{port}\n\
                  <VirtualHost 127.0.0.1:{port}>\n  ServerName localhost\n  SSLEngine on\n\

@@ -7,7 +7,7 @@ use crate::httpd::hooks::StatusFlags;
 use crate::httpd::{
     Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, Request, Server, log,
 };
-use crate::tls::{policy, stats, vars};
+use crate::tls::{now_unix, policy, stats, vars};
 use crate::{log_conn, log_server};
 
 use super::conn_view::{handshake_facts, shared};
@@ -250,10 +250,6 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
     if let Some(cache) = cache {
         cache.status(r, flags);
     }
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn escape(s: &str) -> String {

@@ -625,7 +625,7 @@ pub fn build_vhost(
     fingerprint.certificates(&keys).protocol(floor, &suites, honor);
     let tls12_order: Vec<rustls::CipherSuite> =
         suites.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_))).map(|s| s.suite()).collect();
-    let provider = providers.with_suites(suites.clone());
+    let provider = providers.with_suites(suites);
     let resolver = Arc::new(CertForClient::new(keys).in_order(tls12_order, !honor));
     let ClientAuthBuild { verifier, generous, warnings: auth_warnings } =
         client_verifier(conf, &provider, &mut fingerprint)?;

@@ -212,11 +212,12 @@ impl<S: SessionStore> VhostSessions<S> {
         }
         let k = self.key_of(key);
         let mut record = if take { self.store.take(&k) } else { self.store.retrieve(&k) }?;
-        let verdict = self.check(&record, now_unix());
-        let value = match verdict {
+        match self.check(&record, now_unix()) {
             Ok(origin) => {
                 Resumption::with_current(|r| r.origin = Some(origin));
-                Some(record[HEADER_LEN..].to_vec())
+                // rustls's bytes, in place: no copy of the session's secrets to wipe.
+                record.drain(..HEADER_LEN);
+                Some(record)
             }
             Err(refused) => {
                 Resumption::with_current(|r| match refused {
@@ -224,11 +225,10 @@ impl<S: SessionStore> VhostSessions<S> {
                     Refused::ClientCertificate => r.events.client_cert_refused += 1,
                     Refused::Unreadable => {}
                 });
+                zeroize::Zeroize::zeroize(&mut record);
                 None
             }
-        };
-        zeroize::Zeroize::zeroize(&mut record);
-        value
+        }
     }
 
     /// Whether a stored record may be resumed at `now`: its full handshake's time if so.
@@ -305,7 +305,7 @@ impl<'a> Reader<'a> {
 }
 
 fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    crate::tls::now_unix().max(0) as u64
 }
 
 #[cfg(test)]

@@ -95,9 +95,7 @@ fn cipher_bits(suite: &str) -> Option<u32> {
 impl<'a> ConnFacts<'a> {
     /// The facts of `handshake` as of now (certificate variables count the days left).
     pub fn now(handshake: &'a HandshakeFacts) -> Self {
-        let now_unix =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        ConnFacts { handshake, now_unix }
+        ConnFacts { handshake, now_unix: crate::tls::now_unix() }
     }
 
     fn client_chain(&self) -> Option<&[CertificateDer<'static>]> {
