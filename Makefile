@@ -42,23 +42,28 @@ deps-test:
 	@scripts/ensure-deps.sh test
 
 build: deps
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --workspace
 	cp target/release/libmod_tls.so target/release/mod_tls.so
 
 debug: deps
-	$(CARGO) build --locked
+	$(CARGO) build --locked --workspace
+
+# The integration tests load target/test-hooks/debug/libmod_tls.so into /usr/sbin/apache2, built
+# with the test-only switches (feature test-hooks) that release builds never have. That build has
+# its own target directory, so that it and `make debug` (without them) never rebuild each other.
+TEST_FEATURES = --features test-hooks
+TEST_CARGO    = $(CARGO) --locked
+TEST_TARGET   = --target-dir target/test-hooks
 
 lint: deps
-	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets --features test-hooks -- -D warnings
+	$(CARGO) fmt --all --check
+	$(TEST_CARGO) clippy --workspace --all-targets $(TEST_FEATURES) $(TEST_TARGET) -- -D warnings
 
-# The integration tests load target/debug/libmod_tls.so into /usr/sbin/apache2, built with the
-# test-only switches (feature test-hooks) that release builds never have.
-TEST_FEATURES = --features test-hooks
-# The package test (tests/package.rs) checks the .deb that `make deb` leaves in target/debian/.
+# Unit tests of every crate and the integration tests against the real httpd. The package test
+# (tests/package.rs) checks the .deb that `make deb` leaves in target/debian/.
 test: deps-test deb
-	$(CARGO) build --locked $(TEST_FEATURES)
-	$(CARGO) test --locked $(TEST_FEATURES)
+	$(TEST_CARGO) build --workspace $(TEST_FEATURES) $(TEST_TARGET)
+	$(TEST_CARGO) test --workspace $(TEST_FEATURES) $(TEST_TARGET)
 	$(MAKE) --no-print-directory lint
 
 demo: build

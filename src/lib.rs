@@ -1,69 +1,214 @@
-//! mod_tls: TLS 1.2 and 1.3 for Apache httpd through rustls.
+//! mod_tls: TLS 1.2 and 1.3 for Apache httpd through rustls — the module httpd loads.
 //!
-//! Layers, top to bottom (see docs/building.md, Layout): `module` is the exported `tls_module` record with its
-//! directives and hooks; `filters` pump bytes between httpd's bucket brigades and [`stream`];
-//! [`engine`] builds the rustls configurations from [`config`]; [`certs`] loads key material;
-//! [`sessions`] files sessions per vhost over a storage trait; [`policy`] holds the decisions the
-//! hooks act on; [`vars`] computes `SSL_*` variables from a handshake's snapshot. `httpd` holds
-//! the raw bindings and the thin safe wrappers over them (socache included). Everything that calls into
-//! httpd is compiled out of unit tests (those symbols exist only inside the httpd executable) and is
-//! tested through the real server in `tests/`.
+//! This crate is the wiring: the exported `tls_module` record with its typed configuration
+//! ([`TlsModule`]), its hooks and filters, over the safe handles of the `httpd` crate (the only
+//! crate with `unsafe`) and the decisions of `mod_tls_core` (settings and TLS, unit-tested without
+//! httpd). One file per concern, as mod_ssl splits its engine:
+//!
+//! - [`directives`]: the directive table, one row per directive, and what each one sets;
+//! - [`startup`]: building and checking everything once per configuration generation
+//!   (check_config, post_config: rustls configs, session cache, backend configs, mod_md, OCSP);
+//! - [`connection`]: taking connections (pre_connection, mod_proxy's bind_outgoing) and the
+//!   handshake step of process_connection; [`conn_view`]: what request threads may read of a
+//!   connection;
+//! - [`tls_filters`]: the connection filters that pump bytes between httpd and the TLS stream,
+//!   and the vhost choice from a ClientHello ([`chooser`]);
+//! - [`requests`]: the request hooks (400/421/503, the user name, variables, scheme, status);
+//! - [`stores`]: httpd's socache, shared memory and brigades behind the TLS layer's session
+//!   store, counters and record sink.
 
-pub mod conf;
-pub mod tls;
+#![forbid(unsafe_code)]
+#![allow(non_upper_case_globals)]
 
-#[cfg(all(feature = "httpd", not(test)))]
-mod adapter;
-#[cfg(all(feature = "httpd", not(test)))]
-pub mod httpd;
-#[cfg(all(feature = "httpd", feature = "test-hooks", not(test)))]
+mod chooser;
+mod conn_view;
+mod connection;
+mod directives;
+mod requests;
+mod startup;
+mod stores;
+#[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod tls_filters;
 
-/// The module's version, as logged at start-up and reported in `SSL_VERSION_INTERFACE`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The rustls version linked in, read from Cargo.lock at build time.
-pub const RUSTLS_VERSION: &str = env!("MOD_TLS_RUSTLS_VERSION");
+// The settings and TLS layer, under the names the module's files use.
+use mod_tls_core::{conf, tls};
 
-/// Unit tests count the heap bytes each thread holds (see `idle_stream_holds_no_buffers`).
-#[cfg(test)]
-pub(crate) mod heap_count {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
+use std::sync::{Arc, OnceLock};
 
-    thread_local! {
-        static LIVE: Cell<isize> = const { Cell::new(0) };
-        static CALLS: Cell<usize> = const { Cell::new(0) };
+use crate::conf::{DirConf, ServerConf};
+use crate::tls::engine;
+use httpd::Server;
+use httpd::record::{Module, ModuleRecord};
+
+httpd::export_module!(tls_module, TlsModule, c"mod_tls.c", directives::COMMANDS.list());
+
+/// mod_tls as httpd sees it: its configuration types and hooks.
+pub struct TlsModule;
+
+impl Module for TlsModule {
+    type Server = ServerSlot;
+    type Dir = DirConf;
+    type ConnShared = conn_view::ConnShared;
+    type ConnLocal = tls_filters::TlsConn;
+
+    fn record() -> &'static ModuleRecord {
+        &tls_module
     }
 
-    pub struct Counting;
-
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = LIVE.try_with(|l| l.set(l.get() + layout.size() as isize));
-            let _ = CALLS.try_with(|c| c.set(c.get() + 1));
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            let _ = LIVE.try_with(|l| l.set(l.get() - layout.size() as isize));
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = LIVE.try_with(|l| l.set(l.get() + new_size as isize - layout.size() as isize));
-            let _ = CALLS.try_with(|c| c.set(c.get() + 1));
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
+    fn create_server() -> ServerSlot {
+        ServerSlot { conf: ServerConf::default(), built: Built::default() }
     }
 
-    #[global_allocator]
-    static COUNTING: Counting = Counting;
-
-    /// Heap bytes allocated and not yet freed by this thread (through Rust's allocator).
-    pub fn live() -> isize {
-        LIVE.with(|l| l.get())
+    fn merge_server(base: &ServerSlot, add: &ServerSlot) -> ServerSlot {
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::panic_in_merge_server();
+        ServerSlot { conf: ServerConf::merge(&base.conf, &add.conf), built: Built::default() }
     }
 
-    /// Allocations (and reallocations) made by this thread so far.
-    pub fn calls() -> usize {
-        CALLS.with(|c| c.get())
+    fn create_dir() -> DirConf {
+        DirConf::default()
     }
+
+    fn merge_dir(base: &DirConf, add: &DirConf) -> DirConf {
+        DirConf::merge(base, add)
+    }
+
+    fn register_hooks() {
+        use httpd::hooks::{self, Order};
+        // Every caught panic is counted on the status page (TLSPanics).
+        httpd::observe_panics(|| {
+            if let Some(st) = stats() {
+                crate::tls::stats::count_panic(st);
+            }
+        });
+        hooks::pre_config(startup::pre_config, Order::Middle);
+        hooks::check_config(startup::check_config, Order::Middle);
+        hooks::child_init(startup::child_init, Order::Middle);
+        hooks::status(requests::status, Order::Middle);
+        hooks::post_config(startup::post_config, Order::Middle);
+        hooks::pre_connection(connection::pre_connection, Order::Middle);
+        hooks::process_connection(connection::process_connection, Order::Middle);
+        hooks::pre_close_connection(tls_filters::TlsConn::note_close, Order::Middle);
+        hooks::ssl_conn_is_ssl(connection::is_ours, Order::Middle);
+        // Before mod_ssl's, which answers HTTPS=off and SSL_VERSION_* for every connection; we
+        // answer only for ours.
+        hooks::ssl_var_lookup(requests::var_lookup, Order::First);
+        hooks::ssl_bind_outgoing(connection::bind_outgoing, Order::Middle);
+        hooks::ssl_expr_vars(Order::First);
+        hooks::post_read_request(requests::post_read_request, Order::Middle);
+        hooks::https_scheme(requests::is_ours, Order::Middle);
+        hooks::fixups(requests::fixups, Order::Middle);
+        tls_filters::register();
+    }
+}
+
+/// What a server's module-config slot holds: the directive values, and apart from them what
+/// start-up builds from them for this configuration generation (so merging copies only values).
+pub struct ServerSlot {
+    pub conf: ServerConf,
+    pub built: Built,
+}
+
+/// What start-up builds for one server, once per configuration generation. Each reading of the
+/// configuration makes fresh server slots, so each of these is settled once (by check_config or
+/// post_config, single-threaded) and only read afterwards, from any thread.
+#[derive(Default)]
+pub struct Built {
+    /// mod_reqtimeout bounds this server's handshakes (`RequestReadTimeout handshake=N`): they then
+    /// run blocking, where its timer applies, instead of waiting in the event MPM.
+    reqtimeout_handshake: OnceLock<bool>,
+    /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
+    md_deferred: OnceLock<bool>,
+    /// Backend client configs built for this generation (main server only).
+    proxy_cache: OnceLock<Arc<engine::ProxyCache>>,
+    /// The cache opened for this configuration generation (main server only).
+    session_cache: OnceLock<Arc<stores::SocacheSessions>>,
+    /// The vhost's rustls configs, for servers that TLSEngine connections can reach.
+    tls: OnceLock<Arc<engine::VhostTls>>,
+    /// The same with mod_md's certificate, where mod_md manages the server's name (asked first,
+    /// in post_config, as the C module does): it replaces `tls`.
+    managed_tls: OnceLock<Arc<engine::VhostTls>>,
+    /// The status page's counters, in memory all children of the generation share (main server
+    /// only).
+    stats: OnceLock<stores::ShmCounters>,
+    /// Each address's vhosts by name (main server only), made in each child at the first
+    /// handshake on the address (see [`vhost_named`]).
+    name_indexes: std::sync::RwLock<std::collections::HashMap<usize, Arc<crate::tls::names::NameIndex<Server>>>>,
+}
+
+impl Built {
+    pub fn reqtimeout_handshake(&self) -> bool {
+        self.reqtimeout_handshake.get() == Some(&true)
+    }
+
+    pub fn md_deferred(&self) -> bool {
+        self.md_deferred.get() == Some(&true)
+    }
+
+    pub fn proxy_cache(&self) -> Option<&Arc<engine::ProxyCache>> {
+        self.proxy_cache.get()
+    }
+
+    pub fn session_cache(&self) -> Option<&Arc<stores::SocacheSessions>> {
+        self.session_cache.get()
+    }
+
+    pub fn tls(&self) -> Option<&Arc<engine::VhostTls>> {
+        self.managed_tls.get().or(self.tls.get())
+    }
+}
+
+/// The status page's counters of the running generation, if they could be made.
+fn stats() -> Option<&'static stores::ShmCounters> {
+    built(Server::main()).stats.get()
+}
+
+/// The vhost of `c`'s address that `host` (an SNI) names: the first in configuration order whose
+/// names match, as httpd's walk of the address's vhosts finds it, in constant time. Each address's
+/// index is made once per child, at its first handshake (the walk, once).
+fn vhost_named(c: httpd::Conn, host: &str) -> Option<Server> {
+    let Some(list) = c.address_vhost_list() else {
+        // One vhost on the address: nothing to index.
+        let s = c.base_server();
+        return has_name(s, host).then_some(s);
+    };
+    let indexes = &built(Server::main()).name_indexes;
+    let known = indexes.read().unwrap_or_else(|e| e.into_inner()).get(&list.get()).cloned();
+    let index = known.unwrap_or_else(|| {
+        let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts().into_iter().map(|s| {
+            let (name, aliases, wild) = s.names();
+            (s, name, aliases, wild)
+        })));
+        indexes.write().unwrap_or_else(|e| e.into_inner()).entry(list.get()).or_insert(made).clone()
+    });
+    index.find(host)
+}
+
+/// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases), as httpd matches.
+fn has_name(s: Server, host: &str) -> bool {
+    let (name, aliases, wild) = s.names();
+    crate::conf::host_matches(host, &name, &aliases, &wild)
+}
+
+/// The `<VirtualHost>` addresses of `s` (empty for the main server).
+fn vhost_addrs(s: Server) -> Vec<conf::VhostAddr> {
+    s.vhost_addrs().into_iter().map(|(ip, port)| conf::VhostAddr { ip, port }).collect()
+}
+
+/// Settles one product of start-up (see [`Built`]): a second value for the same slot would be a
+/// bug in start-up's order, and the first one stays.
+fn settle<T>(cell: &OnceLock<T>, value: T) {
+    let settled = cell.set(value).is_ok();
+    debug_assert!(settled, "a start-up product was built twice");
+}
+
+/// The directive values of server `s` (merged for vhosts), read-only after start-up.
+fn conf(s: Server) -> &'static ServerConf {
+    &s.config::<TlsModule>().conf
+}
+
+/// What start-up built for server `s`, read-only after start-up.
+fn built(s: Server) -> &'static Built {
+    &s.config::<TlsModule>().built
 }

@@ -102,7 +102,7 @@ fn documented_directives() -> BTreeSet<String> {
 /// The directive names of the module's table (`COMMANDS` in `src/adapter/directives.rs`), read
 /// as text: each row names its directive as a C string literal, `c"TLS…"`.
 fn source_directives() -> BTreeSet<String> {
-    let src = repo_file("src/adapter/directives.rs");
+    let src = repo_file("src/directives.rs");
     let start = src.find("pub static COMMANDS").expect("the COMMANDS table in src/adapter/directives.rs");
     let table = &src[start..start + src[start..].find("]);").expect("the end of COMMANDS")];
     let names: BTreeSet<String> = table

@@ -17,7 +17,12 @@ use common::*;
 /// The tool under test; `MOD_TLS_MIGRATE` names another build (an earlier one, to see that a
 /// test fails without a fix).
 fn tool() -> String {
-    std::env::var("MOD_TLS_MIGRATE").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mod_tls-migrate").to_string())
+    std::env::var("MOD_TLS_MIGRATE").unwrap_or_else(|_| {
+        // Built beside the module (crates/migrate, a member of the workspace).
+        let bin = common::module_path().with_file_name("mod_tls-migrate");
+        assert!(bin.exists(), "{} is missing: build the workspace first (make test does)", bin.display());
+        bin.display().to_string()
+    })
 }
 
 /// The tool's exit status when the conversion closed places until edited (documented).

@@ -2,12 +2,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mod_tls::conf::{CacheSpec, ClientAuth, EngineAddr, TlsOptions, parse_protocol_floor, reqtimeout_handshake};
+use mod_tls_core::conf::{CacheSpec, ClientAuth, EngineAddr, TlsOptions, parse_protocol_floor, reqtimeout_handshake};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = mod_tls::tls::ciphers::parse_list(text);
-    let _ = mod_tls::tls::ciphers::lookup(text);
+    let _ = mod_tls_core::tls::ciphers::parse_list(text);
+    let _ = mod_tls_core::tls::ciphers::lookup(text);
     let _ = parse_protocol_floor("TLSProtocol", text);
     let _ = CacheSpec::parse(text);
     let _ = ClientAuth::parse(text);
@@ -16,9 +16,6 @@ fuzz_target!(|data: &[u8]| {
     if !text.bytes().any(|b| b.is_ascii_alphabetic()) {
         let _ = EngineAddr::parse_all(text);
     }
-    let mut options = TlsOptions::default();
-    for word in text.split_whitespace() {
-        let _ = options.apply(word);
-    }
-    let _ = mod_tls::conf::host_matches(text, "www.example.net", &[], &[text.to_string()]);
+    let _ = TlsOptions::default().apply_line(text);
+    let _ = mod_tls_core::conf::host_matches(text, "www.example.net", &[], &[text.to_string()]);
 });

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/bin/mod_tls-migrate/reader.rs"]
+#[path = "../../crates/migrate/src/reader.rs"]
 #[allow(dead_code)]
 mod reader;
 

@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use mod_tls::tls::stream::{ConfigChooser, Refusal, TlsStream};
+use mod_tls_core::tls::stream::{ConfigChooser, Refusal, TlsStream};
 use rustls::ServerConfig;
 use rustls::server::ClientHello;
 
@@ -28,7 +28,7 @@ fn config() -> Arc<ServerConfig> {
             let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
             let der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
             Arc::new(
-                ServerConfig::builder_with_provider(mod_tls::tls::engine::provider())
+                ServerConfig::builder_with_provider(mod_tls_core::tls::engine::provider())
                     .with_protocol_versions(rustls::ALL_VERSIONS)
                     .unwrap()
                     .with_no_client_auth()

@@ -1,0 +1,503 @@
+//! Start-up, once per configuration generation: check_config validates everything and builds
+//! every rustls configuration (so `apache2 -t` and every restart fail on a bad file, never the
+//! first connection), post_config adds what only exists then (the session cache's shared memory,
+//! mod_md's certificates, OCSP stapling), child_init re-attaches the cache's mutex.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::conf::error::{ConfError, ErrorKind};
+use crate::conf::{CacheSpec, CertSpec, Located, Origin};
+use crate::tls::{engine, policy, sessions};
+use httpd::hooks::Startup;
+use httpd::log_server;
+use httpd::{HTTP_INTERNAL_SERVER_ERROR, OK, Pool, Server, compat, log, md, socache};
+
+use super::directives::{PROXY_SCOPES, ProxyScopes};
+use super::{TlsModule, built, conf, requests, settle};
+use crate::stores::{SocacheSessions, socache_error};
+
+pub fn pre_config(pconf: Pool) -> i32 {
+    socache::register_mutex(pconf);
+    if !md::module_loaded(c"mod_ssl.c") {
+        // What configurations written for mod_ssl use, where mod_ssl is not there to offer it:
+        // the stock `%{SSL_PROTOCOL}x %{SSL_CIPHER}x` log formats and `Require ssl`.
+        compat::register_log_handler(pconf, c"x", requests::log_var);
+        compat::register_log_handler(pconf, c"c", requests::log_tls_fact);
+        compat::register_authz_provider(pconf, c"ssl", requests::require_tls);
+        compat::register_authz_provider(pconf, c"ssl-verify-client", requests::require_verified_client);
+    }
+    OK
+}
+
+pub fn child_init(pchild: Pool, main: Server) {
+    if let Some(cache) = built(main).session_cache() {
+        cache.0.child_init(pchild);
+    }
+}
+
+/// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
+/// every (re)start, so bad files fail there and never at the first connection.
+pub fn check_config(st: &Startup) -> i32 {
+    // A create/merge callback that panicked (logged) left a server without its configuration:
+    // nothing of it could be checked, so start-up stops here rather than serve it unchecked.
+    if let Some(s) = st.main.and_following().find(|s| s.try_config::<TlsModule>().is_none()) {
+        log_server!(
+            st.main,
+            log::EMERG,
+            0,
+            "mod_tls: the configuration of {} could not be made (the internal error is logged above); \
+             httpd does not start with it. Please report this as a bug",
+            s.describe()
+        );
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    note_reqtimeout_handshakes(st);
+    if !build_proxy_configs(st) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    let main = st.main;
+    // An address no `Listen` opens gets no connection: as the C module, that only warns (a
+    // listened TLS address without a certificate still fails below).
+    let listens = httpd::server::listen_addrs();
+    let (engines, unheard): (Vec<_>, Vec<_>) =
+        conf(main).engines.iter().cloned().partition(|e| listens.is_empty() || e.is_listened(&listens));
+    for e in unheard {
+        log_server!(
+            main,
+            log::WARNING,
+            0,
+            "mod_tls: TLSEngine {e}: no Listen directive opens this address, so no connection arrives \
+             there; add 'Listen {e}' or remove the TLSEngine line"
+        );
+    }
+    if engines.is_empty() {
+        return OK;
+    }
+    let all_vhost_addrs: Vec<_> = main.and_following().map(super::vhost_addrs).filter(|a| !a.is_empty()).collect();
+    let mut failed = false;
+    let cache = match open_session_cache(st) {
+        Ok(cache) => cache,
+        Err(()) => {
+            failed = true;
+            None
+        }
+    };
+    if let Some(cache) = &cache {
+        settle(&built(main).session_cache, cache.clone());
+    }
+    let make_sessions = cache.map(sessions::VhostSessions::factory);
+    let passphrase_program = conf(main).passphrase_program.clone();
+    let mod_ssl_servers = servers_with_mod_ssl_engine(main);
+    let mut built_already: std::collections::HashMap<String, Option<Arc<engine::VhostTls>>> =
+        std::collections::HashMap::new();
+    let mut providers = engine::Providers::default();
+    for s in main.and_following() {
+        let reached_by = if s.is_virtual() {
+            let addrs = super::vhost_addrs(s);
+            engines.iter().find(|e| addrs.iter().any(|a| conf::engine_reaches_vhost(e, a)))
+        } else {
+            engines.iter().find(|e| conf::engine_reaches_main_server(e, &all_vhost_addrs))
+        };
+        let Some(engine_addr) = reached_by else { continue };
+        if mod_ssl_servers.contains(&s) {
+            log_server!(
+                main,
+                log::EMERG,
+                0,
+                "mod_tls: {} has 'SSLEngine on' (mod_ssl) but is reached through 'TLSEngine {engine_addr}' \
+                 (mod_tls): an address is served by one TLS module. Remove SSLEngine from it, or move it to \
+                 an address that no TLSEngine names",
+                s.describe()
+            );
+            failed = true;
+            continue;
+        }
+        let conf = conf(s);
+        let mut md_deferred = false;
+        if conf.certificates.is_empty() && md::mod_md_loaded() {
+            // mod_md may manage it: asked in post_config (ap_ssl_add_cert_files).
+            md_deferred = true;
+        } else if conf.certificates.is_empty() {
+            let at = match engine_addr.ip {
+                Some(ip) => format!("{ip}:{}", engine_addr.port),
+                None => format!("port {}", engine_addr.port),
+            };
+            log_server!(
+                main,
+                log::EMERG,
+                0,
+                "mod_tls: {} is served with TLS (TLSEngine {at}) but has no certificate: add \
+                 'TLSCertificate cert.pem key.pem' to it, or one at the top level for all virtual hosts",
+                s.describe()
+            );
+            failed = true;
+        } else {
+            let mut ask = |key: &Path, retry: bool| ask_passphrase(st, s, passphrase_program.as_deref(), key, retry);
+            let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
+                if passphrase_program.is_some() { Some(&mut ask) } else { None };
+            let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
+            // Vhosts with the same settings share one configuration (and a bad file is
+            // reported once, not once per vhost that names it).
+            let key = conf.tls_build_key();
+            let tls = built_already.entry(key).or_insert_with(|| {
+                match engine::build_vhost(conf, ask, sessions, &mut providers) {
+                    Ok((tls, warnings)) => {
+                        for w in warnings {
+                            log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                        }
+                        Some(Arc::new(tls))
+                    }
+                    Err(e) => {
+                        log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+                        None
+                    }
+                }
+            });
+            match tls {
+                Some(tls) => settle(&built(s).tls, tls.clone()),
+                None => failed = true,
+            }
+        }
+        settle(&built(s).md_deferred, md_deferred);
+    }
+    if failed { HTTP_INTERNAL_SERVER_ERROR } else { OK }
+}
+
+/// The servers in which mod_ssl is switched on (`SSLEngine on`), when mod_ssl is loaded: read
+/// from the configuration tree, as mod_ssl's own settings are not ours to look into. A vhost's
+/// last `SSLEngine` line counts; without one, the top level's (mod_ssl merges it into vhosts).
+fn servers_with_mod_ssl_engine(main: Server) -> Vec<Server> {
+    if !md::module_loaded(c"mod_ssl.c") {
+        return Vec::new();
+    }
+    let lines = httpd::server::directives_named("SSLEngine");
+    let last_in = |scope: &Option<(String, i32)>| {
+        lines.iter().rev().find(|(_, vhost)| vhost == scope).map(|(args, _)| args.trim().eq_ignore_ascii_case("on"))
+    };
+    let top_level = last_in(&None).unwrap_or(false);
+    main.and_following()
+        .filter(|s| {
+            let own = if s.is_virtual() { last_in(&Some(s.defined_at())) } else { None };
+            own.unwrap_or(top_level)
+        })
+        .collect()
+}
+
+/// Notes which servers have a mod_reqtimeout handshake stage, from the configuration tree
+/// (`RequestReadTimeout` at the top level applies to every vhost that does not set its own).
+fn note_reqtimeout_handshakes(st: &Startup) {
+    let found: Vec<_> = httpd::server::directives_named("RequestReadTimeout")
+        .into_iter()
+        .filter_map(|(args, vhost)| conf::reqtimeout_handshake(&args).map(|on| (vhost, on)))
+        .collect();
+    for s in st.main.and_following() {
+        let (file, line) = s.defined_at();
+        let vhost = s.is_virtual().then_some((file.as_str(), line));
+        settle(&built(s).reqtimeout_handshake, policy::reqtimeout_handshake_applies(&found, vhost));
+    }
+}
+
+/// Builds (and so validates) the backend client configs for every proxy scope: each server's own
+/// settings, and each `<Proxy>` section as it applies within each server.
+fn build_proxy_configs(st: &Startup) -> bool {
+    let main = st.main;
+    let scopes = st.config_userdata(PROXY_SCOPES, ProxyScopes::new).borrow().clone();
+    // Each section as written (mod_proxy hands a worker's own section to bind_outgoing), and
+    // merged over each server's defaults (a request's merged configuration).
+    let mut candidates: Vec<conf::ProxyConf> = scopes.iter().map(|d| d.get().proxy.clone()).collect();
+    for s in main.and_following() {
+        let server_proxy = &s.dir_defaults::<TlsModule>().proxy;
+        candidates.push(server_proxy.clone());
+        candidates.extend(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, &d.get().proxy)));
+    }
+    // Every file first, also of sections that only add to others (a bad one fails start-up),
+    // then the configs from what was read.
+    let mut cache = engine::ProxyCache::default();
+    let mut ok = true;
+    for p in &candidates {
+        if let Err(e) = cache.load_files(p) {
+            log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+            ok = false;
+        }
+    }
+    if ok {
+        for p in candidates.iter().filter(|p| p.enabled()) {
+            match cache.get_or_build(p) {
+                Ok((_, warnings)) => {
+                    for w in warnings {
+                        log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                    }
+                }
+                Err(e) => {
+                    log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+                    ok = false;
+                }
+            }
+        }
+    }
+    settle(&built(main).proxy_cache, Arc::new(cache));
+    ok
+}
+
+/// Opens the `TLSSessionCache` (or the default shared-memory one) for this generation. A broken
+/// configured cache fails start-up; the default one only warns when unavailable.
+fn open_session_cache(st: &Startup) -> Result<Option<Arc<SocacheSessions>>, ()> {
+    let main = st.main;
+    let (name, args, origin) = match &conf(main).session_cache_spec {
+        Some(Located { value: CacheSpec::None, .. }) => return Ok(None),
+        Some(Located { value: CacheSpec::Provider { name, args }, origin }) => {
+            (name.clone(), args.clone(), Some(origin))
+        }
+        None | Some(Located { value: CacheSpec::Default, .. }) => {
+            ("shmcb".to_string(), conf::DEFAULT_CACHE_ARGS.to_string(), None)
+        }
+    };
+    match socache::SessionCache::create(&name, &args, main, st.pconf, st.ptemp) {
+        Ok(c) => Ok(Some(Arc::new(SocacheSessions(c)))),
+        Err(e) => match origin {
+            Some(o) => {
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: {}",
+                    socache_error(e).within("TLSSessionCache").at(o).located()
+                );
+                Err(())
+            }
+            None => {
+                log_server!(
+                    main,
+                    log::WARNING,
+                    0,
+                    "mod_tls: no TLS session cache, sessions will not resume across processes: {}",
+                    socache_error(e)
+                );
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Runs `TLSPassPhraseDialog exec:program server:port keyfile` for an encrypted key, or answers
+/// with the passphrase it gave before for that key file: kept in the process's memory (as mod_ssl
+/// keeps them), so that the second start-up pass and graceful restarts do not run the program
+/// again. The passphrase is never logged.
+fn ask_passphrase(
+    st: &Startup,
+    s: Server,
+    program: Option<&Path>,
+    key: &Path,
+    retry: bool,
+) -> Result<Zeroizing<String>, ConfError> {
+    let failed = |message: String| ConfError::new(ErrorKind::Passphrase, message);
+    let remembered = format!("mod_tls passphrase for {}", key.display());
+    if !retry && let Some(p) = st.process_note(&remembered) {
+        return Ok(Zeroizing::new(p));
+    }
+    let program = program.expect("only asked when configured");
+    let who = format!("{}:{}", s.hostname(), s.port());
+    let out = std::process::Command::new(program)
+        .arg(&who)
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| failed(format!("TLSPassPhraseDialog: cannot run {}: {e}", program.display())))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "TLSPassPhraseDialog: {} failed ({}) for {}",
+            program.display(),
+            out.status,
+            key.display()
+        )));
+    }
+    let stdout = Zeroizing::new(out.stdout);
+    let text = Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
+    let passphrase = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+    st.set_process_note(&remembered, &passphrase);
+    Ok(passphrase)
+}
+
+pub fn post_config(st: &Startup) -> i32 {
+    let main = st.main;
+    if let Some(cache) = built(main).session_cache().cloned() {
+        // A configured provider that fails stops start-up; the default one only warns.
+        let configured =
+            conf(main).session_cache_spec.as_ref().filter(|l| matches!(l.value, CacheSpec::Provider { .. }));
+        if configured.is_none() {
+            socache::ensure_default_dir(st.pconf);
+        }
+        if let Err(e) = cache.0.init(st.pconf, sessions::DEFAULT_LIFETIME_SECS as u32).map_err(socache_error) {
+            match configured {
+                Some(o) => {
+                    log_server!(
+                        main,
+                        log::EMERG,
+                        0,
+                        "mod_tls: {}",
+                        e.within("TLSSessionCache").at(&o.origin).located()
+                    );
+                    return HTTP_INTERNAL_SERVER_ERROR;
+                }
+                None => log_server!(main, log::WARNING, 0, "mod_tls: running without a session cache: {e}"),
+            }
+        }
+    }
+    if !certificates_from_mod_md(st) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    // Made here, before the children of this generation are forked, so that they share them.
+    match httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS) {
+        Some(counters) => settle(&built(main).stats, crate::stores::ShmCounters(counters)),
+        None => log_server!(main, log::WARNING, 0, "mod_tls: no shared memory for the status page's counters"),
+    }
+    prime_ocsp_stapling(st);
+    // Before the children are forked: what the dry pass or the previous generation left free
+    // goes back to the kernel rather than into every child.
+    httpd::release_free_memory();
+    // post_config runs twice at start-up; say hello on the pass that serves.
+    if !st.is_first_pass() {
+        log_server!(
+            main,
+            log::INFO,
+            0,
+            "mod_tls/{} (rustls/{}) initialized",
+            mod_tls_core::VERSION,
+            mod_tls_core::RUSTLS_VERSION
+        );
+    }
+    OK
+}
+
+/// Certificates from mod_md (`ap_ssl_add_cert_files`): a vhost whose name mod_md manages gets
+/// its certificate instead of the global `TLSCertificate` it would inherit (its own
+/// `TLSCertificate` stays first, as in the C module). A server without any `TLSCertificate` gets
+/// mod_md's temporary stand-in until mod_md has one (then requests get 503).
+fn certificates_from_mod_md(st: &Startup) -> bool {
+    if !md::mod_md_loaded() {
+        return true;
+    }
+    let main = st.main;
+    let mut ok = true;
+    // Same session cache as every other vhost: a managed domain resumes sessions too.
+    let make_sessions = built(main).session_cache().cloned().map(sessions::VhostSessions::factory);
+    let mut providers = engine::Providers::default();
+    for s in main.and_following() {
+        let deferred = built(s).md_deferred();
+        if !deferred && (built(s).tls().is_none() || !conf(s).certificates_inherited) {
+            continue; // not served with TLS, or with a certificate of its own
+        }
+        let (certs, keys, fallback) = md::cert_files(s, st.pconf, deferred);
+        if certs.is_empty() {
+            if deferred {
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: {} is served with TLS but has no certificate, and mod_md has none for it: add \
+                     'TLSCertificate cert.pem key.pem' or an MDomain for its name",
+                    s.describe()
+                );
+                ok = false;
+            }
+            continue;
+        }
+        // The settings with mod_md's files: built from a copy, the directive values stay as written.
+        let mut settings = conf(s).clone();
+        settings.certificates = certs
+            .into_iter()
+            .enumerate()
+            .map(|(i, cert_file)| CertSpec {
+                cert_file,
+                key_file: keys.get(i).cloned(),
+                origin: Origin { file: "mod_md".into(), line: 0 },
+            })
+            .collect();
+        let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
+        match engine::build_vhost(&settings, None, sessions, &mut providers) {
+            Ok((mut tls, _)) => {
+                tls.fallback = fallback;
+                if fallback {
+                    log_server!(
+                        main,
+                        log::WARNING,
+                        0,
+                        "mod_tls: {} uses mod_md's temporary certificate; answering 503 until mod_md has one",
+                        s.describe()
+                    );
+                }
+                if deferred {
+                    settle(&built(s).tls, Arc::new(tls));
+                } else {
+                    log_server!(
+                        main,
+                        log::INFO,
+                        0,
+                        "mod_tls: {} uses the certificate mod_md manages for it, not the TLSCertificate it inherits",
+                        s.describe()
+                    );
+                    settle(&built(s).managed_tls, Arc::new(tls));
+                }
+            }
+            Err(e) if !deferred => log_server!(
+                main,
+                log::WARNING,
+                0,
+                "mod_tls: {} keeps the TLSCertificate it inherits: mod_md's certificate for it is not usable: {}",
+                s.describe(),
+                e.message
+            ),
+            Err(e) => {
+                log_server!(
+                    main,
+                    log::EMERG,
+                    0,
+                    "mod_tls: certificate from mod_md for {}: {}",
+                    s.describe(),
+                    e.message
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Registers every certificate with an issuer for OCSP stapling (`ap_ssl_ocsp_prime`): mod_md
+/// (`MDStapling on`, `MDStapleOthers on`) then keeps a fresh response for it.
+fn prime_ocsp_stapling(st: &Startup) {
+    for s in st.main.and_following() {
+        let Some(tls) = built(s).tls().cloned() else { continue };
+        if tls.stapling.get().is_some() {
+            // Shared with a vhost primed before (same settings), or the second post_config pass.
+            continue;
+        }
+        let stapling: Vec<Option<Arc<engine::Stapling>>> = tls
+            .resolver
+            .keys()
+            .iter()
+            .map(|key| {
+                if key.cert.len() < 2 {
+                    return None; // no issuer to ask about
+                }
+                let st_key = engine::Stapling::new(key);
+                let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
+                let rv = md::ocsp_prime(s, st.pconf, &st_key.id, &pem);
+                log_server!(
+                    s,
+                    log::DEBUG,
+                    rv,
+                    "OCSP stapling for {}: {}",
+                    s.describe(),
+                    if rv == 0 { "provided" } else { "not provided" }
+                );
+                (rv == httpd::APR_SUCCESS).then(|| Arc::new(st_key))
+            })
+            .collect();
+        settle(&tls.stapling, stapling);
+    }
+}
