@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::common::{free_port, output_text};
+use super::common::{free_port, output_text, poll, poll_until, s_client};
 
 /// The running responder, killed when dropped.
 pub struct Responder(Child);
@@ -47,35 +47,28 @@ pub fn pki_with_responder(dir: &Path) -> Responder {
     );
     // Waits until it listens without connecting: it serves one connection at a time and would
     // wait for ever on an empty probe.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().unwrap();
-        if !o.stdout.is_empty() {
-            return responder;
-        }
-        assert!(Instant::now() < deadline, "the OCSP responder did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(Duration::from_secs(10), "the OCSP responder to listen", || listening(port));
+    responder
+}
+
+/// Whether something listens on loopback `port`, seen without connecting (`ss`).
+pub fn listening(port: u16) -> bool {
+    let o = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().unwrap();
+    !o.stdout.is_empty()
 }
 
 /// Whether the server on `port` staples a good OCSP response, asked until `within` passes.
 pub fn staples(port: u16, ca: &Path, within: Duration) -> (bool, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        let o = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-status"])
-            .arg("-CAfile")
-            .arg(ca)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = output_text(&o);
+    let asked = poll(within, Duration::from_millis(500), || {
+        let text = output_text(&s_client(port).arg("-status").ca_file(ca).run());
         if text.contains("OCSP Response Status: successful") && text.contains("Cert Status: good") {
-            return (true, text);
+            Ok(text)
+        } else {
+            Err(text)
         }
-        if Instant::now() > deadline {
-            return (false, text);
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    });
+    match asked {
+        Ok(text) => (true, text),
+        Err(text) => (false, text.unwrap_or_default()),
     }
 }
