@@ -4,24 +4,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(cmd: &str) {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(o.status.success(), "{cmd}: {}", output_text(&o));
-}
+#[allow(dead_code)]
+#[path = "migrate_support/ocsp.rs"]
+mod ocsp;
 
 /// A rustls verifier that records the OCSP response the server stapled.
 #[derive(Debug)]
@@ -67,47 +58,8 @@ impl rustls::client::danger::ServerCertVerifier for RecordOcsp {
 fn ocsp_responses_from_mod_md_are_stapled() {
     let mut h = Httpd::new();
     let d = h.path("ocsp");
-    std::fs::create_dir_all(&d).unwrap();
-    let dir = d.display().to_string();
-    let ocsp_port = free_port();
-    // A CA, a server certificate pointing at our responder, and the responder's database.
-    sh(&format!(
-        "cd {dir} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-         -days 5 -subj '/CN=OCSP Test CA' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign,digitalSignature 2>/dev/null && \
-         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null && \
-         printf 'subjectAltName=DNS:localhost\\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:{ocsp_port}/\\n' > ext.cnf && \
-         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 0x1001 -days 4 -extfile ext.cnf -out server.pem 2>/dev/null && \
-         cat server.pem ca.pem > chain.pem && \
-         printf 'V\\t%s\\t\\t1001\\tunknown\\t/CN=localhost\\n' $(date -u -d '+4 days' +%y%m%d%H%M%SZ) > index.txt"
-    ));
-    let responder = Daemon(
-        Command::new("openssl")
-            .args([
-                "ocsp",
-                "-index",
-                "index.txt",
-                "-port",
-                &ocsp_port.to_string(),
-                "-rsigner",
-                "ca.pem",
-                "-rkey",
-                "ca.key",
-                "-CA",
-                "ca.pem",
-                "-ignore_err",
-            ])
-            .current_dir(&d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // Wait until it listens, without connecting: the responder serves one connection at a time
-    // and would wait forever on an empty probe.
-    poll_until(Duration::from_secs(10), "the OCSP responder to listen", || {
-        let o = Command::new("ss").args(["-Hltn", &format!("sport = :{ocsp_port}")]).output().unwrap();
-        !o.stdout.is_empty()
-    });
+    // A CA, a server certificate pointing at our responder, and the responder, listening.
+    let responder = ocsp::pki_with_responder(&d);
     h.extra = format!(
         "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDStapling on\nMDStapleOthers on\n\
          MDCertificateAgreement accepted\nLoadModule status_module {MODDIR}/mod_status.so\n\

@@ -840,7 +840,7 @@ impl<S: Write> Write for Recording<S> {
 }
 
 /// A server process the test starts on loopback and kills when done.
-pub struct Daemon(Child);
+pub struct Daemon(pub Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {

@@ -1,25 +1,16 @@
 //! An OCSP responder (`openssl ocsp`) on loopback and a certificate that names it, for the
-//! stapling tests of mod_tls-migrate.
+//! stapling tests (mod_tls-migrate's, and mod_md's in md.rs).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::common::{free_port, output_text, poll, poll_until, s_client};
-
-/// The running responder, killed when dropped.
-pub struct Responder(Child);
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::common::{Daemon, free_port, output_text, poll, poll_until, s_client};
 
 /// In `dir`: `ca.pem`, `server.key` and `chain.pem` (a localhost certificate whose Authority
-/// Information Access names the responder, then the CA), with the responder running.
-pub fn pki_with_responder(dir: &Path) -> Responder {
+/// Information Access names the responder, then the CA), with the responder running (killed
+/// when the value is dropped).
+pub fn pki_with_responder(dir: &Path) -> Daemon {
     std::fs::create_dir_all(dir).unwrap();
     let port = free_port();
     let script = format!(
@@ -35,7 +26,7 @@ pub fn pki_with_responder(dir: &Path) -> Responder {
     );
     let o = Command::new("sh").arg("-c").arg(&script).current_dir(dir).output().unwrap();
     assert!(o.status.success(), "{script}: {}", output_text(&o));
-    let responder = Responder(
+    let responder = Daemon(
         Command::new("openssl")
             .args(["ocsp", "-index", "index.txt", "-port", &port.to_string(), "-rsigner", "ca.pem"])
             .args(["-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"])
