@@ -101,8 +101,9 @@ fn debian_mods_available_pass_configtest() {
         run.display()
     );
     std::fs::write(h.path("conf/debian.conf"), conf).unwrap();
-    let o = std::process::Command::new(HTTPD).arg("-t").arg("-f").arg(h.path("conf/debian.conf")).output().unwrap();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(
+        &std::process::Command::new(HTTPD).arg("-t").arg("-f").arg(h.path("conf/debian.conf")).output().unwrap(),
+    );
 }
 
 /// The status page example: from this machine, `server-status?auto` has the TLS lines, counting
