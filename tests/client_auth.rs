@@ -137,18 +137,15 @@ fn curl_and_openssl_clients_with_certificates() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("SSL_CLIENT_S_DN_CN=alice"), "{}", output_text(&o));
     let o = h.curl(&[&h.https_url("/env.cgi")]);
     assert!(!o.status.success(), "curl without a certificate is refused");
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf 'GET /env.cgi HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | \
-             openssl s_client -quiet -connect 127.0.0.1:{} -servername localhost -CAfile {} -cert {} -key {} 2>&1",
-            h.tls_port,
-            h.path("conf/ca.pem").display(),
-            cert.display(),
-            key.display()
-        ))
-        .output()
-        .unwrap();
+    let o = s_client(h.tls_port)
+        .arg("-quiet")
+        .ca_file(h.path("conf/ca.pem"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin("GET /env.cgi HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .run();
     assert!(String::from_utf8_lossy(&o.stdout).contains("SSL_CLIENT_VERIFY=SUCCESS"), "{}", output_text(&o));
 }
 
@@ -156,22 +153,14 @@ fn curl_and_openssl_clients_with_certificates() {
 fn client_auth_configuration_errors() {
     let mut h = Httpd::new();
     h.extra = "<Location /x>\n  TLSClientCertificate required\n</Location>\n".into();
-    let o = h.configtest();
-    assert!(!o.status.success() && output_text(&o).contains("renegotiation"), "{}", output_text(&o));
+    assert_configtest_fails(&h, &["renegotiation"]);
     h.extra = "TLSClientCertificate required\n".into();
-    let o = h.configtest();
-    assert!(!o.status.success() && output_text(&o).contains("needs TLSClientCA"), "{}", output_text(&o));
+    assert_configtest_fails(&h, &["needs TLSClientCA"]);
     h.extra = "TLSClientCertificate maybe\n".into();
-    let o = h.configtest();
-    assert!(
-        !o.status.success() && output_text(&o).contains("required, optional, optional_no_ca or none"),
-        "{}",
-        output_text(&o)
-    );
+    assert_configtest_fails(&h, &["required, optional, optional_no_ca or none"]);
     h.write("conf/bad.crl", "not a crl");
     h.extra = "TLSClientCertificate required\nTLSClientCA conf/ca.pem\nTLSClientCRL conf/bad.crl\n".into();
-    let o = h.configtest();
-    assert!(!o.status.success() && output_text(&o).contains("TLSClientCRL"), "{}", output_text(&o));
+    assert_configtest_fails(&h, &["TLSClientCRL"]);
     // OpenSSL's `ca -gencrl` without a crlnumber writes v1 CRLs, which rustls cannot use: say so.
     let root = h.root.display().to_string();
     let o = Command::new("sh")
@@ -185,11 +174,10 @@ fn client_auth_configuration_errors() {
         .unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
     h.extra = "TLSClientCertificate required\nTLSClientCA conf/ca.pem\nTLSClientCRL conf/v1.crl\n".into();
-    let o = h.configtest();
-    assert!(!o.status.success() && output_text(&o).contains("X.509 v1 CRL"), "{}", output_text(&o));
+    assert_configtest_fails(&h, &["X.509 v1 CRL"]);
     h.extra = "TLSClientCertificate optional\nTLSClientCA conf/ca.pem\n".into();
-    let o = h.configtest();
-    assert!(o.status.success() && output_text(&o).contains("without revocation checking"), "{}", output_text(&o));
+    let out = assert_configtest_passes(&h);
+    assert!(out.contains("without revocation checking"), "{out}");
 }
 
 /// GET / as alice with `cfg` (which keeps her sessions): how the handshake went, or what the
@@ -250,9 +238,8 @@ fn a_crl_replaced_in_place_ends_sessions_checked_under_the_old_one() {
         "LoadModule socache_memcache_module {MODDIR}/mod_socache_memcache.so\nTLSSessionCache memcache:127.0.0.1:{port}\n"
     );
     h.start();
-    let graceful = |h: &Httpd, n: usize| {
-        unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
-        h.log_when("logs/error.log", |l| l.matches("resuming normal operations").count() >= n);
+    let graceful = |h: &Httpd| {
+        h.graceful();
         wait_until_served(h);
     };
     let tls13 = client_config(&h, Some("alice"), TLS13);
@@ -261,12 +248,12 @@ fn a_crl_replaced_in_place_ends_sessions_checked_under_the_old_one() {
         assert_eq!(alice_get(h.tls_port, cfg), Ok(rustls::HandshakeKind::Full));
     }
     // Unchanged settings: the sessions resume across the restart (the cache outlived it).
-    graceful(&h, 2);
+    graceful(&h);
     for cfg in [&tls13, &tls12] {
         assert_eq!(alice_get(h.tls_port, cfg), Ok(rustls::HandshakeKind::Resumed));
     }
     std::fs::copy(h.path("conf/client/root-alice.crl"), h.path("conf/client/root.crl")).unwrap();
-    graceful(&h, 3);
+    graceful(&h);
     for cfg in [&tls13, &tls12] {
         let refused = alice_get(h.tls_port, cfg).expect_err("alice is revoked now");
         assert!(refused.contains("CertificateRevoked"), "{refused}");
@@ -276,11 +263,9 @@ fn a_crl_replaced_in_place_ends_sessions_checked_under_the_old_one() {
 
 /// Waits until the restarted server answers a fresh handshake.
 fn wait_until_served(h: &Httpd) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while request(h, h.tls_port, Some("carol"), TLS13, "/").is_err() {
-        assert!(std::time::Instant::now() < deadline, "not serving after the restart");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    poll_until(std::time::Duration::from_secs(10), "serving after the restart", || {
+        request(h, h.tls_port, Some("carol"), TLS13, "/").is_ok()
+    });
 }
 
 /// Sessions made while a vhost asked for no client certificate must not resume once it requires
@@ -301,8 +286,7 @@ fn sessions_made_without_client_auth_do_not_resume_once_it_is_required() {
     }
     h.tls_vhost = Some(h.localhost_vhost(&required_with("root.crl")));
     std::fs::write(h.path("conf/httpd.conf"), h.conf_text()).unwrap();
-    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
-    h.log_when("logs/error.log", |l| l.matches("resuming normal operations").count() >= 2);
+    h.graceful();
     wait_until_served(&h);
     for cfg in &anonymous {
         let refused = request_with(h.tls_port, cfg).expect_err("a client certificate is required now");

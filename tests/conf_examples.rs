@@ -24,8 +24,7 @@ fn minimal_vhost_passes_configtest_and_serves() {
         .replace("/var/www/html", &format!("{root}/htdocs"));
     h.write("conf/example.conf", conf);
     h.extra = "Include conf/example.conf\n".into();
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(&h);
     h.start();
     let mut s = tls_connect(port, "www.example.net", h.pki.client_config(TLS13));
     use std::io::{Read, Write};
@@ -72,8 +71,7 @@ fn proxy_and_client_certificate_examples_pass_configtest() {
         "LoadModule proxy_module {MODDIR}/mod_proxy.so\nLoadModule proxy_http_module {MODDIR}/mod_proxy_http.so\n\
          LoadModule proxy_http2_module {MODDIR}/mod_proxy_http2.so\nInclude conf/client-auth.conf\nInclude conf/proxy.conf\n"
     );
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(&h);
     h.start();
 }
 
@@ -103,8 +101,9 @@ fn debian_mods_available_pass_configtest() {
         run.display()
     );
     std::fs::write(h.path("conf/debian.conf"), conf).unwrap();
-    let o = std::process::Command::new(HTTPD).arg("-t").arg("-f").arg(h.path("conf/debian.conf")).output().unwrap();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(
+        &std::process::Command::new(HTTPD).arg("-t").arg("-f").arg(h.path("conf/debian.conf")).output().unwrap(),
+    );
 }
 
 /// The status page example: from this machine, `server-status?auto` has the TLS lines, counting
@@ -117,8 +116,7 @@ fn status_page_example_shows_the_tls_figures() {
         "LoadModule status_module {MODDIR}/mod_status.so\nLoadModule authz_host_module {MODDIR}/mod_authz_host.so\n{}",
         example("status-page.conf")
     );
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(&h);
     h.start();
     let (r, _) = h.get("/index.html", TLS13);
     assert_eq!(r.status, 200);

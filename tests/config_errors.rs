@@ -5,13 +5,6 @@ mod common;
 
 use common::*;
 
-/// Runs `apache2 -t` with `vhost` as the TLS port's virtual host; returns (success, output).
-fn configtest_with(h: &mut Httpd, vhost: &str) -> (bool, String) {
-    h.tls_vhost = Some(vhost.to_string());
-    let o = h.configtest();
-    (o.status.success(), output_text(&o))
-}
-
 /// The 1-based line of the first line containing `needle` in the generated httpd.conf.
 fn line_of(h: &Httpd, needle: &str) -> usize {
     let text = h.conf_text();
@@ -20,24 +13,19 @@ fn line_of(h: &Httpd, needle: &str) -> usize {
 }
 
 fn assert_fails_at(h: &mut Httpd, body: &str, needle: &str, expect: &[&str]) {
-    let v = h.localhost_vhost(body);
-    let (ok, out) = configtest_with(h, &v);
-    assert!(!ok, "apache2 -t accepted it:\n{out}");
+    h.tls_vhost = Some(h.localhost_vhost(body));
+    let out = assert_configtest_fails(&*h, expect);
     let (file, line) = (h.path("conf/httpd.conf").display().to_string(), line_of(h, needle));
     // Our own checks say "file:line"; httpd's syntax errors say "line N of file".
     let at = [format!("{file}:{line}"), format!("line {line} of {file}")];
     assert!(at.iter().any(|a| out.contains(a)), "no {at:?} in:\n{out}");
-    for e in expect {
-        assert!(out.contains(e), "no '{e}' in:\n{out}");
-    }
 }
 
 #[test]
 fn good_configuration_passes() {
     let mut h = Httpd::new();
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
-    assert!(output_text(&o).contains("Syntax OK"));
+    let out = assert_configtest_passes(&h);
+    assert!(out.contains("Syntax OK"), "{out}");
     h.start();
 }
 
@@ -97,17 +85,13 @@ fn certificate_that_does_not_parse() {
 #[test]
 fn vhost_on_tls_port_without_certificate() {
     let mut h = Httpd::new();
-    let v = h.localhost_vhost("  # no certificate here");
-    let (ok, out) = configtest_with(&mut h, &v);
-    assert!(!ok, "{out}");
+    h.tls_vhost = Some(h.localhost_vhost("  # no certificate here"));
     let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "<VirtualHost 127.0.0.1"));
-    assert!(out.contains(&at), "no '{at}' in:\n{out}");
-    assert!(out.contains("has no certificate") && out.contains("TLSCertificate"), "{out}");
+    assert_configtest_fails(&h, &[&at, "has no certificate", "TLSCertificate"]);
 
     // A global TLSCertificate is inherited and makes it valid.
     h.extra = "TLSCertificate conf/server.pem conf/server.key\n".into();
-    let (ok, out) = configtest_with(&mut h, &v);
-    assert!(ok, "{out}");
+    assert_configtest_passes(&h);
 }
 
 #[test]
@@ -122,12 +106,9 @@ fn tls_engine_is_global_and_checked() {
     for bad in ["abc", "127.0.0.1", "70000", "::1:443"] {
         h.extra = format!("TLSEngine {bad}\n");
         h.tls_vhost = None;
-        let o = h.configtest();
-        let out = output_text(&o);
-        assert!(!o.status.success(), "TLSEngine {bad} accepted:\n{out}");
         let at =
             format!("line {} of {}", line_of(&h, &format!("TLSEngine {bad}")), h.path("conf/httpd.conf").display());
-        assert!(out.contains(&at) && out.contains("TLSEngine") && out.contains("Write a port"), "{bad}: {out}");
+        assert_configtest_fails(&h, &[&at, "TLSEngine", "Write a port"]);
     }
     h.extra = String::new();
 }
@@ -141,9 +122,7 @@ fn tls_engine_without_listen_only_warns() {
     h.log_level = "warn".into();
     let (a, b, c) = (free_port(), free_port(), free_port());
     h.extra = format!("TLSEngine {a}\nTLSEngine 192.0.2.7:{b}\nTLSEngine [::]:{c}\n");
-    let o = h.configtest();
-    let out = output_text(&o);
-    assert!(o.status.success(), "{out}");
+    let out = assert_configtest_passes(&h);
     for e in [a.to_string(), format!("192.0.2.7:{b}"), format!("[::]:{c}")] {
         assert!(out.contains(&format!("TLSEngine {e}: no Listen directive opens this address")), "{e}: {out}");
     }
@@ -160,26 +139,23 @@ fn tls_engine_without_listen_only_warns() {
 fn mod_ssl_on_a_tls_engine_address_fails() {
     let mut h = Httpd::new();
     h.extra = format!("LoadModule ssl_module {MODDIR}/mod_ssl.so\n");
-    let v = h.localhost_vhost(
+    h.tls_vhost = Some(h.localhost_vhost(
         "  TLSCertificate conf/server.pem conf/server.key\n  SSLEngine on\n  \
          SSLCertificateFile conf/server.pem\n  SSLCertificateKeyFile conf/server.key",
-    );
-    let (ok, out) = configtest_with(&mut h, &v);
-    assert!(!ok, "accepted:\n{out}");
+    ));
     let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "<VirtualHost 127.0.0.1"));
-    assert!(out.contains("'SSLEngine on' (mod_ssl)") && out.contains("TLSEngine") && out.contains(&at), "{out}");
+    assert_configtest_fails(&h, &["'SSLEngine on' (mod_ssl)", "TLSEngine", &at]);
     // The same when the vhost inherits it from the top level, as mod_ssl merges it; a vhost
     // that switches it off again is fine.
     h.extra = format!(
         "LoadModule ssl_module {MODDIR}/mod_ssl.so\nSSLEngine on\nSSLCertificateFile conf/server.pem\n\
          SSLCertificateKeyFile conf/server.key\n"
     );
-    let v = h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key");
-    let (ok, out) = configtest_with(&mut h, &v);
-    assert!(!ok && out.contains("'SSLEngine on' (mod_ssl)"), "inherited:\n{out}");
-    let v = h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key\n  SSLEngine off");
-    let (ok, out) = configtest_with(&mut h, &v);
-    assert!(ok, "switched off in the vhost:\n{out}");
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key"));
+    assert_configtest_fails(&h, &["'SSLEngine on' (mod_ssl)"]);
+    // Switched off in the vhost.
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/server.pem conf/server.key\n  SSLEngine off"));
+    assert_configtest_passes(&h);
 }
 
 #[test]
@@ -194,7 +170,6 @@ fn bad_certificate_also_fails_real_start() {
         })
         .output()
         .unwrap();
-    assert!(!o.status.success(), "{}", output_text(&o));
-    assert!(output_text(&o).contains("cannot read the certificate file"), "{}", output_text(&o));
+    assert_configtest_fails(&o, &["cannot read the certificate file"]);
     assert!(std::net::TcpStream::connect(("127.0.0.1", h.tls_port)).is_err(), "nothing listens");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -33,8 +33,7 @@ fn the_demo_serves_https_without_a_warning() {
         .unwrap();
     let ca = demo_dir.join("conf/demo.pem");
     let url = format!("https://localhost:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let page = loop {
+    let page = poll_until_every(Duration::from_secs(20), Duration::from_millis(100), "the demo to serve", || {
         let o = Command::new("curl")
             .args(["-sS", "--max-time", "5", "--resolve", &format!("localhost:{port}:127.0.0.1"), "--cacert"])
             .arg(&ca)
@@ -42,18 +41,16 @@ fn the_demo_serves_https_without_a_warning() {
             .output()
             .unwrap();
         if o.status.success() {
-            break String::from_utf8_lossy(&o.stdout).into_owned();
+            return Ok(String::from_utf8_lossy(&o.stdout).into_owned());
         }
-        assert!(
-            Instant::now() < deadline && demo.try_wait().unwrap().is_none(),
-            "the demo does not serve: {}\n{}",
-            output_text(&o),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(status) = demo.try_wait().unwrap() {
+            panic!("the demo exited ({status}) and does not serve: {}\n{log}", output_text(&o));
+        }
+        Err(format!("{}\n{log}", output_text(&o)))
+    });
     assert!(page.contains("Hello from Apache httpd with mod_tls"), "{page}");
-    unsafe { libc::kill(demo.id() as i32, libc::SIGWINCH) };
+    signal(demo.id() as i32, libc::SIGWINCH);
     demo.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("mod_tls/"), "the demo's log: {text}");

@@ -96,13 +96,7 @@ fn key_types_and_formats() {
             assert_eq!(get_on(&mut s, "/index.html", "localhost").header("X-Alg"), Some(want.as_str()), "{name}");
         }
         // And OpenSSL's client agrees.
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo | openssl s_client -connect 127.0.0.1:{port} -servername localhost -CAfile {cert_file} -verify_return_error 2>&1"
-            ))
-            .output()
-            .unwrap();
+        let o = s_client(port).arg("-verify_return_error").ca_file(&cert_file).stdin("\n").run();
         assert!(output_text(&o).contains("Verify return code: 0 (ok)"), "{name}: {}", output_text(&o));
     }
 }
@@ -147,8 +141,7 @@ fn encrypted_key_with_passphrase_program() {
     h.tls_vhost = Some(vhost);
 
     // Without a passphrase source: a clear error.
-    let o = h.configtest();
-    assert!(!o.status.success() && output_text(&o).contains("TLSPassPhraseDialog exec:"), "{}", output_text(&o));
+    assert_configtest_fails(&h, &["TLSPassPhraseDialog exec:"]);
 
     h.extra = "TLSPassPhraseDialog exec:conf/pass.sh\n".into();
     h.start();
@@ -158,8 +151,7 @@ fn encrypted_key_with_passphrase_program() {
     assert_eq!(asked.lines().count(), 1, "asked once for both start-up passes: {asked}");
     assert!(asked.starts_with("localhost:") && asked.contains("encrypted.key"), "{asked}");
     // Nor again at a graceful restart: the passphrase given is remembered by the process.
-    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
-    h.log_when("logs/error.log", |l| l.matches("resuming normal operations").count() >= 2);
+    h.graceful();
     let (r, _) = h.get("/index.html", TLS13);
     assert_eq!(r.status, 200, "served after the restart");
     let asked = std::fs::read_to_string(&counter).unwrap();
@@ -168,8 +160,6 @@ fn encrypted_key_with_passphrase_program() {
 
     // A wrong passphrase fails start-up clearly and never shows up in the output.
     h.write("conf/pass.sh", script("wrong guess"));
-    let o = h.configtest();
-    let out = output_text(&o);
-    assert!(!o.status.success() && out.contains("could not be decrypted"), "{out}");
+    let out = assert_configtest_fails(&h, &["could not be decrypted"]);
     assert!(!out.contains("wrong guess") && !h.error_log().contains("wrong guess"), "{out}");
 }

@@ -4,24 +4,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(cmd: &str) {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(o.status.success(), "{cmd}: {}", output_text(&o));
-}
+#[allow(dead_code)]
+#[path = "migrate_support/ocsp.rs"]
+mod ocsp;
 
 /// A rustls verifier that records the OCSP response the server stapled.
 #[derive(Debug)]
@@ -67,52 +58,8 @@ impl rustls::client::danger::ServerCertVerifier for RecordOcsp {
 fn ocsp_responses_from_mod_md_are_stapled() {
     let mut h = Httpd::new();
     let d = h.path("ocsp");
-    std::fs::create_dir_all(&d).unwrap();
-    let dir = d.display().to_string();
-    let ocsp_port = free_port();
-    // A CA, a server certificate pointing at our responder, and the responder's database.
-    sh(&format!(
-        "cd {dir} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-         -days 5 -subj '/CN=OCSP Test CA' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign,digitalSignature 2>/dev/null && \
-         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null && \
-         printf 'subjectAltName=DNS:localhost\\nauthorityInfoAccess=OCSP;URI:http://127.0.0.1:{ocsp_port}/\\n' > ext.cnf && \
-         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 0x1001 -days 4 -extfile ext.cnf -out server.pem 2>/dev/null && \
-         cat server.pem ca.pem > chain.pem && \
-         printf 'V\\t%s\\t\\t1001\\tunknown\\t/CN=localhost\\n' $(date -u -d '+4 days' +%y%m%d%H%M%SZ) > index.txt"
-    ));
-    let responder = Daemon(
-        Command::new("openssl")
-            .args([
-                "ocsp",
-                "-index",
-                "index.txt",
-                "-port",
-                &ocsp_port.to_string(),
-                "-rsigner",
-                "ca.pem",
-                "-rkey",
-                "ca.key",
-                "-CA",
-                "ca.pem",
-                "-ignore_err",
-            ])
-            .current_dir(&d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // Wait until it listens, without connecting: the responder serves one connection at a time
-    // and would wait forever on an empty probe.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let listening = || {
-        let o = Command::new("ss").args(["-Hltn", &format!("sport = :{ocsp_port}")]).output().unwrap();
-        !o.stdout.is_empty()
-    };
-    while !listening() {
-        assert!(Instant::now() < deadline, "OCSP responder did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // A CA, a server certificate pointing at our responder, and the responder, listening.
+    let responder = ocsp::pki_with_responder(&d);
     h.extra = format!(
         "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDStapling on\nMDStapleOthers on\n\
          MDCertificateAgreement accepted\nLoadModule status_module {MODDIR}/mod_status.so\n\
@@ -121,24 +68,14 @@ fn ocsp_responses_from_mod_md_are_stapled() {
     h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate ocsp/chain.pem ocsp/server.key"));
     h.log_level = "info md:debug tls:debug".into();
     h.start();
-    let status = || {
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo | openssl s_client -connect 127.0.0.1:{} -servername localhost -status -CAfile {dir}/ca.pem 2>&1",
-                h.tls_port
-            ))
-            .output()
-            .unwrap();
-        output_text(&o)
-    };
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut text = status();
-    while !text.contains("OCSP Response Status: successful") {
-        assert!(Instant::now() < deadline, "no stapled response:\n{text}\n{}", h.error_log());
-        std::thread::sleep(Duration::from_millis(500));
-        text = status();
-    }
+    let text = poll_until_every(Duration::from_secs(40), Duration::from_millis(500), "a stapled response", || {
+        let text = output_text(&s_client(h.tls_port).arg("-status").ca_file(d.join("ca.pem")).stdin("\n").run());
+        if text.contains("OCSP Response Status: successful") {
+            Ok(text)
+        } else {
+            Err(format!("{text}\n{}", h.error_log()))
+        }
+    });
     assert!(text.contains("Cert Status: good"), "{text}");
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
     // The status page says the certificate is stapled, and how old the response is.
@@ -226,7 +163,9 @@ fn acme_with_pebble(global_certificate: bool) {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    poll_until(Duration::from_secs(10), "pebble and its challenge test server to listen", || {
+        [acme_port, mgmt_port, dns_mgmt].iter().all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    });
     let name = "www.mod-tls.test";
     h.extra = format!(
         "LoadModule md_module {MODDIR}/mod_md.so\nMDStoreDir md\nMDCertificateAgreement accepted\n\
@@ -248,16 +187,8 @@ fn acme_with_pebble(global_certificate: bool) {
     h.start();
     // Until mod_md has a certificate, the vhost answers 503 with mod_md's stand-in.
     let probe = |h: &Httpd| {
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "printf 'GET / HTTP/1.1\\r\\nHost: {name}\\r\\nConnection: close\\r\\n\\r\\n' | \
-                 openssl s_client -connect 127.0.0.1:{} -servername {name} -ign_eof 2>&1",
-                h.tls_port
-            ))
-            .output()
-            .unwrap();
-        output_text(&o)
+        let request = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+        output_text(&s_client(h.tls_port).servername(name).arg("-ign_eof").stdin(request).run())
     };
     let first = probe(&h);
     if global_certificate {
@@ -267,36 +198,27 @@ fn acme_with_pebble(global_certificate: bool) {
         assert!(first.contains("HTTP/1.1 503"), "fallback certificate answers 503:\n{first}");
     }
     // mod_md drives the ACME order; pebble validates through our tls-alpn-01 answer.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !h.error_log().contains("has been setup and changes will be activated") {
-        assert!(
-            Instant::now() < deadline,
-            "no certificate from pebble:\n{}\n{}",
-            h.error_log(),
-            std::fs::read_to_string(h.path("logs/pebble.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    poll_until_every(Duration::from_secs(60), Duration::from_millis(300), "a certificate from pebble", || {
+        let log = h.error_log();
+        if log.contains("has been setup and changes will be activated") {
+            Ok(())
+        } else {
+            Err(format!("{log}\n{}", std::fs::read_to_string(h.path("logs/pebble.log")).unwrap_or_default()))
+        }
+    });
     assert!(h.error_log().contains("answering the ACME tls-alpn-01 challenge"), "{}", h.error_log());
-    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    h.graceful();
+    let what = "the ACME certificate served after a graceful restart";
+    poll_until_every(Duration::from_secs(20), Duration::from_millis(300), what, || {
         let text = probe(&h);
         if text.contains("Pebble") && text.contains("HTTP/1.1 200") && text.contains("managed") {
-            break;
+            Ok(())
+        } else {
+            Err(text)
         }
-        assert!(Instant::now() < deadline, "the ACME certificate is not served after a graceful restart:\n{text}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    });
     // The managed vhost resumes sessions like any other.
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo | openssl s_client -connect 127.0.0.1:{} -servername {name} -tls1_2 -reconnect 2>&1",
-            h.tls_port
-        ))
-        .output()
-        .unwrap();
+    let o = s_client(h.tls_port).servername(name).args(["-tls1_2", "-reconnect"]).stdin("\n").run();
     assert_eq!(output_text(&o).matches("Reused, TLSv1.2").count(), 5, "{}", output_text(&o));
     h.assert_no_crash();
 }

@@ -43,17 +43,14 @@ fn run_tool(input: &Path, extra: &[&str], cwd: Option<&Path>) -> (Option<i32>, S
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .expect("run mod_tls-migrate");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if std::time::Instant::now() > deadline {
+    let (limit, every) = (std::time::Duration::from_secs(60), std::time::Duration::from_millis(20));
+    let status = match poll(limit, every, || child.try_wait().unwrap()) {
+        Ok(st) => st.code(),
+        Err(_) => {
             child.kill().unwrap();
             child.wait().unwrap();
-            break None;
+            None
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
     (status, read(&out), read(&err))
@@ -113,8 +110,8 @@ fn pair_via(
     let (converted, report) = convert(&original);
     assert_no_mod_ssl_left(&converted);
     tls.main_conf = Some(converted.clone());
-    let t = tls.configtest();
-    assert!(t.status.success(), "apache2 -t on the conversion: {}\n{converted}", output_text(&t));
+    // apache2 -t on the conversion (a failure shows it: it is the configuration checked).
+    assert_configtest_passes(&tls);
     tls.start();
     Pair { ssl, tls, converted, report, original }
 }
@@ -523,6 +520,8 @@ fn a_reverse_proxy_to_tls_backends() {
         std::fs::copy(h.path("conf/ca.pem"), b2.path("conf/front-ca.pem")).unwrap();
         let (cert, key) = h.pki.issue(&["front.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
         h.write("conf/machine.pem", format!("{cert}{key}"));
+        // b2 reads the front's CA, which exists once the mod_ssl side's root is made.
+        b2.start();
     };
     let site = move |files: &Path, _own: &Path, port: u16| {
         let f = files.display();
@@ -554,23 +553,7 @@ SSLProxyCheckPeerName on
 "#
         )
     };
-    // b2 reads the front's CA, which the mod_ssl side's root has once `pair` made it.
-    let p = {
-        let mut ssl = Httpd::new();
-        prepare(&ssl);
-        b2.start();
-        let mut tls = Httpd::new();
-        let files = ssl.root.clone();
-        ssl.main_conf = Some(format!("{}{}", ssl.plain_conf(), site(&files, &ssl.root, ssl.tls_port)));
-        ssl.start();
-        let original =
-            tls.write("conf/original.conf", format!("{}{}", tls.plain_conf(), site(&files, &tls.root, tls.tls_port)));
-        let (converted, report) = migrate(&original, &[]);
-        assert_no_mod_ssl_left(&converted);
-        tls.main_conf = Some(converted.clone());
-        tls.start();
-        Pair { ssl, tls, converted, report, original }
-    };
+    let p = pair(prepare, site, &[]);
     let client = p.ssl.pki.client_config(TLS13);
     let mut seen = Vec::new();
     for path in ["/b1/index.html", "/b2/index.html", "/b3/index.html", "/b4/index.html"] {
@@ -676,8 +659,7 @@ fn what_cannot_be_carried_over_is_listed_with_file_and_line() {
     for f in ["server.pem", "server.key"] {
         std::fs::copy(h.path(&format!("conf/{f}")), t.path(&format!("conf/{f}"))).unwrap();
     }
-    let o = t.configtest();
-    assert!(o.status.success(), "apache2 -t: {}\n{converted}", output_text(&o));
+    assert_configtest_passes(&t);
 }
 
 /// RSA and ECDSA certificates on one vhost, RSA named first (as most configurations have them):
@@ -874,8 +856,7 @@ fn include_loops_and_files_that_are_no_configuration_end_with_a_message() {
         let top = h.write("conf/original.conf", format!("{base}Include {include}\n"));
         // httpd does not start on a loop either.
         if says.contains("loop") {
-            let t = Command::new(HTTPD).arg("-t").arg("-f").arg(&top).output().unwrap();
-            assert!(!t.status.success(), "httpd -t accepted Include {include}");
+            assert_configtest_fails(&Command::new(HTTPD).arg("-t").arg("-f").arg(&top).output().unwrap(), &[]);
         }
         let (status, conf, report) = run_tool(&top, &[], None);
         assert_eq!(status, Some(1), "Include {include}: {report}");
@@ -1028,29 +1009,18 @@ Listen 127.0.0.1:{port}
     // certificate the handshake brought, "invalid config"; mod_tls lets her in, as the
     // directive means.)
     for who in [None, Some("alice"), Some("carol"), Some("eve")] {
-        let s_client = |h: &Httpd| {
-            let mut cmd = Command::new("openssl");
-            cmd.args(["s_client", "-quiet", "-ign_eof", "-enable_pha", "-servername", "localhost", "-CAfile"])
-                .arg(p.ssl.path("conf/ca.pem"))
-                .arg("-connect")
-                .arg(format!("127.0.0.1:{}", h.tls_port));
+        let admin = |h: &Httpd| {
+            let mut client =
+                s_client(h.tls_port).args(["-quiet", "-ign_eof", "-enable_pha"]).ca_file(p.ssl.path("conf/ca.pem"));
             if let Some(w) = who {
-                cmd.arg("-cert").arg(p.ssl.path(&format!("conf/client/{w}.pem")));
-                cmd.arg("-key").arg(p.ssl.path(&format!("conf/client/{w}.key")));
+                client = client.arg("-cert").arg(p.ssl.path(&format!("conf/client/{w}.pem")));
+                client = client.arg("-key").arg(p.ssl.path(&format!("conf/client/{w}.key")));
             }
-            let mut child = cmd
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let req = "GET /admin.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-            child.stdin.take().unwrap().write_all(req.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
+            let out = client.stdin("GET /admin.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").run();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             text.lines().find(|l| l.starts_with("HTTP/")).unwrap_or("no answer").to_string()
         };
-        let (a, b) = (s_client(&p.ssl), s_client(&p.tls));
+        let (a, b) = (admin(&p.ssl), admin(&p.tls));
         table.push_str(&format!("/admin.html s_client {who:?}: mod_ssl {a}, mod_tls {b}\n"));
         if who == Some("alice") {
             assert_eq!(b, "HTTP/1.1 200 OK", "alice, verified at the handshake\n{table}");
@@ -1164,8 +1134,7 @@ fn a_debian_site_keeps_its_global_settings_and_its_listen_address() {
         head(&tls, &format!("LoadModule tls_module {}", module_path().display())),
         migrated.display()
     ));
-    let t = tls.configtest();
-    assert!(t.status.success(), "apache2 -t: {}\n{converted}", output_text(&t));
+    assert_configtest_passes(&tls);
     tls.start();
 
     let ssl_conf = tls.path("etc/apache2/mods-available/ssl.conf");
@@ -1227,12 +1196,7 @@ fn hashed_ca_and_crl_directories() {
 
 /// Whether `openssl s_client` with `args` completes a handshake with `port`.
 fn s_client_connects(port: u16, args: &[&str]) -> bool {
-    let o = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let o = s_client(port).args(args).run();
     let out = String::from_utf8_lossy(&o.stdout);
     o.status.success() && out.contains("Cipher is ") && !out.contains("Cipher is (NONE)")
 }
@@ -1314,6 +1278,7 @@ fn the_session_cache_timeout_carries_over() {
         assert!(!resumed(*port, cfg), "{label}: first connection");
         assert!(resumed(*port, cfg), "{label}: resumed at once");
     }
+    // A fixed wait: the sessions must outlive SSLSessionCacheTimeout (3 s).
     std::thread::sleep(std::time::Duration::from_secs(5));
     for (label, port, cfg) in &clients {
         assert!(!resumed(*port, cfg), "{label}: resumed after the timeout\n{}", p.converted);

@@ -9,6 +9,7 @@ mod common;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -139,7 +140,7 @@ fn debian_layout(h: &mut Httpd, sites: &[&str]) -> PathBuf {
         std::os::unix::fs::symlink(target, etc.join(link)).unwrap();
     }
     let root = h.root.display().to_string();
-    let user = if unsafe { libc::geteuid() } == 0 { "User www-data\nGroup www-data\n" } else { "" };
+    let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
     // Debian's apache2.conf in short: envvars' variables, then mods-enabled and sites-enabled.
     // Like Debian's ports.conf without mod_ssl, it opens no TLS port: the sites do.
     h.main_conf = Some(format!(
@@ -202,8 +203,7 @@ fn a_debian_layout_made_from_the_package_serves_https() {
     let etc = debian_layout(&mut h, &["default-tls.conf"]);
     let site = std::fs::read_to_string(etc.join("sites-available/default-tls.conf")).unwrap();
     std::fs::write(etc.join("sites-available/default-tls.conf"), localize(&h, &site, h.tls_port)).unwrap();
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(&h);
     h.start();
     serves_and_resumes(&h, h.tls_port);
 }
@@ -230,8 +230,7 @@ fn the_packaged_migrate_tool_converts_debians_default_ssl_site() {
     let report = output_text(&o);
     assert!(o.status.success(), "{report}");
     assert!(report.contains("0 not carried over"), "{report}");
-    let o = h.configtest();
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert_configtest_passes(&h);
     h.start();
     serves_and_resumes(&h, h.tls_port);
 }
@@ -275,7 +274,7 @@ impl Drop for Installed {
 /// configuration still passes `configtest`.
 #[test]
 fn install_enable_serve_purge_on_this_machine() {
-    assert!(unsafe { libc::geteuid() } == 0, "this test installs the package with dpkg: run it as root");
+    assert!(is_root(), "this test installs the package with dpkg: run it as root");
     let status = Command::new("dpkg").args(["-s", "libapache2-mod-tls-rs"]).output().unwrap();
     assert!(
         !status.status.success(),
@@ -294,11 +293,9 @@ fn install_enable_serve_purge_on_this_machine() {
     assert!(Path::new("/etc/apache2/mods-enabled/tls.load").exists(), "the package enabled the module");
     system("a2ensite", &["default-tls"]);
     system("apache2ctl", &["start"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", 443)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "apache2 does not listen on 443");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    poll_until_every(Duration::from_secs(20), Duration::from_millis(100), "apache2 to listen on 443", || {
+        TcpStream::connect(("127.0.0.1", 443)).is_ok()
+    });
     let host = system("hostname", &[]).trim().to_string();
     for name in ["localhost", host.as_str(), "127.0.0.1"] {
         assert_eq!(curl_443(name).as_deref(), Ok("200"), "https://{name}/ on the first start");
@@ -313,14 +310,10 @@ fn install_enable_serve_purge_on_this_machine() {
     .unwrap();
     system("a2ensite", &["zz-mod-tls-test-named"]);
     system("apache2ctl", &["graceful"]);
-    let refused = (0..100)
-        .map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            curl_443("unknown.test")
-        })
-        .find(|r| r.is_err());
+    // Until the graceful restart is done, the old generation still serves the name.
+    let refused = poll(Duration::from_secs(10), Duration::from_millis(100), || curl_443("unknown.test").err());
     assert!(
-        refused.as_ref().is_some_and(|e| e.as_ref().unwrap_err().contains("unrecognized name")),
+        refused.as_ref().is_ok_and(|e| e.contains("unrecognized name")),
         "strict SNI refuses unknown names beside a named vhost: {refused:?}"
     );
     assert_eq!(curl_443("named.test").as_deref(), Ok("200"));
@@ -332,6 +325,6 @@ fn install_enable_serve_purge_on_this_machine() {
         let p = Path::new("/etc/apache2").join(link);
         assert!(std::fs::symlink_metadata(&p).is_err(), "{} left behind", p.display());
     }
-    let o = Command::new("apache2ctl").arg("configtest").output().unwrap();
-    assert!(o.status.success(), "apache2ctl configtest after purge: {}", output_text(&o));
+    // The system's configuration still passes after the purge.
+    assert_configtest_passes(&Command::new("apache2ctl").arg("configtest").output().unwrap());
 }

@@ -133,25 +133,26 @@ fn stalled_handshakes(extra: &str) {
 /// Waits until `n` established connections to the server's `port` have nothing left unread in
 /// the server's receive queue (/proc/net/tcp: the connections the server accepted and read).
 fn wait_until_server_read_all(port: u16, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        let read_all = table
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-                let rx_queue = u64::from_str_radix(f.get(4)?.rsplit(':').next()?, 16).ok()?;
-                (local_port == port && f[3] == "01" && rx_queue == 0).then_some(())
-            })
-            .count();
-        if read_all >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the server read {read_all} of {n} connections");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until_every(Duration::from_secs(10), Duration::from_millis(20), "the server to read every connection", || {
+        let read_all = server_sockets(port).iter().filter(|(state, rx_queue)| state == "01" && *rx_queue == 0).count();
+        if read_all >= n { Ok(()) } else { Err(format!("the server read {read_all} of {n} connections")) }
+    });
+}
+
+/// The server's TCP sockets on `port` other than the listening one, from /proc/net/tcp: (state
+/// as the kernel writes it, bytes in the receive queue).
+fn server_sockets(port: u16) -> Vec<(String, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let rx_queue = u64::from_str_radix(f.get(4)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && f[3] != "0A").then(|| (f[3].to_string(), rx_queue))
+        })
+        .collect()
 }
 
 /// How long the server kept the connection that `client` opens and then leaves silent (the
@@ -389,16 +390,19 @@ fn renegotiation_key_update_floods_and_abrupt_eof() {
     // TLS 1.2 renegotiation request from OpenSSL's client ('R' command): the server refuses it
     // with a no_renegotiation alert (seen in the client's message trace), and OpenSSL then gives
     // up the connection, so the request typed after 'R' is never answered.
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "(sleep 0.5; echo R; sleep 0.5; printf 'GET /index.html HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n'; sleep 1) | \
-             openssl s_client -msg -connect 127.0.0.1:{} -servername localhost -tls1_2 -CAfile {} 2>&1",
-            h.tls_port,
-            h.path("conf/ca.pem").display()
-        ))
-        .output()
-        .unwrap();
+    // Fixed pauses, as a person at s_client's prompt types: 'R' once the handshake is done, the
+    // request after the renegotiation attempt, and standard input held open a while after it
+    // (at its end s_client would quit before the server's answer could show).
+    let o = s_client(h.tls_port)
+        .args(["-msg", "-tls1_2"])
+        .ca_file(h.path("conf/ca.pem"))
+        .stdin_after(Duration::from_millis(500), "R\n")
+        .stdin_after(
+            Duration::from_millis(500),
+            "GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .stdin_after(Duration::from_secs(1), "")
+        .run();
     let text = output_text(&o);
     let hello_again = text
         .find(">>> TLS 1.2, Handshake [length")
@@ -449,6 +453,7 @@ fn a_client_that_never_reads_does_not_grow_server_memory() {
         assert!(s.read(&mut buf).unwrap() > 0, "the response has begun");
         stuck.push(s);
     }
+    // A fixed wait: time for the server to buffer more of the response if it would.
     std::thread::sleep(Duration::from_secs(2));
     for pid in h.children() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -473,7 +478,7 @@ fn graceful_restart_under_load_fails_no_request() {
     // Restart once the load is under way, and note which children served before.
     h.log_when("logs/pid.log", |l| l.lines().count() >= 300);
     let old_children = h.children();
-    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
+    signal(h.pid() as i32, libc::SIGUSR1);
     let out = load.join().unwrap();
     let text = output_text(&out);
     assert!(text.contains("6000 succeeded, 0 failed, 0 errored"), "{text}");
@@ -505,9 +510,12 @@ fn a_broken_new_config_is_refused_and_the_old_one_keeps_serving() {
     h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/missing.pem conf/server.key"));
     let conf = h.path("conf/httpd.conf");
     std::fs::write(&conf, h.conf_text()).unwrap();
-    let o = Command::new(HTTPD).args(["-k", "graceful", "-f"]).arg(&conf).output().unwrap();
-    assert!(!o.status.success(), "graceful accepted a broken config");
-    assert!(output_text(&o).contains("missing.pem"), "{}", output_text(&o));
+    // `apache2 -k graceful` refuses the broken configuration.
+    assert_configtest_fails(
+        &Command::new(HTTPD).args(["-k", "graceful", "-f"]).arg(&conf).output().unwrap(),
+        &["missing.pem"],
+    );
+    // A fixed wait: a restart that should not happen has no event to wait for.
     std::thread::sleep(Duration::from_millis(500));
     assert_served_within(&h, Duration::from_secs(1));
     assert_eq!(h.error_log().matches("resuming normal operations").count(), 1, "no restart happened");
@@ -541,7 +549,12 @@ fn a_client_leaving_mid_handshake_costs_nothing_afterwards() {
             assert!(sock.read(&mut buf).unwrap() > 0, "the server's flight"); // then we leave
             drop(sock);
         }
-        std::thread::sleep(Duration::from_millis(300));
+        poll_until(
+            Duration::from_secs(10),
+            format!("{mpm}: the server to close the connections the clients left"),
+            || server_sockets(h.tls_port).iter().all(|(state, _)| state == "06"),
+        );
+        // A fixed measuring window: the CPU the server spends in it.
         let before = server_cpu_ticks(&h);
         std::thread::sleep(Duration::from_secs(1));
         let spent = server_cpu_ticks(&h) - before;
@@ -622,6 +635,7 @@ fn a_hello_dribbled_byte_by_byte_costs_bounded_memory() {
                 s.set_nodelay(true).unwrap();
                 for b in &hello {
                     s.write_all(std::slice::from_ref(b)).unwrap();
+                    // A fixed pause: one byte per segment is the behaviour tested.
                     std::thread::sleep(Duration::from_micros(300));
                 }
                 // The server answers the whole hello with its flight (a handshake record).
@@ -717,6 +731,7 @@ fn no_split_of_the_hello_leaves_the_handshake_waiting() {
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let start = Instant::now();
         sock.write_all(&hello[..at]).unwrap();
+        // A fixed pause, as above: the server must have had to wait for the rest.
         std::thread::sleep(Duration::from_millis(150));
         sock.write_all(&hello[at..]).unwrap();
         let mut s = rustls::StreamOwned::new(conn, sock);

@@ -26,16 +26,11 @@ fn serves_tls13_and_tls12_to_rustls_and_curl() {
         assert!(output_text(&o).contains(&format!("SSL connection using TLSv{max}")), "{}", output_text(&o));
     }
     // openssl s_client as a second, independent TLS stack.
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf 'GET /index.html HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | \
-             openssl s_client -quiet -connect 127.0.0.1:{} -servername localhost -CAfile {} -verify_return_error 2>&1",
-            h.tls_port,
-            h.path("conf/ca.pem").display()
-        ))
-        .output()
-        .unwrap();
+    let o = s_client(h.tls_port)
+        .args(["-quiet", "-verify_return_error"])
+        .ca_file(h.path("conf/ca.pem"))
+        .stdin("GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .run();
     assert!(String::from_utf8_lossy(&o.stdout).contains("hello over TLS"), "{}", output_text(&o));
     // The start-up line names both versions.
     let log = h.error_log();
@@ -118,10 +113,7 @@ fn large_file_is_byte_identical_and_streamed_in_bounded_memory() {
             .unwrap();
         // While it streams, no child may hold anywhere near the file in anonymous memory.
         let mut peak_kib = 0;
-        let status = loop {
-            if let Some(st) = curl.try_wait().unwrap() {
-                break st;
-            }
+        let status = poll_until_every(Duration::from_secs(310), Duration::from_millis(20), "curl to finish", || {
             for pid in h.children() {
                 let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                 if let Some(l) = status.lines().find(|l| l.starts_with("RssAnon:")) {
@@ -129,8 +121,8 @@ fn large_file_is_byte_identical_and_streamed_in_bounded_memory() {
                     peak_kib = peak_kib.max(kib);
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            curl.try_wait().unwrap()
+        });
         assert!(status.success(), "curl TLSv{max} failed");
         assert!(files_equal(&src, &out), "TLSv{max}: downloaded file differs");
         assert!(peak_kib < 48 * 1024, "TLSv{max}: a child reached {peak_kib} KiB anonymous memory");
@@ -200,6 +192,7 @@ fn client_vanishing_mid_response_costs_only_its_connection() {
     let (r, _) = h.get("/index.html", TLS13);
     assert_eq!(r.status, 200);
     assert!(start.elapsed() < Duration::from_secs(2));
+    // A fixed wait: a child that died of it has no event to wait for.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(h.children(), children_before, "no child process died");
     h.assert_no_crash();
@@ -274,23 +267,15 @@ fn graceful_restart_keeps_serving_with_new_config() {
     let (cert, key) = h.pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P384_SHA384);
     h.write("conf/server.pem", &cert);
     h.write("conf/server.key", key);
-    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while h.error_log().matches("resuming normal operations").count() < 2 {
-        assert!(Instant::now() < deadline, "no graceful restart:\n{}", h.error_log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.graceful();
     use rustls::pki_types::pem::PemObject;
     let want = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = h.tls_connect(TLS13);
-        if s.conn.peer_certificates().unwrap()[0] == want {
-            break;
-        }
-        assert!(Instant::now() < deadline, "old certificate still served after graceful restart");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll_until_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the new certificate served after the graceful restart (the old one still is)",
+        || h.tls_connect(TLS13).conn.peer_certificates().unwrap()[0] == want,
+    );
     let (r, _) = h.get("/index.html", TLS12);
     assert_eq!(r.status, 200);
     h.assert_no_crash();

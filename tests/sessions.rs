@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rustls::HandshakeKind;
@@ -128,15 +128,7 @@ fn openssl_reconnect_keeps_the_tls12_session_id() {
     h.mpm = "prefork";
     h.mpm_tuning = Some("StartServers 4\nMinSpareServers 4\nMaxSpareServers 8\nMaxRequestWorkers 20\n".into());
     h.start();
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo | openssl s_client -connect 127.0.0.1:{} -servername localhost -tls1_2 -reconnect -CAfile {} 2>&1",
-            h.tls_port,
-            h.path("conf/ca.pem").display()
-        ))
-        .output()
-        .unwrap();
+    let o = s_client(h.tls_port).args(["-tls1_2", "-reconnect"]).ca_file(h.path("conf/ca.pem")).stdin("\n").run();
     let text = output_text(&o);
     let ids: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("Session-ID: ")).collect();
     assert_eq!(ids.len(), 6, "{text}");
@@ -270,16 +262,17 @@ fn graceful_restart_and_kill_9_keep_resumption_working() {
         }
     };
     check(&h);
-    unsafe { libc::kill(h.pid() as i32, libc::SIGUSR1) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while h.error_log().matches("resuming normal operations").count() < 2 {
-        assert!(Instant::now() < deadline, "no graceful restart");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let old_generation = h.children();
+    h.graceful();
+    // Only the new generation answers: a session made with an old child would be offered to a
+    // new one.
+    poll_until(Duration::from_secs(10), "the old generation of children to exit", || {
+        let now = h.children();
+        !old_generation.iter().any(|p| now.contains(p))
+    });
     check(&h);
     // kill -9 of the whole server, then a fresh start on the same ServerRoot.
-    unsafe { libc::kill(-(h.pid() as i32), libc::SIGKILL) };
+    signal(-(h.pid() as i32), libc::SIGKILL);
     h.stop();
     std::fs::remove_file(h.path("logs/error.log")).unwrap();
     h.start();
@@ -295,12 +288,9 @@ fn graceful_restart_and_kill_9_keep_resumption_working() {
 fn cache_configuration_errors_and_none() {
     let mut h = Httpd::new();
     h.extra = "TLSSessionCache memcache:127.0.0.1:11211\n".into();
-    let o = h.configtest();
-    let out = output_text(&o);
-    assert!(!o.status.success() && out.contains("LoadModule socache_memcache_module"), "{out}");
+    assert_configtest_fails(&h, &["LoadModule socache_memcache_module"]);
     h.extra = "TLSSessionCache bogus spec\n".into();
-    let o = h.configtest();
-    assert!(!o.status.success() && output_text(&o).contains("TLSSessionCache"), "{}", output_text(&o));
+    assert_configtest_fails(&h, &["TLSSessionCache"]);
 
     h.extra = "TLSSessionCache none\n".into();
     h.start();

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -73,15 +73,15 @@ fn status_page_counts_handshakes_failures_and_421() {
     std::io::Read::read_exact(&mut leaver, &mut answer).unwrap();
     drop(leaver);
     drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let st = loop {
-        let st = status(&h);
-        if st.get("TLSHandshakeFailures_Timeout").map(String::as_str) == Some("1") {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "the stalled handshake was not counted: {st:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let st =
+        poll_until_every(Duration::from_secs(10), Duration::from_millis(200), "the stalled handshake counted", || {
+            let st = status(&h);
+            if st.get("TLSHandshakeFailures_Timeout").map(String::as_str) == Some("1") {
+                Ok(st)
+            } else {
+                Err(format!("{st:?}"))
+            }
+        });
     let v = |k: &str| st.get(k).map(String::as_str).unwrap_or("(missing)");
     assert_eq!((v("TLSHandshakes"), v("TLSHandshakesFull"), v("TLSHandshakesResumed")), ("4", "3", "1"), "{st:?}");
     assert_eq!(v("TLSResumptionRate"), "0.250");
@@ -127,16 +127,16 @@ fn stalled_handshakes_count_as_timeouts_under_every_mpm() {
         h.start();
         let mut stall = TcpStream::connect(("127.0.0.1", h.tls_port)).unwrap();
         stall.write_all(&[0x16, 0x03, 0x01]).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("{mpm}: the stalled handshake counted");
+        let st = poll_until_every(Duration::from_secs(10), Duration::from_millis(200), what, || {
             let st = status(&h);
             if st.get("TLSHandshakeFailures_Timeout").map(String::as_str) == Some("1") {
-                assert_eq!(st["TLSHandshakeFailures"], "1", "{mpm}: {st:?}");
-                break;
+                Ok(st)
+            } else {
+                Err(format!("{st:?}"))
             }
-            assert!(Instant::now() < deadline, "{mpm}: the stalled handshake was not counted: {st:?}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        });
+        assert_eq!(st["TLSHandshakeFailures"], "1", "{mpm}: {st:?}");
         drop(stall);
     }
 }

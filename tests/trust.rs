@@ -148,6 +148,7 @@ fn resumption_checks_the_client_certificate_again() {
             clients.push((port, who, versions, cfg));
         }
     }
+    // A wait for the clock, not for the server: the certificate and the CRL must have lapsed.
     while now_unix() <= ends + 1 {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -176,6 +177,8 @@ fn session_lifetime_counts_from_the_full_handshake() {
         let cfg = h.pki.client_config(versions);
         let full = Instant::now();
         assert_eq!(get_kind(h.tls_port, &cfg), Ok((200, HandshakeKind::Full)));
+        // Fixed waits: the session's age is what is tested (1.5 s: within the lifetime; then
+        // past 3 s from the full handshake).
         std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(get_kind(h.tls_port, &cfg), Ok((200, HandshakeKind::Resumed)), "{versions:?}");
         std::thread::sleep(Duration::from_secs(3).saturating_sub(full.elapsed()) + Duration::from_millis(500));
@@ -186,9 +189,7 @@ fn session_lifetime_counts_from_the_full_handshake() {
         );
     }
     h.extra = "TLSSessionCacheTimeout 5m\n".into();
-    let o = h.configtest();
-    let text = output_text(&o);
-    assert!(!o.status.success() && text.contains("httpd.conf") && text.contains("from 1 to 604800"), "{text}");
+    assert_configtest_fails(&h, &["httpd.conf", "from 1 to 604800"]);
 }
 
 /// A TLS 1.3 ClientHello for localhost offering `n` pre-shared-key identities (tickets nobody
@@ -262,16 +263,14 @@ fn one_hello_costs_a_bounded_number_of_lookups() {
     s.read_exact(&mut first).unwrap();
     assert_eq!(first[0], 0x16, "the server answered with a handshake (a full one)");
     drop(s);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
+    let after = poll_until(Duration::from_secs(10), "the capped lookups counted", || {
         let now = h.status_auto();
-        if value(&now, "TLSSessionLookupsCapped") > value(&before, "TLSSessionLookupsCapped")
-            || Instant::now() > deadline
-        {
-            break now;
+        if value(&now, "TLSSessionLookupsCapped") > value(&before, "TLSSessionLookupsCapped") {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     assert_eq!(value(&after, "TLSSessionLookups") - value(&before, "TLSSessionLookups"), 4, "{after:?}");
     assert_eq!(value(&after, "TLSSessionLookupsCapped") - value(&before, "TLSSessionLookupsCapped"), 996);
     let cfg = h.pki.client_config(TLS13);
@@ -317,16 +316,15 @@ fn a_panic_in_a_request_hook_fails_closed() {
 #[test]
 fn a_panic_while_merging_stops_start_up() {
     let h = Httpd::new();
-    assert!(h.configtest().status.success(), "the configuration itself is fine");
+    // The configuration itself is fine.
+    assert_configtest_passes(&h);
     let o = Command::new(HTTPD)
         .args(["-t", "-f"])
         .arg(h.path("conf/httpd.conf"))
         .env("MOD_TLS_TEST_PANIC_MERGE", "1")
         .output()
         .unwrap();
-    let text = output_text(&o);
-    assert!(!o.status.success(), "{text}");
-    assert!(text.contains("could not be made") && text.contains("test panic requested in merge_server"), "{text}");
+    let text = assert_configtest_fails(&o, &["could not be made", "test panic requested in merge_server"]);
     assert!(o.status.code().is_some(), "exited, not killed by a signal: {text}");
 }
 

@@ -46,8 +46,242 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+/// Whether the tests run as root (the owner of this process's `/proc/self`).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").expect("/proc/self").uid() == 0
+}
+
+/// Sends signal `sig` to process `pid` (a negative `pid`: to its process group). No error when
+/// the process is gone already.
+pub fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// What [`poll_until`] accepts from its check: `true`, or `Some(value)`, or `Ok(value)` when the
+/// awaited condition holds; `Err(seen)` says what was seen instead (shown if the wait times out).
+pub trait Awaited {
+    type Out;
+    fn ready(self) -> Result<Self::Out, Option<String>>;
+}
+
+impl Awaited for bool {
+    type Out = ();
+    fn ready(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
+    }
+}
+
+impl<T> Awaited for Option<T> {
+    type Out = T;
+    fn ready(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T> Awaited for Result<T, String> {
+    type Out = T;
+    fn ready(self) -> Result<T, Option<String>> {
+        self.map_err(Some)
+    }
+}
+
+/// Asks `check` every `every` until it says the awaited condition holds, for at most `within`:
+/// the value it gave, or (timed out) what it saw last.
+pub fn poll<R: Awaited>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> R,
+) -> Result<R::Out, Option<String>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = check().ready();
+        if seen.is_ok() || Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Waits for `what` (said in the failure message) by asking `check` every 50 ms, for at most
+/// `within`; fails the test with `what` and what `check` saw last when it times out.
+pub fn poll_until<R: Awaited>(within: Duration, what: impl std::fmt::Display, check: impl FnMut() -> R) -> R::Out {
+    poll_until_every(within, Duration::from_millis(50), what, check)
+}
+
+/// [`poll_until`], asking every `every` (for checks that cost more than a look at a file).
+pub fn poll_until_every<R: Awaited>(
+    within: Duration,
+    every: Duration,
+    what: impl std::fmt::Display,
+    check: impl FnMut() -> R,
+) -> R::Out {
+    match poll(within, every, check) {
+        Ok(v) => v,
+        Err(None) => panic!("waited {within:?} for {what} in vain"),
+        Err(Some(seen)) => panic!("waited {within:?} for {what} in vain; last seen:\n{seen}"),
+    }
+}
+
+/// Where `apache2 -t` output comes from: a server's configuration (runs `apache2 -t` on it), or
+/// the output of an httpd run already made (`-t`, `-k start`, `-k graceful`).
+pub trait ConfigCheck {
+    fn check_output(&self) -> Output;
+    /// What a failure message shows after the output (the configuration checked, when known).
+    fn context(&self) -> String {
+        String::new()
+    }
+}
+
+impl ConfigCheck for Httpd {
+    fn check_output(&self) -> Output {
+        self.configtest()
+    }
+    fn context(&self) -> String {
+        let conf = std::fs::read_to_string(self.path("conf/httpd.conf")).unwrap_or_default();
+        format!("\nthe configuration checked:\n{conf}")
+    }
+}
+
+impl ConfigCheck for Output {
+    fn check_output(&self) -> Output {
+        self.clone()
+    }
+}
+
+/// Asserts that httpd refused the configuration and that its output names each of `names`;
+/// returns the whole output (stdout and stderr) for further checks.
+pub fn assert_configtest_fails(source: &impl ConfigCheck, names: &[&str]) -> String {
+    let o = source.check_output();
+    let out = output_text(&o);
+    let context = || source.context();
+    assert!(
+        !o.status.success(),
+        "httpd accepted a configuration it must refuse (naming {names:?}):\n{out}{}",
+        context()
+    );
+    let missing: Vec<&str> = names.iter().copied().filter(|n| !out.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "httpd refused the configuration without naming {missing:?}; its output:\n{out}{}",
+        context()
+    );
+    out
+}
+
+/// Asserts that `apache2 -t` accepts the configuration; returns its whole output.
+pub fn assert_configtest_passes(source: &impl ConfigCheck) -> String {
+    let o = source.check_output();
+    let out = output_text(&o);
+    assert!(o.status.success(), "httpd refused the configuration:\n{out}{}", source.context());
+    out
+}
+
+/// `openssl s_client` to a loopback port, as a second, independent TLS client: see [`s_client`].
+pub struct SClient {
+    port: u16,
+    servername: String,
+    args: Vec<std::ffi::OsString>,
+    input: Vec<(Duration, Vec<u8>)>,
+    timeout: Duration,
+}
+
+/// `openssl s_client -connect 127.0.0.1:PORT -servername localhost`, with no standard input
+/// until [`SClient::stdin`] gives some, ended after 30 s.
+pub fn s_client(port: u16) -> SClient {
+    SClient {
+        port,
+        servername: "localhost".into(),
+        args: Vec::new(),
+        input: Vec::new(),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+impl SClient {
+    pub fn servername(mut self, name: &str) -> Self {
+        self.servername = name.to_string();
+        self
+    }
+
+    /// One more argument (`-cert`, a path, ...).
+    pub fn arg(self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.args([arg])
+    }
+
+    /// `-CAfile path`: the CA the server's certificate is checked against.
+    pub fn ca_file(self, path: impl AsRef<Path>) -> Self {
+        self.arg("-CAfile").arg(path.as_ref())
+    }
+
+    /// More arguments (`-tls1_2`, `-reconnect`, ...).
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Bytes written to its standard input at once (as `printf ... |` does); standard input is
+    /// closed after the last of them.
+    pub fn stdin(self, bytes: impl AsRef<[u8]>) -> Self {
+        self.stdin_after(Duration::ZERO, bytes)
+    }
+
+    /// Bytes written `delay` after the ones before (as a person typing would).
+    pub fn stdin_after(mut self, delay: Duration, bytes: impl AsRef<[u8]>) -> Self {
+        self.input.push((delay, bytes.as_ref().to_vec()));
+        self
+    }
+
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// Runs it; the output holds stdout and stderr in one stream (as `2>&1`), in `stdout`. A run
+    /// past the timeout is killed (its status then says so).
+    pub fn run(self) -> Output {
+        let (mut reader, writer) = std::io::pipe().expect("pipe");
+        let mut cmd = Command::new("openssl");
+        cmd.arg("s_client")
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("-servername")
+            .arg(&self.servername)
+            .args(&self.args)
+            .stdin(if self.input.is_empty() { Stdio::null() } else { Stdio::piped() })
+            .stdout(writer.try_clone().expect("pipe"))
+            .stderr(writer);
+        let mut child = cmd.spawn().expect("run openssl s_client");
+        // The command holds the pipe's write ends: without dropping it, the read never ends.
+        drop(cmd);
+        let stdin = child.stdin.take();
+        let input = self.input;
+        let feeder = std::thread::spawn(move || {
+            if let Some(mut stdin) = stdin {
+                for (delay, bytes) in input {
+                    std::thread::sleep(delay);
+                    if stdin.write_all(&bytes).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let collector = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = reader.read_to_end(&mut out);
+            out
+        });
+        let status = match poll(self.timeout, Duration::from_millis(20), || child.try_wait().unwrap()) {
+            Ok(status) => status,
+            Err(_) => {
+                let _ = child.kill();
+                child.wait().unwrap()
+            }
+        };
+        feeder.join().unwrap();
+        Output { status, stdout: collector.join().unwrap(), stderr: Vec::new() }
+    }
 }
 
 /// A test CA and certificates issued by it.
@@ -313,22 +547,19 @@ Listen 127.0.0.1:{plain}
             .spawn()
             .expect("start apache2");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "httpd exited at start-up ({status}):\n{}\n{}",
-                    std::fs::read_to_string(self.path("logs/stderr.log")).unwrap_or_default(),
-                    self.error_log()
-                );
+        let (ports, log, stderr) =
+            ([self.tls_port, self.plain_port], self.path("logs/error.log"), self.path("logs/stderr.log"));
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let child = self.child.as_mut().unwrap();
+        poll_until(Duration::from_secs(20), "httpd to come up", || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("httpd exited at start-up ({status}):\n{}\n{}", read(&stderr), read(&log));
             }
-            let up = [self.tls_port, self.plain_port].iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
-            if up && self.error_log().contains("resuming normal operations") {
-                return self;
-            }
-            assert!(Instant::now() < deadline, "httpd did not come up:\n{}", self.error_log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            let up = ports.iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            let text = read(&log);
+            if up && text.contains("resuming normal operations") { Ok(()) } else { Err(text) }
+        });
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -348,14 +579,20 @@ Listen 127.0.0.1:{plain}
     /// The log file `rel` once `done` accepts its text, or after 10 s. httpd logs a request after
     /// its response went out: a client that has its answer may look before the line is there.
     pub fn log_when(&self, rel: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(self.path(rel)).unwrap_or_default();
-            if done(&text) || Instant::now() > deadline {
-                return text;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let read = || std::fs::read_to_string(self.path(rel)).unwrap_or_default();
+        poll(Duration::from_secs(10), Duration::from_millis(50), || Some(read()).filter(|t| done(t)))
+            .unwrap_or_else(|_| read())
+    }
+
+    /// Graceful restart (SIGUSR1); returns once httpd logged that it resumed normal operations
+    /// once more than before.
+    pub fn graceful(&self) {
+        let restarts = || self.error_log().matches("resuming normal operations").count();
+        let before = restarts();
+        signal(self.pid() as i32, libc::SIGUSR1);
+        poll_until(Duration::from_secs(15), "the graceful restart", || {
+            if restarts() > before { Ok(()) } else { Err(self.error_log()) }
+        });
     }
 
     /// Asserts that no child crashed and nothing panicked so far.
@@ -374,21 +611,14 @@ Listen 127.0.0.1:{plain}
         if let Some(mut child) = self.child.take() {
             let pid = child.id() as i32;
             let exited_within = |child: &mut Child, limit: Duration| {
-                let deadline = Instant::now() + limit;
-                while Instant::now() < deadline {
-                    if child.try_wait().unwrap().is_some() {
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                false
+                poll(limit, Duration::from_millis(20), || child.try_wait().unwrap().is_some()).is_ok()
             };
-            unsafe { libc::kill(pid, libc::SIGWINCH) };
+            signal(pid, libc::SIGWINCH);
             if !exited_within(&mut child, Duration::from_secs(10)) {
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+                signal(pid, libc::SIGTERM);
                 exited_within(&mut child, Duration::from_secs(10));
             }
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            signal(-pid, libc::SIGKILL);
             child.wait().expect("reap httpd");
         }
     }
@@ -610,7 +840,7 @@ impl<S: Write> Write for Recording<S> {
 }
 
 /// A server process the test starts on loopback and kills when done.
-pub struct Daemon(Child);
+pub struct Daemon(pub Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -622,11 +852,9 @@ impl Drop for Daemon {
 pub fn start_daemon(cmd: &mut Command, port: u16) -> Daemon {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start cache server");
     let d = Daemon(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "cache server on {port} did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(Duration::from_secs(10), format!("the cache server on {port} to come up"), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     d
 }
 

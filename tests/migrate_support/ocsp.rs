@@ -1,25 +1,16 @@
 //! An OCSP responder (`openssl ocsp`) on loopback and a certificate that names it, for the
-//! stapling tests of mod_tls-migrate.
+//! stapling tests (mod_tls-migrate's, and mod_md's in md.rs).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::common::{free_port, output_text};
-
-/// The running responder, killed when dropped.
-pub struct Responder(Child);
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::common::{Daemon, free_port, output_text, poll, poll_until, s_client};
 
 /// In `dir`: `ca.pem`, `server.key` and `chain.pem` (a localhost certificate whose Authority
-/// Information Access names the responder, then the CA), with the responder running.
-pub fn pki_with_responder(dir: &Path) -> Responder {
+/// Information Access names the responder, then the CA), with the responder running (killed
+/// when the value is dropped).
+pub fn pki_with_responder(dir: &Path) -> Daemon {
     std::fs::create_dir_all(dir).unwrap();
     let port = free_port();
     let script = format!(
@@ -35,7 +26,7 @@ pub fn pki_with_responder(dir: &Path) -> Responder {
     );
     let o = Command::new("sh").arg("-c").arg(&script).current_dir(dir).output().unwrap();
     assert!(o.status.success(), "{script}: {}", output_text(&o));
-    let responder = Responder(
+    let responder = Daemon(
         Command::new("openssl")
             .args(["ocsp", "-index", "index.txt", "-port", &port.to_string(), "-rsigner", "ca.pem"])
             .args(["-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"])
@@ -47,35 +38,28 @@ pub fn pki_with_responder(dir: &Path) -> Responder {
     );
     // Waits until it listens without connecting: it serves one connection at a time and would
     // wait for ever on an empty probe.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().unwrap();
-        if !o.stdout.is_empty() {
-            return responder;
-        }
-        assert!(Instant::now() < deadline, "the OCSP responder did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(Duration::from_secs(10), "the OCSP responder to listen", || listening(port));
+    responder
+}
+
+/// Whether something listens on loopback `port`, seen without connecting (`ss`).
+pub fn listening(port: u16) -> bool {
+    let o = Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().unwrap();
+    !o.stdout.is_empty()
 }
 
 /// Whether the server on `port` staples a good OCSP response, asked until `within` passes.
 pub fn staples(port: u16, ca: &Path, within: Duration) -> (bool, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        let o = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-status"])
-            .arg("-CAfile")
-            .arg(ca)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = output_text(&o);
+    let asked = poll(within, Duration::from_millis(500), || {
+        let text = output_text(&s_client(port).arg("-status").ca_file(ca).run());
         if text.contains("OCSP Response Status: successful") && text.contains("Cert Status: good") {
-            return (true, text);
+            Ok(text)
+        } else {
+            Err(text)
         }
-        if Instant::now() > deadline {
-            return (false, text);
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    });
+    match asked {
+        Ok(text) => (true, text),
+        Err(text) => (false, text.unwrap_or_default()),
     }
 }
