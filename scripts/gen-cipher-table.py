@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates src/tls/cipher_table.rs: the IANA TLS cipher-suite registry (value, IANA name) with the
+"""Regenerates crates/core/src/tls/cipher_table.rs: the IANA TLS cipher-suite registry (value, IANA name) with the
 OpenSSL name where OpenSSL has one.
 
 Inputs: the CipherSuite enum of the rustls sources in ~/.cargo/registry (IANA values and names),
@@ -56,5 +56,5 @@ for v in sorted(suites):
     oname = 'Some("%s")' % o if o else "None"
     lines.append(f'    (0x{v:04x}, "{suites[v]}", {oname}),')
 lines.append("];")
-open("src/tls/cipher_table.rs", "w").write("\n".join(lines) + "\n")
+open("crates/core/src/tls/cipher_table.rs", "w").write("\n".join(lines) + "\n")
 print(f"{len(suites)} suites, {len(openssl)} with OpenSSL names", file=sys.stderr)

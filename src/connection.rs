@@ -4,7 +4,7 @@
 use crate::tls::handshake_wait;
 use httpd::log_conn;
 use httpd::record::ConfVector;
-use httpd::{APR_EAGAIN, APR_SUCCESS, Conn, DECLINED, DONE, OK, Server, log, mpm};
+use httpd::{APR_EAGAIN, APR_SUCCESS, Conn, DECLINED, DONE, HookResult, OK, Server, log, mpm};
 
 use super::conn_view::shared;
 use super::tls_filters::{self, TlsConn};
@@ -19,7 +19,7 @@ pub fn is_ours(c: Conn) -> bool {
 /// own pre_connection, which runs after ours, must still record the socket and add the core
 /// filters, or the MPM's lingering close finds no socket. An aborted connection is never
 /// processed, so nothing is served in plaintext on a TLS port.
-pub fn pre_connection(c: Conn) -> i32 {
+pub fn pre_connection(c: Conn) -> HookResult {
     if c.is_secondary() {
         return DECLINED; // HTTP/2 streams ride on the already-secured master connection
     }
@@ -45,7 +45,7 @@ pub fn pre_connection(c: Conn) -> i32 {
 
 /// mod_proxy asks who does TLS for a backend connection: we do where TLSProxyEngine is on for the
 /// scope (the request's or the worker's merged configuration).
-pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> i32 {
+pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> HookResult {
     if !enable {
         return DECLINED;
     }
@@ -86,7 +86,7 @@ pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> i32 {
 /// `CONN_STATE_ASYNC_WAITIO` and holds no worker thread (bounded by `Timeout`); the MPM calls us
 /// again when bytes arrive. Stalled or slow clients then cannot exhaust the workers. Nearby
 /// clients are first waited for in the worker, within the bounds of [`handshake_wait`].
-pub fn process_connection(c: Conn) -> i32 {
+pub fn process_connection(c: Conn) -> HookResult {
     if c.is_secondary() {
         return DECLINED;
     }

@@ -5,7 +5,8 @@
 use crate::tls::{now_unix, policy, stats, vars};
 use httpd::hooks::StatusFlags;
 use httpd::{
-    Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, Request, Server, log,
+    Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, HookResult, Request, Server,
+    log,
 };
 use httpd::{log_conn, log_server};
 
@@ -59,7 +60,7 @@ pub fn is_ours(r: Request<'_>) -> bool {
 /// or the address's default without SNI) may only be served when both have the same TLS settings
 /// (otherwise the client would get around the other vhost's policy): 421, so that a client that
 /// coalesced connections (HTTP/2) or sent no SNI retries on a connection of its own for that name.
-pub fn post_read_request(r: Request<'_>) -> i32 {
+pub fn post_read_request(r: Request<'_>) -> HookResult {
     let Some(c) = r.conn() else { return DECLINED };
     let Some(shared) = shared(c) else { return DECLINED };
     #[cfg(feature = "test-hooks")]
@@ -145,7 +146,7 @@ pub fn post_read_request(r: Request<'_>) -> i32 {
 
 /// As mod_ssl: every request on a TLS connection gets `HTTPS=on` for CGI and friends, and the
 /// TLS variables when `TLSOptions StdEnvVars` / `ExportCertData` are on for its location.
-pub fn fixups(r: Request<'_>) -> i32 {
+pub fn fixups(r: Request<'_>) -> HookResult {
     let Some(c) = r.conn() else { return DECLINED };
     if shared(c).is_none() {
         return DECLINED;

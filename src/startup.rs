@@ -13,13 +13,13 @@ use crate::conf::{CacheSpec, CertSpec, Located, Origin};
 use crate::tls::{engine, policy, sessions};
 use httpd::hooks::Startup;
 use httpd::log_server;
-use httpd::{HTTP_INTERNAL_SERVER_ERROR, OK, Pool, Server, compat, log, md, socache};
+use httpd::{HTTP_INTERNAL_SERVER_ERROR, HookResult, OK, Pool, Server, compat, log, md, socache};
 
 use super::directives::{PROXY_SCOPES, ProxyScopes};
 use super::{TlsModule, built, conf, requests, settle};
 use crate::stores::{SocacheSessions, socache_error};
 
-pub fn pre_config(pconf: Pool) -> i32 {
+pub fn pre_config(pconf: Pool) -> HookResult {
     socache::register_mutex(pconf);
     if !md::module_loaded(c"mod_ssl.c") {
         // What configurations written for mod_ssl use, where mod_ssl is not there to offer it:
@@ -40,7 +40,7 @@ pub fn child_init(pchild: Pool, main: Server) {
 
 /// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
 /// every (re)start, so bad files fail there and never at the first connection.
-pub fn check_config(st: &Startup) -> i32 {
+pub fn check_config(st: &Startup) -> HookResult {
     // A create/merge callback that panicked (logged) left a server without its configuration:
     // nothing of it could be checked, so start-up stops here rather than serve it unchecked.
     if let Some(s) = st.main.and_following().find(|s| s.try_config::<TlsModule>().is_none()) {
@@ -95,46 +95,26 @@ pub fn check_config(st: &Startup) -> i32 {
         std::collections::HashMap::new();
     let mut providers = engine::Providers::default();
     for s in main.and_following() {
-        let reached_by = if s.is_virtual() {
-            let addrs = super::vhost_addrs(s);
-            engines.iter().find(|e| addrs.iter().any(|a| conf::engine_reaches_vhost(e, a)))
-        } else {
-            engines.iter().find(|e| conf::engine_reaches_main_server(e, &all_vhost_addrs))
+        let own_addrs = s.is_virtual().then(|| super::vhost_addrs(s));
+        let conf = conf(s);
+        let facts = policy::ServerFacts {
+            vhost_addrs: own_addrs.as_deref(),
+            mod_ssl_engine: mod_ssl_servers.contains(&s),
+            has_certificates: !conf.certificates.is_empty(),
+            mod_md_loaded: md::mod_md_loaded(),
         };
-        let Some(engine_addr) = reached_by else { continue };
-        if mod_ssl_servers.contains(&s) {
-            log_server!(
-                main,
-                log::EMERG,
-                0,
-                "mod_tls: {} has 'SSLEngine on' (mod_ssl) but is reached through 'TLSEngine {engine_addr}' \
-                 (mod_tls): an address is served by one TLS module. Remove SSLEngine from it, or move it to \
-                 an address that no TLSEngine names",
-                s.describe()
-            );
+        let plan = policy::plan_server(&engines, &all_vhost_addrs, &facts);
+        if let Some(why) = plan.refusal(&s.describe()) {
+            log_server!(main, log::EMERG, 0, "mod_tls: {why}");
             failed = true;
             continue;
         }
-        let conf = conf(s);
-        let mut md_deferred = false;
-        if conf.certificates.is_empty() && md::mod_md_loaded() {
-            // mod_md may manage it: asked in post_config (ap_ssl_add_cert_files).
-            md_deferred = true;
-        } else if conf.certificates.is_empty() {
-            let at = match engine_addr.ip {
-                Some(ip) => format!("{ip}:{}", engine_addr.port),
-                None => format!("port {}", engine_addr.port),
-            };
-            log_server!(
-                main,
-                log::EMERG,
-                0,
-                "mod_tls: {} is served with TLS (TLSEngine {at}) but has no certificate: add \
-                 'TLSCertificate cert.pem key.pem' to it, or one at the top level for all virtual hosts",
-                s.describe()
-            );
-            failed = true;
-        } else {
+        let md_deferred = match plan {
+            policy::ServerPlan::NotServed => continue,
+            policy::ServerPlan::AskModMd => true,
+            _ => false,
+        };
+        if !md_deferred {
             let mut ask = |key: &Path, retry: bool| ask_passphrase(st, s, passphrase_program.as_deref(), key, retry);
             let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
                 if passphrase_program.is_some() { Some(&mut ask) } else { None };
@@ -322,7 +302,7 @@ fn ask_passphrase(
     Ok(passphrase)
 }
 
-pub fn post_config(st: &Startup) -> i32 {
+pub fn post_config(st: &Startup) -> HookResult {
     let main = st.main;
     if let Some(cache) = built(main).session_cache().cloned() {
         // A configured provider that fails stops start-up; the default one only warns.
@@ -493,7 +473,7 @@ fn prime_ocsp_stapling(st: &Startup) {
                     rv,
                     "OCSP stapling for {}: {}",
                     s.describe(),
-                    if rv == 0 { "provided" } else { "not provided" }
+                    if rv.is_success() { "provided" } else { "not provided" }
                 );
                 (rv == httpd::APR_SUCCESS).then(|| Arc::new(st_key))
             })

@@ -12,8 +12,9 @@ use rustls::ServerConfig;
 use rustls::server::ClientHello;
 
 use crate::stores::BrigadeSink;
+use crate::tls::conn_state::{self, ConnState, Loudness, NetworkEnd, Side, Tally};
 use crate::tls::policy;
-use crate::tls::stats::{self, Failure};
+use crate::tls::stats;
 use crate::tls::stream::{ConfigChooser, Refusal, TlsFailure, TlsStream};
 use crate::tls::vars::HandshakeFacts;
 use httpd::brigade::{Brigade, BrigadeWriter, BucketKind, Consumed, DataRun, Taken};
@@ -84,8 +85,8 @@ pub struct TlsConn {
     stream: TlsStream,
     /// A client's connection to us, or ours to a proxy backend.
     role: Role,
-    /// The handshake completed and we acted on it (protocol switch).
-    established: bool,
+    /// Handshaking, established or closed, and whether the handshake's outcome was counted.
+    state: ConnState,
     /// Our filters in the connection's chains, once added.
     in_filter: Option<Filter>,
     out_filter: Option<Filter>,
@@ -97,8 +98,6 @@ pub struct TlsConn {
     /// runs again for every segment of a slow handshake, and a brigade made from the connection's
     /// pool each time would hold its memory until the connection ends.
     init: Brigade<'static>,
-    /// EOC seen or the connection failed: nothing more goes out.
-    closed: bool,
     /// A small tail of response data held back (copied) until more data or a metadata bucket
     /// follows, so that a response head passed on its own shares a record with the body. Empty,
     /// and without capacity, between responses.
@@ -114,10 +113,15 @@ pub struct TlsConn {
     ticket_deferred: bool,
     /// When our first handshake flight went out (for `SSL_HANDSHAKE_RTT`).
     flight_sent_at: Option<std::time::Instant>,
-    /// The handshake's outcome went into the status page's counters (see `note_close`).
-    outcome_counted: bool,
-    /// TLS bytes received (whether the client said anything before it left).
-    bytes_in: usize,
+}
+
+/// Counts a handshake that did not complete on the status page.
+fn count(tally: Tally) {
+    let Some(st) = super::stats() else { return };
+    match tally {
+        Tally::Failed(failure) => stats::count_failure(st, failure),
+        Tally::BackendFailed => stats::count_backend(st, None),
+    }
 }
 
 /// Takes over client connection `c` for TLS (pre_connection): the state and the filters.
@@ -153,20 +157,20 @@ impl TlsConn {
         TlsConn {
             c,
             stream: TlsStream::new(),
+            state: ConnState::new(match role {
+                Role::Server(_) => Side::Server,
+                Role::Backend(_) => Side::Backend,
+            }),
             role,
-            established: false,
             in_filter: None,
             out_filter: None,
             raw_in: c.new_brigade(),
             out: c.new_brigade(),
             init: c.new_brigade(),
-            closed: false,
             held: Vec::new(),
             unflushed: 0,
             ticket_deferred: false,
             flight_sent_at: None,
-            outcome_counted: false,
-            bytes_in: 0,
         }
     }
 
@@ -190,11 +194,8 @@ impl TlsConn {
     /// the connection first).
     pub fn note_close(c: Conn) {
         let Some(Ok(mut tc)) = c.local::<TlsModule>().map(|s| s.try_borrow_mut()) else { return };
-        if !tc.outcome_counted && !tc.established && matches!(tc.role, Role::Server(_)) {
-            tc.outcome_counted = true;
-            if let Some(st) = super::stats() {
-                stats::count_failure(st, Failure::Timeout);
-            }
+        if let Some(tally) = tc.state.closing() {
+            count(tally);
         }
     }
 
@@ -202,21 +203,16 @@ impl TlsConn {
     /// below (not a TLS failure, which `fail` counts): the client's time ran out (`Timeout`,
     /// mod_reqtimeout), or it reset the connection.
     fn note_error(&mut self, rv: Status) {
-        if matches!(rv, APR_SUCCESS | APR_EAGAIN) || self.established || self.outcome_counted {
+        if matches!(rv, APR_SUCCESS | APR_EAGAIN) {
             return;
         }
-        self.outcome_counted = true;
-        if let Role::Backend(_) = self.role {
+        let end = if rv == APR_TIMEUP { NetworkEnd::TimedOut } else { NetworkEnd::Failed };
+        let Some(tally) = self.state.network_ended(end) else { return };
+        if tally == Tally::BackendFailed {
             // A backend handshake that the network ended is a failed handshake to mod_proxy too.
             self.backend_handshake_failed();
         }
-        let Some(st) = super::stats() else { return };
-        match self.role {
-            Role::Backend(_) => stats::count_backend(st, None),
-            Role::Server(_) if rv == APR_TIMEUP => stats::count_failure(st, Failure::Timeout),
-            Role::Server(_) if self.bytes_in > 0 => stats::count_failure(st, Failure::ClientClosed),
-            Role::Server(_) => {}
-        }
+        count(tally);
     }
 
     /// One step of the handshake from process_connection: reads through the whole filter chain
@@ -233,12 +229,12 @@ impl TlsConn {
 
     /// Still handshaking (nothing failed yet).
     pub fn is_handshaking(&self) -> bool {
-        self.stream.is_handshaking() && !self.closed
+        self.stream.is_handshaking() && !self.state.is_closed()
     }
 
     /// The handshake waits for the client's answer to the flight we sent.
     pub fn awaits_client_flight(&self) -> bool {
-        !self.closed && self.stream.awaits_peer_flight()
+        !self.state.is_closed() && self.stream.awaits_peer_flight()
     }
 
     /// As mod_ssl after a failed `SSL_connect`: the connection is aborted and noted `err`, which
@@ -262,7 +258,7 @@ impl TlsConn {
             Err(e) => {
                 log_conn!(self.c, log::ERR, 0, "TLS to backend: '{host}' is not a valid host name ({e})");
                 self.backend_handshake_failed();
-                self.closed = true;
+                self.state.close();
                 return APR_ECONNABORTED;
             }
         };
@@ -275,7 +271,7 @@ impl TlsConn {
             Err(e) => {
                 log_conn!(self.c, log::ERR, 0, "TLS to backend {host}: {e}");
                 self.backend_handshake_failed();
-                self.closed = true;
+                self.state.close();
                 APR_ECONNABORTED
             }
         }
@@ -284,8 +280,7 @@ impl TlsConn {
     /// Runs once when the handshake has completed: hands the connection to the module that speaks
     /// the negotiated ALPN protocol (mod_http2 for h2), as mod_ssl does.
     fn on_established(&mut self) -> Status {
-        self.established = true;
-        self.outcome_counted = true;
+        self.state.establish();
         let Role::Server(chooser) = &mut self.role else {
             // A backend connection keeps no snapshot: no request hook asks about it.
             self.c.set_note(BACKEND_HANDSHAKE_NOTE, c"ok");
@@ -313,7 +308,7 @@ impl TlsConn {
         let established = Established { server, facts: facts.clone() };
         if !shared(self.c).is_some_and(|s| s.establish(established)) {
             log_conn!(self.c, log::ERR, 0, "internal error: the handshake completed twice");
-            self.closed = true;
+            self.state.close();
             return APR_ECONNABORTED;
         }
         log_conn!(
@@ -332,7 +327,7 @@ impl TlsConn {
             let rv = self.c.switch_protocol(server, &alpn);
             if rv != APR_SUCCESS {
                 log_conn!(self.c, log::ERR, rv, "switching to protocol {} failed", String::from_utf8_lossy(&alpn));
-                self.closed = true;
+                self.state.close();
                 return APR_ECONNABORTED;
             }
         }
@@ -389,48 +384,31 @@ impl TlsConn {
             Role::Backend(Backend::Started { host }) => Some(host),
             _ => None,
         };
-        match (&failure, backend_host) {
-            (TlsFailure::Closed, None) => {
-                log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
-            }
+        match (conn_state::loudness(self.state.side(), &failure), backend_host) {
             // One line that says why the proxy answers 500 "Error during SSL Handshake with
             // remote server", as with mod_ssl: mod_proxy reads that from the note.
-            (other, Some(host)) => {
-                log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {other}");
-                if self.established || after_handshake {
+            (_, Some(host)) => {
+                log_conn!(self.c, log::ERR, 0, "{during} with backend {host}: {failure}");
+                if self.state.was_established() || after_handshake {
                     self.c.abort();
                 } else {
                     self.backend_handshake_failed();
                 }
             }
-            // A handshake we refused (TLSStrictSNI: AH10353) is the administrator's business, as
-            // in the C module; a client's own failures are not.
-            (refused @ TlsFailure::Refused(_), None) => log_conn!(self.c, log::WARNING, 0, "{during}: {refused}"),
-            (other, None) => log_conn!(self.c, log::INFO, 0, "{during}: {other}"),
-        }
-        // A failure after the handshake completed (in the same read) is no failed handshake.
-        if !self.established && !self.outcome_counted && !after_handshake {
-            self.outcome_counted = true;
-            if let Some(st) = super::stats() {
-                match (&self.role, &failure) {
-                    (Role::Backend(_), _) => stats::count_backend(st, None),
-                    // A client that leaves before its hello is no failed handshake; after it, it
-                    // walked away from ours (perhaps refusing our certificate without an alert).
-                    (Role::Server(_), TlsFailure::Closed) if self.bytes_in == 0 => {}
-                    (Role::Server(_), TlsFailure::Closed) => stats::count_failure(st, Failure::ClientClosed),
-                    (Role::Server(_), TlsFailure::Refused(r))
-                        if r.alert == rustls::AlertDescription::UnrecognisedName =>
-                    {
-                        stats::count_failure(st, Failure::SniRefused)
-                    }
-                    (Role::Server(_), TlsFailure::Refused(_)) => stats::count_failure(st, Failure::AlertSent),
-                    (Role::Server(_), TlsFailure::Protocol(e)) => stats::count_failure(st, Failure::of_error(e)),
-                }
+            (Loudness::Debug, None) => {
+                log_conn!(self.c, log::DEBUG, 0, "client closed the connection before the TLS handshake");
             }
+            (Loudness::Warning, None) => log_conn!(self.c, log::WARNING, 0, "{during}: {failure}"),
+            (Loudness::Error, None) => log_conn!(self.c, log::ERR, 0, "{during}: {failure}"),
+            (Loudness::Info, None) => log_conn!(self.c, log::INFO, 0, "{during}: {failure}"),
+        }
+        // Closes the state; a failure after the handshake completed (in the same read) is no
+        // failed handshake.
+        if let Some(tally) = self.state.tls_failed(&failure, after_handshake) {
+            count(tally);
         }
         // Deliver the alert before httpd closes the socket.
         let _ = self.send_tls(true);
-        self.closed = true;
         if matches!(failure, TlsFailure::Closed) { APR_EOF } else { APR_ECONNABORTED }
     }
 
@@ -462,7 +440,7 @@ impl TlsConn {
                 match self.read_into_stream(false) {
                     APR_SUCCESS => {}
                     // The stream failed (a bad record): the connection is over.
-                    rv if self.closed => return rv,
+                    rv if self.state.is_closed() => return rv,
                     // Nothing there yet, or a read error (mod_reqtimeout's deadline, a reset)
                     // that the next read will meet again: the handshake itself is done.
                     _ => break,
@@ -478,17 +456,14 @@ impl TlsConn {
                 return rv;
             }
         }
-        if !self.established && !self.stream.is_handshaking() {
+        if !self.state.was_established() && !self.stream.is_handshaking() {
             if self.stream.is_plain_http() {
                 // Plain HTTP never completes a handshake: say so to the request hooks.
                 if let Some(s) = shared(self.c) {
                     s.set_plain_http();
                 }
-                if !self.outcome_counted {
-                    self.outcome_counted = true;
-                    if let Some(st) = super::stats() {
-                        stats::count_failure(st, Failure::PlainHttp);
-                    }
+                if let Some(tally) = self.state.plain_http() {
+                    count(tally);
                 }
                 return APR_SUCCESS;
             }
@@ -512,13 +487,13 @@ impl TlsConn {
             }
             eof = true;
         }
-        let (stream, role, pool, bytes_in) = (&mut self.stream, &mut self.role, self.c.pool(), &mut self.bytes_in);
+        let (stream, role, pool, state) = (&mut self.stream, &mut self.role, self.c.pool(), &mut self.state);
         let consumed = self.raw_in.consume(blocking, |kind, data| {
             eof |= kind == BucketKind::Eos;
             if data.is_empty() {
                 return Ok(());
             }
-            *bytes_in += data.len();
+            state.received(data.len());
             socache::with_conn_pool(pool, || match role {
                 Role::Server(chooser) => stream.feed(data, chooser),
                 Role::Backend(_) => stream.feed(data, &mut NoClientHello),
@@ -547,7 +522,7 @@ impl TlsConn {
     }
 
     fn read(&mut self, bb: Brigade<'_>, mode: ReadMode, blocking: bool, readbytes: i64) -> Status {
-        if self.closed {
+        if self.state.is_closed() {
             return APR_ECONNABORTED;
         }
         if matches!(self.role, Role::Backend(Backend::Pending(_))) {
@@ -608,15 +583,15 @@ impl TlsConn {
     }
 
     fn write(&mut self, bb: Brigade<'_>) -> Status {
-        if matches!(self.role, Role::Backend(Backend::Pending(_))) && !self.closed {
+        if matches!(self.role, Role::Backend(Backend::Pending(_))) && !self.state.is_closed() {
             let rv = self.start_backend_handshake();
             if rv != APR_SUCCESS {
                 bb.clear();
                 return rv;
             }
         }
-        log_conn!(self.c, log::TRACE2, 0, "TLS output: brigade in (closed={})", self.closed);
-        if self.closed || self.c.is_aborted() {
+        log_conn!(self.c, log::TRACE2, 0, "TLS output: brigade in (closed={})", self.state.is_closed());
+        if self.state.is_closed() || self.c.is_aborted() {
             bb.clear();
             return APR_ECONNABORTED;
         }
@@ -658,7 +633,7 @@ impl TlsConn {
                     }
                     // close_notify must reach the wire before httpd closes the socket.
                     self.out.push_flush();
-                    self.closed = true;
+                    self.state.close();
                 }
                 let eor = kind == BucketKind::Eor;
                 if eor && self.closes_after_request() {
@@ -838,6 +813,6 @@ impl OutputFilter for TlsOutput {
 /// After a panic in a filter nothing more goes in or out on the connection.
 fn close_after_panic(c: Conn) {
     if let Some(Ok(mut tc)) = c.local::<TlsModule>().map(|s| s.try_borrow_mut()) {
-        tc.closed = true;
+        tc.state.close();
     }
 }

@@ -99,11 +99,11 @@ fn documented_directives() -> BTreeSet<String> {
     names
 }
 
-/// The directive names of the module's table (`COMMANDS` in `src/adapter/directives.rs`), read
+/// The directive names of the module's table (`COMMANDS` in `src/directives.rs`), read
 /// as text: each row names its directive as a C string literal, `c"TLS…"`.
 fn source_directives() -> BTreeSet<String> {
     let src = repo_file("src/directives.rs");
-    let start = src.find("pub static COMMANDS").expect("the COMMANDS table in src/adapter/directives.rs");
+    let start = src.find("pub static COMMANDS").expect("the COMMANDS table in src/directives.rs");
     let table = &src[start..start + src[start..].find("]);").expect("the end of COMMANDS")];
     let names: BTreeSet<String> = table
         .split("c\"")
@@ -129,7 +129,7 @@ fn the_directive_table_in_the_docs_is_the_modules() {
     let unknown: Vec<_> = documented.difference(&source).collect();
     assert!(
         undocumented.is_empty() && unknown.is_empty(),
-        "docs/directives.md and src/adapter/directives.rs disagree:\n  \
+        "docs/directives.md and src/directives.rs disagree:\n  \
          directives the module has and the docs' table lacks: {undocumented:?}\n  \
          directives the docs' table lists and the module lacks: {unknown:?}"
     );

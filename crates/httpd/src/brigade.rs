@@ -251,7 +251,7 @@ impl Bucket {
             if self.type_is(&raw const sys::apr_bucket_type_file) {
                 let file = (*self.as_ptr()).data as *mut sys::apr_bucket_file;
                 let mut fd: sys::apr_os_file_t = -1;
-                if sys::apr_os_file_get(&mut fd, (*file).fd) == APR_SUCCESS && fd >= 0 {
+                if Status::from(sys::apr_os_file_get(&mut fd, (*file).fd)).is_success() && fd >= 0 {
                     return BucketKind::File { fd, offset: (*self.as_ptr()).start, len: (*self.as_ptr()).length };
                 }
                 return BucketKind::Data;
@@ -314,7 +314,9 @@ impl Bucket {
     /// after it.
     fn split(self, point: usize) -> Status {
         // SAFETY: a live bucket; every bucket type can split at a point within its length.
-        unsafe { ((*(*self.as_ptr()).type_).split.expect("every bucket type can split"))(self.as_ptr(), point) }
+        Status::from(unsafe {
+            ((*(*self.as_ptr()).type_).split.expect("every bucket type can split"))(self.as_ptr(), point)
+        })
     }
 
     /// apr_bucket_read. File and pipe buckets read a bounded chunk and split themselves, so
@@ -328,14 +330,14 @@ impl Bucket {
         let mut len: sys::apr_size_t = 0;
         let how = crate::read_type(block);
         // SAFETY: a live bucket; every bucket type can read.
-        let rv = unsafe {
+        let rv = Status::from(unsafe {
             ((*(*self.as_ptr()).type_).read.expect("every bucket type can read"))(
                 self.as_ptr(),
                 &mut data,
                 &mut len,
                 how,
             )
-        };
+        });
         if rv != APR_SUCCESS {
             return Err(rv);
         }
@@ -374,7 +376,7 @@ impl Bucket {
                 // The file shrank under us: the response cannot be completed.
                 0 => return Err(APR_EOF),
                 _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                _ => return Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)),
+                _ => return Err(Status::from(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))),
             }
         }
         // SAFETY: pread initialised the `got` bytes after `start`.

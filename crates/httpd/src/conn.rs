@@ -1,4 +1,4 @@
-//! Connections (`conn_rec`) as a typed handle: what the adapter reads and sets on them, the
+//! Connections (`conn_rec`) as a typed handle: what the module reads and sets on them, the
 //! module's per-connection slot, protocol negotiation (`Protocols`, mod_http2), name-based vhost
 //! lookup, and the socket questions (RTT, readability) the handshake asks.
 
@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use crate::brigade::Brigade;
 use crate::record::{ConnSlot, Module};
 use crate::server::socket_addr;
-use crate::{APR_ECONNABORTED, APR_SUCCESS, Pool, Server, Status, catch_panic, cstr, read_type, sys};
+use crate::{APR_ECONNABORTED, Pool, Server, Status, catch_panic, cstr, read_type, sys};
 
 /// A connection httpd passed to a hook or filter: a client's, one of ours to a proxy backend, or
 /// an HTTP/2 stream's secondary connection. Valid until the connection's pool is cleared, which
@@ -153,7 +153,7 @@ impl Conn {
     /// does to run a handshake through the filters (mod_reqtimeout's included).
     pub fn read_init(self, bb: Brigade<'_>, block: bool) -> Status {
         // SAFETY: the connection's filter chain and a brigade of it.
-        unsafe {
+        Status::from(unsafe {
             sys::ap_get_brigade(
                 self.rec().input_filters,
                 bb.as_ptr(),
@@ -161,7 +161,7 @@ impl Conn {
                 read_type(block),
                 0,
             )
-        }
+        })
     }
 
     /// Whether the MPM gave the connection an async state (event), so it can wait for it.
@@ -190,7 +190,7 @@ impl Conn {
                 return None;
             }
             let mut fd: sys::apr_os_sock_t = -1;
-            (sys::apr_os_sock_get(&mut fd, sock) == APR_SUCCESS && fd >= 0).then_some(fd)
+            (Status::from(sys::apr_os_sock_get(&mut fd, sock)).is_success() && fd >= 0).then_some(fd)
         }
     }
 
@@ -275,7 +275,7 @@ impl Conn {
     pub fn switch_protocol(self, s: Server, protocol: &[u8]) -> Status {
         let Ok(p) = CString::new(protocol) else { return APR_ECONNABORTED };
         // SAFETY: live connection and server; a C string.
-        unsafe { sys::ap_switch_protocol(self.rec_mut(), std::ptr::null_mut(), s.as_ptr(), p.as_ptr()) }
+        Status::from(unsafe { sys::ap_switch_protocol(self.rec_mut(), std::ptr::null_mut(), s.as_ptr(), p.as_ptr()) })
     }
 }
 

@@ -75,7 +75,7 @@ impl FilterKind {
             mode: sys::ap_input_mode_t,
             block: sys::apr_read_type_e,
             readbytes: sys::apr_off_t,
-        ) -> Status {
+        ) -> sys::apr_status_t {
             // The pointers are read inside the panic boundary too; the connection, once known,
             // is told about a panic.
             let conn: std::cell::Cell<Option<Conn>> = std::cell::Cell::new(None);
@@ -100,6 +100,7 @@ impl FilterKind {
                     )
                 },
             )
+            .code()
         }
         let ftype = sys::ap_filter_type_AP_FTYPE_CONNECTION + offset;
         // SAFETY: registering a filter function with its signature; httpd keeps the name.
@@ -112,7 +113,7 @@ impl FilterKind {
         unsafe extern "C" fn thunk<F: OutputFilter>(
             f: *mut sys::ap_filter_t,
             bb: *mut sys::apr_bucket_brigade,
-        ) -> Status {
+        ) -> sys::apr_status_t {
             // As for input: the pointers are read inside the panic boundary.
             let seen: std::cell::Cell<Option<(Conn, Brigade<'_>)>> = std::cell::Cell::new(None);
             catch_panic(
@@ -132,6 +133,7 @@ impl FilterKind {
                     F::write(c, this, bb)
                 },
             )
+            .code()
         }
         let ftype = sys::ap_filter_type_AP_FTYPE_CONNECTION + offset;
         // SAFETY: registering a filter function with its signature; httpd keeps the name.
@@ -192,7 +194,7 @@ impl Filter {
     /// Passes `bb` to the filters below (output).
     pub fn pass_down(self, bb: Brigade<'_>) -> Status {
         // SAFETY: the rest of a live chain; a live brigade.
-        unsafe { sys::ap_pass_brigade(self.next(), bb.as_ptr()) }
+        Status::from(unsafe { sys::ap_pass_brigade(self.next(), bb.as_ptr()) })
     }
 
     /// Reads from the filters below into `bb` (input).
@@ -206,6 +208,6 @@ impl Filter {
             ReadMode::EatCrlf => sys::ap_input_mode_t_AP_MODE_EATCRLF,
         };
         // SAFETY: the rest of a live chain; a live brigade.
-        unsafe { sys::ap_get_brigade(self.next(), bb.as_ptr(), mode, read_type(block), readbytes) }
+        Status::from(unsafe { sys::ap_get_brigade(self.next(), bb.as_ptr(), mode, read_type(block), readbytes) })
     }
 }

@@ -1,5 +1,5 @@
 //! Hook registration (the `ap_hook_*` macros done by hand) with a generic thunk per hook: the
-//! adapter's hook is a plain Rust function over typed handles; the thunk converts httpd's
+//! module's hook is a plain Rust function over typed handles; the thunk converts httpd's
 //! pointers, catches a panic (which must never unwind into httpd) and answers what httpd expects
 //! when one happens.
 
@@ -7,7 +7,10 @@ use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 
 use crate::record::ConfVector;
-use crate::{Conn, DECLINED, DONE, HTTP_INTERNAL_SERVER_ERROR, OK, Pool, Request, Server, catch_panic, cstr, log, sys};
+use crate::{
+    Conn, DECLINED, DONE, HTTP_INTERNAL_SERVER_ERROR, HookResult, OK, Pool, Request, Server, catch_panic, cstr, log,
+    sys,
+};
 
 /// Where among the other modules' functions a hook runs.
 #[derive(Clone, Copy)]
@@ -74,8 +77,8 @@ fn hook<F: Copy>() -> F {
 
 const NONE: *const *const c_char = ptr::null();
 
-pub fn pre_config<F: Fn(Pool) -> c_int + Copy>(_f: F, order: Order) {
-    unsafe extern "C" fn thunk<F: Fn(Pool) -> c_int + Copy>(
+pub fn pre_config<F: Fn(Pool) -> HookResult + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Pool) -> HookResult + Copy>(
         pconf: *mut sys::apr_pool_t,
         _plog: *mut sys::apr_pool_t,
         _ptemp: *mut sys::apr_pool_t,
@@ -86,6 +89,7 @@ pub fn pre_config<F: Fn(Pool) -> c_int + Copy>(_f: F, order: Order) {
             |m| crate::log_panic("before reading the configuration", m),
             || hook::<F>()(unsafe { Pool::from_raw(pconf) }),
         )
+        .code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_pre_config(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -98,7 +102,7 @@ type StartupFn = unsafe extern "C" fn(
     *mut sys::server_rec,
 ) -> c_int;
 
-unsafe extern "C" fn startup_thunk<F: Fn(&Startup) -> c_int + Copy>(
+unsafe extern "C" fn startup_thunk<F: Fn(&Startup) -> HookResult + Copy>(
     pconf: *mut sys::apr_pool_t,
     _plog: *mut sys::apr_pool_t,
     ptemp: *mut sys::apr_pool_t,
@@ -106,23 +110,24 @@ unsafe extern "C" fn startup_thunk<F: Fn(&Startup) -> c_int + Copy>(
 ) -> c_int {
     // SAFETY: httpd passes live pools and the main server.
     let (pconf, ptemp, main) = unsafe { (Pool::from_raw(pconf), Pool::from_raw(ptemp), Server::from_raw(s)) };
-    let Some(main) = main else { return HTTP_INTERNAL_SERVER_ERROR };
+    let Some(main) = main else { return HTTP_INTERNAL_SERVER_ERROR.code() };
     catch_panic(
         HTTP_INTERNAL_SERVER_ERROR,
         |m| crate::log_server!(main, log::EMERG, 0, "mod_tls: internal error while starting: {m}"),
         || hook::<F>()(&Startup { pconf, ptemp, main }),
     )
+    .code()
 }
 
 /// Runs before `apache2 -t` reports, and on every (re)start.
-pub fn check_config<F: Fn(&Startup) -> c_int + Copy>(_f: F, order: Order) {
+pub fn check_config<F: Fn(&Startup) -> HookResult + Copy>(_f: F, order: Order) {
     let thunk: StartupFn = startup_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_check_config(Some(thunk), NONE, NONE, order.value()) };
 }
 
 /// Runs twice at start-up (see [`Startup::is_first_pass`]), and on every restart.
-pub fn post_config<F: Fn(&Startup) -> c_int + Copy>(_f: F, order: Order) {
+pub fn post_config<F: Fn(&Startup) -> HookResult + Copy>(_f: F, order: Order) {
     let thunk: StartupFn = startup_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_post_config(Some(thunk), NONE, NONE, order.value()) };
@@ -154,22 +159,22 @@ fn abort_on_panic(c: Conn, what: &str, m: &str) {
 /// A panic answers DECLINED with the connection marked aborted: core's own pre_connection, which
 /// runs after ours, must still record the socket and add the core filters, or the MPM's lingering
 /// close finds no socket.
-pub fn pre_connection<F: Fn(Conn) -> c_int + Copy>(_f: F, order: Order) {
-    unsafe extern "C" fn thunk<F: Fn(Conn) -> c_int + Copy>(c: *mut sys::conn_rec, _csd: *mut c_void) -> c_int {
+pub fn pre_connection<F: Fn(Conn) -> HookResult + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Conn) -> HookResult + Copy>(c: *mut sys::conn_rec, _csd: *mut c_void) -> c_int {
         // SAFETY: httpd passes a live connection, on its thread.
-        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED };
-        catch_panic(DECLINED, |m| abort_on_panic(c, "setting up TLS", m), || hook::<F>()(c))
+        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED.code() };
+        catch_panic(DECLINED, |m| abort_on_panic(c, "setting up TLS", m), || hook::<F>()(c)).code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_pre_connection(Some(thunk::<F>), NONE, NONE, order.value()) };
 }
 
 /// A panic answers DONE with the connection aborted.
-pub fn process_connection<F: Fn(Conn) -> c_int + Copy>(_f: F, order: Order) {
-    unsafe extern "C" fn thunk<F: Fn(Conn) -> c_int + Copy>(c: *mut sys::conn_rec) -> c_int {
+pub fn process_connection<F: Fn(Conn) -> HookResult + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Conn) -> HookResult + Copy>(c: *mut sys::conn_rec) -> c_int {
         // SAFETY: httpd passes a live connection, on its thread.
-        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED };
-        catch_panic(DONE, |m| abort_on_panic(c, "in the TLS handshake", m), || hook::<F>()(c))
+        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED.code() };
+        catch_panic(DONE, |m| abort_on_panic(c, "in the TLS handshake", m), || hook::<F>()(c)).code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_process_connection(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -180,13 +185,13 @@ pub fn process_connection<F: Fn(Conn) -> c_int + Copy>(_f: F, order: Order) {
 pub fn pre_close_connection<F: Fn(Conn) + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn thunk<F: Fn(Conn) + Copy>(c: *mut sys::conn_rec) -> c_int {
         // SAFETY: httpd passes a live connection, which no other thread processes meanwhile.
-        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return OK };
+        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return OK.code() };
         catch_panic(
             (),
             |m| crate::log_conn!(c, log::ERR, 0, "internal error (panic) closing a connection: {m}"),
             || hook::<F>()(c),
         );
-        OK
+        OK.code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_pre_close_connection(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -196,12 +201,13 @@ pub fn pre_close_connection<F: Fn(Conn) + Copy>(_f: F, order: Order) {
 pub fn ssl_conn_is_ssl<F: Fn(Conn) -> bool + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn thunk<F: Fn(Conn) -> bool + Copy>(c: *mut sys::conn_rec) -> c_int {
         // SAFETY: httpd passes a live connection (perhaps an HTTP/2 stream's, on its thread).
-        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED };
+        let Some(c) = (unsafe { Conn::from_raw(c) }) else { return DECLINED.code() };
         catch_panic(
             DECLINED,
             |m| crate::log_conn!(c, log::ERR, 0, "internal error (panic) asking whether TLS is on: {m}"),
             || if hook::<F>()(c) { OK } else { DECLINED },
         )
+        .code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_ssl_conn_is_ssl(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -236,19 +242,22 @@ pub fn ssl_var_lookup<F: Fn(Conn, &str) -> Option<String> + Copy>(_f: F, order: 
 
 /// `ap_ssl_bind_outgoing`: mod_proxy asks who does TLS for a backend connection, with the
 /// section's configuration (none for some workers) and whether TLS is wanted. A panic declines.
-pub fn ssl_bind_outgoing<F: Fn(Conn, Option<ConfVector>, bool) -> c_int + Copy>(_f: F, order: Order) {
-    unsafe extern "C" fn thunk<F: Fn(Conn, Option<ConfVector>, bool) -> c_int + Copy>(
+pub fn ssl_bind_outgoing<F: Fn(Conn, Option<ConfVector>, bool) -> HookResult + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Conn, Option<ConfVector>, bool) -> HookResult + Copy>(
         c: *mut sys::conn_rec,
         dir: *mut sys::ap_conf_vector_t,
         enable: c_int,
     ) -> c_int {
         // SAFETY: httpd passes a live outgoing connection and a vector of this generation (or NULL).
-        let (Some(c), dir) = (unsafe { (Conn::from_raw(c), ConfVector::from_raw(dir)) }) else { return DECLINED };
+        let (Some(c), dir) = (unsafe { (Conn::from_raw(c), ConfVector::from_raw(dir)) }) else {
+            return DECLINED.code();
+        };
         catch_panic(
             DECLINED,
             |m| crate::log_conn!(c, log::ERR, 0, "internal error (panic) binding a backend connection: {m}"),
             || hook::<F>()(c, dir, enable != 0),
         )
+        .code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_ssl_bind_outgoing(Some(thunk::<F>), NONE, NONE, order.value()) };
@@ -286,6 +295,7 @@ pub fn ssl_expr_vars(order: Order) {
                 OK
             },
         )
+        .code()
     }
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_expr_lookup(Some(thunk), NONE, NONE, order.value()) };
@@ -293,9 +303,9 @@ pub fn ssl_expr_vars(order: Order) {
 
 type RequestFn = unsafe extern "C" fn(*mut sys::request_rec) -> c_int;
 
-unsafe extern "C" fn request_thunk<F: Fn(Request<'_>) -> c_int + Copy>(r: *mut sys::request_rec) -> c_int {
+unsafe extern "C" fn request_thunk<F: Fn(Request<'_>) -> HookResult + Copy>(r: *mut sys::request_rec) -> c_int {
     // SAFETY: httpd passes a live request, on its thread.
-    let Some(r) = (unsafe { Request::from_raw(r) }) else { return DECLINED };
+    let Some(r) = (unsafe { Request::from_raw(r) }) else { return DECLINED.code() };
     catch_panic(
         HTTP_INTERNAL_SERVER_ERROR,
         |m| {
@@ -309,19 +319,20 @@ unsafe extern "C" fn request_thunk<F: Fn(Request<'_>) -> c_int + Copy>(r: *mut s
         },
         || hook::<F>()(r),
     )
+    .code()
 }
 
 /// Runs for every request once its headers are read. These hooks hold security gates (the 421
 /// for another vhost's policy, plain HTTP on a TLS port, mod_md's stand-in certificate): a panic
 /// fails closed, with 500 and none of the request's content.
-pub fn post_read_request<F: Fn(Request<'_>) -> c_int + Copy>(_f: F, order: Order) {
+pub fn post_read_request<F: Fn(Request<'_>) -> HookResult + Copy>(_f: F, order: Order) {
     let thunk: RequestFn = request_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_post_read_request(Some(thunk), NONE, NONE, order.value()) };
 }
 
 /// Runs for every request before its handler (a panic answers 500, as for post_read_request).
-pub fn fixups<F: Fn(Request<'_>) -> c_int + Copy>(_f: F, order: Order) {
+pub fn fixups<F: Fn(Request<'_>) -> HookResult + Copy>(_f: F, order: Order) {
     let thunk: RequestFn = request_thunk::<F>;
     // SAFETY: registering a hook with its signature.
     unsafe { sys::ap_hook_fixups(Some(thunk), NONE, NONE, order.value()) };
@@ -374,9 +385,9 @@ pub fn status<F: Fn(Request<'_>, StatusFlags) + Copy>(_f: F, order: Order) {
         flags: c_int,
     ) -> c_int {
         // SAFETY: mod_status passes the live status request.
-        let Some(r) = (unsafe { Request::from_raw(r) }) else { return OK };
+        let Some(r) = (unsafe { Request::from_raw(r) }) else { return OK.code() };
         catch_panic((), |m| crate::log_panic("writing the status page", m), || hook::<F>()(r, StatusFlags(flags)));
-        OK
+        OK.code()
     }
     let f: unsafe extern "C" fn(*mut sys::request_rec, c_int) -> c_int = thunk::<F>;
     // SAFETY: apr's optional hooks store a generic function pointer and call it with the hook's

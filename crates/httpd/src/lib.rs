@@ -1,9 +1,12 @@
-//! The seam with httpd, and the only place with `unsafe`: the raw bindings, and over them typed
-//! handles for what httpd passes modules (servers, connections, requests, pools, brigades and
-//! buckets, filters, configuration vectors), the module record with its typed configuration
-//! slots, the directive table and hook registration with a generic thunk per shape (each catches
-//! panics), logging, the socache, the MPM and scoreboard, and mod_md/OCSP through `ap_ssl_*`.
-//! The layer above (the adapter) holds the module's logic in safe Rust over these.
+//! httpd's module API for Rust, and the only crate of mod_tls with `unsafe`: the raw bindings
+//! (bindgen, from the installed headers), and over them typed handles for what httpd passes
+//! modules (servers, connections, requests, pools, brigades and buckets, filters, configuration
+//! vectors), the module record with its typed configuration slots ([`export_module!`]), the
+//! directive table and hook registration with a generic thunk per shape (each catches panics),
+//! typed outcomes at the boundary ([`Status`] for APR statuses, [`HookResult`] for hooks),
+//! logging, the socache, shared memory, the MPM and scoreboard, and mod_md/OCSP through
+//! `ap_ssl_*`. It knows nothing of TLS: the module crate (`mod_tls`) ties these handles to the
+//! TLS types of `mod_tls_core`, in safe Rust (`#![forbid(unsafe_code)]`).
 
 pub mod bindings;
 pub mod brigade;
@@ -28,29 +31,71 @@ pub use pool::Pool;
 pub use request::Request;
 pub use server::Server;
 
-/// An APR status (`apr_status_t`): APR_SUCCESS, or an APR or errno code.
-pub type Status = sys::apr_status_t;
+/// An APR status (`apr_status_t`): what filters and APR calls answer. The cases the module acts on
+/// are named constants ([`APR_SUCCESS`], [`APR_EAGAIN`], …); any other is an APR or errno code,
+/// kept as it is for the log.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct Status(sys::apr_status_t);
+
+impl Status {
+    /// The raw code, for the log (`log_conn!`'s status argument) and for httpd.
+    pub const fn code(self) -> sys::apr_status_t {
+        self.0
+    }
+
+    pub const fn is_success(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Any APR or errno code (what an APR call returned).
+impl From<sys::apr_status_t> for Status {
+    fn from(code: sys::apr_status_t) -> Status {
+        Status(code)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a hook answers httpd: OK, DECLINED, DONE or an HTTP status (an error that ends the
+/// request, or start-up). The cases are named constants ([`OK`], [`DECLINED`], …).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct HookResult(std::ffi::c_int);
+
+impl HookResult {
+    pub(crate) const fn code(self) -> std::ffi::c_int {
+        self.0
+    }
+}
 
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The status values httpd's C API expects; the header constants have mixed types.
-pub const OK: i32 = sys::OK as i32;
-pub const DECLINED: i32 = sys::DECLINED;
-pub const DONE: i32 = sys::DONE;
-pub const APR_SUCCESS: sys::apr_status_t = 0;
-pub const APR_EOF: sys::apr_status_t = sys::APR_EOF as sys::apr_status_t;
-pub const APR_EAGAIN: sys::apr_status_t = sys::APR_EAGAIN as sys::apr_status_t;
-pub const APR_ECONNABORTED: sys::apr_status_t = sys::APR_ECONNABORTED as sys::apr_status_t;
-pub const APR_ENOTIMPL: sys::apr_status_t = sys::APR_ENOTIMPL as sys::apr_status_t;
-pub const APR_TIMEUP: sys::apr_status_t = sys::APR_TIMEUP as sys::apr_status_t;
-pub const HTTP_INTERNAL_SERVER_ERROR: i32 = sys::HTTP_INTERNAL_SERVER_ERROR as i32;
-pub const HTTP_BAD_REQUEST: i32 = sys::HTTP_BAD_REQUEST as i32;
-pub const HTTP_MISDIRECTED_REQUEST: i32 = sys::HTTP_MISDIRECTED_REQUEST as i32;
-pub const HTTP_SERVICE_UNAVAILABLE: i32 = sys::HTTP_SERVICE_UNAVAILABLE as i32;
+// The header constants have mixed types; these are the cases the module uses.
+pub const OK: HookResult = HookResult(sys::OK as std::ffi::c_int);
+pub const DECLINED: HookResult = HookResult(sys::DECLINED);
+pub const DONE: HookResult = HookResult(sys::DONE);
+pub const HTTP_INTERNAL_SERVER_ERROR: HookResult = HookResult(sys::HTTP_INTERNAL_SERVER_ERROR as std::ffi::c_int);
+pub const HTTP_BAD_REQUEST: HookResult = HookResult(sys::HTTP_BAD_REQUEST as std::ffi::c_int);
+pub const HTTP_MISDIRECTED_REQUEST: HookResult = HookResult(sys::HTTP_MISDIRECTED_REQUEST as std::ffi::c_int);
+pub const HTTP_SERVICE_UNAVAILABLE: HookResult = HookResult(sys::HTTP_SERVICE_UNAVAILABLE as std::ffi::c_int);
+pub const APR_SUCCESS: Status = Status(0);
+pub const APR_EOF: Status = Status(sys::APR_EOF as sys::apr_status_t);
+pub const APR_EAGAIN: Status = Status(sys::APR_EAGAIN as sys::apr_status_t);
+pub const APR_ECONNABORTED: Status = Status(sys::APR_ECONNABORTED as sys::apr_status_t);
+pub const APR_ENOTIMPL: Status = Status(sys::APR_ENOTIMPL as sys::apr_status_t);
+pub const APR_TIMEUP: Status = Status(sys::APR_TIMEUP as sys::apr_status_t);
+/// `APR_NOTFOUND`: what socache providers answer for a key they do not have.
+pub const APR_NOTFOUND: Status = Status(sys::APR_NOTFOUND as sys::apr_status_t);
 
 /// This module's record (httpd fills in its index when it loads the module), registered once by
-/// the adapter: the per-module log level and config lookups need its index, and this layer does
+/// the module crate: the per-module log level and config lookups need its index, and this layer does
 /// not name the layer above it. A process-wide constant, not per-configuration state.
 static MODULE: std::sync::atomic::AtomicPtr<sys::module> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 

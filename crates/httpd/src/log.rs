@@ -55,7 +55,7 @@ impl LogTarget for Option<Server> {
                 line as c_int,
                 crate::module_index(),
                 level,
-                status,
+                status.code(),
                 s,
                 c"%s".as_ptr(),
                 m.as_ptr(),
@@ -96,7 +96,7 @@ impl LogTarget for Conn {
                 line as c_int,
                 crate::module_index(),
                 level,
-                status,
+                status.code(),
                 self.as_ptr(),
                 c"%s".as_ptr(),
                 m.as_ptr(),
@@ -109,13 +109,13 @@ impl LogTarget for Conn {
 pub fn emit(
     target: &impl LogTarget,
     level: c_int,
-    status: Status,
+    status: impl Into<Status>,
     file: &'static str,
     line: u32,
     msg: impl FnOnce() -> String,
 ) {
     if target.enabled(level) {
-        target.write(file, line, level, status, &msg());
+        target.write(file, line, level, status.into(), &msg());
     }
 }
 

@@ -48,7 +48,9 @@ pub fn cert_files(s: Server, pconf: Pool, fallback: bool) -> (Vec<PathBuf>, Vec<
 pub fn ocsp_prime(s: Server, pconf: Pool, id: &[u8], chain_pem: &str) -> Status {
     let Ok(pem) = CString::new(chain_pem) else { return crate::APR_ECONNABORTED };
     // SAFETY: live server and pool; the id and PEM are copied or used during the call.
-    unsafe { sys::ap_ssl_ocsp_prime(s.as_ptr(), pconf.as_ptr(), id.as_ptr().cast(), id.len(), pem.as_ptr()) }
+    Status::from(unsafe {
+        sys::ap_ssl_ocsp_prime(s.as_ptr(), pconf.as_ptr(), id.as_ptr().cast(), id.len(), pem.as_ptr())
+    })
 }
 
 /// A panic (allocation failure) leaves the response empty: the handshake goes on without staple.
@@ -80,7 +82,7 @@ pub fn ocsp_response(c: Conn, s: Server, id: &[u8]) -> Option<Vec<u8>> {
             &mut response as *mut Vec<u8> as *mut c_void,
         )
     };
-    (rv == APR_SUCCESS && !response.is_empty()).then_some(response)
+    (rv == APR_SUCCESS.code() && !response.is_empty()).then_some(response)
 }
 
 /// The ACME tls-alpn-01 challenge certificate and key (PEM; the key may be in the first) for

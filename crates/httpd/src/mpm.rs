@@ -9,7 +9,7 @@ use crate::{APR_SUCCESS, sys};
 pub fn can_wait_io() -> bool {
     let mut yes: c_int = 0;
     // SAFETY: a query with an out-parameter.
-    unsafe { sys::ap_mpm_query(sys::AP_MPMQ_CAN_WAITIO as c_int, &mut yes) == APR_SUCCESS && yes != 0 }
+    unsafe { sys::ap_mpm_query(sys::AP_MPMQ_CAN_WAITIO as c_int, &mut yes) == APR_SUCCESS.code() && yes != 0 }
 }
 
 /// The worker threads of each child process (1 for prefork).
@@ -17,7 +17,7 @@ pub fn threads_per_child() -> usize {
     let mut threads: c_int = 0;
     // SAFETY: a query with an out-parameter.
     let rv = unsafe { sys::ap_mpm_query(sys::AP_MPMQ_MAX_THREADS as c_int, &mut threads) };
-    if rv == APR_SUCCESS { threads.max(1) as usize } else { 1 }
+    if rv == APR_SUCCESS.code() { threads.max(1) as usize } else { 1 }
 }
 
 /// How many of this child process's first `threads` worker slots the scoreboard shows idle

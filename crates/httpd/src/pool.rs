@@ -81,7 +81,7 @@ impl Pool {
 unsafe extern "C" fn drop_boxed<T>(data: *mut c_void) -> sys::apr_status_t {
     // A panic in a destructor must not unwind into APR; there is nobody left to tell.
     let _ = std::panic::catch_unwind(|| drop(unsafe { Box::from_raw(data as *mut T) }));
-    crate::APR_SUCCESS
+    crate::APR_SUCCESS.code()
 }
 
 /// Moves `value` into a heap allocation that is dropped when `pool` is cleared or destroyed.

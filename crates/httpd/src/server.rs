@@ -1,5 +1,5 @@
 //! Servers (`server_rec`: the main server and each `<VirtualHost>`) as a typed handle, and the
-//! address and name questions the adapter asks of them.
+//! address and name questions the module asks of them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ptr::NonNull;

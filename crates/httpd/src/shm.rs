@@ -27,7 +27,7 @@ impl SharedCounters {
         let mut shm: *mut sys::apr_shm_t = ptr::null_mut();
         // SAFETY: anonymous shared memory, destroyed with pconf; zeroed before use.
         let base = unsafe {
-            if sys::apr_shm_create(&mut shm, bytes, ptr::null(), pconf.as_ptr()) != APR_SUCCESS {
+            if sys::apr_shm_create(&mut shm, bytes, ptr::null(), pconf.as_ptr()) != APR_SUCCESS.code() {
                 return None;
             }
             let base = sys::apr_shm_baseaddr_get(shm) as *mut u8;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use crate::hooks::StatusFlags;
 use crate::sys::{self, ap_socache_instance_t, ap_socache_provider_t, apr_pool_t, server_rec};
-use crate::{APR_SUCCESS, Pool, Request, Server, cstr, log};
+use crate::{APR_NOTFOUND, APR_SUCCESS, Pool, Request, Server, Status, cstr, log};
 
 /// The mutex type name, for the `Mutex` directive (`Mutex file:/run/lock tls-session-cache`).
 pub const MUTEX_TYPE: &std::ffi::CStr = c"tls-session-cache";
@@ -138,8 +138,8 @@ impl SessionCache {
                     pconf,
                     0,
                 );
-                if rv != APR_SUCCESS {
-                    return Err(SocacheError::Mutex(rv));
+                if rv != APR_SUCCESS.code() {
+                    return Err(SocacheError::Mutex(rv.into()));
                 }
                 self.mutex.store(m, Ordering::Release);
             }
@@ -155,8 +155,8 @@ impl SessionCache {
                 self.server,
                 pconf,
             );
-            if rv != APR_SUCCESS {
-                return Err(SocacheError::Init { spec: self.spec.clone(), status: rv });
+            if rv != APR_SUCCESS.code() {
+                return Err(SocacheError::Init { spec: self.spec.clone(), status: rv.into() });
             }
             // Destroy it with the configuration; the pool holds its own reference.
             let holder = crate::pool::attach(pconf, DestroyOnDrop(self.clone()));
@@ -203,7 +203,7 @@ impl SessionCache {
             return Some(f());
         }
         // SAFETY: our mutex, created in post_config and re-attached in child_init.
-        let rv = unsafe { sys::apr_global_mutex_lock(m) };
+        let rv = Status::from(unsafe { sys::apr_global_mutex_lock(m) });
         if rv != APR_SUCCESS {
             if !self.lock_failure_logged.swap(true, Ordering::Relaxed) {
                 // SAFETY: the main server record of this cache's generation.
@@ -270,7 +270,7 @@ impl SessionCache {
                 pool,
             )
         };
-        match rv {
+        match Status::from(rv) {
             APR_SUCCESS if len as usize <= capacity => {
                 // SAFETY: the provider wrote `len` bytes (at most `capacity`) at the buffer's start.
                 unsafe { buf.set_len(len as usize) };
@@ -317,9 +317,6 @@ enum Lookup {
     Unread,
 }
 
-/// `APR_NOTFOUND`: what providers answer for a key they do not have.
-const APR_NOTFOUND: crate::Status = sys::APR_NOTFOUND as crate::Status;
-
 impl SessionCache {
     /// Stores `value` under `key` until `expires_at` (seconds since the epoch); false when the
     /// cache is not ready or the provider refused.
@@ -342,7 +339,7 @@ impl SessionCache {
                 )
             })
         });
-        rv == Some(APR_SUCCESS)
+        rv.map(Status::from) == Some(APR_SUCCESS)
     }
 
     /// The value under `key`, if any.

@@ -2,13 +2,16 @@
 //! built from a vhost's settings ([`engine`]), certificates and keys ([`certs`]), cipher-suite names
 //! ([`ciphers`]), the byte pump between TLS records and plaintext ([`stream`]), sessions over a
 //! storage trait ([`sessions`]), the `SSL_*` variable values ([`vars`], [`certvars`]), and the
-//! decisions the hooks act on ([`policy`], [`handshake_wait`]). Nothing here calls httpd: it is all
-//! unit tested, and `httpd/` and the adapter above it only gather facts and act on the answers.
+//! decisions the hooks act on ([`policy`], [`handshake_wait`], [`conn_state`]: a connection's
+//! phase and how a failed handshake is counted and logged). Nothing here calls httpd: it is all
+//! unit tested, and the module crate (over the `httpd` crate) only gathers facts and acts on the
+//! answers.
 
 pub mod certs;
 pub mod certvars;
 mod cipher_table;
 pub mod ciphers;
+pub mod conn_state;
 pub mod engine;
 pub mod handshake_wait;
 pub mod names;

@@ -1,5 +1,5 @@
-//! Decisions the connection and request hooks make, as plain functions with unit tests: the glue
-//! in `adapter/` gathers the facts from httpd and acts on the answer.
+//! Decisions start-up and the connection and request hooks make, as plain functions with unit
+//! tests: the module crate gathers the facts from httpd and acts on the answer.
 
 use crate::tls::engine::TlsFingerprint;
 
@@ -147,5 +147,141 @@ mod tests {
         let lines = vec![(None, true), (v(10), false)];
         assert!(reqtimeout_handshake_applies(&lines, Some(("httpd.conf", 30))));
         assert!(!reqtimeout_handshake_applies(&[], None), "no RequestReadTimeout at all");
+    }
+}
+
+/// What start-up does with one server record, from where it listens and what it is given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerPlan<'a> {
+    /// No `TLSEngine` address reaches it: not ours.
+    NotServed,
+    /// mod_ssl is on for it (`SSLEngine on`) although a `TLSEngine` address reaches it: start-up
+    /// fails, an address is served by one TLS module.
+    ModSslConflict { engine: &'a crate::conf::EngineAddr },
+    /// Reached by `TLSEngine` without a certificate, and no mod_md to ask: start-up fails.
+    NoCertificate { engine: &'a crate::conf::EngineAddr },
+    /// No certificate of its own, but mod_md is loaded: asked for one in post_config.
+    AskModMd,
+    /// Build its rustls configuration from its certificates.
+    Build,
+}
+
+/// The facts about one server that start-up's plan for it depends on.
+pub struct ServerFacts<'a> {
+    /// The `<VirtualHost>` addresses; `None` for the main server.
+    pub vhost_addrs: Option<&'a [crate::conf::VhostAddr]>,
+    /// mod_ssl is switched on for it.
+    pub mod_ssl_engine: bool,
+    pub has_certificates: bool,
+    pub mod_md_loaded: bool,
+}
+
+/// The plan for one server: which `TLSEngine` address (of those a `Listen` opens) reaches it
+/// (a vhost through its addresses; the main server where no vhost covers the address), and then
+/// what it needs. `all_vhost_addrs`: every vhost's addresses.
+pub fn plan_server<'a>(
+    engines: &'a [crate::conf::EngineAddr],
+    all_vhost_addrs: &[Vec<crate::conf::VhostAddr>],
+    server: &ServerFacts<'_>,
+) -> ServerPlan<'a> {
+    let reached_by = match server.vhost_addrs {
+        Some(addrs) => engines.iter().find(|e| addrs.iter().any(|a| crate::conf::engine_reaches_vhost(e, a))),
+        None => engines.iter().find(|e| crate::conf::engine_reaches_main_server(e, all_vhost_addrs)),
+    };
+    let Some(engine) = reached_by else { return ServerPlan::NotServed };
+    if server.mod_ssl_engine {
+        ServerPlan::ModSslConflict { engine }
+    } else if server.has_certificates {
+        ServerPlan::Build
+    } else if server.mod_md_loaded {
+        ServerPlan::AskModMd
+    } else {
+        ServerPlan::NoCertificate { engine }
+    }
+}
+
+impl ServerPlan<'_> {
+    /// Why start-up fails for server `name` (`describe()`d), for the error log; None when it
+    /// does not.
+    pub fn refusal(&self, name: &str) -> Option<String> {
+        match self {
+            ServerPlan::ModSslConflict { engine } => Some(format!(
+                "{name} has 'SSLEngine on' (mod_ssl) but is reached through 'TLSEngine {engine}' (mod_tls): an \
+                 address is served by one TLS module. Remove SSLEngine from it, or move it to an address that no \
+                 TLSEngine names"
+            )),
+            ServerPlan::NoCertificate { engine } => {
+                let at = match engine.ip {
+                    Some(ip) => format!("{ip}:{}", engine.port),
+                    None => format!("port {}", engine.port),
+                };
+                Some(format!(
+                    "{name} is served with TLS (TLSEngine {at}) but has no certificate: add 'TLSCertificate \
+                     cert.pem key.pem' to it, or one at the top level for all virtual hosts"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::conf::{EngineAddr, VhostAddr};
+    use std::net::IpAddr;
+
+    fn engine(ip: Option<&str>, port: u16) -> EngineAddr {
+        EngineAddr { ip: ip.map(|i| i.parse::<IpAddr>().unwrap()), port }
+    }
+
+    fn vhost(ip: Option<&str>, port: u16) -> VhostAddr {
+        VhostAddr { ip: ip.map(|i| i.parse::<IpAddr>().unwrap()), port }
+    }
+
+    fn facts(addrs: Option<&[VhostAddr]>, mod_ssl: bool, certs: bool, md: bool) -> ServerFacts<'_> {
+        ServerFacts { vhost_addrs: addrs, mod_ssl_engine: mod_ssl, has_certificates: certs, mod_md_loaded: md }
+    }
+
+    #[test]
+    fn a_vhost_is_served_where_a_tls_engine_reaches_one_of_its_addresses() {
+        let engines = [engine(None, 443), engine(Some("127.0.0.1"), 8443)];
+        let on_443 = [vhost(None, 443)];
+        let on_80 = [vhost(None, 80)];
+        let on_8443_other_ip = [vhost(Some("192.0.2.1"), 8443)];
+        let all = vec![on_443.to_vec(), on_80.to_vec()];
+        assert_eq!(plan_server(&engines, &all, &facts(Some(&on_443), false, true, false)), ServerPlan::Build);
+        assert_eq!(plan_server(&engines, &all, &facts(Some(&on_80), false, true, false)), ServerPlan::NotServed);
+        assert_eq!(
+            plan_server(&engines, &all, &facts(Some(&on_8443_other_ip), false, true, false)),
+            ServerPlan::NotServed
+        );
+    }
+
+    #[test]
+    fn the_main_server_is_served_where_no_vhost_covers_the_engine() {
+        let engines = [engine(None, 443)];
+        let covered = vec![vec![vhost(None, 443)]];
+        assert_eq!(plan_server(&engines, &covered, &facts(None, false, true, false)), ServerPlan::NotServed);
+        let elsewhere = vec![vec![vhost(None, 80)]];
+        assert_eq!(plan_server(&engines, &elsewhere, &facts(None, false, true, false)), ServerPlan::Build);
+    }
+
+    #[test]
+    fn what_a_served_server_needs_and_why_start_up_refuses() {
+        let engines = [engine(Some("127.0.0.1"), 8443)];
+        let addrs = [vhost(Some("127.0.0.1"), 8443)];
+        let all = vec![addrs.to_vec()];
+        let plan = |mod_ssl, certs, md| plan_server(&engines, &all, &facts(Some(&addrs), mod_ssl, certs, md));
+        assert_eq!(plan(true, true, true), ServerPlan::ModSslConflict { engine: &engines[0] });
+        assert_eq!(plan(false, false, true), ServerPlan::AskModMd);
+        assert_eq!(plan(false, true, true), ServerPlan::Build);
+        let missing = plan(false, false, false);
+        assert_eq!(missing, ServerPlan::NoCertificate { engine: &engines[0] });
+        let why = missing.refusal("vhost a.test:8443").unwrap();
+        assert!(why.contains("TLSEngine 127.0.0.1:8443") && why.contains("add 'TLSCertificate"), "{why}");
+        let conflict = plan(true, false, false).refusal("vhost a.test:8443").unwrap();
+        assert!(conflict.contains("'SSLEngine on'") && conflict.contains("TLSEngine 127.0.0.1:8443"), "{conflict}");
+        assert_eq!(ServerPlan::Build.refusal("x"), None);
     }
 }

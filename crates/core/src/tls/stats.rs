@@ -1,7 +1,8 @@
 //! What mod_status's page shows of TLS: the counters (handshakes by version, suite and key
 //! exchange group, full or resumed; failures by reason; 421 answers; backend handshakes), where
 //! each one sits in a flat array of counters that all processes add to, and the page's text.
-//! Plain Rust: the storage (shared memory) and the hooks that count are the adapter's.
+//! Plain Rust: the storage (shared memory, `httpd::shm::SharedCounters` behind the module's
+//! `ShmCounters` in src/stores.rs) and the hooks that count are the module's.
 
 use rustls::{CipherSuite, NamedGroup, ProtocolVersion};
 
@@ -100,7 +101,8 @@ const PANICS: usize = SESSION_LOOKUPS + 4;
 /// How many counters there are.
 pub const COUNTERS: usize = PANICS + 1;
 
-/// Where the counts are added: a slice of shared counters (see the adapter), one index each.
+/// Where the counts are added: counters shared by the children (the module's `ShmCounters`), one
+/// index each.
 pub trait Counters {
     fn add(&self, index: usize);
     fn get(&self, index: usize) -> u64;

@@ -1,5 +1,5 @@
 //! The values of the `SSL_*` variables httpd modules ask for (mod_ssl's names), computed on demand
-//! from what the handshake established. Plain Rust: the request hooks in `adapter/requests.rs`
+//! from what the handshake established. Plain Rust: the request hooks in the module's `src/requests.rs`
 //! only convert strings.
 
 use std::sync::Arc;
