@@ -8,24 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::{LazyLock, Mutex};
 
-/// The suites of one TLS version, by IANA name, in rustls's order of preference.
-pub fn rustls_suites(tls13: bool) -> Vec<String> {
-    rustls::crypto::aws_lc_rs::default_provider()
-        .cipher_suites
-        .iter()
-        .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)) == tls13)
-        .map(|s| iana_name(s.suite()))
-        .collect()
-}
-
-/// IANA name of a suite (rustls spells the TLS 1.3 ones `TLS13_…`).
-fn iana_name(suite: rustls::CipherSuite) -> String {
-    let debug = format!("{suite:?}");
-    match debug.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => debug,
-    }
-}
+use mod_tls_core::tls::{ciphers::rustls_suite_names, engine};
 
 /// What an expression selects, as OpenSSL orders it (IANA names), with the selected suites
 /// rustls does not have kept apart (they are reported, not lost silently).
@@ -42,7 +25,12 @@ pub struct Selection {
 impl Selection {
     /// rustls's own suites of one version (what is kept when an expression cannot be read).
     pub fn rustls(tls13: bool) -> Selection {
-        Selection { suites: rustls_suites(tls13), ..Default::default() }
+        Selection { suites: rustls_suite_names(tls13).into_iter().map(str::to_string).collect(), ..Default::default() }
+    }
+
+    /// Whether the selection keeps a suite (by IANA name).
+    pub fn has(&self, suite: &str) -> bool {
+        self.suites.iter().any(|s| s == suite)
     }
 }
 
@@ -63,11 +51,7 @@ pub const OPENSSL_DEFAULT_GROUPS: &[&str] = &[
 
 /// The key exchange groups rustls offers, lower case (`x25519mlkem768`, `x25519`, `secp256r1`, …).
 pub fn rustls_groups() -> Vec<String> {
-    rustls::crypto::aws_lc_rs::default_provider()
-        .kx_groups
-        .iter()
-        .map(|g| format!("{:?}", g.name()).to_ascii_lowercase())
-        .collect()
+    engine::provider().kx_groups.iter().map(|g| format!("{:?}", g.name()).to_ascii_lowercase()).collect()
 }
 
 /// Of OpenSSL group names (`P-521`, `secp521r1`, `X448`, …), those rustls lacks.
@@ -122,7 +106,7 @@ fn once(key: (bool, Option<String>), expand: impl FnOnce() -> Result<Selection, 
 }
 
 fn select(names: &[String], tls13: bool) -> Selection {
-    let ours = rustls_suites(tls13);
+    let ours = rustls_suite_names(tls13);
     let mut sel = Selection::default();
     for n in names {
         // `openssl ciphers -tls1_3` lists the TLS 1.2 suites too: only this version's count.
@@ -130,7 +114,7 @@ fn select(names: &[String], tls13: bool) -> Selection {
         if is13 != tls13 {
             continue;
         }
-        if ours.contains(n) {
+        if ours.contains(&n.as_str()) {
             if !sel.suites.contains(n) {
                 sel.suites.push(n.clone());
             }
@@ -177,9 +161,9 @@ mod tests {
 
     #[test]
     fn rustls_has_three_tls13_and_six_tls12_suites() {
-        assert_eq!(rustls_suites(true).len(), 3);
-        assert_eq!(rustls_suites(false).len(), 6);
-        assert!(rustls_suites(true).contains(&"TLS_AES_256_GCM_SHA384".to_string()));
+        assert_eq!(rustls_suite_names(true).len(), 3);
+        assert_eq!(rustls_suite_names(false).len(), 6);
+        assert!(rustls_suite_names(true).contains(&"TLS_AES_256_GCM_SHA384"));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use mod_tls_core::tls::ciphers::{rustls_suite_names, rustls_suites};
+
 use crate::ciphers;
 use crate::reader::{Kind, Line, Origin, Paths, quote};
 
@@ -335,12 +337,12 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
     let mut suppress = Vec::new();
     let tls12_on = floor == Some("v1.2+");
     if tls12_on {
-        suppress.extend(ciphers::rustls_suites(false).into_iter().filter(|s| !sel12.suites.contains(s)));
+        suppress.extend(rustls_suite_names(false).into_iter().filter(|s| !sel12.has(s)).map(str::to_string));
     }
     if sel13.suites.is_empty() {
         suite_notes.push((Fate::Differs, "the TLS 1.3 list leaves no suite: TLS 1.3 stays on with rustls's".into()));
     } else {
-        suppress.extend(ciphers::rustls_suites(true).into_iter().filter(|s| !sel13.suites.contains(s)));
+        suppress.extend(rustls_suite_names(true).into_iter().filter(|s| !sel13.has(s)).map(str::to_string));
     }
     let mut prefer = Vec::new();
     if ordered {
@@ -1040,9 +1042,9 @@ impl Converter<'_> {
     fn directory_suites(&mut self, i: usize) {
         let (tls13, list) = cipher_args(&self.args_of(i));
         let covered = if tls13 {
-            ciphers::expand_tls13(Some(&list)).map(|s| s.suites.len() == ciphers::rustls_suites(true).len())
+            ciphers::expand_tls13(Some(&list)).map(|s| s.suites.len() == rustls_suites(true).len())
         } else {
-            ciphers::expand_tls12(&list).map(|s| s.suites.len() == ciphers::rustls_suites(false).len())
+            ciphers::expand_tls12(&list).map(|s| s.suites.len() == rustls_suites(false).len())
         };
         match covered {
             Ok(true) => self.drop_line(

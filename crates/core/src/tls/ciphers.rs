@@ -30,6 +30,41 @@ pub fn iana_name(id: u16) -> Option<&'static str> {
     CIPHER_SUITES.iter().find(|(v, _, _)| *v == id).map(|(_, i, _)| *i)
 }
 
+/// Whether a suite is a TLS 1.3 one (they are numbered 0x13xx).
+pub fn is_tls13(id: u16) -> bool {
+    id >> 8 == 0x13
+}
+
+/// A suite's name in status keys (`TLSHandshakesSuite_…`), as rustls spells it: TLS 1.3 suites
+/// `TLS13_…` (their IANA names say no version), TLS 1.2 ones their IANA name; a suite outside the
+/// registry `TLS_CIPHER_0xNNNN`. Each of these names reads back through [`lookup`].
+pub fn status_name(id: u16) -> String {
+    match iana_name(id) {
+        Some(iana) if is_tls13(id) => match iana.strip_prefix("TLS_") {
+            Some(rest) => format!("TLS13_{rest}"),
+            None => iana.to_string(),
+        },
+        Some(iana) => iana.to_string(),
+        None => format!("TLS_CIPHER_0x{id:04x}"),
+    }
+}
+
+/// The suites of one TLS version that rustls has (with the provider of
+/// [`engine::provider`](crate::tls::engine::provider)), as IANA values in its order of preference.
+pub fn rustls_suites(tls13: bool) -> Vec<u16> {
+    crate::tls::engine::provider()
+        .cipher_suites
+        .iter()
+        .map(|s| u16::from(s.suite()))
+        .filter(|&id| is_tls13(id) == tls13)
+        .collect()
+}
+
+/// [`rustls_suites`] by IANA name.
+pub fn rustls_suite_names(tls13: bool) -> Vec<&'static str> {
+    rustls_suites(tls13).into_iter().filter_map(iana_name).collect()
+}
+
 /// Parses a directive's list (space- or colon-separated).
 pub fn parse_list(arg: &str) -> Result<Vec<u16>, ConfError> {
     let mut out = Vec::new();
@@ -96,5 +131,36 @@ mod tests {
             vec![0x1301, 0xc02f, 0xcca9]
         );
         assert_eq!(iana_name(0x1302), Some("TLS_AES_256_GCM_SHA384"));
+    }
+
+    #[test]
+    fn rustls_suites_per_version_in_preference_order() {
+        assert_eq!(rustls_suites(true), [0x1302, 0x1301, 0x1303]);
+        assert_eq!(rustls_suites(false), [0xc02c, 0xc02b, 0xcca9, 0xc030, 0xc02f, 0xcca8]);
+        assert_eq!(
+            rustls_suite_names(true),
+            ["TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"]
+        );
+        assert_eq!(rustls_suite_names(false)[0], "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+        let all = crate::tls::engine::provider().cipher_suites.len();
+        assert_eq!(rustls_suites(true).len() + rustls_suites(false).len(), all, "each suite in one version");
+    }
+
+    /// Every suite the provider has is named, in both spellings, and each name reads back as it.
+    #[test]
+    fn every_provider_suite_is_named_and_read_back() {
+        for s in crate::tls::engine::provider().cipher_suites.iter() {
+            let id = u16::from(s.suite());
+            let iana = iana_name(id).unwrap_or_else(|| panic!("0x{id:04x} has no IANA name"));
+            assert_eq!(lookup(iana), Some(id), "{iana}");
+            let status = status_name(id);
+            assert_eq!(lookup(&status), Some(id), "{status}");
+            // The status keys (TLSHandshakesSuite_…) keep rustls's spelling.
+            assert_eq!(status, format!("{:?}", s.suite()), "0x{id:04x}");
+            assert_eq!(is_tls13(id), matches!(s, rustls::SupportedCipherSuite::Tls13(_)), "{iana}");
+        }
+        assert_eq!(status_name(0x1302), "TLS13_AES_256_GCM_SHA384");
+        assert_eq!(status_name(0xc02c), "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+        assert_eq!(status_name(0xfff0), "TLS_CIPHER_0xfff0");
     }
 }

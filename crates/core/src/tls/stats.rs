@@ -342,7 +342,7 @@ fn unix_time(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i6
 }
 
 fn suite_name(s: CipherSuite) -> String {
-    format!("{s:?}")
+    crate::tls::ciphers::status_name(u16::from(s))
 }
 
 #[cfg(test)]
