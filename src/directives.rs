@@ -1,7 +1,9 @@
 //! The directive table: one row per directive (name, argument shape, where it may be written,
-//! help), and for each a handler that parses its argument with [`crate::conf`] and stores the
+//! help; name and help from [`crate::conf::directives`], which `mod_tls-migrate` writes from too),
+//! and for each a handler that parses its argument with [`crate::conf`] and stores the
 //! value. Errors name what to fix; httpd prints them after the file and line.
 
+use crate::conf::directives as d;
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::conf::{self, CacheSpec, CertSpec, CipherList, EngineAddr, Located, ProxyCa, ServerConf};
 use crate::tls::ciphers;
@@ -10,103 +12,38 @@ use httpd::record::DirRef;
 
 use super::TlsModule;
 
-pub static COMMANDS: CommandTable<21> = CommandTable::new([
-    flag(
-        c"TLSProxyEngine",
-        proxy_engine,
-        Scope::SERVER_OR_PROXY,
-        c"on|off: mod_tls handles TLS to backends in this scope",
-    ),
-    take1(
-        c"TLSProxyCA",
-        proxy_ca,
-        Scope::SERVER_OR_PROXY,
-        c"PEM bundle or directory of PEM files trusted for backend certificates",
-    ),
-    take1(
-        c"TLSProxyProtocol",
-        proxy_protocol,
-        Scope::SERVER_OR_PROXY,
-        c"lowest TLS version towards backends: v1.2+ or v1.3+",
-    ),
+pub static COMMANDS: CommandTable<{ d::ALL.len() }> = CommandTable::new([
+    flag(d::PROXY_ENGINE.name, proxy_engine, Scope::SERVER_OR_PROXY, d::PROXY_ENGINE.help),
+    take1(d::PROXY_CA.name, proxy_ca, Scope::SERVER_OR_PROXY, d::PROXY_CA.help),
+    take1(d::PROXY_PROTOCOL.name, proxy_protocol, Scope::SERVER_OR_PROXY, d::PROXY_PROTOCOL.help),
+    iterate(d::PROXY_CIPHERS_PREFER.name, proxy_ciphers_prefer, Scope::SERVER_OR_PROXY, d::PROXY_CIPHERS_PREFER.help),
     iterate(
-        c"TLSProxyCiphersPrefer",
-        proxy_ciphers_prefer,
-        Scope::SERVER_OR_PROXY,
-        c"cipher suites to prefer towards backends",
-    ),
-    iterate(
-        c"TLSProxyCiphersSuppress",
+        d::PROXY_CIPHERS_SUPPRESS.name,
         proxy_ciphers_suppress,
         Scope::SERVER_OR_PROXY,
-        c"cipher suites never to use towards backends",
+        d::PROXY_CIPHERS_SUPPRESS.help,
     ),
     take12(
-        c"TLSProxyMachineCertificate",
+        d::PROXY_MACHINE_CERTIFICATE.name,
         proxy_machine_certificate,
         Scope::SERVER_OR_PROXY,
-        c"certificate (and key) presented when a backend asks for a client certificate",
+        d::PROXY_MACHINE_CERTIFICATE.help,
     ),
-    take1(
-        c"TLSClientCertificate",
-        client_certificate,
-        Scope::SERVER_OR_DIRECTORY,
-        c"required, optional, optional_no_ca or none",
-    ),
-    take1(
-        c"TLSClientCA",
-        client_ca,
-        Scope::SERVER_OR_DIRECTORY,
-        c"PEM file of the CAs that issue accepted client certificates",
-    ),
-    take1(
-        c"TLSClientCRL",
-        client_crl,
-        Scope::SERVER_OR_DIRECTORY,
-        c"CRL file (PEM or DER) checked for client certificate chains",
-    ),
-    take1(
-        c"TLSUserName",
-        user_name,
-        Scope::SERVER_OR_DIRECTORY,
-        c"variable whose value becomes the request's user, e.g. SSL_CLIENT_S_DN_CN",
-    ),
-    take1(
-        c"TLSSessionCache",
-        session_cache,
-        Scope::SERVER,
-        c"none, or a socache provider and its arguments (shmcb:path(size), memcache:host:port, redis:host:port)",
-    ),
-    take1(
-        c"TLSSessionCacheTimeout",
-        session_cache_timeout,
-        Scope::SERVER,
-        c"seconds a session may be resumed, counted from its full handshake (default 300)",
-    ),
-    raw_args(
-        c"TLSOptions",
-        options,
-        Scope::OPTIONS,
-        c"[+|-]StdEnvVars, [+|-]ExportCertData or Defaults: which TLS variables requests get",
-    ),
-    take1(
-        c"TLSPassPhraseDialog",
-        passphrase_dialog,
-        Scope::SERVER,
-        c"exec:/path/to/program that prints the passphrase of an encrypted private key",
-    ),
-    take1(c"TLSEngine", engine, Scope::SERVER, c"[address:]port on which incoming connections use TLS"),
-    take12(
-        c"TLSCertificate",
-        certificate,
-        Scope::SERVER,
-        c"certificate chain file (PEM) and, unless it holds the key too, the private key file",
-    ),
-    flag(c"TLSStrictSNI", strict_sni, Scope::SERVER, c"on|off: refuse handshakes whose SNI names no virtual host"),
-    take1(c"TLSProtocol", protocol, Scope::SERVER, c"lowest TLS version: v1.2+ or v1.3+"),
-    iterate(c"TLSCiphersPrefer", ciphers_prefer, Scope::SERVER, c"cipher suites to prefer, in order"),
-    iterate(c"TLSCiphersSuppress", ciphers_suppress, Scope::SERVER, c"cipher suites never to use"),
-    flag(c"TLSHonorClientOrder", honor_client_order, Scope::SERVER, c"on|off: follow the client's cipher order"),
+    take1(d::CLIENT_CERTIFICATE.name, client_certificate, Scope::SERVER_OR_DIRECTORY, d::CLIENT_CERTIFICATE.help),
+    take1(d::CLIENT_CA.name, client_ca, Scope::SERVER_OR_DIRECTORY, d::CLIENT_CA.help),
+    take1(d::CLIENT_CRL.name, client_crl, Scope::SERVER_OR_DIRECTORY, d::CLIENT_CRL.help),
+    take1(d::USER_NAME.name, user_name, Scope::SERVER_OR_DIRECTORY, d::USER_NAME.help),
+    take1(d::SESSION_CACHE.name, session_cache, Scope::SERVER, d::SESSION_CACHE.help),
+    take1(d::SESSION_CACHE_TIMEOUT.name, session_cache_timeout, Scope::SERVER, d::SESSION_CACHE_TIMEOUT.help),
+    raw_args(d::OPTIONS.name, options, Scope::OPTIONS, d::OPTIONS.help),
+    take1(d::PASSPHRASE_DIALOG.name, passphrase_dialog, Scope::SERVER, d::PASSPHRASE_DIALOG.help),
+    take1(d::ENGINE.name, engine, Scope::SERVER, d::ENGINE.help),
+    take12(d::CERTIFICATE.name, certificate, Scope::SERVER, d::CERTIFICATE.help),
+    flag(d::STRICT_SNI.name, strict_sni, Scope::SERVER, d::STRICT_SNI.help),
+    take1(d::PROTOCOL.name, protocol, Scope::SERVER, d::PROTOCOL.help),
+    iterate(d::CIPHERS_PREFER.name, ciphers_prefer, Scope::SERVER, d::CIPHERS_PREFER.help),
+    iterate(d::CIPHERS_SUPPRESS.name, ciphers_suppress, Scope::SERVER, d::CIPHERS_SUPPRESS.help),
+    flag(d::HONOR_CLIENT_ORDER.name, honor_client_order, Scope::SERVER, d::HONOR_CLIENT_ORDER.help),
 ]);
 
 /// The directive values of the server the directive is written in.
@@ -141,7 +78,11 @@ fn not_in_directory(cmd: &Cmd, name: &str) -> Result<(), ConfError> {
 }
 
 fn engine(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    global_only(cmd, "TLSEngine", " to the top level (it names the address:port whose virtual hosts all use TLS)")?;
+    global_only(
+        cmd,
+        d::ENGINE.word(),
+        " to the top level (it names the address:port whose virtual hosts all use TLS)",
+    )?;
     let addrs = EngineAddr::parse_all(arg)?;
     let conf = server_conf(cmd);
     for a in addrs {
@@ -165,13 +106,13 @@ fn certificate(cmd: &mut Cmd, cert: &str, key: Option<&str>) -> Result<(), ConfE
 }
 
 fn strict_sni(cmd: &mut Cmd, on: bool) -> Result<(), ConfError> {
-    global_only(cmd, "TLSStrictSNI", " to the top level")?;
+    global_only(cmd, d::STRICT_SNI.word(), " to the top level")?;
     server_conf(cmd).strict_sni = Some(on);
     Ok(())
 }
 
 fn protocol(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    let value = conf::parse_protocol_floor("TLSProtocol", arg)?;
+    let value = conf::parse_protocol_floor(d::PROTOCOL.word(), arg)?;
     let origin = origin(cmd);
     server_conf(cmd).protocol_floor = Some(Located { value, origin });
     Ok(())
@@ -186,7 +127,7 @@ fn cipher_word(word: &str, directive: &str) -> Result<Vec<u16>, ConfError> {
 }
 
 fn add_ciphers(cmd: &mut Cmd, arg: &str, prefer: bool) -> Result<(), ConfError> {
-    let which = if prefer { "TLSCiphersPrefer" } else { "TLSCiphersSuppress" };
+    let which = if prefer { d::CIPHERS_PREFER.word() } else { d::CIPHERS_SUPPRESS.word() };
     let ids = cipher_word(arg, which)?;
     let origin = origin(cmd);
     let conf = server_conf(cmd);
@@ -209,7 +150,7 @@ fn honor_client_order(cmd: &mut Cmd, on: bool) -> Result<(), ConfError> {
 }
 
 fn client_certificate(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    not_in_directory(cmd, "TLSClientCertificate")?;
+    not_in_directory(cmd, d::CLIENT_CERTIFICATE.word())?;
     let value = conf::ClientAuth::parse(arg)?;
     let origin = origin(cmd);
     server_conf(cmd).client_auth = Some(Located { value, origin });
@@ -217,7 +158,7 @@ fn client_certificate(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn client_ca(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    not_in_directory(cmd, "TLSClientCA")?;
+    not_in_directory(cmd, d::CLIENT_CA.word())?;
     let value = server_relative(cmd, arg)?;
     let origin = origin(cmd);
     server_conf(cmd).client_ca = Some(Located { value, origin });
@@ -225,7 +166,7 @@ fn client_ca(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn client_crl(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    not_in_directory(cmd, "TLSClientCRL")?;
+    not_in_directory(cmd, d::CLIENT_CRL.word())?;
     let value = server_relative(cmd, arg)?;
     let origin = origin(cmd);
     server_conf(cmd).client_crls.push(Located { value, origin });
@@ -233,11 +174,11 @@ fn client_crl(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn user_name(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    not_in_directory(cmd, "TLSUserName")?;
+    not_in_directory(cmd, d::USER_NAME.word())?;
     if !arg.starts_with("SSL_") {
         return Err(ConfError::new(
             ErrorKind::BadValue,
-            format!("TLSUserName '{arg}': name a TLS variable such as SSL_CLIENT_S_DN_CN"),
+            format!("{} '{arg}': name a TLS variable such as SSL_CLIENT_S_DN_CN", d::USER_NAME),
         ));
     }
     server_conf(cmd).user_name_var = Some(arg.to_string());
@@ -245,7 +186,7 @@ fn user_name(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn session_cache(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    global_only(cmd, "TLSSessionCache", "")?;
+    global_only(cmd, d::SESSION_CACHE.word(), "")?;
     let value = CacheSpec::parse(arg)?;
     let origin = origin(cmd);
     server_conf(cmd).session_cache_spec = Some(Located { value, origin });
@@ -262,11 +203,14 @@ fn options(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn passphrase_dialog(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    global_only(cmd, "TLSPassPhraseDialog", "")?;
+    global_only(cmd, d::PASSPHRASE_DIALOG.word(), "")?;
     let Some(program) = arg.strip_prefix("exec:") else {
         return Err(ConfError::new(
             ErrorKind::BadValue,
-            format!("TLSPassPhraseDialog '{arg}': write exec:/path/to/program (the program prints the passphrase)"),
+            format!(
+                "{} '{arg}': write exec:/path/to/program (the program prints the passphrase)",
+                d::PASSPHRASE_DIALOG
+            ),
         ));
     };
     let path = server_relative(cmd, program)?;
@@ -277,7 +221,8 @@ fn passphrase_dialog(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
             return Err(ConfError::new(
                 ErrorKind::Unreadable,
                 format!(
-                    "TLSPassPhraseDialog: {} is not an executable file: give the program that prints the passphrase",
+                    "{}: {} is not an executable file: give the program that prints the passphrase",
+                    d::PASSPHRASE_DIALOG,
                     path.display()
                 ),
             ));
@@ -317,12 +262,12 @@ fn proxy_ca(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
 }
 
 fn proxy_protocol(cmd: &mut Cmd, arg: &str) -> Result<(), ConfError> {
-    let value = conf::parse_protocol_floor("TLSProxyProtocol", arg)?;
+    let value = conf::parse_protocol_floor(d::PROXY_PROTOCOL.word(), arg)?;
     proxy_setting(cmd, |p, origin| p.floor = Some(Located { value, origin }))
 }
 
 fn add_proxy_ciphers(cmd: &mut Cmd, arg: &str, prefer: bool) -> Result<(), ConfError> {
-    let which = if prefer { "TLSProxyCiphersPrefer" } else { "TLSProxyCiphersSuppress" };
+    let which = if prefer { d::PROXY_CIPHERS_PREFER.word() } else { d::PROXY_CIPHERS_SUPPRESS.word() };
     let ids = cipher_word(arg, which)?;
     proxy_setting(cmd, |p, origin| {
         let list = if prefer { &mut p.prefer } else { &mut p.suppress };

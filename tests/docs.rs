@@ -99,26 +99,25 @@ fn documented_directives() -> BTreeSet<String> {
     names
 }
 
-/// The directive names of the module's table (`COMMANDS` in `src/directives.rs`), read
-/// as text: each row names its directive as a C string literal, `c"TLS…"`.
+/// The directive names of the module's table (`COMMANDS` in `src/directives.rs`). Its rows take
+/// each directive's name and help from one constant of `mod_tls_core::conf::directives`
+/// (`d::CLIENT_CA.name, …, d::CLIENT_CA.help`), whose list `ALL` holds them all.
 fn source_directives() -> BTreeSet<String> {
+    use mod_tls_core::conf::directives::ALL;
     let src = repo_file("src/directives.rs");
     let start = src.find("pub static COMMANDS").expect("the COMMANDS table in src/directives.rs");
     let table = &src[start..start + src[start..].find("]);").expect("the end of COMMANDS")];
-    let names: BTreeSet<String> = table
-        .split("c\"")
+    let rows: Vec<(&str, &str)> = table
+        .split("d::")
         .skip(1)
-        .map(|s| s.split('"').next().unwrap_or_default())
-        .filter(|s| s.starts_with("TLS") && !s.contains(' '))
-        .map(str::to_string)
+        .filter_map(|s| s.split_once('.'))
+        .map(|(constant, rest)| (constant, rest.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("")))
         .collect();
-    let declared: usize = table
-        .split_once("CommandTable<")
-        .and_then(|(_, r)| r.split('>').next())
-        .and_then(|n| n.parse().ok())
-        .expect("CommandTable<N>");
-    assert_eq!(names.len(), declared, "directive names read from COMMANDS: {names:?}");
-    names
+    let named: BTreeSet<&str> = rows.iter().filter(|(_, field)| *field == "name").map(|(c, _)| *c).collect();
+    let helped: BTreeSet<&str> = rows.iter().filter(|(_, field)| *field == "help").map(|(c, _)| *c).collect();
+    assert_eq!(named, helped, "each row of COMMANDS takes name and help from one constant");
+    assert_eq!(named.len(), ALL.len(), "one row of COMMANDS per directive: {named:?}");
+    ALL.iter().map(|d| d.word().to_string()).collect()
 }
 
 #[test]

@@ -13,7 +13,15 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use mod_tls_core::conf::directives::{
+    CERTIFICATE, CIPHERS_PREFER, CIPHERS_SUPPRESS, CLIENT_CA, CLIENT_CERTIFICATE, CLIENT_CRL, ENGINE, FLOOR_TLS12,
+    FLOOR_TLS13, HONOR_CLIENT_ORDER, OPTIONS, PASSPHRASE_DIALOG, PROTOCOL, PROXY_CA, PROXY_CIPHERS_PREFER,
+    PROXY_CIPHERS_SUPPRESS, PROXY_ENGINE, PROXY_MACHINE_CERTIFICATE, PROXY_PROTOCOL, SESSION_CACHE,
+    SESSION_CACHE_TIMEOUT, STRICT_SNI, USER_NAME, floor_word,
+};
+use mod_tls_core::conf::{CacheSpec, ClientAuth, MAX_SESSION_LIFETIME_SECS, TlsOptions, parse_session_lifetime};
 use mod_tls_core::tls::ciphers::{rustls_suite_names, rustls_suites};
+use mod_tls_core::tls::sessions::DEFAULT_LIFETIME_SECS;
 
 use crate::ciphers;
 use crate::reader::{Kind, Line, Origin, Paths, quote};
@@ -250,7 +258,8 @@ fn cipher_args(args: &[String]) -> (bool, String) {
 
 /// What the suites and versions of one scope come to.
 struct SuitePlan {
-    floor: Option<&'static str>,
+    /// The lowest version ([`FLOOR_TLS12`] or [`FLOOR_TLS13`]), `None` when none is left on.
+    floor: Option<u16>,
     prefer: Vec<String>,
     suppress: Vec<String>,
     /// About the protocol line.
@@ -316,7 +325,7 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
             notes
                 .push((Fate::Differs, "TLS 1.3 is offered too: mod_tls sets a lowest version, no highest".to_string()));
         }
-        Some("v1.2+")
+        Some(FLOOR_TLS12)
     } else if has13 {
         if has12 {
             suite_notes.push((
@@ -326,7 +335,7 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
                     .to_string(),
             ));
         }
-        Some("v1.3+")
+        Some(FLOOR_TLS13)
     } else {
         notes.push((Fate::Differs, "neither TLS 1.2 nor TLS 1.3 is left on: mod_tls keeps TLS 1.2 and 1.3".into()));
         None
@@ -335,7 +344,7 @@ fn plan_suites(proto: Option<&[String]>, tls12: Option<&str>, tls13: Option<&str
         suite_notes.push((Fate::Note, lacking_note(&sel12, "the list's")));
     }
     let mut suppress = Vec::new();
-    let tls12_on = floor == Some("v1.2+");
+    let tls12_on = floor == Some(FLOOR_TLS12);
     if tls12_on {
         suppress.extend(rustls_suite_names(false).into_iter().filter(|s| !sel12.has(s)).map(str::to_string));
     }
@@ -374,10 +383,10 @@ fn options_words(args: &[String]) -> (Vec<String>, Vec<String>) {
     let mut dropped = Vec::new();
     let resets = args.iter().any(|w| !w.starts_with(['+', '-']));
     for w in args {
-        let name = w.trim_start_matches(['+', '-']).to_ascii_lowercase();
-        match name.as_str() {
-            "stdenvvars" | "exportcertdata" => kept.push(w.clone()),
-            _ => dropped.push(w.clone()),
+        if is_tls_option(w.trim_start_matches(['+', '-'])) {
+            kept.push(w.clone());
+        } else {
+            dropped.push(w.clone());
         }
     }
     // A bare word starts from nothing: keep that when the bare words were the dropped ones.
@@ -385,6 +394,12 @@ fn options_words(args: &[String]) -> (Vec<String>, Vec<String>) {
         kept.insert(0, "Defaults".to_string());
     }
     (kept, dropped)
+}
+
+/// Whether mod_tls's `TLSOptions` has an option of this name (as its parser reads it).
+fn is_tls_option(name: &str) -> bool {
+    let mut options = TlsOptions::default();
+    options.apply_line(name).is_ok() && options.has(u8::MAX)
 }
 
 /// `<VirtualHost>` address → `TLSEngine` address, or Err(why not).
@@ -404,7 +419,7 @@ fn engine_addr(vhost_addr: &str, listens: &[String]) -> Result<Vec<String>, Stri
                 Ok(listens.iter().map(|l| listen_port(l).to_string()).collect())
             }
         }
-        None => Err(format!("'{vhost_addr}' has no port: write TLSEngine {vhost_addr}:PORT for its ports")),
+        None => Err(format!("'{vhost_addr}' has no port: write {ENGINE} {vhost_addr}:PORT for its ports")),
     }
 }
 
@@ -657,8 +672,10 @@ impl Converter<'_> {
             self.find(
                 certs[0],
                 Fate::Differs,
-                "mod_ssl offered this vhost the main server's further certificates too; mod_tls offers a vhost \
-                 with TLSCertificate lines of its own only those: repeat the main server's others here if needed",
+                format!(
+                    "mod_ssl offered this vhost the main server's further certificates too; mod_tls offers a vhost \
+                     with {CERTIFICATE} lines of its own only those: repeat the main server's others here if needed"
+                ),
             );
         }
         // mod_ssl skips a chain file that is the (first) certificate file itself: that file
@@ -692,14 +709,14 @@ impl Converter<'_> {
             }
             self.check_key(c, key.as_deref().unwrap_or(&cert));
             let line = match &key {
-                Some(k) => format!("TLSCertificate {} {}", quote(&cert), quote(k)),
-                None => format!("TLSCertificate {}", quote(&cert)),
+                Some(k) => CERTIFICATE.line(format!("{} {}", quote(&cert), quote(k))),
+                None => CERTIFICATE.line(quote(&cert)),
             };
             self.set(c, vec![line]);
         }
         for (n, &k) in keys.iter().enumerate() {
             if n < certs.len() {
-                self.set_comment(k, "in TLSCertificate with its certificate");
+                self.set_comment(k, &format!("in {CERTIFICATE} with its certificate"));
             } else {
                 self.drop_line(k, Fate::Differs, "a key without an SSLCertificateFile of its own");
             }
@@ -846,16 +863,16 @@ impl Converter<'_> {
                 let (main_proto, m12, m13) = self.suite_settings(0, "SSLProtocol", "SSLCipherSuite");
                 plan_suites(main_proto.as_deref(), m12.as_deref(), m13.as_deref(), false).floor
             }
-            None => Some("v1.2+"),
+            None => Some(FLOOR_TLS12),
         };
         let suite_lines: Vec<usize> = [own12, own13, own_order].into_iter().flatten().collect();
         let anchor = suite_lines.iter().copied().min();
         let mut suites_out = Vec::new();
         if !plan.prefer.is_empty() && (own12.is_some() || own13.is_some() || own_order.is_some()) {
-            suites_out.push(format!("TLSCiphersPrefer {}", plan.prefer.join(" ")));
+            suites_out.push(CIPHERS_PREFER.line(plan.prefer.join(" ")));
         }
         if !plan.suppress.is_empty() {
-            suites_out.push(format!("TLSCiphersSuppress {}", plan.suppress.join(" ")));
+            suites_out.push(CIPHERS_SUPPRESS.line(plan.suppress.join(" ")));
         } else if s != 0 && (own12.is_some() || own13.is_some()) {
             let (_, main12, main13) = self.suite_settings(0, "SSLProtocol", "SSLCipherSuite");
             let main_plan = plan_suites(None, main12.as_deref(), main13.as_deref(), false);
@@ -864,16 +881,18 @@ impl Converter<'_> {
                 self.find(
                     at,
                     Fate::Differs,
-                    "this vhost allows suites the main server's list leaves out, and a vhost cannot take \
-                     back a TLSCiphersSuppress it inherits: move the main server's SSLCipherSuite into its vhosts",
+                    format!(
+                        "this vhost allows suites the main server's list leaves out, and a vhost cannot take \
+                         back a {CIPHERS_SUPPRESS} it inherits: move the main server's SSLCipherSuite into its vhosts"
+                    ),
                 );
             }
         }
         if let Some(o) = own_order {
             let on = self.args_of(o).first().is_some_and(|v| v.eq_ignore_ascii_case("on"));
-            suites_out.push(format!("TLSHonorClientOrder {}", if on { "off" } else { "on" }));
+            suites_out.push(HONOR_CLIENT_ORDER.line(if on { "off" } else { "on" }));
         }
-        let floor_line = plan.floor.map(|f| format!("TLSProtocol {f}"));
+        let floor_line = plan.floor.and_then(floor_word).map(|f| PROTOCOL.line(f));
         if let Some(p) = own_proto {
             self.set(p, floor_line.clone().into_iter().collect());
         }
@@ -909,37 +928,39 @@ impl Converter<'_> {
     fn client_auth(&mut self, s: usize) {
         for i in self.own(s, "SSLVerifyClient") {
             let mode = match self.args_of(i).first().map(|v| v.to_ascii_lowercase()).as_deref() {
-                Some("require") => "required",
-                Some("optional") => "optional",
-                Some("optional_no_ca") => "optional_no_ca",
-                Some("none") => "none",
+                Some("require") => ClientAuth::Required,
+                Some("optional") => ClientAuth::Optional,
+                Some("optional_no_ca") => ClientAuth::OptionalNoCa,
+                Some("none") => ClientAuth::None,
                 _ => {
                     self.drop_line(i, Fate::Differs, "unknown value");
                     continue;
                 }
             };
-            self.set(i, vec![format!("TLSClientCertificate {mode}")]);
-            if mode != "none" && self.effective(s, "SSLVerifyDepth", |_| true).is_none() {
+            self.set(i, vec![CLIENT_CERTIFICATE.line(mode)]);
+            if mode != ClientAuth::None && self.effective(s, "SSLVerifyDepth", |_| true).is_none() {
                 self.find(
                     i,
                     Fate::Differs,
-                    "mod_ssl's default SSLVerifyDepth 1 refused client certificates issued by an intermediate \
-                     CA; mod_tls verifies any chain up to a TLSClientCA anchor: to refuse those, name only \
-                     CAs that issue client certificates directly, or test %{SSL_CLIENT_I_DN} with Require expr",
+                    format!(
+                        "mod_ssl's default SSLVerifyDepth 1 refused client certificates issued by an intermediate \
+                         CA; mod_tls verifies any chain up to a {CLIENT_CA} anchor: to refuse those, name only \
+                         CAs that issue client certificates directly, or test %{{SSL_CLIENT_I_DN}} with Require expr"
+                    ),
                 );
             }
         }
         for i in self.own(s, "SSLCACertificateFile") {
             let f = self.args_of(i).first().cloned().unwrap_or_default();
-            self.set(i, vec![format!("TLSClientCA {}", quote(&f))]);
+            self.set(i, vec![CLIENT_CA.line(quote(&f))]);
         }
         for i in self.own(s, "SSLCACertificatePath") {
             let dir = self.args_of(i).first().cloned().unwrap_or_default();
-            self.set(i, vec![format!("TLSClientCA {}", quote(&dir))]);
+            self.set(i, vec![CLIENT_CA.line(quote(&dir))]);
             self.find(
                 i,
                 Fate::Note,
-                "TLSClientCA reads the directory's hash links and .pem/.crt files, each file once",
+                format!("{CLIENT_CA} reads the directory's hash links and .pem/.crt files, each file once"),
             );
         }
         let cas: Vec<usize> =
@@ -948,21 +969,24 @@ impl Converter<'_> {
             self.find(
                 cas[1],
                 Fate::Differs,
-                "mod_tls takes one TLSClientCA (a file or a directory) and uses the last: mod_ssl trusted the CAs of \
-                 SSLCACertificateFile and SSLCACertificatePath together: put the file's certificates into the directory",
+                format!(
+                    "mod_tls takes one {CLIENT_CA} (a file or a directory) and uses the last: mod_ssl trusted the CAs \
+                     of SSLCACertificateFile and SSLCACertificatePath together: put the file's certificates into the \
+                     directory"
+                ),
             );
         }
         for i in self.own(s, "SSLCARevocationFile") {
             let f = self.args_of(i).first().cloned().unwrap_or_default();
-            self.set(i, vec![format!("TLSClientCRL {}", quote(&f))]);
+            self.set(i, vec![CLIENT_CRL.line(quote(&f))]);
         }
         for i in self.own(s, "SSLCARevocationPath") {
             let dir = self.args_of(i).first().cloned().unwrap_or_default();
-            self.set(i, vec![format!("TLSClientCRL {}", quote(&dir))]);
+            self.set(i, vec![CLIENT_CRL.line(quote(&dir))]);
             self.find(
                 i,
                 Fate::Note,
-                "TLSClientCRL reads the directory's hash links and .crl/.pem files, each file once",
+                format!("{CLIENT_CRL} reads the directory's hash links and .crl/.pem files, each file once"),
             );
         }
         // Revocation as merged: the CRLs a scope has (its own, else the main server's) and the
@@ -980,12 +1004,14 @@ impl Converter<'_> {
             let args: Vec<String> = self.args_of(i).iter().map(|a| a.to_ascii_lowercase()).collect();
             match args.first().map(String::as_str) {
                 Some("chain") if args.len() == 1 => self.drop_line(i, Fate::Same, "mod_tls checks the whole chain"),
-                Some("none") => self.set_comment(i, "mod_tls checks wherever TLSClientCRL applies"),
+                Some("none") => self.set_comment(i, &format!("mod_tls checks wherever {CLIENT_CRL} applies")),
                 _ => self.drop_line(
                     i,
                     Fate::Differs,
-                    "mod_tls checks the whole chain and refuses a certificate whose issuer has no CRL: \
-                     give a TLSClientCRL for each CA",
+                    &format!(
+                        "mod_tls checks the whole chain and refuses a certificate whose issuer has no CRL: \
+                         give a {CLIENT_CRL} for each CA"
+                    ),
                 ),
             }
         }
@@ -1003,8 +1029,10 @@ impl Converter<'_> {
             self.find(
                 at,
                 Fate::Differs,
-                "mod_ssl did not check CRLs here (SSLCARevocationCheck none, its default); mod_tls checks \
-                 TLSClientCRL for the whole chain wherever it applies (vhosts inherit the main server's)",
+                format!(
+                    "mod_ssl did not check CRLs here (SSLCARevocationCheck none, its default); mod_tls checks \
+                     {CLIENT_CRL} for the whole chain wherever it applies (vhosts inherit the main server's)"
+                ),
             );
         }
     }
@@ -1021,14 +1049,19 @@ impl Converter<'_> {
             self.find(
                 i,
                 Fate::Differs,
-                "per-directory client authentication needs renegotiation, which TLS 1.3 and rustls do not have: \
-                 Require ssl-verify-client written, so only clients that sent a valid certificate at the handshake \
-                 (TLSClientCertificate of the vhost) are let in",
+                format!(
+                    "per-directory client authentication needs renegotiation, which TLS 1.3 and rustls do not have: \
+                     Require ssl-verify-client written, so only clients that sent a valid certificate at the \
+                     handshake ({CLIENT_CERTIFICATE} of the vhost) are let in"
+                ),
             );
         } else {
-            let why = "per-directory client authentication needs renegotiation, which TLS 1.3 and rustls do not have, \
-                       and this vhost asks for no certificate: Require ssl-verify-client, written here, lets nobody \
-                       in until the vhost has TLSClientCertificate optional (and TLSClientCA)";
+            let optional = CLIENT_CERTIFICATE.line(ClientAuth::Optional);
+            let why = format!(
+                "per-directory client authentication needs renegotiation, which TLS 1.3 and rustls do not have, \
+                 and this vhost asks for no certificate: Require ssl-verify-client, written here, lets nobody \
+                 in until the vhost has {optional} (and {CLIENT_CA})"
+            );
             self.find(i, Fate::Closed, format!("{why}; closed until edited"));
             let indent = self.line(i).indent.clone();
             let mut out = self.replaced[i].take().unwrap_or_default();
@@ -1054,8 +1087,11 @@ impl Converter<'_> {
             ),
             Ok(false) => self.close(
                 i,
-                "per-directory cipher suites need renegotiation, which TLS 1.3 and rustls do not have: give this \
-                 part a vhost of its own with TLSCiphersSuppress, or test %{SSL_CIPHER} (IANA names) with Require expr",
+                &format!(
+                    "per-directory cipher suites need renegotiation, which TLS 1.3 and rustls do not have: give \
+                     this part a vhost of its own with {CIPHERS_SUPPRESS}, or test %{{SSL_CIPHER}} (IANA names) \
+                     with Require expr"
+                ),
             ),
             Err(e) => self.close(i, &format!("the cipher list '{list}': {e}")),
         }
@@ -1071,21 +1107,21 @@ impl Converter<'_> {
         if own_proto.is_some() || own12.is_some() || own13.is_some() {
             let (proto, tls12, tls13) = self.suite_settings(s, "SSLProxyProtocol", "SSLProxyCipherSuite");
             let plan = plan_suites(proto.as_deref(), tls12.as_deref(), tls13.as_deref(), true);
-            let floor = plan.floor.map(|f| format!("TLSProxyProtocol {f}"));
+            let floor = plan.floor.and_then(floor_word).map(|f| PROXY_PROTOCOL.line(f));
             if let Some(p) = own_proto {
                 self.set(p, floor.clone().into_iter().collect());
             }
             let suite_lines: Vec<usize> = [own12, own13].into_iter().flatten().collect();
             if let Some(a) = suite_lines.iter().copied().min() {
                 let mut out = Vec::new();
-                if own_proto.is_none() && plan.floor == Some("v1.3+") {
-                    out.push("TLSProxyProtocol v1.3+".to_string());
+                if own_proto.is_none() && plan.floor == Some(FLOOR_TLS13) {
+                    out.extend(floor.clone());
                 }
                 if !plan.prefer.is_empty() {
-                    out.push(format!("TLSProxyCiphersPrefer {}", plan.prefer.join(" ")));
+                    out.push(PROXY_CIPHERS_PREFER.line(plan.prefer.join(" ")));
                 }
                 if !plan.suppress.is_empty() {
-                    out.push(format!("TLSProxyCiphersSuppress {}", plan.suppress.join(" ")));
+                    out.push(PROXY_CIPHERS_SUPPRESS.line(plan.suppress.join(" ")));
                 }
                 self.set_group(a, &suite_lines, out, "in the TLSProxyCiphers lines above");
             }
@@ -1112,7 +1148,7 @@ impl Converter<'_> {
                     if kept.is_empty() {
                         self.set_comment(i, "no option mod_tls has");
                     } else {
-                        self.set(i, vec![format!("TLSOptions {}", kept.join(" "))]);
+                        self.set(i, vec![OPTIONS.line(kept.join(" "))]);
                     }
                     for d in dropped {
                         let word = d.trim_start_matches(['+', '-']).to_ascii_lowercase();
@@ -1121,16 +1157,22 @@ impl Converter<'_> {
                             // client's DN as user name and FakeBasicAuth's fixed password.
                             self.close(
                                 i,
-                                "SSLOptions +FakeBasicAuth has no twin, and without it a client could log in with \
-                                 Authorization: Basic for a DN user of the password file and FakeBasicAuth's \
-                                 password: authenticate by certificate with TLSUserName SSL_CLIENT_S_DN and \
-                                 Require expr on %{SSL_CLIENT_S_DN…} (or Require ssl-verify-client) instead of the \
-                                 password file, then remove this block",
+                                &format!(
+                                    "SSLOptions +FakeBasicAuth has no twin, and without it a client could log in \
+                                     with Authorization: Basic for a DN user of the password file and \
+                                     FakeBasicAuth's password: authenticate by certificate with {USER_NAME} \
+                                     SSL_CLIENT_S_DN and Require expr on %{{SSL_CLIENT_S_DN…}} (or Require \
+                                     ssl-verify-client) instead of the password file, then remove this block"
+                                ),
                             );
                             continue;
                         }
+                        let fake_basic_auth = format!(
+                            "FakeBasicAuth has no twin: authenticate with Require expr on %{{SSL_CLIENT_S_DN…}}, or \
+                             {USER_NAME}"
+                        );
                         let why = match word.as_str() {
-                            "fakebasicauth" => "FakeBasicAuth has no twin: authenticate with Require expr on %{SSL_CLIENT_S_DN…}, or TLSUserName",
+                            "fakebasicauth" => fake_basic_auth.as_str(),
                             "strictrequire" => "StrictRequire: SSLRequire lines become Require rules, which Satisfy Any does not bypass",
                             "optrenegotiate" => "OptRenegotiate has no twin: mod_tls never renegotiates",
                             "legacydnstringformat" => "LegacyDNStringFormat has no twin: DNs are RFC 2253 strings",
@@ -1140,11 +1182,11 @@ impl Converter<'_> {
                         self.find(i, fate, format!("SSLOptions {d}: {why}"));
                     }
                 }
-                "sslusername" if !per_dir => self.set(i, vec![format!("TLSUserName {joined}")]),
+                "sslusername" if !per_dir => self.set(i, vec![USER_NAME.line(&joined)]),
                 "sslusername" => self.drop_line(
                     i,
                     Fate::Differs,
-                    "TLSUserName is set per virtual host: move it to the vhost if all of it may take the user so",
+                    &format!("{USER_NAME} is set per virtual host: move it to the vhost if all of it may take the user so"),
                 ),
                 "sslrenegbuffersize" => self.drop_line(i, Fate::Same, "mod_tls never renegotiates, so buffers nothing"),
                 "sslverifyclient" if per_dir && first == "require" => self.directory_client_auth(s, i),
@@ -1159,32 +1201,34 @@ impl Converter<'_> {
                     )
                 }
                 "sslverifydepth" => {
-                    self.drop_line(i, Fate::Differs, "no depth limit: the whole chain is verified up to a TLSClientCA anchor")
+                    self.drop_line(i, Fate::Differs, &format!("no depth limit: the whole chain is verified up to a {CLIENT_CA} anchor"))
                 }
                 "sslsessioncache" => {
                     let spec = match first.as_str() {
-                        "none" | "nonenotnull" => "none".to_string(),
+                        "none" | "nonenotnull" => CacheSpec::None.to_string(),
                         _ => joined.clone(),
                     };
-                    self.set(i, vec![format!("TLSSessionCache {spec}")]);
+                    self.set(i, vec![SESSION_CACHE.line(spec)]);
                 }
-                "sslsessioncachetimeout" => match first.parse::<u64>() {
-                    Ok(n @ 1..=604_800) => {
-                        self.set(i, vec![format!("TLSSessionCacheTimeout {n}")]);
+                "sslsessioncachetimeout" => match (parse_session_lifetime(&first), first.parse::<u64>()) {
+                    (Ok(n), _) => {
+                        self.set(i, vec![SESSION_CACHE_TIMEOUT.line(n)]);
                         self.find(
                             i,
                             Fate::Note,
-                            "TLSSessionCacheTimeout counts from the full handshake: resumptions do not extend it",
+                            format!("{SESSION_CACHE_TIMEOUT} counts from the full handshake: resumptions do not extend it"),
                         );
                     }
-                    Ok(n) if n > 604_800 => {
-                        self.set(i, vec!["TLSSessionCacheTimeout 604800".to_string()]);
+                    (Err(_), Ok(n)) if n > MAX_SESSION_LIFETIME_SECS => {
+                        self.set(i, vec![SESSION_CACHE_TIMEOUT.line(MAX_SESSION_LIFETIME_SECS)]);
                         self.find(i, Fate::Differs, format!("{n} seconds: TLS 1.3 sessions live 7 days at most"));
                     }
                     _ => self.drop_line(
                         i,
                         Fate::Differs,
-                        "not a number of seconds from 1 up: mod_tls's default of 300 seconds applies",
+                        &format!(
+                            "not a number of seconds from 1 up: mod_tls's default of {DEFAULT_LIFETIME_SECS} seconds applies"
+                        ),
                     ),
                 },
                 "sslsessiontickets" => {
@@ -1195,7 +1239,7 @@ impl Converter<'_> {
                     self.drop_line(i, Fate::Same, "no ticket keys: tickets are stateful entries in the session cache")
                 }
                 "sslpassphrasedialog" if first.starts_with("exec:") => {
-                    self.set(i, vec![format!("TLSPassPhraseDialog {joined}")]);
+                    self.set(i, vec![PASSPHRASE_DIALOG.line(&joined)]);
                     self.find(
                         i,
                         Fate::Note,
@@ -1204,7 +1248,7 @@ impl Converter<'_> {
                     );
                 }
                 "sslpassphrasedialog" if first == "builtin" => {
-                    self.drop_line(i, Fate::Same, "no terminal prompt: unencrypted keys need none; for encrypted ones use TLSPassPhraseDialog exec:PROGRAM")
+                    self.drop_line(i, Fate::Same, &format!("no terminal prompt: unencrypted keys need none; for encrypted ones use {PASSPHRASE_DIALOG} exec:PROGRAM"))
                 }
                 "sslrandomseed" => self.drop_line(i, Fate::Same, "rustls takes its randomness from the operating system"),
                 // The last of each in a scope was converted with its group: these came before it.
@@ -1220,7 +1264,7 @@ impl Converter<'_> {
                 "sslstrictsnivhostcheck" => self.drop_line(
                     i,
                     Fate::Same,
-                    "mod_tls serves clients without SNI as mod_ssl did (and TLSStrictSNI off keeps serving unknown names)",
+                    &format!("mod_tls serves clients without SNI as mod_ssl did (and {STRICT_SNI} off keeps serving unknown names)"),
                 ),
                 "sslcompression" | "sslinsecurerenegotiation" if first == "off" => {
                     self.drop_line(i, Fate::Same, "rustls has neither")
@@ -1277,20 +1321,22 @@ impl Converter<'_> {
                     // Without it, and without CRLs, a client certificate revoked at its CA passes.
                     self.close(
                         i,
-                        "client certificates are not checked by OCSP, and no CRL applies here, so a revoked \
-                         certificate would be accepted: give the CAs' CRLs with TLSClientCRL (kept current), then \
-                         remove this block",
+                        &format!(
+                            "client certificates are not checked by OCSP, and no CRL applies here, so a revoked \
+                             certificate would be accepted: give the CAs' CRLs with {CLIENT_CRL} (kept current), then \
+                             remove this block"
+                        ),
                     )
                 }
                 n if n.starts_with("sslocsp") => self.drop_line(
                     i,
                     Fate::Differs,
-                    "client certificates are not checked by OCSP: give the CAs' CRLs with TLSClientCRL",
+                    &format!("client certificates are not checked by OCSP: give the CAs' CRLs with {CLIENT_CRL}"),
                 ),
                 "sslcadnrequestfile" | "sslcadnrequestpath" => self.drop_line(
                     i,
                     Fate::Differs,
-                    "the acceptable issuers sent to clients are the TLSClientCA certificates' names",
+                    &format!("the acceptable issuers sent to clients are the {CLIENT_CA} certificates' names"),
                 ),
                 "sslopensslconfcmd"
                     if matches!(first.as_str(), "groups" | "curves") && args.len() > 1 =>
@@ -1312,7 +1358,7 @@ impl Converter<'_> {
                 "sslfips" | "sslcryptodevice" => self.drop_line(i, Fate::Differs, "OpenSSL's own setting"),
                 n if n.starts_with("sslsrp") => self.drop_line(i, Fate::Differs, "rustls has no SRP"),
                 "sslproxyengine" => {
-                    self.set(i, vec![format!("TLSProxyEngine {joined}")]);
+                    self.set(i, vec![PROXY_ENGINE.line(&joined)]);
                     let verify = self
                         .effective(s, "SSLProxyVerify", |_| true)
                         .and_then(|v| self.args_of(v).first().map(|a| a.to_ascii_lowercase()));
@@ -1321,31 +1367,35 @@ impl Converter<'_> {
                         self.find(
                             i,
                             Fate::Differs,
-                            "mod_ssl did not verify backend certificates here (SSLProxyVerify none is its default); \
-                             mod_tls always does, against TLSProxyCA (else the Mozilla roots): name the backends' CA \
-                             with TLSProxyCA",
+                            format!(
+                                "mod_ssl did not verify backend certificates here (SSLProxyVerify none is its \
+                                 default); mod_tls always does, against {PROXY_CA} (else the Mozilla roots): name the \
+                                 backends' CA with {PROXY_CA}"
+                            ),
                         );
                     }
                 }
-                "sslproxycacertificatefile" => self.set(i, vec![format!("TLSProxyCA {joined}")]),
+                "sslproxycacertificatefile" => self.set(i, vec![PROXY_CA.line(&joined)]),
                 "sslproxycacertificatepath" => {
-                    self.set(i, vec![format!("TLSProxyCA {joined}")]);
-                    self.find(i, Fate::Note, "TLSProxyCA reads the directory's hash links and .pem/.crt files, each file once");
+                    self.set(i, vec![PROXY_CA.line(&joined)]);
+                    self.find(i, Fate::Note, format!("{PROXY_CA} reads the directory's hash links and .pem/.crt files, each file once"));
                 }
                 "sslproxymachinecertificatefile" => {
-                    self.set(i, vec![format!("TLSProxyMachineCertificate {joined}")]);
-                    self.find(i, Fate::Note, "the file must hold one certificate (chain) and its key; several pairs need one TLSProxyMachineCertificate each");
+                    self.set(i, vec![PROXY_MACHINE_CERTIFICATE.line(&joined)]);
+                    self.find(i, Fate::Note, format!("the file must hold one certificate (chain) and its key; several pairs need one {PROXY_MACHINE_CERTIFICATE} each"));
                 }
                 "sslproxymachinecertificatepath" | "sslproxymachinecertificatechainfile" => self.drop_line(
                     i,
                     Fate::Differs,
-                    "name each certificate (with its chain and key) on a TLSProxyMachineCertificate line",
+                    &format!("name each certificate (with its chain and key) on a {PROXY_MACHINE_CERTIFICATE} line"),
                 ),
                 "sslproxyverify" if first == "none" || first == "optional_no_ca" => self.drop_line(
                     i,
                     Fate::Differs,
-                    "mod_ssl did not verify backend certificates here; mod_tls always does, against TLSProxyCA \
-                     (else the Mozilla roots): name the backends' CA with TLSProxyCA",
+                    &format!(
+                        "mod_ssl did not verify backend certificates here; mod_tls always does, against {PROXY_CA} \
+                         (else the Mozilla roots): name the backends' CA with {PROXY_CA}"
+                    ),
                 ),
                 "sslproxyverify" | "sslproxyverifydepth" => {
                     self.drop_line(i, Fate::Same, "backend certificates are always verified, up to a trusted root")
@@ -1424,14 +1474,14 @@ impl Converter<'_> {
     fn engine(&mut self, s: usize, i: usize, value: &str) {
         let scope = &self.tree.scopes[s];
         match (scope.ctx, value) {
-            (_, "off") => self.set_comment(i, "this vhost stays plain unless a TLSEngine address reaches it"),
+            (_, "off") => self.set_comment(i, &format!("this vhost stays plain unless a {ENGINE} address reaches it")),
             (_, "optional") => self.drop_line(
                 i,
                 Fate::Differs,
                 "upgrading a plain connection to TLS (RFC 2817) has no twin: give TLS its own address",
             ),
-            (Ctx::VirtualHost, "on") => self.set_comment(i, "TLSEngine for this vhost's address at the end"),
-            (Ctx::Main, "on") => self.set_comment(i, "TLSEngine for the main server's addresses at the end"),
+            (Ctx::VirtualHost, "on") => self.set_comment(i, &format!("{ENGINE} for this vhost's address at the end")),
+            (Ctx::Main, "on") => self.set_comment(i, &format!("{ENGINE} for the main server's addresses at the end")),
             (Ctx::Main, _) => {
                 // SSLEngine addr:port …: those addresses take TLS.
                 for a in self.args_of(i) {
@@ -1440,7 +1490,7 @@ impl Converter<'_> {
                         Err(e) => self.find(i, Fate::Differs, e),
                     }
                 }
-                self.set_comment(i, "TLSEngine for these addresses at the end");
+                self.set_comment(i, &format!("{ENGINE} for these addresses at the end"));
             }
             _ => self.drop_line(i, Fate::Differs, "unknown value"),
         }
@@ -1566,7 +1616,7 @@ impl Converter<'_> {
                 .own(first, "SSLCertificateFile")
                 .into_iter()
                 .filter_map(|c| self.replaced[c].as_ref())
-                .flat_map(|lines| lines.iter().filter(|l| l.trim_start().starts_with("TLSCertificate")).cloned())
+                .flat_map(|lines| lines.iter().filter(|l| l.trim_start().starts_with(CERTIFICATE.word())).cloned())
                 .map(|l| l.trim().to_string())
                 .collect();
             let indent = format!("{}  ", self.line(open).indent);
@@ -1611,12 +1661,12 @@ impl Converter<'_> {
                 "# mod_tls serves TLS by address: these are the addresses of the vhosts that had SSLEngine on.\n",
             );
             for (a, _) in &self.engines {
-                out.push_str(&format!("TLSEngine {a}\n"));
+                out.push_str(&format!("{ENGINE} {a}\n"));
             }
-            out.push_str(
+            out.push_str(&format!(
                 "# mod_ssl served names no vhost knows from the address's first vhost; mod_tls refuses them\n\
-                 # unless TLSStrictSNI is off.\nTLSStrictSNI off\n",
-            );
+                 # unless {STRICT_SNI} is off.\n{STRICT_SNI} off\n",
+            ));
         }
         if !self.unlistened.is_empty() {
             // One Listen per port, whichever converted file (or the package's default-tls.conf)
@@ -1662,9 +1712,9 @@ mod tests {
     #[test]
     fn suites_and_floor_from_protocols_and_lists() {
         let modern = plan_suites(Some(&words("-all +TLSv1.3")), None, None, false);
-        assert_eq!(modern.floor, Some("v1.3+"));
+        assert_eq!(modern.floor.and_then(floor_word), Some("v1.3+"));
         let rsa = plan_suites(None, Some("ECDHE+aRSA+AESGCM"), None, true);
-        assert_eq!(rsa.floor, Some("v1.2+"));
+        assert_eq!(rsa.floor.and_then(floor_word), Some("v1.2+"));
         assert_eq!(rsa.suppress.len(), 4, "{:?}", rsa.suppress);
         assert_eq!(
             rsa.prefer[..3],
@@ -1673,7 +1723,7 @@ mod tests {
         assert_eq!(rsa.prefer[3], "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
         // A list with nothing rustls has for TLS 1.2 leaves TLS 1.3 only.
         let cbc = plan_suites(None, Some("AES256-SHA"), None, false);
-        assert_eq!(cbc.floor, Some("v1.3+"));
+        assert_eq!(cbc.floor.and_then(floor_word), Some("v1.3+"));
         assert!(cbc.suite_notes.iter().any(|(f, m)| *f == Fate::Differs && m.contains("lose access")));
         assert!(cbc.suppress.is_empty());
         let only12 = plan_suites(Some(&words("TLSv1.2")), None, None, false);
@@ -1716,6 +1766,67 @@ mod tests {
         assert!(c.text.contains("  TLSCertificate /c.pem\n"), "{}", c.text);
         let with_listen = convert_text(&format!("Listen 443\n{site}"));
         assert!(with_listen.text.ends_with(&format!("{head}{sni}</IfModule>\n")), "{}", with_listen.text);
+    }
+
+    /// Every mod_tls line the converter writes names a directive of the module and holds a value
+    /// the module's own parsers read.
+    #[test]
+    fn every_line_written_reads_with_the_modules_parsers() {
+        use mod_tls_core::conf::directives::ALL;
+        use mod_tls_core::conf::{EngineAddr, parse_protocol_floor};
+        use mod_tls_core::tls::ciphers::parse_list;
+        let c = convert_text(
+            "SSLSessionCache shmcb:/run/ssl_scache(512000)\nSSLSessionCacheTimeout 900000\n\
+             <VirtualHost 127.0.0.1:443>\n  SSLEngine on\n  SSLCertificateFile /c.pem\n  SSLCertificateKeyFile /k.pem\n\
+             SSLProtocol -all +TLSv1.3\n  SSLHonorCipherOrder on\n  SSLCipherSuite ECDHE+aRSA+AESGCM\n\
+             SSLVerifyClient optional_no_ca\n  SSLCACertificateFile /ca.pem\n  SSLCARevocationFile /crl.pem\n\
+             SSLOptions +StdEnvVars -ExportCertData +StrictRequire\n  SSLUserName SSL_CLIENT_S_DN_CN\n\
+             SSLProxyEngine on\n  SSLProxyProtocol TLSv1.2\n  SSLProxyCipherSuite ECDHE+AESGCM\n\
+             SSLProxyCACertificateFile /pca.pem\n</VirtualHost>\n\
+             <VirtualHost 127.0.0.1:8443>\n  SSLEngine on\n  SSLSessionCacheTimeout 60\n\
+             SSLCipherSuite ECDHE-ECDSA-AES256-GCM-SHA384\n</VirtualHost>\n",
+        );
+        let mut seen = BTreeSet::new();
+        for line in c.text.lines().map(str::trim).filter(|l| l.starts_with("TLS")) {
+            let (word, value) = line.split_once(' ').unwrap_or_else(|| panic!("{line}: no value"));
+            let d = ALL.iter().find(|d| d.word() == word).unwrap_or_else(|| panic!("{line}: no such directive"));
+            let suites = [CIPHERS_PREFER, CIPHERS_SUPPRESS, PROXY_CIPHERS_PREFER, PROXY_CIPHERS_SUPPRESS];
+            let read = if [PROTOCOL, PROXY_PROTOCOL].contains(d) {
+                parse_protocol_floor(word, value).map(drop)
+            } else if *d == CLIENT_CERTIFICATE {
+                ClientAuth::parse(value).map(drop)
+            } else if *d == OPTIONS {
+                TlsOptions::default().apply_line(value)
+            } else if *d == SESSION_CACHE_TIMEOUT {
+                parse_session_lifetime(value).map(drop)
+            } else if *d == SESSION_CACHE {
+                CacheSpec::parse(value).map(drop)
+            } else if suites.contains(d) {
+                value.split(' ').try_for_each(|s| parse_list(s).map(drop))
+            } else if *d == ENGINE {
+                EngineAddr::parse_all(value).map(drop)
+            } else {
+                Ok(())
+            };
+            assert!(read.is_ok(), "{line}: {read:?}\n{}", c.text);
+            seen.insert(word);
+        }
+        for d in [
+            PROTOCOL,
+            PROXY_PROTOCOL,
+            CLIENT_CERTIFICATE,
+            OPTIONS,
+            SESSION_CACHE,
+            SESSION_CACHE_TIMEOUT,
+            CIPHERS_PREFER,
+            CIPHERS_SUPPRESS,
+            PROXY_CIPHERS_SUPPRESS,
+            ENGINE,
+        ] {
+            assert!(seen.contains(d.word()), "no {d} line written:\n{}", c.text);
+        }
+        assert!(c.text.contains("\n  TLSSessionCacheTimeout 60\n"), "{}", c.text);
+        assert!(c.text.contains(&format!("\nTLSSessionCacheTimeout {MAX_SESSION_LIFETIME_SECS}\n")), "{}", c.text);
     }
 
     /// The lines httpd would read that are still mod_ssl's (there must be none).

@@ -3,6 +3,7 @@
 //! nothing above it, so all of it is unit tested; the directive table in `adapter/directives.rs`
 //! only moves strings in and typed errors ([`error::ConfError`]) out.
 
+pub mod directives;
 pub mod error;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
