@@ -215,7 +215,7 @@ fn build_proxy_configs(st: &Startup) -> bool {
     }
     // Every file first, also of sections that only add to others (a bad one fails start-up),
     // then the configs from what was read.
-    let mut cache = engine::ProxyCache::default();
+    let mut cache = crate::tls::backend::ProxyCache::default();
     let mut ok = true;
     for p in &candidates {
         if let Err(e) = cache.load_files(p) {
@@ -476,7 +476,7 @@ fn prime_ocsp_stapling(st: &Startup) {
             // Shared with a vhost primed before (same settings), or the second post_config pass.
             continue;
         }
-        let stapling: Vec<Option<Arc<engine::Stapling>>> = tls
+        let stapling: Vec<Option<Arc<crate::tls::ocsp::Stapling>>> = tls
             .resolver
             .keys()
             .iter()
@@ -484,7 +484,7 @@ fn prime_ocsp_stapling(st: &Startup) {
                 if key.cert.len() < 2 {
                     return None; // no issuer to ask about
                 }
-                let st_key = engine::Stapling::new(key);
+                let st_key = crate::tls::ocsp::Stapling::new(key);
                 let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
                 let rv = md::ocsp_prime(s, st.pconf, &st_key.id, &pem);
                 log_server!(

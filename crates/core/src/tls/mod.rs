@@ -5,18 +5,23 @@
 //! decisions the hooks act on ([`policy`], [`handshake_wait`]). Nothing here calls httpd: it is all
 //! unit tested, and `httpd/` and the adapter above it only gather facts and act on the answers.
 
+pub mod backend;
 pub mod certs;
 pub mod certvars;
 mod cipher_table;
 pub mod ciphers;
 pub mod engine;
+pub mod fingerprint;
 pub mod handshake_wait;
 pub mod names;
+pub mod ocsp;
 pub mod policy;
+pub mod resolver;
 pub mod sessions;
 pub mod stats;
 pub mod stream;
 pub mod vars;
+pub mod verifiers;
 
 /// Seconds since the epoch now: what certificate dates, session ages and the status page count in.
 pub fn now_unix() -> i64 {

@@ -2,7 +2,7 @@
 //! `httpd::socache`), so that a session made by one child — or by another server of a fleet —
 //! resumes in any other. rustls asks through [`StoresServerSessions`]; stateful TLS 1.2 session
 //! ids and TLS 1.3 tickets are filed under the vhost's settings namespace
-//! ([`crate::tls::engine::TlsFingerprint::session_namespace`]), so a session never resumes in a vhost
+//! ([`crate::tls::fingerprint::TlsFingerprint::session_namespace`]), so a session never resumes in a vhost
 //! with other TLS settings.
 //!
 //! A session is only as good as the check it was made under, so the store does not simply hand
