@@ -2,7 +2,8 @@
 //! mod_md's stand-in certificate, a vhost with other TLS settings than the handshake's), the
 //! user name from a certificate, the `SSL_*` variables, the scheme, and the status page.
 
-use crate::tls::{now_unix, policy, stats, vars};
+use crate::tls::time::now_unix;
+use crate::tls::{policy, stats, vars};
 use httpd::hooks::StatusFlags;
 use httpd::{
     Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, Request, Server, log,

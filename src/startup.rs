@@ -351,7 +351,7 @@ pub fn post_config(st: &Startup) -> i32 {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     // Made here, before the children of this generation are forked, so that they share them.
-    match httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS) {
+    match httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS, crate::tls::time::now_unix()) {
         Some(counters) => settle(&built(main).stats, crate::stores::ShmCounters(counters)),
         None => log_server!(main, log::WARNING, 0, "mod_tls: no shared memory for the status page's counters"),
     }

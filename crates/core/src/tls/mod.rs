@@ -20,10 +20,6 @@ pub mod resolver;
 pub mod sessions;
 pub mod stats;
 pub mod stream;
+pub mod time;
 pub mod vars;
 pub mod verifiers;
-
-/// Seconds since the epoch now: what certificate dates, session ages and the status page count in.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
