@@ -11,6 +11,7 @@ use crate::conf::error::ErrorKind;
 use crate::conf::{Located, ProxyCa, ProxyConf};
 use crate::tls::certs;
 use crate::tls::engine::{BuildError, err_at, provider, select_suites};
+use crate::tls::warning::Warning;
 
 /// Backend client configs of one configuration generation, by their settings, so that every
 /// backend connection of a scope shares one config (and its TLS session cache).
@@ -49,7 +50,7 @@ impl ProxyCache {
 
     /// The configs for `conf`: built once, then shared. Poison-tolerant: the map only ever holds
     /// complete entries.
-    pub fn get_or_build(&self, conf: &ProxyConf) -> Result<(Arc<ProxyTls>, Vec<String>), BuildError> {
+    pub fn get_or_build(&self, conf: &ProxyConf) -> Result<(Arc<ProxyTls>, Vec<Warning>), BuildError> {
         let key = conf.key();
         let read = self.configs.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         if let Some(tls) = read {
@@ -63,7 +64,7 @@ impl ProxyCache {
 
     /// Builds the client configs for one proxy scope (TLSProxy* settings) from the files read
     /// at start-up.
-    fn build(&self, conf: &ProxyConf) -> Result<(ProxyTls, Vec<String>), BuildError> {
+    fn build(&self, conf: &ProxyConf) -> Result<(ProxyTls, Vec<Warning>), BuildError> {
         let not_read = |what: &str, path: &Path| {
             err_at(ErrorKind::Build, None, format!("{what} {} was not read at start-up", path.display()))
         };
@@ -146,7 +147,7 @@ fn build_proxy(
     conf: &ProxyConf,
     roots: rustls::RootCertStore,
     keys: Vec<Arc<CertifiedKey>>,
-) -> Result<(ProxyTls, Vec<String>), BuildError> {
+) -> Result<(ProxyTls, Vec<Warning>), BuildError> {
     let base = provider();
     let (suites, warnings) = select_suites(&base.cipher_suites, conf.prefer.ids(), conf.suppress.ids());
     let floor = conf.floor();

@@ -14,11 +14,11 @@ use rustls::{ServerConfig, SupportedCipherSuite};
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::conf::{Located, Origin, ServerConf, version_name};
 use crate::tls::certs;
-use crate::tls::ciphers;
 use crate::tls::fingerprint::{FingerprintBuilder, TlsFingerprint};
 use crate::tls::ocsp::Stapling;
 use crate::tls::resolver::CertForClient;
 use crate::tls::verifiers::{ClientAuthBuild, GenerousVerifier, client_verifier};
+use crate::tls::warning::Warning;
 
 // Moved to their own modules; the old paths stay for code written against them.
 pub use crate::tls::backend::{ProxyCache, ProxyTls};
@@ -107,35 +107,26 @@ impl VhostTls {
 }
 
 /// Orders and filters the provider's suites by `TLSCiphersPrefer` / `TLSCiphersSuppress`. Names
-/// rustls does not implement are returned as warnings (the C module's AH10319).
+/// rustls does not implement are returned as warnings (the C module's AH10319 for preferred ones).
 pub(crate) fn select_suites(
     available: &[SupportedCipherSuite],
     prefer: &[Located<u16>],
     suppress: &[Located<u16>],
-) -> (Vec<SupportedCipherSuite>, Vec<String>) {
+) -> (Vec<SupportedCipherSuite>, Vec<Warning>) {
     let mut warnings = Vec::new();
     let by_id = |id: u16| available.iter().find(|s| u16::from(s.suite()) == id).copied();
-    let name = |id: u16| ciphers::iana_name(id).unwrap_or("?").to_string();
     let suppressed = |s: &SupportedCipherSuite| suppress.iter().any(|l| l.value == u16::from(s.suite()));
     let mut out: Vec<SupportedCipherSuite> = Vec::new();
     for p in prefer {
         match by_id(p.value) {
             Some(s) if !suppressed(&s) && !out.contains(&s) => out.push(s),
             Some(_) => {}
-            None => warnings.push(format!(
-                "AH10319: {}: TLSCiphersPrefer names {}, which rustls does not support; it is ignored",
-                p.origin,
-                name(p.value)
-            )),
+            None => warnings.push(Warning::PreferredSuiteUnsupported { origin: p.origin.clone(), suite: p.value }),
         }
     }
     for s in suppress {
         if by_id(s.value).is_none() {
-            warnings.push(format!(
-                "{}: TLSCiphersSuppress names {}, which rustls does not support anyway",
-                s.origin,
-                name(s.value)
-            ));
+            warnings.push(Warning::SuppressedSuiteUnsupported { origin: s.origin.clone(), suite: s.value });
         }
     }
     for s in available {
@@ -182,7 +173,7 @@ pub fn build_vhost(
     mut ask: Option<certs::PassphraseSource<'_>>,
     sessions: Option<SessionStorageFactory<'_>>,
     providers: &mut Providers,
-) -> Result<(VhostTls, Vec<String>), BuildError> {
+) -> Result<(VhostTls, Vec<Warning>), BuildError> {
     let base = providers.base();
     let mut keys = Vec::with_capacity(conf.certificates.len());
     for spec in &conf.certificates {
@@ -280,7 +271,8 @@ pub(crate) mod tests {
         assert!(!ids.contains(&0x1301), "suppressed");
         assert!(ids.contains(&0x1302), "the rest stays");
         assert_eq!(warnings.len(), 2);
-        assert!(warnings[0].starts_with("AH10319: t.conf:3") && warnings[0].contains("TLS_RSA_WITH_RC4_128_MD5"));
+        let first = warnings[0].to_string();
+        assert!(first.starts_with("AH10319: t.conf:3") && first.contains("TLS_RSA_WITH_RC4_128_MD5"));
     }
     #[test]
     fn build_reports_the_directive_origin() {

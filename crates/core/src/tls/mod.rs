@@ -23,3 +23,4 @@ pub mod stream;
 pub mod time;
 pub mod vars;
 pub mod verifiers;
+pub mod warning;

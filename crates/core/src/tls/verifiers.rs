@@ -11,6 +11,7 @@ use crate::conf::error::ErrorKind;
 use crate::tls::certs;
 use crate::tls::engine::{BuildError, err_at};
 use crate::tls::fingerprint::FingerprintBuilder;
+use crate::tls::warning::Warning;
 
 type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
@@ -98,7 +99,7 @@ impl rustls::server::danger::ClientCertVerifier for GenerousVerifier {
 pub(crate) struct ClientAuthBuild {
     pub(crate) verifier: Option<ClientVerifier>,
     pub(crate) generous: Option<Arc<GenerousVerifier>>,
-    pub(crate) warnings: Vec<String>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 /// The client certificate verifier for `TLSClientCertificate optional|required|optional_no_ca`:
@@ -155,8 +156,7 @@ pub(crate) fn client_verifier(
     }
     let mut warnings = Vec::new();
     if crls.is_empty() {
-        let at = origin.map(|o| format!("{o}: ")).unwrap_or_default();
-        warnings.push(format!("{at}client certificates are accepted without revocation checking: add TLSClientCRL"));
+        warnings.push(Warning::NoRevocationCheck { origin: origin.cloned() });
     }
     let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .with_crls(crls)
