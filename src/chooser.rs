@@ -9,6 +9,7 @@ use rustls::server::ClientHello;
 use rustls::sign::CertifiedKey;
 
 use crate::tls::engine::{self, VhostTls};
+use crate::tls::ocsp;
 use crate::tls::policy::{self, SniNames, VhostChoice};
 use crate::tls::stream::{ConfigChooser, Refusal};
 use httpd::log_conn;
@@ -56,10 +57,8 @@ impl VhostChooser {
 
     /// The chosen key with mod_md's current OCSP response stapled, when stapling is on for it.
     fn stapled_key(&self, tls: &VhostTls, key: &Arc<CertifiedKey>) -> Option<Arc<CertifiedKey>> {
-        let index = tls.resolver.keys().iter().position(|k| Arc::ptr_eq(k, key))?;
-        let stapling = tls.stapling.get()?.get(index)?.as_ref()?;
-        let response = md::ocsp_response(self.c, self.server, &stapling.id)?;
-        Some(stapling.with_response(key, &response))
+        let staplings = tls.stapling.get().map(Vec::as_slice);
+        ocsp::stapled_key(tls.resolver.keys(), staplings, key, |id| md::ocsp_response(self.c, self.server, id))
     }
 }
 

@@ -476,28 +476,18 @@ fn prime_ocsp_stapling(st: &Startup) {
             // Shared with a vhost primed before (same settings), or the second post_config pass.
             continue;
         }
-        let stapling: Vec<Option<Arc<crate::tls::ocsp::Stapling>>> = tls
-            .resolver
-            .keys()
-            .iter()
-            .map(|key| {
-                if key.cert.len() < 2 {
-                    return None; // no issuer to ask about
-                }
-                let st_key = crate::tls::ocsp::Stapling::new(key);
-                let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
-                let rv = md::ocsp_prime(s, st.pconf, &st_key.id, &pem);
-                log_server!(
-                    s,
-                    log::DEBUG,
-                    rv,
-                    "OCSP stapling for {}: {}",
-                    s.describe(),
-                    if rv == 0 { "provided" } else { "not provided" }
-                );
-                (rv == httpd::APR_SUCCESS).then(|| Arc::new(st_key))
-            })
-            .collect();
+        let stapling = crate::tls::ocsp::prime(tls.resolver.keys(), |id, pem| {
+            let rv = md::ocsp_prime(s, st.pconf, id, pem);
+            log_server!(
+                s,
+                log::DEBUG,
+                rv,
+                "OCSP stapling for {}: {}",
+                s.describe(),
+                if rv == 0 { "provided" } else { "not provided" }
+            );
+            rv == httpd::APR_SUCCESS
+        });
         settle(&tls.stapling, stapling);
     }
 }

@@ -1,5 +1,8 @@
-//! OCSP stapling: the responses mod_md keeps (asked for through the module's `ap_ssl_ocsp_*`
-//! calls) put into the certificate presented.
+//! OCSP stapling, the TLS side: which certificates get a staple ([`prime`]), the key presented
+//! with the response mod_md keeps ([`stapled_key`], [`Stapling`]), and what the status page shows
+//! of it ([`staple_state`], [`Staple`]). The module only makes the calls to httpd
+//! (`ap_ssl_ocsp_prime`, `ap_ssl_ocsp_get_resp`, through the `httpd` crate), passed in here as
+//! closures.
 
 use std::sync::Arc;
 
@@ -34,5 +37,231 @@ impl Stapling {
         let stapled = Arc::new(stapled);
         *cur = Some((response.to_vec(), stapled.clone()));
         stapled
+    }
+}
+
+/// Registers each of a vhost's `keys` whose chain names its issuer for stapling: `register`
+/// gets the certificate's id and its chain as PEM (`ap_ssl_ocsp_prime`) and says whether a
+/// provider (mod_md) takes it. The result, per key in the same order, is what
+/// `VhostTls::stapling` holds: `None` for a key without issuer or that no provider took.
+pub fn prime(
+    keys: &[Arc<CertifiedKey>],
+    mut register: impl FnMut(&[u8; 32], &str) -> bool,
+) -> Vec<Option<Arc<Stapling>>> {
+    keys.iter()
+        .map(|key| {
+            if key.cert.len() < 2 {
+                return None; // no issuer to ask about
+            }
+            let stapling = Stapling::new(key);
+            let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
+            register(&stapling.id, &pem).then(|| Arc::new(stapling))
+        })
+        .collect()
+}
+
+/// `key` (one of the vhost's `keys`, as the resolver chose it) with the current OCSP response
+/// stapled, when stapling is on for it (`staplings`, per key) and `response` (mod_md, asked by
+/// the certificate's id) has one.
+pub fn stapled_key(
+    keys: &[Arc<CertifiedKey>],
+    staplings: Option<&[Option<Arc<Stapling>>]>,
+    key: &Arc<CertifiedKey>,
+    response: impl FnOnce(&[u8; 32]) -> Option<Vec<u8>>,
+) -> Option<Arc<CertifiedKey>> {
+    let index = keys.iter().position(|k| Arc::ptr_eq(k, key))?;
+    let stapling = staplings?.get(index)?.as_ref()?;
+    let response = response(&stapling.id)?;
+    Some(stapling.with_response(key, &response))
+}
+
+/// A certificate's OCSP stapling, as the status page shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Staple {
+    Off,
+    /// On, and the response mod_md keeps is this many seconds old.
+    Age(i64),
+    /// On, but mod_md has no response yet (or it does not parse).
+    Missing(&'static str),
+    /// On; its response is not looked up here (no connection to ask mod_md with).
+    On,
+}
+
+impl Staple {
+    /// Stapling is on, but there is nothing to staple: the certificate needs attention.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Staple::Missing(_))
+    }
+}
+
+impl std::fmt::Display for Staple {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Staple::Off => f.write_str("off"),
+            Staple::Age(a) => write!(f, "on, staple_age={a}s"),
+            Staple::Missing(why) => write!(f, "on, {why}"),
+            Staple::On => f.write_str("on"),
+        }
+    }
+}
+
+/// The stapling of one certificate at `now`, for the status page: off without `stapling`; else
+/// how old the response mod_md keeps is, asked through `response` when there is a connection to
+/// ask with (`None`: only "on").
+pub fn staple_state(
+    stapling: Option<&Stapling>,
+    response: Option<impl FnOnce(&[u8; 32]) -> Option<Vec<u8>>>,
+    now: i64,
+) -> Staple {
+    match (stapling, response) {
+        (Some(st), Some(ask)) => match ask(&st.id) {
+            Some(resp) => match ocsp_produced_at(&resp) {
+                Some(at) => Staple::Age((now - at).max(0)),
+                None => Staple::Missing("staple unreadable"),
+            },
+            None => Staple::Missing("no response yet"),
+        },
+        (Some(_), None) => Staple::On,
+        (None, _) => Staple::Off,
+    }
+}
+
+/// When an OCSP response was produced (`producedAt`, seconds since the epoch): how old a
+/// stapled response is.
+pub fn ocsp_produced_at(der: &[u8]) -> Option<i64> {
+    use x509_parser::der_parser::ber::BerObjectContent as C;
+    use x509_parser::der_parser::der::parse_der;
+    // OCSPResponse ::= SEQUENCE { status, [0] EXPLICIT ResponseBytes }
+    let (_, response) = parse_der(der).ok()?;
+    let C::Unknown(explicit) = &response.as_sequence().ok()?.get(1)?.content else { return None };
+    // ResponseBytes ::= SEQUENCE { responseType OID, response OCTET STRING (BasicOCSPResponse) }
+    let (_, bytes) = parse_der(explicit.data).ok()?;
+    let (_, basic) = parse_der(bytes.as_sequence().ok()?.get(1)?.as_slice().ok()?).ok()?;
+    // BasicOCSPResponse ::= SEQUENCE { ResponseData ::= SEQUENCE { [0] version?, responderID,
+    // producedAt GeneralizedTime, … }, … }
+    let data = basic.as_sequence().ok()?.first()?;
+    data.as_sequence().ok()?.iter().find_map(|item| match &item.content {
+        C::GeneralizedTime(t) => Some(crate::tls::time::unix_time(
+            t.year as i64,
+            t.month.into(),
+            t.day.into(),
+            t.hour.into(),
+            t.minute.into(),
+            t.second.into(),
+        )),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed key, and one whose chain names an issuer (a leaf and its CA).
+    fn keys() -> (Arc<CertifiedKey>, Arc<CertifiedKey>) {
+        let p = crate::tls::certs::tests::provider();
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.clone().self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["x.test".into()])
+            .unwrap()
+            .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params, &ca_key))
+            .unwrap();
+        let der = |k: &rcgen::KeyPair| rustls_pki_types::PrivateKeyDer::try_from(k.serialize_der()).unwrap();
+        let alone = CertifiedKey::from_der(vec![ca.der().clone()], der(&ca_key), &p).unwrap();
+        let chained = CertifiedKey::from_der(vec![leaf.der().clone(), ca.der().clone()], der(&leaf_key), &p).unwrap();
+        (Arc::new(alone), Arc::new(chained))
+    }
+
+    /// DER: a tag and its contents (short or one-byte long length).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        if content.len() >= 0x80 {
+            out.push(0x81);
+        }
+        out.push(content.len() as u8);
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A successful OCSP response produced at `produced_at` (GeneralizedTime text), reduced to
+    /// what `ocsp_produced_at` reads.
+    fn response(produced_at: &str) -> Vec<u8> {
+        let data = tlv(0x30, &[tlv(0xa1, &tlv(0x30, &[])), tlv(0x18, produced_at.as_bytes())].concat());
+        let basic = tlv(0x30, &data);
+        let oid = [0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01]; // id-pkix-ocsp-basic
+        let bytes = tlv(0x30, &[&oid[..], &tlv(0x04, &basic)].concat());
+        tlv(0x30, &[tlv(0x0a, &[0]), tlv(0xa0, &bytes)].concat())
+    }
+
+    #[test]
+    fn only_keys_with_an_issuer_that_a_provider_takes_are_stapled() {
+        let (alone, chained) = keys();
+        let mut asked = Vec::new();
+        let staplings = prime(&[alone.clone(), chained.clone(), chained.clone()], |id, pem| {
+            asked.push((*id, pem.matches("BEGIN CERTIFICATE").count()));
+            asked.len() == 1
+        });
+        assert!(staplings[0].is_none(), "no issuer to ask about");
+        assert_eq!(staplings[1].as_ref().map(|s| s.id), Some(Stapling::new(&chained).id));
+        assert!(staplings[2].is_none(), "no provider took it");
+        assert_eq!(asked.len(), 2, "the self-signed key is not registered");
+        assert_eq!(asked[0].1, 2, "the whole chain, as PEM");
+    }
+
+    #[test]
+    fn the_chosen_key_is_presented_with_the_current_response() {
+        let (alone, chained) = keys();
+        let keys = [alone.clone(), chained.clone()];
+        let staplings = prime(&keys, |_, _| true);
+        let first = stapled_key(&keys, Some(&staplings), &chained, |_| Some(b"one".to_vec())).unwrap();
+        assert_eq!(first.ocsp.as_deref(), Some(&b"one"[..]));
+        assert_eq!(first.cert, chained.cert);
+        let again = stapled_key(&keys, Some(&staplings), &chained, |_| Some(b"one".to_vec())).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "built once per response");
+        let next = stapled_key(&keys, Some(&staplings), &chained, |_| Some(b"two".to_vec())).unwrap();
+        assert_eq!(next.ocsp.as_deref(), Some(&b"two"[..]));
+        assert!(stapled_key(&keys, Some(&staplings), &chained, |_| None).is_none(), "no response yet");
+        assert!(stapled_key(&keys, Some(&staplings), &alone, |_| panic!("not asked")).is_none(), "not stapled");
+        assert!(stapled_key(&keys, None, &chained, |_| panic!("not asked")).is_none(), "not primed");
+        let stranger = Arc::new((*chained).clone());
+        assert!(
+            stapled_key(&keys, Some(&staplings), &stranger, |_| panic!("not asked")).is_none(),
+            "not a key of ours"
+        );
+    }
+
+    #[test]
+    fn the_status_page_shows_how_old_the_staple_is() {
+        let (_, chained) = keys();
+        let st = Stapling::new(&chained);
+        let produced = crate::tls::time::unix_time(2026, 12, 6, 5, 57, 21);
+        assert_eq!(ocsp_produced_at(&response("20261206055721Z")), Some(produced));
+        let want = st.id;
+        let ask = |r: Option<Vec<u8>>| {
+            Some(move |id: &[u8; 32]| -> Option<Vec<u8>> {
+                assert_eq!(*id, want);
+                r
+            })
+        };
+        assert_eq!(staple_state(Some(&st), ask(Some(response("20261206055721Z"))), produced + 90), Staple::Age(90));
+        assert_eq!(staple_state(Some(&st), ask(Some(response("20261206055721Z"))), produced - 5), Staple::Age(0));
+        assert_eq!(staple_state(Some(&st), ask(None), produced), Staple::Missing("no response yet"));
+        assert_eq!(
+            staple_state(Some(&st), ask(Some(b"not der".to_vec())), produced),
+            Staple::Missing("staple unreadable")
+        );
+        assert_eq!(staple_state(Some(&st), None::<fn(&[u8; 32]) -> Option<Vec<u8>>>, produced), Staple::On);
+        assert_eq!(staple_state(None, ask(None), produced), Staple::Off);
+        assert!(Staple::Missing("no response yet").is_missing() && !Staple::Age(1).is_missing());
+        assert_eq!(Staple::Age(30).to_string(), "on, staple_age=30s");
+        assert_eq!(Staple::Missing("no response yet").to_string(), "on, no response yet");
+    }
+
+    #[test]
+    fn ocsp_produced_at_reads_nothing_from_garbage() {
+        assert_eq!(ocsp_produced_at(b"not der"), None);
     }
 }

@@ -5,6 +5,8 @@
 
 use rustls::{CipherSuite, NamedGroup, ProtocolVersion};
 
+use crate::tls::ocsp::Staple;
+
 /// The suites counted one by one (what the aws-lc-rs provider offers), in the page's order.
 const SUITES: [CipherSuite; 9] = [
     CipherSuite::TLS13_AES_256_GCM_SHA384,
@@ -233,29 +235,6 @@ impl CertSummary {
     }
 }
 
-/// A certificate's OCSP stapling, as the page shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Staple {
-    Off,
-    /// On, and the response mod_md keeps is this many seconds old.
-    Age(i64),
-    /// On, but mod_md has no response yet (or it does not parse).
-    Missing(&'static str),
-    /// On; its response is not looked up here (no connection to ask mod_md with).
-    On,
-}
-
-impl std::fmt::Display for Staple {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Staple::Off => f.write_str("off"),
-            Staple::Age(a) => write!(f, "on, staple_age={a}s"),
-            Staple::Missing(why) => write!(f, "on, {why}"),
-            Staple::On => f.write_str("on"),
-        }
-    }
-}
-
 /// One certificate line of the page.
 pub struct CertLine<'a> {
     pub vhost: String,
@@ -266,7 +245,7 @@ pub struct CertLine<'a> {
 impl CertLine<'_> {
     /// Expired, expiring, unreadable or without its staple: listed in `?auto` too.
     pub fn needs_attention(&self, now: i64) -> bool {
-        self.summary.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || matches!(self.staple, Staple::Missing(_))
+        self.summary.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || self.staple.is_missing()
     }
 
     pub fn text(&self, now: i64) -> String {
@@ -291,7 +270,7 @@ pub fn certificate_totals(lines: &[CertLine<'_>], now: i64) -> Vec<(String, Stri
     let min = days.iter().min().map_or_else(|| "-".to_string(), |d| d.to_string());
     let expiring = days.iter().filter(|d| (0..EXPIRY_WARNING_DAYS).contains(*d)).count();
     let expired = days.iter().filter(|d| **d < 0).count();
-    let unstapled = lines.iter().filter(|l| matches!(l.staple, Staple::Missing(_))).count();
+    let unstapled = lines.iter().filter(|l| l.staple.is_missing()).count();
     vec![
         ("TLSCertificates".to_string(), lines.len().to_string()),
         ("TLSCertificateDaysLeftMin".to_string(), min),
@@ -299,33 +278,6 @@ pub fn certificate_totals(lines: &[CertLine<'_>], now: i64) -> Vec<(String, Stri
         ("TLSCertificatesExpired".to_string(), expired.to_string()),
         ("TLSCertificatesStapleMissing".to_string(), unstapled.to_string()),
     ]
-}
-
-/// When an OCSP response was produced (`producedAt`, seconds since the epoch): how old a
-/// stapled response is.
-pub fn ocsp_produced_at(der: &[u8]) -> Option<i64> {
-    use x509_parser::der_parser::ber::BerObjectContent as C;
-    use x509_parser::der_parser::der::parse_der;
-    // OCSPResponse ::= SEQUENCE { status, [0] EXPLICIT ResponseBytes }
-    let (_, response) = parse_der(der).ok()?;
-    let C::Unknown(explicit) = &response.as_sequence().ok()?.get(1)?.content else { return None };
-    // ResponseBytes ::= SEQUENCE { responseType OID, response OCTET STRING (BasicOCSPResponse) }
-    let (_, bytes) = parse_der(explicit.data).ok()?;
-    let (_, basic) = parse_der(bytes.as_sequence().ok()?.get(1)?.as_slice().ok()?).ok()?;
-    // BasicOCSPResponse ::= SEQUENCE { ResponseData ::= SEQUENCE { [0] version?, responderID,
-    // producedAt GeneralizedTime, … }, … }
-    let data = basic.as_sequence().ok()?.first()?;
-    data.as_sequence().ok()?.iter().find_map(|item| match &item.content {
-        C::GeneralizedTime(t) => Some(crate::tls::time::unix_time(
-            t.year as i64,
-            t.month.into(),
-            t.day.into(),
-            t.hour.into(),
-            t.minute.into(),
-            t.second.into(),
-        )),
-        _ => None,
-    })
 }
 
 fn suite_name(s: CipherSuite) -> String {
@@ -379,11 +331,6 @@ mod tests {
         assert_eq!((totals["TLSCertificatesExpiring"].as_str(), totals["TLSCertificatesExpired"].as_str()), ("1", "1"));
         assert_eq!(totals["TLSCertificatesStapleMissing"], "1");
         assert_eq!(certificate_totals(&[], now)[1].1, "-", "no certificate, no minimum");
-    }
-
-    #[test]
-    fn ocsp_produced_at_reads_nothing_from_garbage() {
-        assert_eq!(ocsp_produced_at(b"not der"), None);
     }
 
     #[test]
