@@ -22,7 +22,6 @@ use crate::tls::warning::Warning;
 
 // Moved to their own modules; the old paths stay for code written against them.
 pub use crate::tls::backend::{ProxyCache, ProxyTls};
-pub use crate::tls::resolver::with_key_override;
 
 /// A one-off config answering an ACME tls-alpn-01 challenge with the certificate mod_md gives.
 pub fn challenge_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, ConfError> {

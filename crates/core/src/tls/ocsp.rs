@@ -1,18 +1,28 @@
-//! OCSP stapling, the TLS side: which certificates get a staple ([`prime`]), the key presented
-//! with the response mod_md keeps ([`stapled_key`], [`Stapling`]), and what the status page shows
+//! OCSP stapling, the TLS side: which certificates get a staple ([`prime`]), the config that
+//! presents the key with the response mod_md keeps ([`stapled_config`], [`Stapling`]), and what
+//! the status page shows
 //! of it ([`staple_state`], [`Staple`]). The module only makes the calls to httpd
 //! (`ap_ssl_ocsp_prime`, `ap_ssl_ocsp_get_resp`, through the `httpd` crate), passed in here as
 //! closures.
 
 use std::sync::Arc;
 
+use rustls::ServerConfig;
 use rustls::sign::CertifiedKey;
 
 /// OCSP stapling for one certificate: its id (for `ap_ssl_ocsp_*`) and the key carrying the
-/// latest response, rebuilt only when the response changes.
+/// latest response, with the configs presenting it, rebuilt only when the response changes.
 pub struct Stapling {
     pub id: [u8; 32],
-    current: std::sync::Mutex<Option<(Vec<u8>, Arc<CertifiedKey>)>>,
+    current: std::sync::Mutex<Option<Current>>,
+}
+
+/// The latest response, the key with it stapled, and the configs presenting that key: one per
+/// config of the vhost it was asked for (plain, and per ALPN protocol).
+struct Current {
+    response: Vec<u8>,
+    key: Arc<CertifiedKey>,
+    configs: Vec<(Arc<ServerConfig>, Arc<ServerConfig>)>,
 }
 
 impl Stapling {
@@ -27,16 +37,30 @@ impl Stapling {
     /// `key` with `response` stapled.
     pub fn with_response(&self, key: &Arc<CertifiedKey>, response: &[u8]) -> Arc<CertifiedKey> {
         let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((der, k)) = cur.as_ref()
-            && der == response
-        {
-            return k.clone();
+        Self::current(&mut cur, key, response).key.clone()
+    }
+
+    /// `config` (one of the vhost's) presenting `key` with `response` stapled: made once per
+    /// response and config, so a handshake costs no copy of the config.
+    pub fn config(&self, config: &Arc<ServerConfig>, key: &Arc<CertifiedKey>, response: &[u8]) -> Arc<ServerConfig> {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let current = Self::current(&mut cur, key, response);
+        if let Some((_, made)) = current.configs.iter().find(|(from, _)| Arc::ptr_eq(from, config)) {
+            return made.clone();
         }
-        let mut stapled = (**key).clone();
-        stapled.ocsp = Some(response.to_vec());
-        let stapled = Arc::new(stapled);
-        *cur = Some((response.to_vec(), stapled.clone()));
-        stapled
+        let made = crate::tls::resolver::presenting(config, current.key.clone());
+        current.configs.push((config.clone(), made.clone()));
+        made
+    }
+
+    /// What `response` makes: the same as before while it is unchanged, else new.
+    fn current<'a>(cur: &'a mut Option<Current>, key: &Arc<CertifiedKey>, response: &[u8]) -> &'a mut Current {
+        if cur.as_ref().is_none_or(|c| c.response != response) {
+            let mut stapled = (**key).clone();
+            stapled.ocsp = Some(response.to_vec());
+            *cur = Some(Current { response: response.to_vec(), key: Arc::new(stapled), configs: Vec::new() });
+        }
+        cur.as_mut().expect("set above")
     }
 }
 
@@ -60,19 +84,21 @@ pub fn prime(
         .collect()
 }
 
-/// `key` (one of the vhost's `keys`, as the resolver chose it) with the current OCSP response
-/// stapled, when stapling is on for it (`staplings`, per key) and `response` (mod_md, asked by
-/// the certificate's id) has one.
-pub fn stapled_key(
+/// `config` (the vhost's, for the connection's ALPN protocol) presenting `key` (one of the
+/// vhost's `keys`, as the resolver chose it) with the current OCSP response stapled, when
+/// stapling is on for it (`staplings`, per key) and `response` (mod_md, asked by the
+/// certificate's id) has one.
+pub fn stapled_config(
     keys: &[Arc<CertifiedKey>],
     staplings: Option<&[Option<Arc<Stapling>>]>,
     key: &Arc<CertifiedKey>,
+    config: &Arc<ServerConfig>,
     response: impl FnOnce(&[u8; 32]) -> Option<Vec<u8>>,
-) -> Option<Arc<CertifiedKey>> {
+) -> Option<Arc<ServerConfig>> {
     let index = keys.iter().position(|k| Arc::ptr_eq(k, key))?;
     let stapling = staplings?.get(index)?.as_ref()?;
     let response = response(&stapling.id)?;
-    Some(stapling.with_response(key, &response))
+    Some(stapling.config(config, key, &response))
 }
 
 /// A certificate's OCSP stapling, as the status page shows it.
@@ -211,26 +237,130 @@ mod tests {
         assert_eq!(asked[0].1, 2, "the whole chain, as PEM");
     }
 
+    /// A vhost's TLS 1.3 config over `keys` that takes X25519 only: a client whose first key
+    /// share is for another group gets a HelloRetryRequest.
+    fn vhost_config(keys: &[Arc<CertifiedKey>]) -> Arc<ServerConfig> {
+        let provider = rustls::crypto::CryptoProvider {
+            kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        };
+        let resolver = crate::tls::resolver::CertForClient::new(keys.to_vec());
+        let config = ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(resolver));
+        Arc::new(config)
+    }
+
+    /// A client's verifier that accepts any certificate and keeps the chain and the stapled
+    /// OCSP response it was shown.
+    #[derive(Debug)]
+    struct Shown(std::sync::Mutex<(usize, Vec<u8>)>, rustls::crypto::WebPkiSupportedAlgorithms);
+
+    impl rustls::client::danger::ServerCertVerifier for Shown {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &rustls::pki_types::CertificateDer<'_>,
+            intermediates: &[rustls::pki_types::CertificateDer<'_>],
+            _server_name: &rustls::pki_types::ServerName<'_>,
+            ocsp_response: &[u8],
+            _now: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.0.lock().unwrap() = (1 + intermediates.len(), ocsp_response.to_vec());
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.1)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.1)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.1.supported_schemes()
+        }
+    }
+
+    /// What a client is shown over `config` after a HelloRetryRequest (its first key share is
+    /// for P-384): how many certificates, and the stapled OCSP response.
+    fn shown_after_hello_retry(config: Arc<ServerConfig>) -> (usize, Vec<u8>) {
+        let provider = rustls::crypto::CryptoProvider {
+            kx_groups: vec![
+                rustls::crypto::aws_lc_rs::kx_group::SECP384R1,
+                rustls::crypto::aws_lc_rs::kx_group::X25519,
+            ],
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        };
+        let shown = Arc::new(Shown(Default::default(), provider.signature_verification_algorithms));
+        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(shown.clone())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("x.test").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(config).unwrap();
+        for _ in 0..10 {
+            let mut bytes = Vec::new();
+            client.write_tls(&mut bytes).unwrap();
+            let mut rd = &bytes[..];
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).unwrap();
+            }
+            server.process_new_packets().unwrap();
+            bytes.clear();
+            server.write_tls(&mut bytes).unwrap();
+            let mut rd = &bytes[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+            }
+            client.process_new_packets().unwrap();
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking(), "the handshake completed");
+        assert_eq!(server.handshake_kind(), Some(rustls::HandshakeKind::FullWithHelloRetryRequest));
+        shown.0.lock().unwrap().clone()
+    }
+
     #[test]
     fn the_chosen_key_is_presented_with_the_current_response() {
         let (alone, chained) = keys();
         let keys = [alone.clone(), chained.clone()];
         let staplings = prime(&keys, |_, _| true);
-        let first = stapled_key(&keys, Some(&staplings), &chained, |_| Some(b"one".to_vec())).unwrap();
-        assert_eq!(first.ocsp.as_deref(), Some(&b"one"[..]));
-        assert_eq!(first.cert, chained.cert);
-        let again = stapled_key(&keys, Some(&staplings), &chained, |_| Some(b"one".to_vec())).unwrap();
-        assert!(Arc::ptr_eq(&first, &again), "built once per response");
-        let next = stapled_key(&keys, Some(&staplings), &chained, |_| Some(b"two".to_vec())).unwrap();
-        assert_eq!(next.ocsp.as_deref(), Some(&b"two"[..]));
-        assert!(stapled_key(&keys, Some(&staplings), &chained, |_| None).is_none(), "no response yet");
-        assert!(stapled_key(&keys, Some(&staplings), &alone, |_| panic!("not asked")).is_none(), "not stapled");
-        assert!(stapled_key(&keys, None, &chained, |_| panic!("not asked")).is_none(), "not primed");
-        let stranger = Arc::new((*chained).clone());
-        assert!(
-            stapled_key(&keys, Some(&staplings), &stranger, |_| panic!("not asked")).is_none(),
-            "not a key of ours"
-        );
+        let vhost = vhost_config(std::slice::from_ref(&chained));
+        let stapled = |key: &Arc<CertifiedKey>, config: &Arc<ServerConfig>, r: Option<&[u8]>| {
+            stapled_config(&keys, Some(&staplings), key, config, |_| r.map(<[u8]>::to_vec))
+        };
+        let first = stapled(&chained, &vhost, Some(b"one")).unwrap();
+        assert_eq!(shown_after_hello_retry(first.clone()), (2, b"one".to_vec()), "also after a HelloRetryRequest");
+        assert_eq!(shown_after_hello_retry(vhost.clone()), (2, Vec::new()), "the vhost's own config staples nothing");
+        let again = stapled(&chained, &vhost, Some(b"one")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "made once per response and config");
+        let h2 = Arc::new((*vhost).clone());
+        assert!(!Arc::ptr_eq(&stapled(&chained, &h2, Some(b"one")).unwrap(), &first), "per config");
+        let next = stapled(&chained, &vhost, Some(b"two")).unwrap();
+        assert_eq!(shown_after_hello_retry(next).1, b"two");
+        assert_eq!(staplings[1].as_ref().unwrap().with_response(&chained, b"two").ocsp.as_deref(), Some(&b"two"[..]));
+        assert!(stapled(&chained, &vhost, None).is_none(), "no response yet");
+        let not_asked = |key: &Arc<CertifiedKey>, staplings: Option<&[Option<Arc<Stapling>>]>| {
+            stapled_config(&keys, staplings, key, &vhost, |_| panic!("not asked"))
+        };
+        assert!(not_asked(&alone, Some(&staplings)).is_none(), "not stapled");
+        assert!(not_asked(&chained, None).is_none(), "not primed");
+        assert!(not_asked(&Arc::new((*chained).clone()), Some(&staplings)).is_none(), "not a key of ours");
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Which certificate a vhost presents to a client: the one OpenSSL (so mod_ssl) would choose
 //! among the vhost's keys ([`CertForClient`]), or the one the connection code chose for this
-//! handshake ([`with_key_override`], e.g. a key with its stapled OCSP response).
+//! connection ([`presenting`], e.g. a key with its stapled OCSP response).
 
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::SignatureAlgorithm;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureAlgorithm};
 
 /// Picks the certificate OpenSSL (so mod_ssl) would present to this client, among a vhost's
 /// certificates (e.g. RSA and ECDSA):
@@ -134,37 +134,34 @@ impl CertForClient {
 
 impl ResolvesServerCert for CertForClient {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(key) = KEY_OVERRIDE.with(|k| k.borrow().clone()) {
-            return Some(key);
-        }
         Some(self.choose(hello.signature_schemes(), hello.cipher_suites()))
     }
 }
 
-thread_local! {
-    /// The key the connection being set up on this thread presents (see [`with_key_override`]).
-    static KEY_OVERRIDE: std::cell::RefCell<Option<Arc<CertifiedKey>>> = const { std::cell::RefCell::new(None) };
+/// Presents one key, chosen for one connection before its handshake began.
+#[derive(Debug)]
+struct Presents(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Presents {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
 
-/// Runs `f` (the handshake step that resolves the certificate) presenting `key` instead of the
-/// resolver's choice: rustls asks the resolver without any connection context, and the key with
-/// this connection's stapled OCSP response is only known to our connection code.
+/// `config` presenting `key` instead of its resolver's choice, for the connections it is given
+/// to: the key with a connection's stapled OCSP response is only known to the connection code.
 ///
-/// The override is cleared even if `f` unwinds: left behind, it would make the next handshake on
-/// this thread present this connection's certificate, whichever vhost that handshake is for.
-pub fn with_key_override<R>(key: Option<Arc<CertifiedKey>>, f: impl FnOnce() -> R) -> R {
-    struct Clear;
-    impl Drop for Clear {
-        fn drop(&mut self) {
-            KEY_OVERRIDE.with(|k| k.borrow_mut().take());
-        }
-    }
-    if key.is_none() {
-        return f();
-    }
-    KEY_OVERRIDE.with(|k| *k.borrow_mut() = key);
-    let _clear = Clear;
-    f()
+/// rustls's `ResolvesServerCert::resolve` gets only the `ClientHello`, no connection context,
+/// so the key travels in the connection's own `ServerConfig` (the connection code picks one per
+/// connection from the ClientHello, rustls's `Acceptor` flow), not in a thread-local side
+/// channel set around each handshake step: nothing can be left behind for the next handshake on
+/// the thread, and a HelloRetryRequest, after which rustls asks the resolver again for the
+/// second ClientHello, gets the same key. Callers keep what this makes (see
+/// `ocsp::Stapling::config`): it is a copy of `config`.
+pub fn presenting(config: &ServerConfig, key: Arc<CertifiedKey>) -> Arc<ServerConfig> {
+    let mut config = config.clone();
+    config.cert_resolver = Arc::new(Presents(key));
+    Arc::new(config)
 }
 
 #[cfg(test)]
@@ -225,18 +222,5 @@ mod tests {
         // A suite we do not have does not decide.
         let unknown_first = [C::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384];
         assert!(Arc::ptr_eq(&by_client.choose(&schemes, &unknown_first), &ec));
-    }
-
-    #[test]
-    fn key_override_is_cleared_when_the_handshake_step_panics() {
-        let a = key(&rcgen::PKCS_ECDSA_P256_SHA256);
-        let overridden = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            with_key_override(Some(a.clone()), || {
-                assert!(KEY_OVERRIDE.with(|k| k.borrow().is_some()));
-                panic!("handshake step fails");
-            })
-        }));
-        assert!(overridden.is_err());
-        assert!(KEY_OVERRIDE.with(|k| k.borrow().is_none()), "the next handshake on this thread sees no override");
     }
 }
