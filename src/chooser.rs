@@ -9,6 +9,7 @@ use rustls::server::ClientHello;
 use rustls::sign::CertifiedKey;
 
 use crate::tls::engine::{self, VhostTls};
+use crate::tls::ocsp;
 use crate::tls::policy::{self, SniNames, VhostChoice};
 use crate::tls::stream::{ConfigChooser, Refusal};
 use httpd::log_conn;
@@ -25,13 +26,11 @@ pub struct VhostChooser {
     /// The certificate we present (the resolver's choice for this ClientHello; moved into the
     /// handshake's facts once it completes).
     pub cert: Option<Arc<CertifiedKey>>,
-    /// That certificate with a stapled OCSP response, handed to the resolver once.
-    stapled: Option<Arc<CertifiedKey>>,
 }
 
 impl VhostChooser {
     pub fn new(c: Conn) -> VhostChooser {
-        VhostChooser { c, server: c.base_server(), sni: None, cert: None, stapled: None }
+        VhostChooser { c, server: c.base_server(), sni: None, cert: None }
     }
 
     /// An ACME tls-alpn-01 validation (RFC 8737): the protocol is switched to `acme-tls/1` first
@@ -54,12 +53,17 @@ impl VhostChooser {
         }
     }
 
-    /// The chosen key with mod_md's current OCSP response stapled, when stapling is on for it.
-    fn stapled_key(&self, tls: &VhostTls, key: &Arc<CertifiedKey>) -> Option<Arc<CertifiedKey>> {
-        let index = tls.resolver.keys().iter().position(|k| Arc::ptr_eq(k, key))?;
-        let stapling = tls.stapling.get()?.get(index)?.as_ref()?;
-        let response = md::ocsp_response(self.c, self.server, &stapling.id)?;
-        Some(stapling.with_response(key, &response))
+    /// `config` presenting the chosen key with mod_md's current OCSP response stapled, when
+    /// stapling is on for it.
+    fn stapled_config(
+        &self,
+        tls: &VhostTls,
+        key: &Arc<CertifiedKey>,
+        config: &Arc<ServerConfig>,
+    ) -> Option<Arc<ServerConfig>> {
+        let staplings = tls.stapling.get().map(Vec::as_slice);
+        let response = |id: &[u8; 32]| md::ocsp_response(self.c, self.server, id);
+        ocsp::stapled_config(tls.resolver.keys(), staplings, key, config, response)
     }
 }
 
@@ -114,12 +118,9 @@ impl ConfigChooser for VhostChooser {
         {
             return Ok(config);
         }
-        self.stapled = self.stapled_key(&tls, &key);
+        let config = tls.for_protocol(protocol.as_deref());
+        let config = self.stapled_config(&tls, &key, &config).unwrap_or(config);
         self.cert = Some(key);
-        Ok(tls.for_protocol(protocol.as_deref()))
-    }
-
-    fn key_override(&mut self) -> Option<Arc<CertifiedKey>> {
-        self.stapled.take()
+        Ok(config)
     }
 }

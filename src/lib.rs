@@ -121,7 +121,7 @@ pub struct Built {
     /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
     md_deferred: OnceLock<bool>,
     /// Backend client configs built for this generation (main server only).
-    proxy_cache: OnceLock<Arc<engine::ProxyCache>>,
+    proxy_cache: OnceLock<Arc<crate::tls::backend::ProxyCache>>,
     /// The cache opened for this configuration generation (main server only).
     session_cache: OnceLock<Arc<stores::SocacheSessions>>,
     /// The vhost's rustls configs, for servers that TLSEngine connections can reach.
@@ -146,7 +146,7 @@ impl Built {
         self.md_deferred.get() == Some(&true)
     }
 
-    pub fn proxy_cache(&self) -> Option<&Arc<engine::ProxyCache>> {
+    pub fn proxy_cache(&self) -> Option<&Arc<crate::tls::backend::ProxyCache>> {
         self.proxy_cache.get()
     }
 

@@ -2,7 +2,8 @@
 //! mod_md's stand-in certificate, a vhost with other TLS settings than the handshake's), the
 //! user name from a certificate, the `SSL_*` variables, the scheme, and the status page.
 
-use crate::tls::{now_unix, policy, stats, vars};
+use crate::tls::time::now_unix;
+use crate::tls::{ocsp, policy, stats, vars};
 use httpd::hooks::StatusFlags;
 use httpd::{
     Conn, DECLINED, HTTP_BAD_REQUEST, HTTP_MISDIRECTED_REQUEST, HTTP_SERVICE_UNAVAILABLE, HookResult, Request, Server,
@@ -205,17 +206,9 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
         };
         for (i, summary) in summaries.iter().enumerate() {
             // The response mod_md keeps for a stapled certificate, and how old it is.
-            let staple = match (stapling.and_then(|v| v.get(i)).and_then(|s| s.as_ref()), r.conn()) {
-                (Some(st), Some(c)) => match httpd::md::ocsp_response(c, s, &st.id) {
-                    Some(resp) => match stats::ocsp_produced_at(&resp) {
-                        Some(at) => stats::Staple::Age((now - at).max(0)),
-                        None => stats::Staple::Missing("staple unreadable"),
-                    },
-                    None => stats::Staple::Missing("no response yet"),
-                },
-                (Some(_), None) => stats::Staple::On,
-                (None, _) => stats::Staple::Off,
-            };
+            let stapled = stapling.and_then(|v| v.get(i)).and_then(|s| s.as_deref());
+            let ask = r.conn().map(|c| move |id: &[u8; 32]| httpd::md::ocsp_response(c, s, id));
+            let staple = ocsp::staple_state(stapled, ask, now);
             certs.push(stats::CertLine { vhost: vhost.clone(), summary, staple });
         }
     }

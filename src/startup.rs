@@ -195,7 +195,7 @@ fn build_proxy_configs(st: &Startup) -> bool {
     }
     // Every file first, also of sections that only add to others (a bad one fails start-up),
     // then the configs from what was read.
-    let mut cache = engine::ProxyCache::default();
+    let mut cache = crate::tls::backend::ProxyCache::default();
     let mut ok = true;
     for p in &candidates {
         if let Err(e) = cache.load_files(p) {
@@ -331,7 +331,7 @@ pub fn post_config(st: &Startup) -> HookResult {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     // Made here, before the children of this generation are forked, so that they share them.
-    match httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS) {
+    match httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS, crate::tls::time::now_unix()) {
         Some(counters) => settle(&built(main).stats, crate::stores::ShmCounters(counters)),
         None => log_server!(main, log::WARNING, 0, "mod_tls: no shared memory for the status page's counters"),
     }
@@ -456,28 +456,18 @@ fn prime_ocsp_stapling(st: &Startup) {
             // Shared with a vhost primed before (same settings), or the second post_config pass.
             continue;
         }
-        let stapling: Vec<Option<Arc<engine::Stapling>>> = tls
-            .resolver
-            .keys()
-            .iter()
-            .map(|key| {
-                if key.cert.len() < 2 {
-                    return None; // no issuer to ask about
-                }
-                let st_key = engine::Stapling::new(key);
-                let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
-                let rv = md::ocsp_prime(s, st.pconf, &st_key.id, &pem);
-                log_server!(
-                    s,
-                    log::DEBUG,
-                    rv,
-                    "OCSP stapling for {}: {}",
-                    s.describe(),
-                    if rv.is_success() { "provided" } else { "not provided" }
-                );
-                (rv == httpd::APR_SUCCESS).then(|| Arc::new(st_key))
-            })
-            .collect();
+        let stapling = crate::tls::ocsp::prime(tls.resolver.keys(), |id, pem| {
+            let rv = md::ocsp_prime(s, st.pconf, id, pem);
+            log_server!(
+                s,
+                log::DEBUG,
+                rv,
+                "OCSP stapling for {}: {}",
+                s.describe(),
+                if rv.is_success() { "provided" } else { "not provided" }
+            );
+            rv == httpd::APR_SUCCESS
+        });
         settle(&tls.stapling, stapling);
     }
 }

@@ -20,9 +20,10 @@ unsafe impl Send for SharedCounters {}
 unsafe impl Sync for SharedCounters {}
 
 impl SharedCounters {
-    /// `len` zeroed counters in anonymous shared memory owned by `pconf`; None if the system
-    /// refuses (the status page then shows no counters).
-    pub fn create(pconf: Pool, len: usize) -> Option<Arc<SharedCounters>> {
+    /// `len` zeroed counters in anonymous shared memory owned by `pconf`, counting from
+    /// `since_unix` (the caller's clock: this crate keeps none); None if the system refuses (the
+    /// status page then shows no counters).
+    pub fn create(pconf: Pool, len: usize, since_unix: i64) -> Option<Arc<SharedCounters>> {
         let bytes = len.max(1) * std::mem::size_of::<AtomicU64>();
         let mut shm: *mut sys::apr_shm_t = ptr::null_mut();
         // SAFETY: anonymous shared memory, destroyed with pconf; zeroed before use.
@@ -34,8 +35,6 @@ impl SharedCounters {
             ptr::write_bytes(base, 0, bytes);
             NonNull::new(base as *mut AtomicU64)?
         };
-        let since_unix =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         Some(Arc::new(SharedCounters { base, len, since_unix }))
     }
 

@@ -7,21 +7,23 @@
 //! unit tested, and the module crate (over the `httpd` crate) only gathers facts and acts on the
 //! answers.
 
+pub mod backend;
 pub mod certs;
 pub mod certvars;
 mod cipher_table;
 pub mod ciphers;
 pub mod conn_state;
 pub mod engine;
+pub mod fingerprint;
 pub mod handshake_wait;
 pub mod names;
+pub mod ocsp;
 pub mod policy;
+pub mod resolver;
 pub mod sessions;
 pub mod stats;
 pub mod stream;
+pub mod time;
 pub mod vars;
-
-/// Seconds since the epoch now: what certificate dates, session ages and the status page count in.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
+pub mod verifiers;
+pub mod warning;

@@ -1,7 +1,7 @@
 //! Decisions start-up and the connection and request hooks make, as plain functions with unit
 //! tests: the module crate gathers the facts from httpd and acts on the answer.
 
-use crate::tls::engine::TlsFingerprint;
+use crate::tls::fingerprint::TlsFingerprint;
 
 /// Whether the data gathered from one output brigade (its first and last pieces) is exactly an
 /// HTTP/1.x response head, and not an interim 1xx one, after which the connection may change
@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn misdirected_unless_same_vhost_or_same_settings() {
         let fp = |b: u8| {
-            let mut f = crate::tls::engine::FingerprintBuilder::default();
+            let mut f = crate::tls::fingerprint::FingerprintBuilder::default();
             f.part("x", &[b]);
             f.finish()
         };

@@ -6,6 +6,8 @@
 
 use rustls::{CipherSuite, NamedGroup, ProtocolVersion};
 
+use crate::tls::ocsp::Staple;
+
 /// The suites counted one by one (what the aws-lc-rs provider offers), in the page's order.
 const SUITES: [CipherSuite; 9] = [
     CipherSuite::TLS13_AES_256_GCM_SHA384,
@@ -235,29 +237,6 @@ impl CertSummary {
     }
 }
 
-/// A certificate's OCSP stapling, as the page shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Staple {
-    Off,
-    /// On, and the response mod_md keeps is this many seconds old.
-    Age(i64),
-    /// On, but mod_md has no response yet (or it does not parse).
-    Missing(&'static str),
-    /// On; its response is not looked up here (no connection to ask mod_md with).
-    On,
-}
-
-impl std::fmt::Display for Staple {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Staple::Off => f.write_str("off"),
-            Staple::Age(a) => write!(f, "on, staple_age={a}s"),
-            Staple::Missing(why) => write!(f, "on, {why}"),
-            Staple::On => f.write_str("on"),
-        }
-    }
-}
-
 /// One certificate line of the page.
 pub struct CertLine<'a> {
     pub vhost: String,
@@ -268,7 +247,7 @@ pub struct CertLine<'a> {
 impl CertLine<'_> {
     /// Expired, expiring, unreadable or without its staple: listed in `?auto` too.
     pub fn needs_attention(&self, now: i64) -> bool {
-        self.summary.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || matches!(self.staple, Staple::Missing(_))
+        self.summary.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || self.staple.is_missing()
     }
 
     pub fn text(&self, now: i64) -> String {
@@ -293,7 +272,7 @@ pub fn certificate_totals(lines: &[CertLine<'_>], now: i64) -> Vec<(String, Stri
     let min = days.iter().min().map_or_else(|| "-".to_string(), |d| d.to_string());
     let expiring = days.iter().filter(|d| (0..EXPIRY_WARNING_DAYS).contains(*d)).count();
     let expired = days.iter().filter(|d| **d < 0).count();
-    let unstapled = lines.iter().filter(|l| matches!(l.staple, Staple::Missing(_))).count();
+    let unstapled = lines.iter().filter(|l| l.staple.is_missing()).count();
     vec![
         ("TLSCertificates".to_string(), lines.len().to_string()),
         ("TLSCertificateDaysLeftMin".to_string(), min),
@@ -301,44 +280,6 @@ pub fn certificate_totals(lines: &[CertLine<'_>], now: i64) -> Vec<(String, Stri
         ("TLSCertificatesExpired".to_string(), expired.to_string()),
         ("TLSCertificatesStapleMissing".to_string(), unstapled.to_string()),
     ]
-}
-
-/// When an OCSP response was produced (`producedAt`, seconds since the epoch): how old a
-/// stapled response is.
-pub fn ocsp_produced_at(der: &[u8]) -> Option<i64> {
-    use x509_parser::der_parser::ber::BerObjectContent as C;
-    use x509_parser::der_parser::der::parse_der;
-    // OCSPResponse ::= SEQUENCE { status, [0] EXPLICIT ResponseBytes }
-    let (_, response) = parse_der(der).ok()?;
-    let C::Unknown(explicit) = &response.as_sequence().ok()?.get(1)?.content else { return None };
-    // ResponseBytes ::= SEQUENCE { responseType OID, response OCTET STRING (BasicOCSPResponse) }
-    let (_, bytes) = parse_der(explicit.data).ok()?;
-    let (_, basic) = parse_der(bytes.as_sequence().ok()?.get(1)?.as_slice().ok()?).ok()?;
-    // BasicOCSPResponse ::= SEQUENCE { ResponseData ::= SEQUENCE { [0] version?, responderID,
-    // producedAt GeneralizedTime, … }, … }
-    let data = basic.as_sequence().ok()?.first()?;
-    data.as_sequence().ok()?.iter().find_map(|item| match &item.content {
-        C::GeneralizedTime(t) => Some(unix_time(
-            t.year as i64,
-            t.month.into(),
-            t.day.into(),
-            t.hour.into(),
-            t.minute.into(),
-            t.second.into(),
-        )),
-        _ => None,
-    })
-}
-
-/// Seconds since the epoch of a UTC date and time (the days from Howard Hinnant's algorithm).
-fn unix_time(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + hour * 3600 + minute * 60 + second
 }
 
 fn suite_name(s: CipherSuite) -> String {
@@ -392,14 +333,6 @@ mod tests {
         assert_eq!((totals["TLSCertificatesExpiring"].as_str(), totals["TLSCertificatesExpired"].as_str()), ("1", "1"));
         assert_eq!(totals["TLSCertificatesStapleMissing"], "1");
         assert_eq!(certificate_totals(&[], now)[1].1, "-", "no certificate, no minimum");
-    }
-
-    #[test]
-    fn dates_to_unix_time() {
-        assert_eq!(unix_time(1970, 1, 1, 0, 0, 0), 0);
-        assert_eq!(unix_time(2026, 12, 6, 5, 57, 21), 1_796_536_641);
-        assert_eq!(unix_time(2000, 2, 29, 12, 0, 0), 951_825_600);
-        assert_eq!(ocsp_produced_at(b"not der"), None);
     }
 
     #[test]

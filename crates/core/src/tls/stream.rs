@@ -53,12 +53,6 @@ impl RecordSink for Vec<u8> {
 /// Picks the configuration for a connection once its ClientHello is known.
 pub trait ConfigChooser {
     fn choose(&mut self, hello: &ClientHello<'_>) -> Result<Arc<ServerConfig>, Refusal>;
-
-    /// The certificate to present instead of the resolver's choice (one carrying a stapled OCSP
-    /// response), if any; asked right after `choose`.
-    fn key_override(&mut self) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        None
-    }
 }
 
 /// Why a ClientHello was turned away before the handshake continued, with the alert to send.
@@ -379,10 +373,6 @@ pub struct TlsStream {
     /// of them the Acceptor has read.
     hello_bytes: Vec<u8>,
     hello_read: usize,
-    /// The certificate to present instead of the resolver's choice (see
-    /// `ConfigChooser::key_override`), until the handshake is done: after a HelloRetryRequest,
-    /// rustls asks the resolver again for the second ClientHello.
-    key_override: Option<Arc<rustls::sign::CertifiedKey>>,
     /// The transport reached EOF (with or without close_notify).
     transport_eof: bool,
     failed: bool,
@@ -409,7 +399,6 @@ impl TlsStream {
             plain_in_pos: 0,
             hello_bytes: Vec::new(),
             hello_read: 0,
-            key_override: None,
             transport_eof: false,
             failed: false,
             close_notify_sent: false,
@@ -523,17 +512,6 @@ impl TlsStream {
         r
     }
 
-    /// `run_or_fail` over newly received bytes, presenting `key_override` while the handshake
-    /// may still ask the resolver for a certificate.
-    fn run_handshake_step(&mut self) -> Result<Stop, TlsFailure> {
-        let key = self.key_override.clone();
-        let r = crate::tls::engine::with_key_override(key, || self.run_or_fail());
-        if !self.is_handshaking() {
-            self.key_override = None;
-        }
-        r
-    }
-
     /// Feeds TLS bytes read from the network. `data` empty means the transport reached EOF.
     pub fn feed(&mut self, data: &[u8], chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         if self.failed {
@@ -575,7 +553,7 @@ impl TlsStream {
                 if !whole_record {
                     return Ok(());
                 }
-                self.run_handshake_step()?;
+                self.run_or_fail()?;
                 if eof && self.is_handshaking() {
                     // The peer went away mid-handshake: nothing more can happen here.
                     self.failed = true;
@@ -653,7 +631,6 @@ impl TlsStream {
             }
         };
         drop(accepted);
-        let key = chooser.key_override();
         let conn = match UnbufferedServerConnection::new(config) {
             Ok(c) => c,
             Err(e) => {
@@ -664,8 +641,7 @@ impl TlsStream {
         self.phase = Phase::Open(Box::new(Conn::Server(conn)));
         // The connection reads the ClientHello again, from the bytes the Acceptor saw.
         self.bufs.incoming = std::mem::take(&mut self.hello_bytes);
-        self.key_override = key;
-        self.run_handshake_step().map(|_| ())
+        self.run_or_fail().map(|_| ())
     }
 
     fn fail_hello(&mut self, f: TlsFailure) -> TlsFailure {

@@ -95,7 +95,7 @@ fn cipher_bits(suite: &str) -> Option<u32> {
 impl<'a> ConnFacts<'a> {
     /// The facts of `handshake` as of now (certificate variables count the days left).
     pub fn now(handshake: &'a HandshakeFacts) -> Self {
-        ConnFacts { handshake, now_unix: crate::tls::now_unix() }
+        ConnFacts { handshake, now_unix: crate::tls::time::now_unix() }
     }
 
     fn client_chain(&self) -> Option<&[CertificateDer<'static>]> {
