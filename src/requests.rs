@@ -212,39 +212,10 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             certs.push(stats::CertLine { vhost: vhost.clone(), summary, staple });
         }
     }
-    lines.extend(stats::certificate_totals(&certs, now));
-    for (n, line) in certs.iter().enumerate() {
-        if every_certificate || line.needs_attention(now) {
-            lines.push((format!("TLSCertificate{n}"), line.text(now)));
-        }
-    }
     let cache = built(Server::main()).session_cache().cloned();
-    let mut text = String::with_capacity(lines.len() * 64);
-    if short {
-        for (k, v) in &lines {
-            text += &format!("{k}: {v}\n");
-        }
-        if let Some(cache) = &cache {
-            // The provider only: its arguments name files and cache servers' addresses.
-            let provider = cache.0.spec.split(':').next().unwrap_or_default();
-            text += &format!("TLSSessionCache: {provider}\n");
-        }
-    } else {
-        text += "<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n";
-        for (k, v) in &lines {
-            text += &format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape(k), escape(v));
-        }
-        text += "</table>\n";
-        if let Some(cache) = &cache {
-            text += &format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape(&cache.0.spec));
-        }
-    }
-    r.write(&text);
+    let form = if short { stats::PageForm::Auto { every_certificate } } else { stats::PageForm::Html };
+    r.write(&stats::status_page(form, lines, &certs, now, cache.as_ref().map(|c| c.0.spec.as_str())));
     if let Some(cache) = cache {
         cache.0.status(r, flags);
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

@@ -286,6 +286,102 @@ fn suite_name(s: CipherSuite) -> String {
     crate::tls::ciphers::status_name(u16::from(s))
 }
 
+/// How the status page is asked for: mod_status's machine-readable `?auto` (every certificate,
+/// or only those that need attention) or its HTML page (every certificate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageForm {
+    Auto { every_certificate: bool },
+    Html,
+}
+
+/// The TLS part of the status page: `lines` (the counters'), the certificate totals, the lines of
+/// the certificates this form shows (numbered over all of them), and the session cache. `?auto`
+/// is what monitoring collects and may pass on: of the cache, the provider only (its arguments
+/// name files and cache servers' addresses).
+pub fn status_page(
+    form: PageForm,
+    mut lines: Vec<(String, String)>,
+    certs: &[CertLine<'_>],
+    now: i64,
+    cache_spec: Option<&str>,
+) -> String {
+    lines.extend(certificate_totals(certs, now));
+    let every_certificate = match form {
+        PageForm::Auto { every_certificate } => every_certificate,
+        PageForm::Html => true,
+    };
+    for (n, line) in certs.iter().enumerate() {
+        if every_certificate || line.needs_attention(now) {
+            lines.push((format!("TLSCertificate{n}"), line.text(now)));
+        }
+    }
+    let mut text = String::with_capacity(lines.len() * 64);
+    if let PageForm::Auto { .. } = form {
+        for (k, v) in &lines {
+            text += &format!("{k}: {v}\n");
+        }
+        if let Some(spec) = cache_spec {
+            let provider = spec.split(':').next().unwrap_or_default();
+            text += &format!("TLSSessionCache: {provider}\n");
+        }
+    } else {
+        text += "<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n";
+        for (k, v) in &lines {
+            text += &format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape_html(k), escape_html(v));
+        }
+        text += "</table>\n";
+        if let Some(spec) = cache_spec {
+            text += &format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape_html(spec));
+        }
+    }
+    text
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use crate::tls::ocsp::Staple;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn summary(days_left: i64, subject: &str) -> CertSummary {
+        CertSummary { subject: subject.into(), key: "EC 256".into(), not_after: Some(NOW + days_left * 86_400 + 10) }
+    }
+
+    #[test]
+    fn auto_lists_only_certificates_that_need_attention_unless_asked() {
+        let (fine, expiring) = (summary(200, "CN=a"), summary(3, "CN=<b>"));
+        let certs = [
+            CertLine { vhost: "a.test".into(), summary: &fine, staple: Staple::Off },
+            CertLine { vhost: "b.test".into(), summary: &expiring, staple: Staple::Off },
+        ];
+        let counters = vec![("TLSHandshakes".to_string(), "7".to_string())];
+        let auto = status_page(
+            PageForm::Auto { every_certificate: false },
+            counters.clone(),
+            &certs,
+            NOW,
+            Some("shmcb:/run/secret(512000)"),
+        );
+        assert!(auto.starts_with("TLSHandshakes: 7\n"), "{auto}");
+        assert!(auto.contains("TLSCertificateDaysLeftMin: 3\n"), "{auto}");
+        assert!(!auto.contains("TLSCertificate0:"), "a fine certificate is not listed: {auto}");
+        assert!(auto.contains("TLSCertificate1: vhost=b.test;"), "numbered over all certificates: {auto}");
+        assert!(auto.ends_with("TLSSessionCache: shmcb\n"), "the provider only, never its path: {auto}");
+        assert!(!auto.contains("/run/secret"));
+        let all = status_page(PageForm::Auto { every_certificate: true }, counters.clone(), &certs, NOW, None);
+        assert!(all.contains("TLSCertificate0: vhost=a.test;") && !all.contains("TLSSessionCache"), "{all}");
+        let html = status_page(PageForm::Html, counters, &certs, NOW, Some("shmcb:/run/x"));
+        assert!(html.contains("<th align=\"left\">TLSCertificate0</th>"), "{html}");
+        assert!(html.contains("CN=&lt;b&gt;") && !html.contains("CN=<b>"), "escaped: {html}");
+        assert!(html.contains("(mod_tls, shmcb:/run/x)"), "{html}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
