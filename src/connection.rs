@@ -58,7 +58,7 @@ pub fn bind_outgoing(c: Conn, dir: Option<ConfVector>, enable: bool) -> HookResu
         Some(v) => v.dir::<TlsModule>(),
         None => Some(c.base_server().dir_defaults::<TlsModule>()),
     };
-    let Some(proxy) = dconf.map(|d| &d.proxy) else { return DECLINED };
+    let Some(proxy) = dconf.map(|d| d.proxy()) else { return DECLINED };
     if !proxy.enabled() {
         return DECLINED;
     }

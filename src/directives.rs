@@ -97,11 +97,9 @@ fn certificate(cmd: &mut Cmd, cert: &str, key: Option<&str>) -> Result<(), ConfE
     let cert_file = server_relative(cmd, cert)?;
     let key_file = key.map(|k| server_relative(cmd, k)).transpose()?;
     let origin = origin(cmd);
-    let certificates = &mut server_conf(cmd).certificates;
-    certificates.push(CertSpec { cert_file, key_file, origin });
     // Usually one or two per vhost, held for the whole generation: no spare room, times
-    // thousands of vhosts.
-    certificates.shrink_to_fit();
+    // thousands of vhosts (and shared with the vhost's merged settings).
+    server_conf(cmd).certificates.push(CertSpec { cert_file, key_file, origin });
     Ok(())
 }
 
@@ -247,7 +245,7 @@ fn proxy_setting(cmd: &mut Cmd, set: impl FnOnce(&mut conf::ProxyConf, conf::Ori
         scopes.borrow_mut().push(scope);
     }
     let origin = origin(cmd);
-    set(&mut cmd.dir_config::<TlsModule>().proxy, origin);
+    set(cmd.dir_config::<TlsModule>().proxy_mut(), origin);
     Ok(())
 }
 

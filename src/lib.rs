@@ -120,15 +120,23 @@ pub struct Built {
     reqtimeout_handshake: OnceLock<bool>,
     /// No TLSCertificate, but mod_md is loaded: the certificate is asked for in post_config.
     md_deferred: OnceLock<bool>,
-    /// Backend client configs built for this generation (main server only).
-    proxy_cache: OnceLock<Arc<crate::tls::backend::ProxyCache>>,
-    /// The cache opened for this configuration generation (main server only).
-    session_cache: OnceLock<Arc<stores::SocacheSessions>>,
+    /// What only the main server has: made for it alone, so that each vhost's two slots (its own
+    /// and the merged one) do not carry it.
+    main: OnceLock<Box<MainBuilt>>,
     /// The vhost's rustls configs, for servers that TLSEngine connections can reach.
     tls: OnceLock<Arc<engine::VhostTls>>,
     /// The same with mod_md's certificate, where mod_md manages the server's name (asked first,
     /// in post_config, as the C module does): it replaces `tls`.
     managed_tls: OnceLock<Arc<engine::VhostTls>>,
+}
+
+/// What start-up builds for the main server only (see [`Built::main_only`]).
+#[derive(Default)]
+pub struct MainBuilt {
+    /// Backend client configs built for this generation.
+    proxy_cache: OnceLock<Arc<crate::tls::backend::ProxyCache>>,
+    /// The cache opened for this configuration generation.
+    session_cache: OnceLock<Arc<stores::SocacheSessions>>,
     /// The status page's counters, in memory all children of the generation share (main server
     /// only).
     stats: OnceLock<stores::ShmCounters>,
@@ -147,11 +155,16 @@ impl Built {
     }
 
     pub fn proxy_cache(&self) -> Option<&Arc<crate::tls::backend::ProxyCache>> {
-        self.proxy_cache.get()
+        self.main.get()?.proxy_cache.get()
     }
 
     pub fn session_cache(&self) -> Option<&Arc<stores::SocacheSessions>> {
-        self.session_cache.get()
+        self.main.get()?.session_cache.get()
+    }
+
+    /// The main server's own products (made at the first use; only asked of the main server).
+    pub fn main_only(&self) -> &MainBuilt {
+        self.main.get_or_init(Default::default)
     }
 
     pub fn tls(&self) -> Option<&Arc<engine::VhostTls>> {
@@ -161,7 +174,7 @@ impl Built {
 
 /// The status page's counters of the running generation, if they could be made.
 fn stats() -> Option<&'static stores::ShmCounters> {
-    built(Server::main()).stats.get()
+    built(Server::main()).main_only().stats.get()
 }
 
 /// The vhost of `c`'s address that `host` (an SNI) names: the first in configuration order whose
@@ -173,7 +186,7 @@ fn vhost_named(c: httpd::Conn, host: &str) -> Option<Server> {
         let s = c.base_server();
         return has_name(s, host).then_some(s);
     };
-    let indexes = &built(Server::main()).name_indexes;
+    let indexes = &built(Server::main()).main_only().name_indexes;
     let known = indexes.read().unwrap_or_else(|e| e.into_inner()).get(&list.get()).cloned();
     let index = known.unwrap_or_else(|| {
         let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts().into_iter().map(|s| {

@@ -86,13 +86,15 @@ pub fn check_config(st: &Startup) -> HookResult {
         }
     };
     if let Some(cache) = &cache {
-        settle(&built(main).session_cache, cache.clone());
+        settle(&built(main).main_only().session_cache, cache.clone());
     }
     let make_sessions = cache.map(sessions::VhostSessions::factory);
     let passphrase_program = conf(main).passphrase_program.clone();
     let mod_ssl_servers = servers_with_mod_ssl_engine(main);
-    let mut built_already: std::collections::HashMap<String, Option<Arc<engine::VhostTls>>> =
-        std::collections::HashMap::new();
+    // Sized once for every server: growing would leave the smaller tables behind, freed but
+    // touched, among the vhosts' allocations.
+    let mut built_already: std::collections::HashMap<[u8; 32], Option<Arc<engine::VhostTls>>> =
+        std::collections::HashMap::with_capacity(main.and_following().count());
     let mut providers = engine::Providers::default();
     for s in main.and_following() {
         let own_addrs = s.is_virtual().then(|| super::vhost_addrs(s));
@@ -121,7 +123,7 @@ pub fn check_config(st: &Startup) -> HookResult {
             let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             // Vhosts with the same settings share one configuration (and a bad file is
             // reported once, not once per vhost that names it).
-            let key = conf.tls_build_key();
+            let key = conf.tls_build_id();
             let tls = built_already.entry(key).or_insert_with(|| {
                 match engine::build_vhost(conf, ask, sessions, &mut providers) {
                     Ok((tls, warnings)) => {
@@ -187,11 +189,11 @@ fn build_proxy_configs(st: &Startup) -> bool {
     let scopes = st.config_userdata(PROXY_SCOPES, ProxyScopes::new).borrow().clone();
     // Each section as written (mod_proxy hands a worker's own section to bind_outgoing), and
     // merged over each server's defaults (a request's merged configuration).
-    let mut candidates: Vec<conf::ProxyConf> = scopes.iter().map(|d| d.get().proxy.clone()).collect();
+    let mut candidates: Vec<conf::ProxyConf> = scopes.iter().map(|d| d.get().proxy().clone()).collect();
     for s in main.and_following() {
-        let server_proxy = &s.dir_defaults::<TlsModule>().proxy;
+        let server_proxy = s.dir_defaults::<TlsModule>().proxy();
         candidates.push(server_proxy.clone());
-        candidates.extend(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, &d.get().proxy)));
+        candidates.extend(scopes.iter().map(|d| conf::ProxyConf::merge(server_proxy, d.get().proxy())));
     }
     // Every file first, also of sections that only add to others (a bad one fails start-up),
     // then the configs from what was read.
@@ -218,7 +220,7 @@ fn build_proxy_configs(st: &Startup) -> bool {
             }
         }
     }
-    settle(&built(main).proxy_cache, Arc::new(cache));
+    settle(&built(main).main_only().proxy_cache, Arc::new(cache));
     ok
 }
 
@@ -332,7 +334,7 @@ pub fn post_config(st: &Startup) -> HookResult {
     }
     // Made here, before the children of this generation are forked, so that they share them.
     match httpd::shm::SharedCounters::create(st.pconf, crate::tls::stats::COUNTERS, crate::tls::time::now_unix()) {
-        Some(counters) => settle(&built(main).stats, crate::stores::ShmCounters(counters)),
+        Some(counters) => settle(&built(main).main_only().stats, crate::stores::ShmCounters(counters)),
         None => log_server!(main, log::WARNING, 0, "mod_tls: no shared memory for the status page's counters"),
     }
     prime_ocsp_stapling(st);
@@ -396,7 +398,8 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
                 key_file: keys.get(i).cloned(),
                 origin: Origin { file: "mod_md".into(), line: 0 },
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
         match engine::build_vhost(&settings, None, sessions, &mut providers) {
             Ok((mut tls, _)) => {

@@ -296,7 +296,7 @@ impl TlsConn {
         let mut facts = HandshakeFacts::of(conn, sni, cert);
         facts.handshake_rtt_us = self.flight_sent_at.map(|t| t.elapsed().as_micros() as u64);
         if let (Some(chain), Some(generous)) =
-            (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous.as_ref()))
+            (&facts.peer_chain, super::built(server).tls().and_then(|t| t.generous()))
         {
             facts.client_verify = Some(generous.grade(chain));
         }

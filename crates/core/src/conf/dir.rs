@@ -81,15 +81,34 @@ impl TlsOptions {
 #[derive(Default, Clone)]
 pub struct DirConf {
     pub options: TlsOptions,
-    pub proxy: ProxyConf,
+    /// The `TLSProxy*` settings. httpd keeps two per-directory records per vhost (its defaults
+    /// and the merged ones) for the whole generation, and few scopes set any of these: they are
+    /// held apart, shared (not copied) by the scopes that inherit them, absent where nothing
+    /// sets them.
+    proxy: Option<std::sync::Arc<ProxyConf>>,
 }
+
+/// What a scope without `TLSProxy*` settings reads.
+static NO_PROXY: std::sync::LazyLock<ProxyConf> = std::sync::LazyLock::new(ProxyConf::default);
 
 impl DirConf {
     pub fn merge(base: &DirConf, add: &DirConf) -> DirConf {
-        DirConf {
-            options: TlsOptions::merge(&base.options, &add.options),
-            proxy: ProxyConf::merge(&base.proxy, &add.proxy),
-        }
+        let proxy = match (&base.proxy, &add.proxy) {
+            (_, None) => base.proxy.clone(),
+            (None, Some(_)) => add.proxy.clone(),
+            (Some(b), Some(a)) => Some(std::sync::Arc::new(ProxyConf::merge(b, a))),
+        };
+        DirConf { options: TlsOptions::merge(&base.options, &add.options), proxy }
+    }
+
+    /// The `TLSProxy*` settings of this scope.
+    pub fn proxy(&self) -> &ProxyConf {
+        self.proxy.as_deref().unwrap_or(&NO_PROXY)
+    }
+
+    /// The same, to change them (this scope's own copy).
+    pub fn proxy_mut(&mut self) -> &mut ProxyConf {
+        std::sync::Arc::make_mut(self.proxy.get_or_insert_with(Default::default))
     }
 }
 

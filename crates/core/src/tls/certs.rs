@@ -59,6 +59,8 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError
             path.display()
         )));
     }
+    // Usually one or two, held for the whole generation: no spare room.
+    chain.shrink_to_fit();
     Ok(chain)
 }
 

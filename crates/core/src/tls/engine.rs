@@ -14,7 +14,7 @@ use rustls::{ServerConfig, SupportedCipherSuite};
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::conf::{Located, Origin, ServerConf, version_name};
 use crate::tls::certs;
-use crate::tls::fingerprint::{FingerprintBuilder, TlsFingerprint};
+use crate::tls::fingerprint::{FingerprintBuilder, FingerprintParts, TlsFingerprint};
 use crate::tls::ocsp::Stapling;
 use crate::tls::resolver::CertForClient;
 use crate::tls::verifiers::{ClientAuthBuild, GenerousVerifier, client_verifier};
@@ -68,40 +68,86 @@ pub(crate) fn err_at(kind: ErrorKind, origin: Option<&Origin>, message: impl Int
     }
 }
 
-/// Everything a vhost needs at handshake time, built once.
+/// Everything a vhost needs at handshake time, built once: its certificates (the resolver), what
+/// tells it apart (the fingerprint, the session store under its namespace), and the settings it
+/// shares with every vhost whose settings are equal but for the certificates ([`SharedTls`]: one
+/// rustls config for thousands of vhosts with a certificate each). Its rustls configs, copies of
+/// the shared one with its own certificates and session store, are made at the first handshake
+/// that needs each (most of thousands of vhosts never need all of them, many none).
 pub struct VhostTls {
     /// The certificates are mod_md's temporary fallback: requests are answered 503.
     pub fallback: bool,
     /// Per key of the resolver (same order): OCSP stapling, when mod_md provides responses.
     pub stapling: std::sync::OnceLock<Vec<Option<Arc<Stapling>>>>,
-    /// For clients that offer no ALPN protocol we answer.
-    pub plain: Arc<ServerConfig>,
-    /// The same config answering one ALPN protocol, per entry of [`KNOWN_ALPN`]: made at the
-    /// first handshake that negotiates it (most of thousands of vhosts never need all of them).
-    by_alpn: [std::sync::OnceLock<Arc<ServerConfig>>; KNOWN_ALPN.len()],
+    /// The settings, with the vhosts that have the same ones.
+    shared: Arc<SharedTls>,
+    /// The configs presenting this vhost's certificates: for clients that offer no ALPN protocol
+    /// we answer (first), then per entry of [`KNOWN_ALPN`].
+    configs: [std::sync::OnceLock<Arc<ServerConfig>>; 1 + KNOWN_ALPN.len()],
     pub resolver: Arc<CertForClient>,
+    /// Where its sessions are kept (under its namespace, see [`TlsFingerprint`]).
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
     /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
     pub fingerprint: TlsFingerprint,
-    /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
-    pub generous: Option<Arc<GenerousVerifier>>,
     /// What the status page shows of each key's certificate (same order as the resolver's),
     /// read from the certificates at the page's first request, not at start-up.
     pub summaries: std::sync::OnceLock<Vec<crate::tls::stats::CertSummary>>,
 }
 
+/// What the vhosts whose settings are equal but for the certificates share, built once per
+/// start-up pass ([`Providers`]): the rustls config without certificates and session store (each
+/// vhost's configs are copies of it), the client certificate verifiers, the TLS 1.2 suite order
+/// the resolver follows, and the settings' part of the fingerprint.
+pub struct SharedTls {
+    /// Presents no certificate of its own: only copied (see [`VhostTls::for_protocol`]).
+    template: ServerConfig,
+    /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
+    generous: Option<Arc<GenerousVerifier>>,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    /// The TLS 1.2 suites in the settings' order, and whether that order decides.
+    tls12_order: Arc<[rustls::CipherSuite]>,
+    server_order: bool,
+    /// The fingerprint's parts after the certificates.
+    fingerprint: FingerprintParts,
+    lifetime_secs: u64,
+    /// Without a session cache.
+    no_sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// What building these settings warned of, given again to each vhost built with them.
+    warnings: Vec<Warning>,
+}
+
 impl VhostTls {
     /// The config that answers ALPN `protocol` (or none).
     pub fn for_protocol(&self, protocol: Option<&[u8]>) -> Arc<ServerConfig> {
-        let Some(i) = protocol.and_then(|p| KNOWN_ALPN.iter().position(|k| *k == p)) else {
-            return self.plain.clone();
-        };
-        self.by_alpn[i]
+        let i = protocol.and_then(|p| KNOWN_ALPN.iter().position(|k| *k == p)).map_or(0, |i| i + 1);
+        self.configs[i]
             .get_or_init(|| {
-                let mut c = (*self.plain).clone();
-                c.alpn_protocols = vec![KNOWN_ALPN[i].to_vec()];
+                let mut c = self.shared.template.clone();
+                c.cert_resolver = self.resolver.clone();
+                c.session_storage = self.sessions.clone();
+                // One cache of compressed certificates per vhost (its own certificates), shared
+                // by its configs, as when each vhost had a config of its own.
+                if let Some(made) = self.configs.iter().find_map(|c| c.get()) {
+                    c.cert_compression_cache = made.cert_compression_cache.clone();
+                } else {
+                    c.cert_compression_cache = Arc::new(rustls::compress::CompressionCache::default());
+                }
+                if i > 0 {
+                    c.alpn_protocols = vec![KNOWN_ALPN[i - 1].to_vec()];
+                }
                 Arc::new(c)
             })
             .clone()
+    }
+
+    /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
+    pub fn generous(&self) -> Option<&Arc<GenerousVerifier>> {
+        self.shared.generous.as_ref()
+    }
+
+    /// Whether `other` was built with the same settings object (the certificates aside).
+    pub fn shares_settings_with(&self, other: &VhostTls) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
 
@@ -140,13 +186,15 @@ pub(crate) fn select_suites(
 /// [`TlsFingerprint::session_namespace`], lifetime and client certificate verifier).
 pub type SessionStorageFactory<'a> =
     &'a dyn Fn(crate::tls::sessions::SessionPolicy) -> Arc<dyn rustls::server::StoresServerSessions>;
-/// The crypto providers of one start-up pass, by the suites they offer: the vhosts that offer
-/// the same suites (with thousands of vhosts, nearly all) share one, instead of each holding a
-/// copy of the provider's tables.
+/// What one start-up pass builds once and shares: the crypto providers, by the suites they offer
+/// (the vhosts that offer the same suites, with thousands of vhosts nearly all, share one instead
+/// of each holding a copy of the provider's tables), and the vhosts' settings apart from their
+/// certificates ([`SharedTls`]), by their values and where each was written.
 #[derive(Default)]
 pub struct Providers {
     base: Option<Arc<CryptoProvider>>,
     by_suites: std::collections::HashMap<Vec<u16>, Arc<CryptoProvider>>,
+    shared: std::collections::HashMap<String, Arc<SharedTls>>,
 }
 
 impl Providers {
@@ -163,6 +211,99 @@ impl Providers {
             .entry(ids)
             .or_insert_with(|| Arc::new(CryptoProvider { cipher_suites: suites, ..(*base).clone() }))
             .clone()
+    }
+
+    /// The settings of `conf` apart from its certificates, built once per pass for all the vhosts
+    /// that have them. The key holds where each setting was written too, so the warnings and
+    /// errors name the lines they do when each vhost builds its own; a failure is not kept (each
+    /// vhost that has these settings gets the error, as before).
+    fn shared(&mut self, conf: &ServerConf) -> Result<Arc<SharedTls>, BuildError> {
+        let key = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            conf.protocol_floor,
+            conf.ciphers_prefer.ids(),
+            conf.ciphers_suppress.ids(),
+            conf.honor_client_order,
+            conf.client_auth,
+            conf.client_ca,
+            conf.client_crls,
+            conf.session_lifetime_secs,
+        );
+        if let Some(shared) = self.shared.get(&key) {
+            return Ok(shared.clone());
+        }
+        let shared = Arc::new(self.build_shared(conf)?);
+        self.shared.insert(key, shared.clone());
+        Ok(shared)
+    }
+
+    fn build_shared(&mut self, conf: &ServerConf) -> Result<SharedTls, BuildError> {
+        let base = self.base();
+        let (suites, warnings) =
+            select_suites(&base.cipher_suites, conf.ciphers_prefer.ids(), conf.ciphers_suppress.ids());
+        let floor = conf.floor();
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+            rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
+        for v in &versions {
+            if !suites.iter().any(|s| s.version() == *v) {
+                return Err(err_at(
+                    ErrorKind::Ciphers,
+                    conf.ciphers_suppress.ids().first().map(|l| &l.origin),
+                    format!(
+                        "TLSCiphersSuppress leaves no cipher suite for {}: keep at least one, or raise the floor \
+                         with TLSProtocol",
+                        version_name(u16::from(v.version))
+                    ),
+                ));
+            }
+        }
+        let honor = conf.honor_client_order.unwrap_or(true);
+        let mut fingerprint = FingerprintParts::default();
+        fingerprint.protocol(floor, &suites, honor);
+        let tls12_order: Vec<rustls::CipherSuite> =
+            suites.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_))).map(|s| s.suite()).collect();
+        let provider = self.with_suites(suites);
+        let ClientAuthBuild { verifier, generous, warnings: auth_warnings } =
+            client_verifier(conf, &provider, &mut fingerprint)?;
+        let mut warnings = warnings;
+        warnings.extend(auth_warnings);
+        let builder = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|e| err_at(ErrorKind::Build, None, format!("cannot build the TLS configuration: {e}")))?;
+        let builder = match verifier.clone() {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let no_sessions: Arc<dyn rustls::server::StoresServerSessions> =
+            Arc::new(rustls::server::NoServerSessionStorage {});
+        // Each vhost's copies present its own certificates (see `VhostTls::for_protocol`).
+        let mut template = builder.with_cert_resolver(Arc::new(NoCertificate));
+        template.ignore_client_order = !honor;
+        template.session_storage = no_sessions.clone();
+        // Each full handshake stores one TLS 1.3 ticket (stateful: its state lives in the shared
+        // cache, so any child or fleet member can resume it); each resumption replaces it.
+        template.send_tls13_tickets = 1;
+        Ok(SharedTls {
+            template,
+            generous,
+            client_verifier: verifier,
+            tls12_order: tls12_order.into(),
+            server_order: !honor,
+            fingerprint,
+            lifetime_secs: conf.session_lifetime_secs(),
+            no_sessions,
+            warnings,
+        })
+    }
+}
+
+/// The shared config's resolver: never used to answer a client (each vhost's copy has its own).
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        None
     }
 }
 
@@ -184,66 +325,30 @@ pub fn build_vhost(
             .map_err(|e| e.within("TLSCertificate").at(&spec.origin))?;
         keys.push(key);
     }
-    let (suites, warnings) = select_suites(&base.cipher_suites, conf.ciphers_prefer.ids(), conf.ciphers_suppress.ids());
-    let floor = conf.floor();
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        rustls::ALL_VERSIONS.iter().copied().filter(|v| u16::from(v.version) >= floor).collect();
-    for v in &versions {
-        if !suites.iter().any(|s| s.version() == *v) {
-            return Err(err_at(
-                ErrorKind::Ciphers,
-                conf.ciphers_suppress.ids().first().map(|l| &l.origin),
-                format!(
-                    "TLSCiphersSuppress leaves no cipher suite for {}: keep at least one, or raise the floor \
-                     with TLSProtocol",
-                    version_name(u16::from(v.version))
-                ),
-            ));
-        }
-    }
-    let honor = conf.honor_client_order.unwrap_or(true);
+    let shared = providers.shared(conf)?;
     let mut fingerprint = FingerprintBuilder::default();
-    fingerprint.certificates(&keys).protocol(floor, &suites, honor);
-    let tls12_order: Vec<rustls::CipherSuite> =
-        suites.iter().filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_))).map(|s| s.suite()).collect();
-    let provider = providers.with_suites(suites);
-    let resolver = Arc::new(CertForClient::new(keys).in_order(tls12_order, !honor));
-    let ClientAuthBuild { verifier, generous, warnings: auth_warnings } =
-        client_verifier(conf, &provider, &mut fingerprint)?;
+    fingerprint.certificates(&keys).parts(&shared.fingerprint);
     let fingerprint = fingerprint.finish();
-    let mut warnings = warnings;
-    warnings.extend(auth_warnings);
-    let builder = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
-        .map_err(|e| err_at(ErrorKind::Build, None, format!("cannot build the TLS configuration: {e}")))?;
+    let resolver = Arc::new(CertForClient::new(keys).in_order(shared.tls12_order.clone(), shared.server_order));
     let session_policy = crate::tls::sessions::SessionPolicy {
         namespace: fingerprint.session_namespace(),
-        lifetime_secs: conf.session_lifetime_secs(),
-        client_verifier: verifier.clone(),
+        lifetime_secs: shared.lifetime_secs,
+        client_verifier: shared.client_verifier.clone(),
     };
-    let builder = match verifier {
-        Some(v) => builder.with_client_cert_verifier(v),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_cert_resolver(resolver.clone());
-    config.ignore_client_order = !honor;
-    config.session_storage = match sessions {
+    let sessions = match sessions {
         Some(make) => make(session_policy),
-        None => Arc::new(rustls::server::NoServerSessionStorage {}),
+        None => shared.no_sessions.clone(),
     };
-    // Each full handshake stores one TLS 1.3 ticket (stateful: its state lives in the shared
-    // cache, so any child or fleet member can resume it); each resumption replaces it.
-    config.send_tls13_tickets = 1;
-    let plain = Arc::new(config);
+    let warnings = shared.warnings.clone();
     Ok((
         VhostTls {
             fallback: false,
             stapling: std::sync::OnceLock::new(),
-            plain,
-            by_alpn: Default::default(),
+            shared,
+            configs: Default::default(),
             resolver,
+            sessions,
             fingerprint,
-            generous,
             summaries: std::sync::OnceLock::new(),
         },
         warnings,
@@ -273,10 +378,135 @@ pub(crate) mod tests {
         let first = warnings[0].to_string();
         assert!(first.starts_with("AH10319: t.conf:3") && first.contains("TLS_RSA_WITH_RC4_128_MD5"));
     }
+    /// A CA and `n` vhosts (`site<i>.test`), each with a certificate of its own that the CA
+    /// signs, the files in `dir`: the CA's certificate, and each vhost's settings.
+    fn vhosts_signed_by_one_ca(
+        dir: &std::path::Path,
+        n: usize,
+    ) -> (rustls_pki_types::CertificateDer<'static>, Vec<ServerConf>) {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.clone().self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let confs = (0..n)
+            .map(|i| {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+                let cert = rcgen::CertificateParams::new(vec![format!("site{i}.test")])
+                    .unwrap()
+                    .signed_by(&key, &issuer)
+                    .unwrap();
+                let (c, k) = (dir.join(format!("site{i}.crt")), dir.join(format!("site{i}.key")));
+                std::fs::write(&c, cert.pem()).unwrap();
+                std::fs::write(&k, key.serialize_pem()).unwrap();
+                ServerConf {
+                    certificates: vec![CertSpec { cert_file: c, key_file: Some(k), origin: origin() }].into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        (ca.der().clone(), confs)
+    }
+
+    /// The certificate `config` presents to a client asking for `name` (a handshake in memory).
+    fn presented(
+        config: Arc<ServerConfig>,
+        ca: &rustls_pki_types::CertificateDer<'static>,
+        name: &str,
+    ) -> rustls_pki_types::CertificateDer<'static> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client = rustls::ClientConnection::new(Arc::new(client), name.to_string().try_into().unwrap()).unwrap();
+        let mut server = rustls::ServerConnection::new(config).unwrap();
+        for _ in 0..10 {
+            let mut bytes = Vec::new();
+            client.write_tls(&mut bytes).unwrap();
+            server.read_tls(&mut &bytes[..]).unwrap();
+            server.process_new_packets().unwrap();
+            bytes.clear();
+            server.write_tls(&mut bytes).unwrap();
+            client.read_tls(&mut &bytes[..]).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!client.is_handshaking(), "the handshake completes");
+        client.peer_certificates().unwrap()[0].clone().into_owned()
+    }
+
+    /// Thousands of vhosts with a certificate each and the same settings: one rustls config
+    /// (built once, copied per vhost at its first handshake), each vhost presenting its own
+    /// certificate and keeping its sessions under its own namespace, the 421 decision as when each
+    /// vhost had a config of its own.
+    #[test]
+    fn vhosts_with_equal_settings_share_one_config_and_present_their_own_certificates() {
+        use crate::tls::policy::misdirected;
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, confs) = vhosts_signed_by_one_ca(dir.path(), 3);
+        let made = std::cell::RefCell::new(Vec::new());
+        let factory = |policy: crate::tls::sessions::SessionPolicy| {
+            let store: Arc<dyn rustls::server::StoresServerSessions> =
+                Arc::new(rustls::server::NoServerSessionStorage {});
+            made.borrow_mut().push((policy.namespace, store.clone()));
+            store
+        };
+        let mut providers = Providers::default();
+        let mut build = |conf: &ServerConf| build_vhost(conf, None, Some(&factory), &mut providers).unwrap().0;
+        let (a, b) = (build(&confs[0]), build(&confs[1]));
+        assert!(a.shares_settings_with(&b), "one config for equal settings");
+        for (i, vhost) in [&a, &b].into_iter().enumerate() {
+            let own = &vhost.resolver.keys()[0].cert[0];
+            for protocol in [None, Some(&b"h2"[..]), Some(&b"http/1.1"[..])] {
+                let config = vhost.for_protocol(protocol);
+                assert_eq!(&presented(config.clone(), &ca, &format!("site{i}.test")), own, "its own certificate");
+                assert!(Arc::ptr_eq(&config, &vhost.for_protocol(protocol)), "made once");
+                assert_eq!(config.alpn_protocols, protocol.map(|p| vec![p.to_vec()]).unwrap_or_default());
+                // Its sessions, under its own namespace.
+                let (namespace, store) = &made.borrow()[i];
+                assert_eq!(*namespace, vhost.fingerprint.session_namespace());
+                assert!(std::ptr::addr_eq(Arc::as_ptr(&config.session_storage), Arc::as_ptr(store)));
+            }
+        }
+        assert_ne!(a.fingerprint.session_namespace(), b.fingerprint.session_namespace());
+        // 421: another certificate is other settings, as before; the same certificate and
+        // settings written elsewhere are the same.
+        assert_ne!(a.fingerprint, b.fingerprint);
+        assert!(misdirected(false, Some(&a.fingerprint), Some(&b.fingerprint)));
+        let mut again = confs[0].clone();
+        again.certificates[0].origin.line = 77;
+        let again = build(&again);
+        assert_eq!(again.fingerprint, a.fingerprint);
+        assert!(!misdirected(false, Some(&again.fingerprint), Some(&a.fingerprint)));
+        // The digest is the one a vhost with a config of its own had: its certificates, then
+        // the settings' parts in turn.
+        let mut f = FingerprintBuilder::default();
+        let suites: Vec<u8> =
+            provider().cipher_suites.iter().flat_map(|s| u16::from(s.suite()).to_be_bytes()).collect();
+        f.certificates(a.resolver.keys())
+            .part("floor", &0x0303u16.to_be_bytes())
+            .part("suites", &suites)
+            .part("honor-client-order", &[1])
+            .part("client-auth", &[0]);
+        assert_eq!(f.finish(), a.fingerprint);
+        // Other settings: a config of their own.
+        let mut other = confs[2].clone();
+        other.honor_client_order = Some(false);
+        let other = build(&other);
+        assert!(!other.shares_settings_with(&a));
+        assert!(other.for_protocol(None).ignore_client_order && !a.for_protocol(None).ignore_client_order);
+        assert_eq!(presented(other.for_protocol(None), &ca, "site2.test"), other.resolver.keys()[0].cert[0]);
+    }
+
     #[test]
     fn build_reports_the_directive_origin() {
         let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
-        let conf = ServerConf { certificates: vec![spec], ..Default::default() };
+        let conf = ServerConf { certificates: vec![spec].into(), ..Default::default() };
         let e = build_vhost(&conf, None, None, &mut Providers::default()).err().unwrap();
         assert_eq!(e.origin.as_ref().map(ToString::to_string).as_deref(), Some("t.conf:3"));
         assert_eq!(e.kind, ErrorKind::Unreadable, "the kind comes from where it was found");

@@ -58,18 +58,40 @@ impl FingerprintBuilder {
         self
     }
 
-    /// The protocol floor, the suites (in preference order) and whether the client's order wins.
-    pub fn protocol(&mut self, floor: u16, suites: &[SupportedCipherSuite], honor_client_order: bool) -> &mut Self {
-        let ids: Vec<u8> = suites.iter().flat_map(|s| u16::from(s.suite()).to_be_bytes()).collect();
-        self.part("floor", &floor.to_be_bytes())
-            .part("suites", &ids)
-            .part("honor-client-order", &[u8::from(honor_client_order)])
+    /// The parts recorded in `parts`, in their order.
+    pub fn parts(&mut self, parts: &FingerprintParts) -> &mut Self {
+        for (label, bytes) in &parts.0 {
+            self.part(label, bytes);
+        }
+        self
     }
 
     pub fn finish(self) -> TlsFingerprint {
         let mut out = [0u8; 32];
         out.copy_from_slice(self.0.finish().as_ref());
         TlsFingerprint(out)
+    }
+}
+
+/// The parts of a [`TlsFingerprint`] that follow the certificates (the settings: protocol, suites,
+/// client authentication), recorded once for all the vhosts with these settings and added to
+/// each one's digest after its certificates ([`FingerprintBuilder::parts`]): the digest is the
+/// same as if each part were given to the builder in turn.
+#[derive(Default, Debug)]
+pub struct FingerprintParts(Vec<(&'static str, Vec<u8>)>);
+
+impl FingerprintParts {
+    pub fn part(&mut self, label: &'static str, bytes: &[u8]) -> &mut Self {
+        self.0.push((label, bytes.to_vec()));
+        self
+    }
+
+    /// The protocol floor, the suites (in preference order) and whether the client's order wins.
+    pub fn protocol(&mut self, floor: u16, suites: &[SupportedCipherSuite], honor_client_order: bool) -> &mut Self {
+        let ids: Vec<u8> = suites.iter().flat_map(|s| u16::from(s.suite()).to_be_bytes()).collect();
+        self.part("floor", &floor.to_be_bytes())
+            .part("suites", &ids)
+            .part("honor-client-order", &[u8::from(honor_client_order)])
     }
 }
 
@@ -127,7 +149,7 @@ mod tests {
         // The fingerprint of a vhost with the certificate above, changed by `edit`.
         let fp = |edit: &dyn Fn(&mut ServerConf)| {
             let mut conf = ServerConf {
-                certificates: vec![CertSpec { cert_file: cert.clone(), key_file: None, origin: origin() }],
+                certificates: vec![CertSpec { cert_file: cert.clone(), key_file: None, origin: origin() }].into(),
                 ..Default::default()
             };
             edit(&mut conf);

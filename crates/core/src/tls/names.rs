@@ -26,8 +26,16 @@ impl<S: Copy> NameIndex<S> {
     /// The index of `vhosts` (in configuration order), each with its ServerName, its aliases and
     /// its wildcard aliases.
     pub fn new(vhosts: impl IntoIterator<Item = (S, String, Vec<String>, Vec<String>)>) -> Self {
-        let mut index =
-            NameIndex { servers: Vec::new(), exact: HashMap::new(), star_dot: HashMap::new(), other: Vec::new() };
+        let vhosts = vhosts.into_iter();
+        // Sized once for the vhosts (each has a name): growing would leave the smaller tables
+        // behind, freed but touched, in each child that makes an index.
+        let n = vhosts.size_hint().0;
+        let mut index = NameIndex {
+            servers: Vec::with_capacity(n),
+            exact: HashMap::with_capacity(n),
+            star_dot: HashMap::new(),
+            other: Vec::new(),
+        };
         for (s, server_name, aliases, wild) in vhosts {
             let i = index.servers.len() as u32;
             index.servers.push(s);
@@ -47,7 +55,6 @@ impl<S: Copy> NameIndex<S> {
                 }
             }
         }
-        index.exact.shrink_to_fit();
         index.star_dot.shrink_to_fit();
         index
     }

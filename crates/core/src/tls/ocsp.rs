@@ -67,12 +67,14 @@ impl Stapling {
 /// Registers each of a vhost's `keys` whose chain names its issuer for stapling: `register`
 /// gets the certificate's id and its chain as PEM (`ap_ssl_ocsp_prime`) and says whether a
 /// provider (mod_md) takes it. The result, per key in the same order, is what
-/// `VhostTls::stapling` holds: `None` for a key without issuer or that no provider took.
+/// `VhostTls::stapling` holds: `None` for a key without issuer or that no provider took (and
+/// nothing at all when that is every key).
 pub fn prime(
     keys: &[Arc<CertifiedKey>],
     mut register: impl FnMut(&[u8; 32], &str) -> bool,
 ) -> Vec<Option<Arc<Stapling>>> {
-    keys.iter()
+    let staplings: Vec<Option<Arc<Stapling>>> = keys
+        .iter()
         .map(|key| {
             if key.cert.len() < 2 {
                 return None; // no issuer to ask about
@@ -81,7 +83,9 @@ pub fn prime(
             let pem: String = key.cert.iter().map(|c| crate::tls::certvars::pem(c)).collect();
             register(&stapling.id, &pem).then(|| Arc::new(stapling))
         })
-        .collect()
+        .collect();
+    // No stapling at all (most vhosts): nothing held, as a key past the end reads as `None`.
+    if staplings.iter().all(Option::is_none) { Vec::new() } else { staplings }
 }
 
 /// `config` (the vhost's, for the connection's ALPN protocol) presenting `key` (one of the
@@ -235,6 +239,7 @@ mod tests {
         assert!(staplings[2].is_none(), "no provider took it");
         assert_eq!(asked.len(), 2, "the self-signed key is not registered");
         assert_eq!(asked[0].1, 2, "the whole chain, as PEM");
+        assert!(prime(&[alone.clone(), chained.clone()], |_, _| false).is_empty(), "no stapling: nothing held");
     }
 
     /// A vhost's TLS 1.3 config over `keys` that takes X25519 only: a client whose first key

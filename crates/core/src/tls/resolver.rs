@@ -25,8 +25,9 @@ use rustls::{ServerConfig, SignatureAlgorithm};
 /// own error rather than our `access_denied` (DESIGN.md).
 pub struct CertForClient {
     keys: Vec<Arc<CertifiedKey>>,
-    /// The vhost's TLS 1.2 suites, in its order of preference.
-    tls12_suites: Vec<rustls::CipherSuite>,
+    /// The vhost's TLS 1.2 suites, in its order of preference (shared by the vhosts with the
+    /// same settings).
+    tls12_suites: Arc<[rustls::CipherSuite]>,
     /// The vhost's order decides, not the client's.
     server_order: bool,
 }
@@ -75,12 +76,12 @@ impl CertForClient {
     /// [`in_order`](Self::in_order)).
     pub fn new(keys: Vec<Arc<CertifiedKey>>) -> Self {
         assert!(!keys.is_empty(), "a certificate resolver needs at least one key");
-        CertForClient { keys, tls12_suites: Vec::new(), server_order: false }
+        CertForClient { keys, tls12_suites: Arc::from([]), server_order: false }
     }
 
     /// The vhost's TLS 1.2 suites in its order, and whether that order decides.
-    pub fn in_order(mut self, tls12_suites: Vec<rustls::CipherSuite>, server_order: bool) -> Self {
-        self.tls12_suites = tls12_suites;
+    pub fn in_order(mut self, tls12_suites: impl Into<Arc<[rustls::CipherSuite]>>, server_order: bool) -> Self {
+        self.tls12_suites = tls12_suites.into();
         self.server_order = server_order;
         self
     }

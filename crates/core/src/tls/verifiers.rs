@@ -10,7 +10,7 @@ use crate::conf::ServerConf;
 use crate::conf::error::ErrorKind;
 use crate::tls::certs;
 use crate::tls::engine::{BuildError, err_at};
-use crate::tls::fingerprint::FingerprintBuilder;
+use crate::tls::fingerprint::FingerprintParts;
 use crate::tls::warning::Warning;
 
 type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
@@ -109,7 +109,7 @@ pub(crate) struct ClientAuthBuild {
 pub(crate) fn client_verifier(
     conf: &ServerConf,
     provider: &Arc<CryptoProvider>,
-    fingerprint: &mut FingerprintBuilder,
+    fingerprint: &mut FingerprintParts,
 ) -> Result<ClientAuthBuild, BuildError> {
     use crate::conf::ClientAuth;
     let mode = conf.client_auth();
