@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from procstat import stat_fields
+
 HTTPD = "/usr/sbin/apache2"
 MODDIR = "/usr/lib/apache2/modules"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,12 +84,9 @@ class Server:
     def cpu_seconds(self):
         total = 0
         for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    st = f.read()
-            except OSError:
+            fields = stat_fields(pid)
+            if fields is None:
                 continue
-            fields = st[st.rindex(")") + 2:].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
         return total / os.sysconf("SC_CLK_TCK")
 

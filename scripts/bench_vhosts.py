@@ -58,6 +58,8 @@ import sys
 import tempfile
 import time
 
+from procstat import stat_fields
+
 HTTPD = "/usr/sbin/apache2"
 MODDIR = "/usr/lib/apache2/modules"
 CERT_CACHE = "/tmp/mod_tls-bench-vhosts-certs"
@@ -324,12 +326,9 @@ class Server:
         kids = []
         for d in os.listdir("/proc"):
             if d.isdigit():
-                try:
-                    with open(f"/proc/{d}/stat") as f:
-                        st = f.read()
-                except OSError:
+                fields = stat_fields(d)
+                if fields is None:
                     continue
-                fields = st[st.rindex(")") + 2:].split()
                 if int(fields[1]) == self.parent and fields[0] != "Z":
                     kids.append(int(d))
         return kids
@@ -389,12 +388,8 @@ def http_get(s, name):
 
 
 def zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
-        return st[st.rindex(")") + 2] == "Z"
-    except OSError:
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def pss_kib(pid):

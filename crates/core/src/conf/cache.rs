@@ -65,6 +65,18 @@ pub fn parse_session_lifetime(arg: &str) -> Result<u64, ConfError> {
     }
 }
 
+impl std::fmt::Display for CacheSpec {
+    /// The `TLSSessionCache` value, as [`CacheSpec::parse`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheSpec::None => f.write_str("none"),
+            CacheSpec::Default => f.write_str("default"),
+            CacheSpec::Provider { name, args } if args.is_empty() => f.write_str(name),
+            CacheSpec::Provider { name, args } => write!(f, "{name}:{args}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,10 @@
 //! The directive words: each mod_tls directive's name and help text, once. The module's directive
-//! table registers them with httpd, and `mod_tls-migrate` writes them; so are the names of the
-//! values some of them take that are written as well as parsed (a protocol floor, a client
-//! certificate mode).
+//! table registers them with httpd, and `mod_tls-migrate` writes them. The words of values that
+//! are written as well as parsed (a protocol floor, a client certificate mode, a cache spec) sit
+//! beside their parsers.
 
 use std::ffi::CStr;
 use std::fmt;
-
-use super::{CacheSpec, ClientAuth};
 
 /// One directive: its name as httpd registers it and the help text httpd shows for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,55 +73,14 @@ directives! {
     HONOR_CLIENT_ORDER: c"TLSHonorClientOrder", c"on|off: follow the client's cipher order";
 }
 
-/// The protocol floors (`TLSProtocol`, `TLSProxyProtocol`), as the wire value of their lowest
-/// version, which [`parse_protocol_floor`](super::parse_protocol_floor) returns: TLS 1.2 and up.
-pub const FLOOR_TLS12: u16 = 0x0303;
-/// TLS 1.3 only.
-pub const FLOOR_TLS13: u16 = 0x0304;
-
-/// The word of a protocol floor as written (`v1.2+`, `v1.3+`), from its wire value.
-pub const fn floor_word(wire: u16) -> Option<&'static str> {
-    match wire {
-        FLOOR_TLS12 => Some("v1.2+"),
-        FLOOR_TLS13 => Some("v1.3+"),
-        _ => None,
-    }
-}
-
-impl ClientAuth {
-    /// The `TLSClientCertificate` word of a mode, as [`ClientAuth::parse`] reads it back.
-    pub const fn word(self) -> &'static str {
-        match self {
-            ClientAuth::None => "none",
-            ClientAuth::Optional => "optional",
-            ClientAuth::Required => "required",
-            ClientAuth::OptionalNoCa => "optional_no_ca",
-        }
-    }
-}
-
-impl fmt::Display for ClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.word())
-    }
-}
-
-impl fmt::Display for CacheSpec {
-    /// The `TLSSessionCache` value, as [`CacheSpec::parse`] reads it back.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CacheSpec::None => f.write_str("none"),
-            CacheSpec::Default => f.write_str("default"),
-            CacheSpec::Provider { name, args } if args.is_empty() => f.write_str(name),
-            CacheSpec::Provider { name, args } => write!(f, "{name}:{args}"),
-        }
-    }
-}
+// The written words of values live beside their parsers; they are named here too, for writers
+// of configuration lines (mod_tls-migrate).
+pub use super::floor::{FLOOR_TLS12, FLOOR_TLS13, floor_word};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::parse_protocol_floor;
+    use crate::conf::{CacheSpec, ClientAuth, parse_protocol_floor};
 
     #[test]
     fn every_directive_is_named_once_with_help() {

@@ -2,6 +2,21 @@
 
 use super::error::{ConfError, ErrorKind};
 
+/// The protocol floors (`TLSProtocol`, `TLSProxyProtocol`), as the wire value of their lowest
+/// version, which [`parse_protocol_floor`](super::parse_protocol_floor) returns: TLS 1.2 and up.
+pub const FLOOR_TLS12: u16 = 0x0303;
+/// TLS 1.3 only.
+pub const FLOOR_TLS13: u16 = 0x0304;
+
+/// The word of a protocol floor as written (`v1.2+`, `v1.3+`), from its wire value.
+pub const fn floor_word(wire: u16) -> Option<&'static str> {
+    match wire {
+        FLOOR_TLS12 => Some("v1.2+"),
+        FLOOR_TLS13 => Some("v1.3+"),
+        _ => None,
+    }
+}
+
 /// `TLSProtocol version+` (and `TLSProxyProtocol`, named by `directive` in the error): the lowest
 /// TLS version accepted (as its wire value, 0x0303 = TLS 1.2).
 pub fn parse_protocol_floor(directive: &str, arg: &str) -> Result<u16, ConfError> {
@@ -17,13 +32,13 @@ pub fn parse_protocol_floor(directive: &str, arg: &str) -> Result<u16, ConfError
     // Keywords and versions in any case (`tlsv1.2+`, `V1.3+`), as the C module reads them.
     let a = arg.trim().to_ascii_lowercase();
     if a == "default" {
-        return Ok(0x0303);
+        return Ok(FLOOR_TLS12);
     }
     let v = a.strip_suffix('+').ok_or_else(bad)?;
     let v = v.strip_prefix("tlsv").or_else(|| v.strip_prefix('v')).ok_or_else(bad)?;
     let wire = match v {
-        "1.2" => 0x0303,
-        "1.3" => 0x0304,
+        "1.2" => FLOOR_TLS12,
+        "1.3" => FLOOR_TLS13,
         _ => {
             let hex = v.strip_prefix("0x").ok_or_else(bad)?;
             u16::from_str_radix(hex, 16).map_err(|_| bad())?
@@ -31,8 +46,8 @@ pub fn parse_protocol_floor(directive: &str, arg: &str) -> Result<u16, ConfError
     };
     match wire {
         // Older versions are not available at all: a lower floor means "everything we have".
-        0x0300..=0x0303 => Ok(0x0303),
-        0x0304 => Ok(0x0304),
+        0x0300..=FLOOR_TLS12 => Ok(FLOOR_TLS12),
+        FLOOR_TLS13 => Ok(FLOOR_TLS13),
         _ => Err(ConfError::new(
             ErrorKind::BadValue,
             format!("{directive} '{arg}': rustls has no TLS version 0x{wire:04x}; use v1.2+ or v1.3+"),

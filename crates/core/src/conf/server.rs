@@ -100,10 +100,26 @@ impl ClientAuth {
             )),
         }
     }
+
+    /// The `TLSClientCertificate` word of a mode, as [`ClientAuth::parse`] reads it back.
+    pub const fn word(self) -> &'static str {
+        match self {
+            ClientAuth::None => "none",
+            ClientAuth::Optional => "optional",
+            ClientAuth::Required => "required",
+            ClientAuth::OptionalNoCa => "optional_no_ca",
+        }
+    }
+}
+
+impl std::fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// Per-server (main server and each `<VirtualHost>`) settings: the directive values only (what
-/// start-up builds from them is kept apart, by the adapter).
+/// start-up builds from them is kept apart, by the module).
 ///
 /// httpd keeps two of these per vhost (its own, as written, and the merged one) for the whole
 /// generation, so with thousands of vhosts their size counts: what nearly every vhost has is
