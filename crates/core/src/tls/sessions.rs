@@ -162,7 +162,7 @@ impl<S: SessionStore + 'static> VhostSessions<S> {
 
 impl<S: SessionStore> StoresServerSessions for VhostSessions<S> {
     fn put(&self, key: Vec<u8>, mut value: Vec<u8>) -> bool {
-        let now = now_unix().max(0) as u64;
+        let now = now_secs();
         // A ticket issued at a resumption lives no longer than the session it continues.
         let origin = Resumption::with_current(|r| r.origin).flatten().unwrap_or(now).min(now);
         let mut record = Vec::with_capacity(HEADER_LEN + value.len());
@@ -214,7 +214,7 @@ impl<S: SessionStore> VhostSessions<S> {
         }
         let k = self.key_of(key);
         let mut record = if take { self.store.take(&k) } else { self.store.retrieve(&k) }?;
-        match self.check(&record, now_unix().max(0) as u64) {
+        match self.check(&record, now_secs()) {
             Ok(origin) => {
                 Resumption::with_current(|r| r.origin = Some(origin));
                 // rustls's bytes, in place: no copy of the session's secrets to wipe.
@@ -306,16 +306,16 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Now, as session records count time: whole seconds since the epoch.
+fn now_secs() -> u64 {
+    now_unix().max(0) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
     use std::sync::Mutex;
-
-    /// Now, as the records count time.
-    fn now() -> u64 {
-        now_unix().max(0) as u64
-    }
 
     /// A value and when it expires.
     type Entry = (Vec<u8>, u64);
@@ -367,7 +367,7 @@ mod tests {
         let stored = store.0.lock().unwrap();
         let (key, (_, expires)) = stored.iter().next().unwrap();
         assert_eq!(key[..8], [2; 8], "keys carry the namespace");
-        assert!(expires.abs_diff(now() + 300) <= 2, "the store expires it with the session");
+        assert!(expires.abs_diff(now_secs() + 300) <= 2, "the store expires it with the session");
     }
 
     #[test]
@@ -375,7 +375,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let s = VhostSessions::new(store.clone(), policy([1; 8]));
         // A session made by a full handshake 200 s ago (as the store holds it).
-        let origin = now() - 200;
+        let origin = now_secs() - 200;
         let mut record = vec![FORMAT];
         record.extend_from_slice(&origin.to_be_bytes());
         record.extend_from_slice(VALUE);
@@ -396,7 +396,7 @@ mod tests {
         // Another connection's full handshake starts its own clock.
         Resumption::default().within(|| assert!(s.put(b"fresh".to_vec(), VALUE.to_vec())));
         let (fresh, _) = store.0.lock().unwrap()[&s.key_of(b"fresh")].clone();
-        assert!(u64::from_be_bytes(fresh[1..HEADER_LEN].try_into().unwrap()) >= now() - 1);
+        assert!(u64::from_be_bytes(fresh[1..HEADER_LEN].try_into().unwrap()) >= now_secs() - 1);
     }
 
     #[test]
@@ -417,12 +417,12 @@ mod tests {
     #[test]
     fn records_that_are_not_ours_are_not_resumed() {
         let s = VhostSessions::new(Arc::new(MemoryStore::default()), policy([1; 8]));
-        assert_eq!(s.check(&[], now()), Err(Refused::Unreadable));
-        assert_eq!(s.check(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0], now()), Err(Refused::Unreadable));
+        assert_eq!(s.check(&[], now_secs()), Err(Refused::Unreadable));
+        assert_eq!(s.check(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0], now_secs()), Err(Refused::Unreadable));
         let mut truncated = vec![FORMAT];
-        truncated.extend_from_slice(&now().to_be_bytes());
+        truncated.extend_from_slice(&now_secs().to_be_bytes());
         truncated.extend_from_slice(&VALUE[..5]);
-        assert_eq!(s.check(&truncated, now()), Err(Refused::Unreadable));
+        assert_eq!(s.check(&truncated, now_secs()), Err(Refused::Unreadable));
     }
 
     /// Records what rustls stores, to decode it as the store does.
