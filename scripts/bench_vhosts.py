@@ -35,7 +35,11 @@ Measured, per kind (median over --rounds, the kinds visited in alternating order
     `h2load --h1 -c 48 -n 48` (48 new clients, 1 request each, no resumption) with SNI and
     Host of that vhost, for --hs-seconds each; the ratio last/first and the extra time a
     connection to the last vhost costs (1/rate_last - 1/rate_first).  For plain the same
-    with new cleartext connections.
+    with new cleartext connections;
+  - the server's CPU time (user + system, parent and children, from /proc/PID/stat) per
+    connection in those bursts, first and last vhost: the extra CPU for the last vhost is the
+    cost of finding it, and the same minus plain's is the TLS module's own part of it (the rest
+    is httpd's walk of the address's vhosts to match the request's Host).
 
 Clients only connect to 127.0.0.1.  Every server is started by this script and stopped by
 its PID.  On a 2-core machine shared with others, run it under the CPU lock:
@@ -336,6 +340,15 @@ class Server:
     def pss_kib(self):
         return sum(pss_kib(p) for p in [self.parent] + self.children())
 
+    def cpu_seconds(self):
+        """CPU time (user + system) the parent and its children have used so far."""
+        ticks = 0
+        for pid in [self.parent] + self.children():
+            fields = stat_fields(pid)
+            if fields is not None:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     # -- clients ---------------------------------------------------------------
     def request(self, i, timeout=2.0):
         """One request to site<i> on a new connection: True if it answered 200 (over TLS: with
@@ -353,13 +366,15 @@ class Server:
 
     def burst_rate(self, i, seconds, client_conf):
         """New connections (full TLS 1.3 handshakes) per second to site<i>, one request each:
-        repeated h2load bursts of BURST clients; the rate over h2load's own run times."""
+        repeated h2load bursts of BURST clients; the rate over h2load's own run times, and the
+        server's CPU time per connection (µs)."""
         url = f"{'http' if self.kind == 'plain' else 'https'}://site{i}.test:{self.port}/index.html"
         args = ["h2load", "--h1", "-c", str(BURST), "-n", str(BURST),
                 f"--connect-to=127.0.0.1:{self.port}", url]
         env = dict(os.environ, OPENSSL_CONF=client_conf)
         ok = 0
         secs = 0.0
+        cpu0 = self.cpu_seconds()
         end = time.monotonic() + seconds
         while True:
             r = subprocess.run(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -373,7 +388,7 @@ class Server:
             ok += BURST
             secs += float(m.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1.0}[m.group(2)]
             if time.monotonic() >= end:
-                return ok / secs
+                return ok / secs, (self.cpu_seconds() - cpu0) / ok * 1e6
 
 
 def http_get(s, name):
@@ -546,9 +561,11 @@ def main():
     pairs = [(s, i) for s in big for i in (1, n)]
     for rnd in range(a.rounds):
         for s, i in (pairs if rnd % 2 == 0 else pairs[::-1]):
-            rate = s.burst_rate(i, a.hs_seconds, conf)
-            add(s.kind, "first" if i == 1 else "last", rate)
-            log(f"round {rnd + 1}/{a.rounds} {s.label} site{i}: {rate:.0f} conn/s")
+            rate, cpu = s.burst_rate(i, a.hs_seconds, conf)
+            which = "first" if i == 1 else "last"
+            add(s.kind, which, rate)
+            add(s.kind, f"cpu_{which}", cpu)
+            log(f"round {rnd + 1}/{a.rounds} {s.label} site{i}: {rate:.0f} conn/s, {cpu:.0f} µs server CPU each")
 
     # -- table ------------------------------------------------------------------------
     med = {k: {key: statistics.median(v) for key, v in samples[k].items()} for k in kinds}
@@ -559,6 +576,7 @@ def main():
         m["per_vhost"] = (pss[(k, n)] - pss[(k, SMALL)]) / (n - SMALL)
         m["ratio"] = m["last"] / m["first"]
         m["extra"] = (1 / m["last"] - 1 / m["first"]) * 1e6
+        m["cpu_extra"] = m["cpu_last"] - m["cpu_first"]
     rows = [("`apache2 -t`", "t", "s"),
             ("start until the last vhost answers", "start", "s"),
             ("graceful restart until a new generation serves", "graceful", "s"),
@@ -569,11 +587,16 @@ def main():
             ("full TLS 1.3 handshakes/s, 1 request each, first vhost", "first", "hs/s"),
             (f"the same, last vhost (site{n})", "last", "hs/s"),
             ("last / first", "ratio", "x"),
-            ("extra time per connection to the last vhost", "extra", "us")]
+            ("extra time per connection to the last vhost", "extra", "us"),
+            ("server CPU per connection, first vhost", "cpu_first", "us"),
+            ("the same, last vhost", "cpu_last", "us"),
+            ("extra server CPU per connection to the last vhost", "cpu_extra", "us")]
     if "plain" in kinds:
         for k in kinds:
             med[k]["own"] = med[k]["extra"] - med["plain"]["extra"] if k != "plain" else None
-        rows.append(("the same minus plain's (the TLS module's own share)", "own", "us"))
+            med[k]["cpu_own"] = med[k]["cpu_extra"] - med["plain"]["cpu_extra"] if k != "plain" else None
+        rows.append(("extra time minus plain's (the TLS module's own share)", "own", "us"))
+        rows.append(("extra server CPU minus plain's (the TLS module's own share)", "cpu_own", "us"))
     peers = [k for k in ("ssl",) if k in kinds and "tls" in kinds]     # ratio columns
     heads = [KINDS[k] for k in kinds] + [f"mod_tls / {KINDS[k]}" for k in peers]
     print(f"# make bench-vhosts: {n} name-based vhosts, each its own ECDSA P-256 certificate")
@@ -595,14 +618,16 @@ def main():
         cells = [fmt(med[k][key], unit) for k in kinds]
         for k in peers:
             ours, theirs = med["tls"][key], med[k][key]
-            cells.append(f"{ours / theirs:.2f}" if key not in ("ratio", "extra", "own") and theirs else "")
+            relative = key not in ("ratio", "extra", "own", "cpu_extra", "cpu_own")
+            cells.append(f"{ours / theirs:.2f}" if relative and theirs else "")
         print(f"| {label} | " + " | ".join(cells) + " |")
     if "plain" in kinds:
         print("\nplain: the same httpd and vhosts without TLS; its 'handshakes' are new cleartext "
               "connections,\nso its last/first shows httpd's own cost of finding the vhost by Host.")
     print("\nsamples (rounds):")
     for k in kinds:
-        for key in ("t", "start", "graceful", "reload", "first", "last", "start20", "graceful20"):
+        for key in ("t", "start", "graceful", "reload", "first", "last", "cpu_first", "cpu_last", "start20",
+                    "graceful20"):
             v = samples[k][key]
             print(f"  {KINDS[k]:9} {key:10} " + " ".join(f"{x:.3f}" if x < 100 else f"{x:.0f}" for x in v))
     notes = []
