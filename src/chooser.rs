@@ -26,11 +26,14 @@ pub struct VhostChooser {
     /// The certificate we present (the resolver's choice for this ClientHello; moved into the
     /// handshake's facts once it completes).
     pub cert: Option<Arc<CertifiedKey>>,
+    /// The vhost the SNI named, when it owns its names: httpd's `Host` matching may look at it
+    /// first (see `Conn::match_hosts_first_against`).
+    pub sni_owner: Option<Server>,
 }
 
 impl VhostChooser {
     pub fn new(c: Conn) -> VhostChooser {
-        VhostChooser { c, server: c.base_server(), sni: None, cert: None }
+        VhostChooser { c, server: c.base_server(), sni: None, cert: None, sni_owner: None }
     }
 
     /// An ACME tls-alpn-01 validation (RFC 8737): the protocol is switched to `acme-tls/1` first
@@ -77,8 +80,12 @@ impl ConfigChooser for VhostChooser {
             self.sni = Some(name.to_string());
         }
         let sni = hello.server_name();
+        self.sni_owner = None;
         let names = sni.map(|name| match super::vhost_named(self.c, name) {
-            Some(s) => SniNames::Vhost(s),
+            Some((s, owns_its_names)) => {
+                self.sni_owner = owns_its_names.then_some(s);
+                SniNames::Vhost(s)
+            }
             // The main server's own name: served by it where it takes TLS connections itself
             // (the C module does so), else by the address's default vhost, as httpd serves a
             // request naming it.

@@ -178,13 +178,14 @@ fn stats() -> Option<&'static stores::ShmCounters> {
 }
 
 /// The vhost of `c`'s address that `host` (an SNI) names: the first in configuration order whose
-/// names match, as httpd's walk of the address's vhosts finds it, in constant time. Each address's
-/// index is made once per child, at its first handshake (the walk, once).
-fn vhost_named(c: httpd::Conn, host: &str) -> Option<Server> {
+/// names match, as httpd's walk of the address's vhosts finds it, in constant time; and whether
+/// it owns its names (see `NameIndex::find_owner`). Each address's index is made once per child,
+/// at its first handshake (the walk, once).
+fn vhost_named(c: httpd::Conn, host: &str) -> Option<(Server, bool)> {
     let Some(list) = c.address_vhost_list() else {
-        // One vhost on the address: nothing to index.
+        // One vhost on the address: nothing to index (and no walk to spare).
         let s = c.base_server();
-        return has_name(s, host).then_some(s);
+        return has_name(s, host).then_some((s, false));
     };
     let indexes = &built(Server::main()).main_only().name_indexes;
     let known = indexes.read().unwrap_or_else(|e| e.into_inner()).get(&list.get()).cloned();
@@ -195,7 +196,7 @@ fn vhost_named(c: httpd::Conn, host: &str) -> Option<Server> {
         })));
         indexes.write().unwrap_or_else(|e| e.into_inner()).entry(list.get()).or_insert(made).clone()
     });
-    index.find(host)
+    index.find_owner(host)
 }
 
 /// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases), as httpd matches.

@@ -293,6 +293,11 @@ impl TlsConn {
         let Some(conn) = self.stream.connection() else { return APR_SUCCESS };
         // The SNI and the certificate move into the snapshot: nothing else needs them any more.
         let (server, sni, cert) = (chooser.server, chooser.sni.take(), chooser.cert.take());
+        if chooser.sni_owner == Some(server) {
+            // Requests naming the vhost the SNI chose find it without httpd's walk of every
+            // vhost before it on the address; any other Host is matched as before.
+            self.c.match_hosts_first_against(server);
+        }
         let mut facts = HandshakeFacts::of(conn, sni, cert);
         facts.handshake_rtt_us = self.flight_sent_at.map(|t| t.elapsed().as_micros() as u64);
         if let (Some(chain), Some(generous)) =

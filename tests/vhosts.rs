@@ -501,3 +501,121 @@ fn an_address_with_one_vhost_serves_every_name() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hello over TLS\n", "{}", output_text(&o));
     assert!(!h.error_log().contains("AH10353"), "{}", h.error_log());
 }
+
+/// One request on a kept-alive connection, TLS or not: (status, body). `host` None sends an
+/// HTTP/1.0 request without `Host` (the server then closes the connection).
+fn ask<S: std::io::Read + std::io::Write>(s: &mut S, path: &str, host: Option<&str>) -> (u16, String) {
+    let request = match host {
+        Some(host) => format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        None => format!("GET {path} HTTP/1.0\r\n\r\n"),
+    };
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let len = head.lines().find_map(|l| l.strip_prefix("content-length:")).map(|v| v.trim().parse().unwrap());
+            if len.is_some_and(|len: usize| raw.len() >= end + 4 + len) {
+                let r = Response::parse(&raw).0;
+                return (r.status, r.text());
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let r = Response::parse(&raw).0;
+                return (r.status, r.text());
+            }
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The vhost that serves a request over TLS is the one httpd chooses for the same request without
+/// TLS, whatever the SNI: the handshake's vhost is looked at first by httpd's `Host` matching only
+/// where that cannot change the answer (it owns its names), and every other vhost is as before.
+#[test]
+fn a_request_gets_the_vhost_httpd_would_choose_whatever_the_sni() {
+    let mut h = Httpd::new();
+    // The same vhosts, in the same order, on the TLS port and on the plain one.
+    let vhosts: &[(&str, &str)] = &[
+        ("first.test", ""),
+        ("a.test", "ServerAlias shared.test"),
+        ("b.test", "ServerAlias shared.test b2.test"),
+        ("wild.test", "ServerAlias *.w.test"),
+        ("x.w.test", ""),
+        ("c.test", "ServerAlias c2.test"),
+        ("path.test", "ServerPath /pathed"),
+        ("pat.test", "ServerAlias p?.test"),
+        ("p1.test", ""),
+        ("last.test", ""),
+    ];
+    let mut sans: Vec<&str> = vhosts.iter().map(|(n, _)| *n).collect();
+    sans.extend(["shared.test", "b2.test", "y.w.test", "c2.test", "p2.test"]);
+    let (cert, key) = h.pki.issue(&sans, &rcgen::PKCS_ECDSA_P256_SHA256);
+    h.write("conf/all.pem", cert);
+    h.write("conf/all.key", key);
+    let mut blocks = String::new();
+    for port in [h.tls_port, h.plain_port] {
+        for (name, extra) in vhosts {
+            h.write(&format!("htdocs/{name}/index.html"), format!("{name}\n"));
+            h.write(&format!("htdocs/{name}/pathed/index.html"), format!("{name} pathed\n"));
+            let tls = if port == h.tls_port { "  TLSCertificate conf/all.pem conf/all.key\n" } else { "" };
+            blocks += &format!(
+                "<VirtualHost 127.0.0.1:{port}>\n  ServerName {name}\n  {extra}\n{tls}  DocumentRoot \"htdocs/{name}\"\n</VirtualHost>\n"
+            );
+        }
+    }
+    h.tls_vhost = Some(blocks);
+    h.start();
+    let hosts = [
+        "first.test",
+        "a.test",
+        "A.TEST",
+        "shared.test",
+        "b.test",
+        "b2.test",
+        "wild.test",
+        "x.w.test",
+        "y.w.test",
+        "c.test",
+        "c2.test.",
+        &format!("c.test:{}", h.tls_port),
+        "path.test",
+        "p1.test",
+        "p2.test",
+        "last.test",
+        "nothing.test",
+        "127.0.0.1",
+    ];
+    let plain = |path: &str, host: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", h.plain_port)).unwrap();
+        ask(&mut s, path, host)
+    };
+    let config = h.pki.client_config(&[&rustls::version::TLS13]);
+    for (sni, _) in vhosts.iter().chain(&[("shared.test", ""), ("y.w.test", ""), ("c2.test", "")]) {
+        // Every Host on one kept-alive connection: the choice is made per request.
+        let mut s = tls_connect(h.tls_port, sni, config.clone());
+        for host in hosts {
+            for path in ["/", "/pathed/"] {
+                let plain_host = host.replace(&format!(":{}", h.tls_port), &format!(":{}", h.plain_port));
+                let want = plain(path, Some(&plain_host));
+                assert_eq!(want.0, 200, "plain httpd serves {plain_host}{path}");
+                let got = ask(&mut s, path, Some(host));
+                assert_eq!(got, want, "SNI {sni}, Host {host}, {path}: TLS and plain httpd chose different vhosts");
+            }
+        }
+        // Without Host, httpd matches ServerPath instead.
+        let mut s = tls_connect(h.tls_port, sni, config.clone());
+        let want = plain("/pathed/", None);
+        // (httpd serves what follows the ServerPath from the vhost's DocumentRoot.)
+        assert_eq!(want, (200, "path.test\n".to_string()), "plain httpd matches ServerPath");
+        assert_eq!(ask(&mut s, "/pathed/", None), want, "SNI {sni}, no Host");
+    }
+    // The owners were served by the vhost their SNI named (the shortcut's own case).
+    for name in ["a.test", "c.test", "last.test"] {
+        let mut s = tls_connect(h.tls_port, name, config.clone());
+        assert_eq!(ask(&mut s, "/", Some(name)), (200, format!("{name}\n")));
+    }
+    h.assert_no_crash();
+}

@@ -284,14 +284,31 @@ impl Conn {
     /// the same value for every connection to that address in this configuration generation,
     /// None where the address has a single vhost (no name-based list).
     pub fn address_vhost_list(self) -> Option<std::num::NonZeroUsize> {
+        std::num::NonZeroUsize::new(self.address_name_chain() as usize)
+    }
+
+    /// The address's name-based vhost list as httpd made it for the connection, whether or not
+    /// [`Conn::match_hosts_first_against`] put a vhost before it.
+    fn address_name_chain(self) -> *mut NameChain {
         // SAFETY: a field of the live connection, set by httpd when it chose the base server.
-        std::num::NonZeroUsize::new(unsafe { (*self.as_ptr()).vhost_lookup_data } as usize)
+        let head = unsafe { (*self.as_ptr()).vhost_lookup_data } as *mut NameChain;
+        // SAFETY: a non-NULL list is httpd's (or ours, recognised by its marker, which points
+        // on to httpd's).
+        match unsafe { head.as_ref() } {
+            Some(node) if is_ours(node) => node.next,
+            _ => head,
+        }
     }
 
     /// The vhosts of the connection's address, in configuration order (what
     /// `ap_vhost_iterate_given_conn` walks; the base server alone without a name-based list).
     pub fn address_vhosts(self) -> Vec<Server> {
         let mut all: Vec<Server> = Vec::new();
+        // The walk goes over httpd's own list even where a vhost was put before it.
+        // SAFETY: fields of the live connection, on its thread: the list is restored before
+        // anything else can look at it.
+        let installed = unsafe { (*self.as_ptr()).vhost_lookup_data };
+        unsafe { (*self.rec_mut()).vhost_lookup_data = self.address_name_chain().cast() };
         // SAFETY: the callback gets our vector back for the duration of the call.
         unsafe {
             sys::ap_vhost_iterate_given_conn(
@@ -299,9 +316,72 @@ impl Conn {
                 Some(collect_vhost),
                 &mut all as *mut Vec<Server> as *mut std::ffi::c_void,
             );
+            (*self.rec_mut()).vhost_lookup_data = installed;
         }
         all
     }
+
+    /// Has httpd's matching of each request's `Host` (and of `ServerPath` without one) look at
+    /// vhost `s` before the address's list, which follows unchanged: on an address with
+    /// thousands of vhosts, the walk then ends at once when `Host` names the vhost the handshake
+    /// chose, instead of after every vhost before it.
+    ///
+    /// The choice stays httpd's only where `s` owns its names: no wildcard alias, and for each
+    /// of its names the walk of the whole list answers `s` (`NameIndex::find_owner` says so),
+    /// and it has no `ServerPath`. Then a `Host` that `s` matches gets `s` either way, and any
+    /// other `Host` finds nothing in the node put first and walks on as before. The node's
+    /// address record has a `virthost` no `Host` can equal (httpd's fallback to the
+    /// `<VirtualHost>` address stays with the list), and port 0, as the address's own list was
+    /// already chosen by port.
+    pub fn match_hosts_first_against(self, s: Server) {
+        let list = self.address_name_chain();
+        // SAFETY: read from the live connection, on its thread.
+        let installed = unsafe { (*self.as_ptr()).vhost_lookup_data };
+        if list.is_null() || installed != list.cast() || s.server_path().is_some() {
+            // One vhost on the address (nothing to walk), a vhost already first, or a
+            // ServerPath (which the walk without `Host` tests first).
+            return;
+        }
+        let pool = self.pool();
+        // SAFETY: the list's first node and its address record are httpd's, for this
+        // generation; ours are allocated in the connection's pool (cleared with the connection,
+        // after its last request) and initialised in full before httpd can see them.
+        unsafe {
+            let sar = sys::apr_palloc(pool.as_ptr(), std::mem::size_of::<sys::server_addr_rec>())
+                as *mut sys::server_addr_rec;
+            let node = sys::apr_palloc(pool.as_ptr(), std::mem::size_of::<NameChain>()) as *mut NameChain;
+            if sar.is_null() || node.is_null() {
+                return;
+            }
+            sar.write(sys::server_addr_rec {
+                next: std::ptr::null_mut(),
+                virthost: NOT_A_HOST.as_ptr().cast_mut(),
+                host_addr: (*(*list).sar).host_addr,
+                host_port: 0,
+            });
+            node.write(NameChain { next: list, sar, server: s.as_ptr() });
+            (*self.rec_mut()).vhost_lookup_data = node.cast();
+        }
+    }
+}
+
+/// httpd's `name_chain` (server/vhost.c, unchanged since 1.3; not in its public headers): one
+/// node of an address's name-based vhost list, which `conn_rec.vhost_lookup_data` points to.
+#[repr(C)]
+struct NameChain {
+    next: *mut NameChain,
+    sar: *mut sys::server_addr_rec,
+    server: *mut sys::server_rec,
+}
+
+/// The `virthost` of the address record of a node we put first: httpd compares it with the
+/// request's `Host` after checking that the `Host` is made of letters, digits, dots, dashes (and
+/// an IPv6 literal's characters), so it never matches; its address also marks the node as ours.
+static NOT_A_HOST: &CStr = c"\x01 (mod_tls: the vhost the handshake chose, looked at first)";
+
+fn is_ours(node: &NameChain) -> bool {
+    // SAFETY: every node of the list has an address record.
+    !node.sar.is_null() && unsafe { (*node.sar).virthost }.cast_const() == NOT_A_HOST.as_ptr()
 }
 
 /// Collects every vhost of an address (never stops the walk).

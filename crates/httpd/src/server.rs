@@ -66,6 +66,13 @@ impl Server {
         self.rec().port
     }
 
+    /// `ServerPath`, if set.
+    pub fn server_path(self) -> Option<String> {
+        let path = self.rec().path;
+        // SAFETY: a C string of the server record.
+        (!path.is_null()).then(|| unsafe { cstr(path) }.into_owned())
+    }
+
     /// Where its `<VirtualHost>` was written (file, line); for the main server, whatever httpd
     /// recorded (no vhost).
     pub fn defined_at(self) -> (String, i32) {

@@ -6,6 +6,11 @@
 //! with every suffix of the name that follows a dot); other patterns (`www.*`, `?`) are rare and
 //! stay in a list that is matched the slow way. Each map keeps the first vhost of a name, and a
 //! lookup takes the earliest of what the three offer.
+//!
+//! The index also knows which vhosts *own* their names ([`NameIndex::find_owner`]): a vhost
+//! without wildcard aliases each of whose names the walk answers with that vhost itself (no
+//! earlier vhost has the name or a wildcard that matches it). For such a vhost, any `Host` its
+//! names match gets it from httpd's walk too, which is what lets the walk look at it first.
 
 use std::collections::HashMap;
 
@@ -20,30 +25,37 @@ pub struct NameIndex<S> {
     star_dot: HashMap<Box<str>, u32>,
     /// Other patterns, in order: (pattern, vhost index).
     other: Vec<(Box<str>, u32)>,
+    /// Per vhost: it owns its names (see the module's documentation).
+    owns_names: Vec<bool>,
 }
 
 impl<S: Copy> NameIndex<S> {
     /// The index of `vhosts` (in configuration order), each with its ServerName, its aliases and
     /// its wildcard aliases.
     pub fn new(vhosts: impl IntoIterator<Item = (S, String, Vec<String>, Vec<String>)>) -> Self {
-        let vhosts = vhosts.into_iter();
+        let vhosts: Vec<_> = vhosts.into_iter().collect();
         // Sized once for the vhosts (each has a name): growing would leave the smaller tables
         // behind, freed but touched, in each child that makes an index.
-        let n = vhosts.size_hint().0;
+        let n = vhosts.len();
         let mut index = NameIndex {
             servers: Vec::with_capacity(n),
             exact: HashMap::with_capacity(n),
             star_dot: HashMap::new(),
             other: Vec::new(),
+            owns_names: Vec::new(),
         };
-        for (s, server_name, aliases, wild) in vhosts {
+        let names_of = |server_name: &str, aliases: &[String]| -> Vec<String> {
+            std::iter::once(server_name)
+                .chain(aliases.iter().map(String::as_str))
+                .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+                .filter(|name| !name.is_empty())
+                .collect()
+        };
+        for (s, server_name, aliases, wild) in &vhosts {
             let i = index.servers.len() as u32;
-            index.servers.push(s);
-            for name in std::iter::once(server_name.as_str()).chain(aliases.iter().map(String::as_str)) {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                if !name.is_empty() {
-                    index.exact.entry(name.into()).or_insert(i);
-                }
+            index.servers.push(*s);
+            for name in names_of(server_name, aliases) {
+                index.exact.entry(name.into()).or_insert(i);
             }
             for pattern in wild {
                 let lower = pattern.to_ascii_lowercase();
@@ -56,11 +68,32 @@ impl<S: Copy> NameIndex<S> {
             }
         }
         index.star_dot.shrink_to_fit();
+        index.owns_names = vhosts
+            .iter()
+            .enumerate()
+            .map(|(i, (_, server_name, aliases, wild))| {
+                let names = names_of(server_name, aliases);
+                wild.is_empty()
+                    && !names.is_empty()
+                    && names.iter().all(|name| index.find_position(name) == Some(i as u32))
+            })
+            .collect();
         index
     }
 
     /// The first vhost that `host` names, as httpd's walk finds it.
     pub fn find(&self, host: &str) -> Option<S> {
+        self.find_position(host).map(|i| self.servers[i as usize])
+    }
+
+    /// The first vhost that `host` names, and whether it owns its names: then any `Host` that
+    /// one of its names matches (as httpd compares: the whole name, case aside) is answered by
+    /// httpd's walk with this vhost, wherever the walk starts.
+    pub fn find_owner(&self, host: &str) -> Option<(S, bool)> {
+        self.find_position(host).map(|i| (self.servers[i as usize], self.owns_names[i as usize]))
+    }
+
+    fn find_position(&self, host: &str) -> Option<u32> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let earliest = |best: Option<u32>, i: u32| Some(best.map_or(i, |b| b.min(i)));
         let mut best = self.exact.get(host.as_str()).copied();
@@ -78,7 +111,7 @@ impl<S: Copy> NameIndex<S> {
                 best = earliest(best, *i);
             }
         }
-        best.map(|i| self.servers[i as usize])
+        best
     }
 
     pub fn len(&self) -> usize {
@@ -149,6 +182,69 @@ mod tests {
         assert_eq!(idx.find("dup.example.net"), Some(2), "an earlier vhost's wildcard beats a later exact alias");
         assert_eq!(idx.find("www.example.net"), Some(0), "the first of two exact names");
         assert_eq!(idx.find("a.b.shop.example.net"), Some(1), "the star spans dots, first wins");
+    }
+
+    /// httpd's walk with `first` looked at before the address's list (the list itself unchanged).
+    fn walk_from(vhosts: &[Vhost], first: usize, host: &str) -> Option<usize> {
+        let matches = |i: usize| {
+            let (name, aliases, wild) = vhosts[i];
+            let aliases: Vec<String> = aliases.iter().map(|a| a.to_string()).collect();
+            let wild: Vec<String> = wild.iter().map(|w| w.to_string()).collect();
+            crate::conf::host_matches(host, name, &aliases, &wild)
+        };
+        if matches(first) { Some(first) } else { (0..vhosts.len()).find(|&i| matches(i)) }
+    }
+
+    #[test]
+    fn a_vhost_that_owns_its_names_can_be_looked_at_first() {
+        let vhosts: &[Vhost] = &[
+            ("a.test", &["shared.test"], &[]),
+            ("b.test", &["shared.test", "b-alias.test"], &[]),
+            ("wild.test", &[], &["*.w.test"]),
+            ("x.w.test", &[], &[]),
+            ("c.test", &["C-Alias.Test."], &[]),
+            ("pattern.test", &[], &["p?.test"]),
+            ("p1.test", &[], &[]),
+            ("last.test", &[], &[]),
+        ];
+        let idx = index(vhosts);
+        let owns = |host: &str| idx.find_owner(host).map(|(_, owns)| owns);
+        assert_eq!(owns("a.test"), Some(true));
+        assert_eq!(owns("b.test"), Some(false), "an earlier vhost has its alias shared.test");
+        assert_eq!(owns("b-alias.test"), Some(false));
+        assert_eq!(owns("y.w.test"), Some(false), "a vhost with a wildcard alias");
+        assert_eq!(owns("x.w.test"), Some(false), "an earlier wildcard matches its name");
+        assert_eq!(owns("c-alias.test"), Some(true));
+        assert_eq!(owns("p1.test"), Some(false), "an earlier pattern matches its name");
+        assert_eq!(owns("last.test"), Some(true));
+        assert_eq!(owns("nothing.test"), None);
+        // The claim itself: for every owner, any Host gets the same vhost whether the walk
+        // looks at the owner first or not.
+        let hosts = [
+            "a.test",
+            "A.TEST",
+            "shared.test",
+            "b.test",
+            "b-alias.test",
+            "x.w.test",
+            "y.w.test",
+            "c.test",
+            "c-alias.test",
+            "p1.test",
+            "p2.test",
+            "last.test",
+            "nothing.test",
+            "",
+            "127.0.0.1",
+        ];
+        for (first, (name, _, _)) in vhosts.iter().enumerate() {
+            if owns(name) != Some(true) {
+                continue;
+            }
+            for host in hosts {
+                assert_eq!(walk_from(vhosts, first, host), walk(vhosts, host), "{name} first, Host {host:?}");
+            }
+        }
     }
 
     #[test]
