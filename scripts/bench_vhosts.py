@@ -36,6 +36,8 @@ Measured, per kind (median over --rounds, the kinds visited in alternating order
     Host of that vhost, for --hs-seconds each; the ratio last/first and the extra time a
     connection to the last vhost costs (1/rate_last - 1/rate_first).  For plain the same
     with new cleartext connections;
+  - mod_status's server-status page, whole and `?auto` (what monitoring polls): the time from
+    a new connection until the whole page is read, and the size of `?auto`;
   - the server's CPU time (user + system, parent and children, from /proc/PID/stat) per
     connection in those bursts, first and last vhost: the extra CPU for the last vhost is the
     cost of finding it, and the same minus plain's is the TLS module's own part of it (the rest
@@ -195,7 +197,9 @@ class Server:
                f"LoadModule mpm_event_module {MODDIR}/mod_mpm_event.so\n"
                f"LoadModule authz_core_module {MODDIR}/mod_authz_core.so\n"
                f"LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so\n"
+               f"LoadModule status_module {MODDIR}/mod_status.so\n"
                f"{run_identity()}{MPM}ServerName localhost\nTimeout 30\n"
+               "<Location /server-status>\n  SetHandler server-status\n</Location>\n"
                "<Directory />\n  AllowOverride None\n  Require all denied\n</Directory>\n"
                f'DocumentRoot "{r}/htdocs"\n<Directory "{r}/htdocs">\n  Require all granted\n'
                f"</Directory>\nListen 127.0.0.1:{p}\n"]
@@ -364,6 +368,33 @@ class Server:
         except (OSError, ssl.SSLError):
             return False
 
+    def fetch(self, path, timeout=30.0):
+        """GET `path` from site1 on a new connection: (seconds until the whole answer is read,
+        body bytes)."""
+        name = "site1.test"
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as raw:
+            if self.kind == "plain":
+                s = raw
+            else:
+                ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
+                s = ctx.wrap_socket(raw, server_hostname=name)
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ssl.SSLError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        seconds = time.monotonic() - t0
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            self.fail(f"{path} did not answer 200", head.decode(errors="replace"))
+        return seconds, len(body)
+
     def burst_rate(self, i, seconds, client_conf):
         """New connections (full TLS 1.3 handshakes) per second to site<i>, one request each:
         repeated h2load bursts of BURST clients; the rate over h2load's own run times, and the
@@ -459,6 +490,10 @@ def fmt(v, unit):
         return f"{v:+.0f} µs"
     if unit == "µs":
         return f"{v:.0f} µs"
+    if unit == "ms":
+        return f"{v:.1f} ms"
+    if unit == "bytes":
+        return f"{v:.0f} bytes"
     return f"{v:.2f}"
 
 
@@ -556,6 +591,17 @@ def main():
     pss = {key: s.pss_kib() for key, s in servers.items()}
     log("PSS: " + ", ".join(f"{s.label} {pss[key] / 1024:.1f} MiB" for key, s in servers.items()))
 
+    # -- the status page: mod_status's server-status, whole and ?auto -----------------
+    for s in big:
+        for rnd in range(a.rounds):
+            t_html, _ = s.fetch("/server-status")
+            t_auto, auto_bytes = s.fetch("/server-status?auto")
+            add(s.kind, "status_html", t_html * 1e3)
+            add(s.kind, "status_auto", t_auto * 1e3)
+            add(s.kind, "status_auto_bytes", auto_bytes)
+        log(f"{s.label}: server-status {samples[s.kind]['status_html'][-1]:.1f} ms, "
+            f"?auto {samples[s.kind]['status_auto'][-1]:.1f} ms ({auto_bytes} bytes)")
+
     # -- handshake rates, first and last vhost --------------------------------------
     conf = os.path.join(base, "client-tls13.cnf")
     with open(conf, "w") as f:      # h2load sets its own min/max version; Protocol still applies
@@ -586,6 +632,9 @@ def main():
             (f"PSS of all httpd processes, {n} vhosts", "pss", "MiB"),
             (f"PSS of all httpd processes, {SMALL} vhosts", "pss_small", "MiB"),
             (f"≈ per vhost: (PSS({n}) - PSS({SMALL})) / {n - SMALL}", "per_vhost", "KiB"),
+            ("server-status (HTML), new connection, until the whole page is read", "status_html", "ms"),
+            ("server-status?auto, the same", "status_auto", "ms"),
+            ("server-status?auto size", "status_auto_bytes", "bytes"),
             ("full TLS 1.3 handshakes/s, 1 request each, first vhost", "first", "hs/s"),
             (f"the same, last vhost (site{n})", "last", "hs/s"),
             ("last / first", "ratio", "x"),
@@ -621,7 +670,7 @@ def main():
         cells = [fmt(med[k][key], unit) for k in kinds]
         for k in peers:
             ours, theirs = med["tls"][key], med[k][key]
-            relative = key not in ("ratio", "extra", "own", "cpu_extra", "cpu_own")
+            relative = key not in ("ratio", "extra", "own", "cpu_extra", "cpu_own", "status_auto_bytes")
             cells.append(f"{ours / theirs:.2f}" if relative and theirs else "")
         print(f"| {label} | " + " | ".join(cells) + " |")
     if "plain" in kinds:
