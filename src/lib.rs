@@ -189,13 +189,10 @@ fn vhost_named(c: httpd::Conn, host: &str) -> Option<Server> {
     let indexes = &built(Server::main()).main_only().name_indexes;
     let known = indexes.read().unwrap_or_else(|e| e.into_inner()).get(&list.get()).cloned();
     let index = known.unwrap_or_else(|| {
-        let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts().into_iter().map(|s| {
-            let (name, aliases, wild) = s.names();
-            (s, name, aliases, wild)
-        })));
+        let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts(), |s, each| s.each_name(each)));
         indexes.write().unwrap_or_else(|e| e.into_inner()).entry(list.get()).or_insert(made).clone()
     });
-    index.find(host)
+    index.find(host, |s| has_name(s, host))
 }
 
 /// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases), as httpd matches.

@@ -471,6 +471,6 @@ fn prime_ocsp_stapling(st: &Startup) {
             );
             rv == httpd::APR_SUCCESS
         });
-        settle(&tls.stapling, stapling);
+        settle(&tls.stapling, stapling.into());
     }
 }
