@@ -74,6 +74,10 @@ impl Module for TlsModule {
         DirConf::merge(base, add)
     }
 
+    fn dir_adds_nothing(add: &DirConf) -> bool {
+        add.adds_nothing()
+    }
+
     fn register_hooks() {
         use httpd::hooks::{self, Order};
         // Every caught panic is counted on the status page (TLSPanics).

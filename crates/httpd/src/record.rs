@@ -29,6 +29,12 @@ pub trait Module: 'static {
     fn merge_server(base: &Self::Server, add: &Self::Server) -> Self::Server;
     fn create_dir() -> Self::Dir;
     fn merge_dir(base: &Self::Dir, add: &Self::Dir) -> Self::Dir;
+    /// Whether `add` changes nothing of whatever it is merged under (`merge_dir(base, add)` would
+    /// equal `base`): the merge is then `base` itself, shared instead of copied. httpd merges
+    /// each vhost's defaults under the main server's, and each request's sections, this way.
+    fn dir_adds_nothing(_add: &Self::Dir) -> bool {
+        false
+    }
     /// Registers the hooks and filters (after this layer has noted the module's index).
     fn register_hooks();
 }
@@ -171,6 +177,12 @@ unsafe extern "C" fn merge_dir_config<M: Module>(
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
+    // SAFETY: what create/merge_dir_config::<M> returned (or NULL), read only; `base` lives in a
+    // pool at least as long as the one the merge is for (an enclosing scope's), and nothing
+    // writes a configuration once merged.
+    if !base.is_null() && unsafe { (add as *const M::Dir).as_ref() }.is_some_and(M::dir_adds_nothing) {
+        return base;
+    }
     // SAFETY: both are what create/merge_dir_config::<M> returned.
     unsafe { merged(p, base, add, M::merge_dir) }
 }

@@ -38,8 +38,74 @@ impl CertSpec {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SharedList<T>(Option<Arc<[T]>>);
 
-/// A server's `TLSCertificate`s, in order (shared by the vhosts that inherit the main server's).
-pub type Certificates = SharedList<CertSpec>;
+/// A server's `TLSCertificate`s, in order: shared (not copied) by the vhosts that inherit the
+/// main server's, and released once start-up has built what they name
+/// ([`release`](Self::release)): the built configuration holds the certificates themselves, and
+/// nothing needs their paths or where they were written after that (with thousands of vhosts,
+/// a few hundred bytes each for the whole generation).
+#[derive(Default)]
+pub struct Certificates(std::sync::Mutex<SharedList<CertSpec>>);
+
+impl Certificates {
+    /// The list as it is (empty once released).
+    pub fn specs(&self) -> SharedList<CertSpec> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The list, to change it (while the configuration is read, and in tests).
+    pub fn specs_mut(&mut self) -> &mut SharedList<CertSpec> {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more `TLSCertificate` (while the configuration is read).
+    pub fn push(&mut self, spec: CertSpec) {
+        self.specs_mut().push(spec);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs().is_empty()
+    }
+
+    /// Drops the list: start-up has built what it names.
+    pub fn release(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = SharedList::default();
+    }
+
+    /// A vhost's certificates: its own where it has any, the main server's (shared) otherwise.
+    pub fn inherit(base: &Self, add: &Self) -> Self {
+        SharedList::inherit(&base.specs(), &add.specs()).into()
+    }
+}
+
+impl Clone for Certificates {
+    fn clone(&self) -> Self {
+        self.specs().into()
+    }
+}
+
+impl From<SharedList<CertSpec>> for Certificates {
+    fn from(list: SharedList<CertSpec>) -> Self {
+        Certificates(std::sync::Mutex::new(list))
+    }
+}
+
+impl From<Vec<CertSpec>> for Certificates {
+    fn from(all: Vec<CertSpec>) -> Self {
+        SharedList::from(all).into()
+    }
+}
+
+impl PartialEq<Vec<CertSpec>> for Certificates {
+    fn eq(&self, other: &Vec<CertSpec>) -> bool {
+        self.specs() == *other
+    }
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.specs().fmt(f)
+    }
+}
 
 impl<T> Default for SharedList<T> {
     fn default() -> Self {
@@ -223,7 +289,7 @@ impl ServerConf {
         ServerConf {
             engines: SharedList::inherit(&base.engines, &add.engines),
             strict_sni: add.strict_sni.or(base.strict_sni),
-            certificates: SharedList::inherit(&base.certificates, &add.certificates),
+            certificates: Certificates::inherit(&base.certificates, &add.certificates),
             certificates_inherited: add.certificates.is_empty() && !base.certificates.is_empty(),
             settings,
         }
@@ -254,7 +320,8 @@ impl ServerConf {
     /// was written): vhosts with equal keys get the same configuration, built once. A wildcard
     /// certificate named by a thousand vhosts is then read, parsed and held once.
     pub fn tls_build_key(&self) -> String {
-        let certs: Vec<_> = self.certificates.iter().map(|c| (&c.cert_file, &c.key_file)).collect();
+        let specs = self.certificates.specs();
+        let certs: Vec<_> = specs.iter().map(|c| (&c.cert_file, &c.key_file)).collect();
         let ids = |l: &CipherList| l.ids().iter().map(|i| i.value).collect::<Vec<u16>>();
         format!(
             "{certs:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",

@@ -338,8 +338,9 @@ pub fn build_vhost(
     sessions: Option<SessionStorageFactory<'_>>,
     providers: &mut Providers,
 ) -> Result<(VhostTls, Vec<Warning>), BuildError> {
-    let mut keys = Vec::with_capacity(conf.certificates.len());
-    for spec in &conf.certificates {
+    let specs = conf.certificates.specs();
+    let mut keys = Vec::with_capacity(specs.len());
+    for spec in &specs {
         let ask_once: Option<certs::PassphraseSource<'_>> = match &mut ask {
             Some(f) => Some(&mut **f),
             None => None,
@@ -501,7 +502,7 @@ pub(crate) mod tests {
         assert_ne!(a.fingerprint, b.fingerprint);
         assert!(misdirected(false, Some(&a.fingerprint), Some(&b.fingerprint)));
         let mut again = confs[0].clone();
-        again.certificates[0].origin.line = 77;
+        again.certificates.specs_mut()[0].origin.line = 77;
         let again = build(&again);
         assert_eq!(again.fingerprint, a.fingerprint);
         assert!(!misdirected(false, Some(&again.fingerprint), Some(&a.fingerprint)));
