@@ -19,6 +19,9 @@ ways, each in its own throw-away ServerRoot on its own loopback port, all in one
   mod_tls  this module (a copy of target/release/libmod_tls.so), TLSEngine on the address
            and TLSCertificate per vhost, every other directive at its default
 A second server of each kind with 20 vhosts gives the memory a vhost costs.
+With --shared-cert every vhost names the same certificate and key (site1's, as a wildcard
+certificate shared by many vhosts would be): what a vhost costs then without a certificate of
+its own (clients check the chain but not the name, which is site1's).
 
 Measured, per kind (median over --rounds, the kinds visited in alternating order):
   - `apache2 -t` wall time;
@@ -174,8 +177,9 @@ def run_identity():
 
 
 class Server:
-    def __init__(self, kind, nvhosts, base, certs, module):
+    def __init__(self, kind, nvhosts, base, certs, module, shared_cert=False):
         self.kind, self.n, self.certs, self.module = kind, nvhosts, certs, module
+        self.shared_cert = shared_cert
         self.label = f"{KINDS[kind]}/{nvhosts}"
         self.root = os.path.join(base, f"{kind}-{nvhosts}")
         for sub in ("conf", "logs", "run", "htdocs"):
@@ -215,7 +219,7 @@ class Server:
             per = ""
         for i in range(1, self.n + 1):
             out.append(f"<VirtualHost 127.0.0.1:{p}>\n  ServerName site{i}.test\n"
-                       + per.format(c=c, i=i) + "</VirtualHost>\n")
+                       + per.format(c=c, i=1 if self.shared_cert else i) + "</VirtualHost>\n")
         with open(self.conf, "w") as f:
             f.write("".join(out))
 
@@ -363,6 +367,7 @@ class Server:
                 if self.kind == "plain":
                     return http_get(raw, name)
                 ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
+                ctx.check_hostname = not self.shared_cert
                 with ctx.wrap_socket(raw, server_hostname=name) as s:
                     return http_get(s, name)
         except (OSError, ssl.SSLError):
@@ -509,6 +514,8 @@ def main():
     ap.add_argument("--hs-seconds", type=float, default=3.0,
                     help="seconds of h2load bursts per handshake sample (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the ServerRoots (their path is printed)")
+    ap.add_argument("--shared-cert", action="store_true",
+                    help="every vhost names the same certificate and key files (site1's)")
     a = ap.parse_args()
     n = a.vhosts
     if not SMALL < n <= 10000:
@@ -538,7 +545,7 @@ def main():
     log(f"writing {len(kinds) * 2} configurations under {base}")
     for k in kinds:
         for size in (n, SMALL):
-            servers[(k, size)] = Server(k, size, base, a.certs, module)
+            servers[(k, size)] = Server(k, size, base, a.certs, module, a.shared_cert)
 
     def cleanup():
         for s in servers.values():
@@ -651,7 +658,9 @@ def main():
         rows.append(("extra server CPU minus plain's (the same)", "cpu_own", "us"))
     peers = [k for k in ("ssl",) if k in kinds and "tls" in kinds]     # ratio columns
     heads = [KINDS[k] for k in kinds] + [f"mod_tls / {KINDS[k]}" for k in peers]
-    print(f"# make bench-vhosts: {n} name-based vhosts, each its own ECDSA P-256 certificate")
+    print(f"# make bench-vhosts: {n} name-based vhosts, "
+          + ("all naming one ECDSA P-256 certificate (--shared-cert)" if a.shared_cert
+             else "each its own ECDSA P-256 certificate"))
     print(f"date:    {date}")
     print(f"machine: {machine()}")
     print(f"load:    {load0[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end (1-min averages)")

@@ -64,7 +64,7 @@ impl VhostChooser {
         key: &Arc<CertifiedKey>,
         config: &Arc<ServerConfig>,
     ) -> Option<Arc<ServerConfig>> {
-        let staplings = tls.stapling.get().map(Vec::as_slice);
+        let staplings = tls.stapling.get().map(|all| &all[..]);
         let response = |id: &[u8; 32]| md::ocsp_response(self.c, self.server, id);
         ocsp::stapled_config(tls.resolver.keys(), staplings, key, config, response)
     }

@@ -287,11 +287,22 @@ fn proxy_machine_certificate(cmd: &mut Cmd, cert: &str, key: Option<&str>) -> Re
     proxy_setting(cmd, |p, origin| p.machine_certs.push(CertSpec { cert_file, key_file, origin }))
 }
 
-/// Where the directive being read is written.
+/// Where the directive being read is written. The file's name is held once per file (the last
+/// one named is kept for the next directive): thousands of vhosts each remember where their
+/// `TLSCertificate` was written for the whole generation.
 fn origin(cmd: &Cmd) -> conf::Origin {
     let w = cmd.written();
-    conf::Origin { file: w.file, line: w.line }
+    let last = cmd.config_userdata(ORIGIN_FILE, || None::<std::sync::Arc<str>>);
+    let mut last = last.borrow_mut();
+    let file = match last.as_ref() {
+        Some(f) if **f == *w.file => f.clone(),
+        _ => last.insert(w.file.into()).clone(),
+    };
+    conf::Origin { file, line: w.line }
 }
+
+/// The configuration pool's note of the file the last directive was written in (see [`origin`]).
+const ORIGIN_FILE: &std::ffi::CStr = c"mod_tls origin file";
 
 /// `path` relative to the ServerRoot (absolute paths stay as they are).
 fn server_relative(cmd: &Cmd, path: &str) -> Result<std::path::PathBuf, ConfError> {

@@ -74,6 +74,10 @@ impl Module for TlsModule {
         DirConf::merge(base, add)
     }
 
+    fn dir_adds_nothing(add: &DirConf) -> bool {
+        add.adds_nothing()
+    }
+
     fn register_hooks() {
         use httpd::hooks::{self, Order};
         // Every caught panic is counted on the status page (TLSPanics).
@@ -190,13 +194,10 @@ fn vhost_named(c: httpd::Conn, host: &str) -> Option<(Server, bool)> {
     let indexes = &built(Server::main()).main_only().name_indexes;
     let known = indexes.read().unwrap_or_else(|e| e.into_inner()).get(&list.get()).cloned();
     let index = known.unwrap_or_else(|| {
-        let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts().into_iter().map(|s| {
-            let (name, aliases, wild) = s.names();
-            (s, name, aliases, wild)
-        })));
+        let made = Arc::new(crate::tls::names::NameIndex::new(c.address_vhosts(), |s, each| s.each_name(each)));
         indexes.write().unwrap_or_else(|e| e.into_inner()).entry(list.get()).or_insert(made).clone()
     });
-    index.find_owner(host)
+    index.find_owner(host, |s| has_name(s, host))
 }
 
 /// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases), as httpd matches.

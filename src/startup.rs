@@ -124,6 +124,7 @@ pub fn check_config(st: &Startup) -> HookResult {
             // Vhosts with the same settings share one configuration (and a bad file is
             // reported once, not once per vhost that names it).
             let key = conf.tls_build_id();
+            let built_here = !built_already.contains_key(&key);
             let tls = built_already.entry(key).or_insert_with(|| {
                 match engine::build_vhost(conf, ask, sessions, &mut providers) {
                     Ok((tls, warnings)) => {
@@ -141,6 +142,15 @@ pub fn check_config(st: &Startup) -> HookResult {
             match tls {
                 Some(tls) => settle(&built(s).tls, tls.clone()),
                 None => failed = true,
+            }
+            // Built: what named the certificates is needed no more (see `Certificates`), where
+            // the vhost built a configuration of its own. Released here, one vhost at a time, so
+            // that the next vhosts' configurations fill the room it leaves: left empty (freed
+            // after start-up, or by vhosts that share a configuration and so build nothing to
+            // fill it), it is holes all over the memory the children share, each a page that
+            // the first allocation landing in it copies.
+            if built_here {
+                conf.certificates.release();
             }
         }
         settle(&built(s).md_deferred, md_deferred);
@@ -471,6 +481,6 @@ fn prime_ocsp_stapling(st: &Startup) {
             );
             rv == httpd::APR_SUCCESS
         });
-        settle(&tls.stapling, stapling);
+        settle(&tls.stapling, stapling.into());
     }
 }

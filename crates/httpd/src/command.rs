@@ -111,13 +111,21 @@ impl Cmd {
     /// `path` relative to the ServerRoot (absolute paths stay as they are).
     pub fn server_relative(&self, path: &str) -> Result<PathBuf, BadPath> {
         let c_path = std::ffi::CString::new(path).map_err(|_| BadPath)?;
-        // SAFETY: live pool; a C string.
-        let p = unsafe { sys::ap_server_root_relative(self.parms().pool, c_path.as_ptr()) };
-        if p.is_null() {
+        // In a pool of its own, destroyed once the path is copied: the configuration pool (and
+        // the temporary one, until the pass ends) would keep it, with thousands of vhosts two
+        // per TLSCertificate; a destroyed pool's memory is what the next one gets.
+        let mut own: *mut sys::apr_pool_t = ptr::null_mut();
+        // SAFETY: a pool under the configuration pool, live while the directive is read.
+        if unsafe { sys::apr_pool_create_ex(&mut own, self.parms().pool, None, ptr::null_mut()) } != 0 {
             return Err(BadPath);
         }
-        // SAFETY: a string in the configuration pool.
-        Ok(unsafe { cstr(p) }.into_owned().into())
+        // SAFETY: the live pool just made; a C string.
+        let p = unsafe { sys::ap_server_root_relative(own, c_path.as_ptr()) };
+        // SAFETY: a string in that pool, copied before it goes.
+        let made = (!p.is_null()).then(|| PathBuf::from(unsafe { cstr(p) }.into_owned()));
+        // SAFETY: the pool made above, which nothing else uses.
+        unsafe { sys::apr_pool_destroy(own) };
+        made.ok_or(BadPath)
     }
 }
 

@@ -24,9 +24,17 @@ pub trait Module: 'static {
     /// The exported record (see [`export_module!`](crate::export_module)).
     fn record() -> &'static ModuleRecord;
     fn create_server() -> Self::Server;
+    /// A vhost's record under the main server's: the result takes the place of `add` (httpd
+    /// keeps only the merged record of a vhost).
     fn merge_server(base: &Self::Server, add: &Self::Server) -> Self::Server;
     fn create_dir() -> Self::Dir;
     fn merge_dir(base: &Self::Dir, add: &Self::Dir) -> Self::Dir;
+    /// Whether `add` changes nothing of whatever it is merged under (`merge_dir(base, add)` would
+    /// equal `base`): the merge is then `base` itself, shared instead of copied. httpd merges
+    /// each vhost's defaults under the main server's, and each request's sections, this way.
+    fn dir_adds_nothing(_add: &Self::Dir) -> bool {
+        false
+    }
     /// Registers the hooks and filters (after this layer has noted the module's index).
     fn register_hooks();
 }
@@ -128,13 +136,36 @@ unsafe extern "C" fn create_server_config<M: Module>(p: *mut sys::apr_pool_t, _s
     pool_owned(p, M::create_server)
 }
 
+/// httpd merges each vhost's record once (`ap_fixup_virtual_hosts`) and from then on holds only
+/// the merged one, while the vhost's own stays allocated until the generation ends: so the
+/// merged values take the place of the vhost's own, in its allocation, and a vhost holds one
+/// record instead of two (with thousands of vhosts, a record and a pool cleanup each).
 unsafe extern "C" fn merge_server_config<M: Module>(
     p: *mut sys::apr_pool_t,
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
-    // SAFETY: both are what create/merge_server_config::<M> returned.
-    unsafe { merged(p, base, add, M::merge_server) }
+    if base == add {
+        // Not what httpd does; a new record keeps both intact should it ever.
+        // SAFETY: both are what create/merge_server_config::<M> returned.
+        return unsafe { merged(p, base, add, M::merge_server) };
+    }
+    // SAFETY: both are what create/merge_server_config::<M> returned (or NULL), two records;
+    // httpd reads no configuration while it merges, and forgets `add` once it has the result.
+    let (Some(base), Some(own)) = (unsafe { ((base as *const M::Server).as_ref(), (add as *mut M::Server).as_mut()) })
+    else {
+        // Missing stays missing: start-up refuses a server without its configuration.
+        return ptr::null_mut();
+    };
+    catch_panic(
+        ptr::null_mut(),
+        |m| crate::log_panic("merging a configuration", m),
+        || {
+            // Merged first: a panic leaves the vhost's own record as it was (and NULL in its slot).
+            *own = M::merge_server(base, own);
+            (own as *mut M::Server).cast()
+        },
+    )
 }
 
 unsafe extern "C" fn create_dir_config<M: Module>(p: *mut sys::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
@@ -146,6 +177,12 @@ unsafe extern "C" fn merge_dir_config<M: Module>(
     base: *mut c_void,
     add: *mut c_void,
 ) -> *mut c_void {
+    // SAFETY: what create/merge_dir_config::<M> returned (or NULL), read only; `base` lives in a
+    // pool at least as long as the one the merge is for (an enclosing scope's), and nothing
+    // writes a configuration once merged.
+    if !base.is_null() && unsafe { (add as *const M::Dir).as_ref() }.is_some_and(M::dir_adds_nothing) {
+        return base;
+    }
     // SAFETY: both are what create/merge_dir_config::<M> returned.
     unsafe { merged(p, base, add, M::merge_dir) }
 }

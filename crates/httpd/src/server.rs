@@ -116,6 +116,25 @@ impl Server {
         (self.hostname(), names, wild)
     }
 
+    /// Each of its names, as [`names`](Self::names) lists them, without copying them: `f` gets
+    /// the ServerName and the ServerAlias names with `false`, the wildcard aliases with `true`.
+    pub fn each_name(self, mut f: impl FnMut(&str, bool)) {
+        // SAFETY: C strings (or NULL) and arrays of C strings (or NULL) of the server record,
+        // of the same generation, read for the duration of the call.
+        unsafe {
+            f(&cstr(self.rec().server_hostname), false);
+            for (arr, wild) in [(self.rec().names, false), (self.rec().wild_names, true)] {
+                if arr.is_null() {
+                    continue;
+                }
+                let elts = (*arr).elts as *const *const std::ffi::c_char;
+                for i in 0..(*arr).nelts.max(0) as usize {
+                    f(&cstr(*elts.add(i)), wild);
+                }
+            }
+        }
+    }
+
     /// The process pool: lives across configuration reloads (start-up only: see `Startup`).
     pub(crate) fn process_pool(self) -> Pool {
         // SAFETY: the process record outlives every configuration.

@@ -101,6 +101,12 @@ impl DirConf {
         DirConf { options: TlsOptions::merge(&base.options, &add.options), proxy }
     }
 
+    /// Whether this scope sets nothing: merged under any scope, it leaves that scope's
+    /// settings as they are (see [`DirConf::merge`]).
+    pub fn adds_nothing(&self) -> bool {
+        self.options == TlsOptions::default() && self.proxy.is_none()
+    }
+
     /// The `TLSProxy*` settings of this scope.
     pub fn proxy(&self) -> &ProxyConf {
         self.proxy.as_deref().unwrap_or(&NO_PROXY)
@@ -120,6 +126,20 @@ mod tests {
         let mut o = TlsOptions::default();
         o.apply_line(&words.join(" ")).unwrap();
         o
+    }
+
+    /// A scope that sets nothing merges to what it is merged under, which may then be shared.
+    #[test]
+    fn a_scope_that_sets_nothing_adds_nothing() {
+        let mut base = DirConf { options: opts(&["StdEnvVars"]), proxy: None };
+        base.proxy_mut().engine = Some(true);
+        assert!(DirConf::default().adds_nothing() && !base.adds_nothing());
+        let merged = DirConf::merge(&base, &DirConf::default());
+        assert_eq!(merged.options, base.options);
+        assert!(std::sync::Arc::ptr_eq(merged.proxy.as_ref().unwrap(), base.proxy.as_ref().unwrap()));
+        let mut reset = DirConf::default();
+        reset.options.apply_line("Defaults").unwrap();
+        assert!(!reset.adds_nothing(), "a line that resets what is inherited adds something");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::fmt;
 /// Where a directive was written, so that errors found later (in check_config) can still point at it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
-    pub file: String,
+    /// One allocation per configuration file, shared by every directive written in it.
+    pub file: std::sync::Arc<str>,
     pub line: u32,
 }
 

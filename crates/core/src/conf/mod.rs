@@ -27,7 +27,7 @@ pub use floor::{parse_protocol_floor, version_name};
 pub use hostnames::{glob_match_ci, host_matches};
 pub use proxy::{ProxyCa, ProxyConf, ProxyKey};
 pub use reqtimeout::reqtimeout_handshake;
-pub use server::{CertSpec, Certificates, ClientAuth, ServerConf, TlsSettings};
+pub use server::{CertSpec, Certificates, ClientAuth, ServerConf, SharedList, TlsSettings};
 
 /// A directive value that remembers where it was set (for messages after the config is read).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,31 +16,127 @@ pub struct CertSpec {
     pub origin: Origin,
 }
 
-/// A server's `TLSCertificate`s, in order: one allocation, shared (not copied) by the merged
-/// settings of a vhost with the vhost's own (httpd keeps both for the whole generation) and by
-/// the vhosts that inherit the main server's; none for a server without any.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Certificates(Option<Arc<[CertSpec]>>);
-
-impl Certificates {
-    /// One more `TLSCertificate` (while the configuration is read).
-    pub fn push(&mut self, spec: CertSpec) {
-        let mut all = self.to_vec();
-        all.push(spec);
-        *self = all.into();
+impl CertSpec {
+    /// A digest of the files (certificate, key) this names, where they were named aside.
+    pub fn files_id(&self) -> [u8; 32] {
+        use std::os::unix::ffi::OsStrExt;
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for path in std::iter::once(&self.cert_file).chain(&self.key_file) {
+            // Length-prefixed: the paths cannot run into each other.
+            digest.update(&(path.as_os_str().len() as u64).to_be_bytes());
+            digest.update(path.as_os_str().as_bytes());
+        }
+        let mut id = [0u8; 32];
+        id.copy_from_slice(digest.finish().as_ref());
+        id
     }
 }
 
-impl std::ops::Deref for Certificates {
-    type Target = [CertSpec];
+/// A list a server's settings hold in full for the whole generation (its `TLSCertificate`s, the
+/// `TLSEngine` addresses): one allocation, shared (not copied) by the vhosts that inherit it;
+/// none for a server without any.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedList<T>(Option<Arc<[T]>>);
 
-    fn deref(&self) -> &[CertSpec] {
+/// A server's `TLSCertificate`s, in order: shared (not copied) by the vhosts that inherit the
+/// main server's, and released once start-up has built what they name
+/// ([`release`](Self::release)): the built configuration holds the certificates themselves, and
+/// nothing needs their paths or where they were written after that (with thousands of vhosts,
+/// a few hundred bytes each for the whole generation).
+#[derive(Default)]
+pub struct Certificates(std::sync::Mutex<SharedList<CertSpec>>);
+
+impl Certificates {
+    /// The list as it is (empty once released).
+    pub fn specs(&self) -> SharedList<CertSpec> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The list, to change it (while the configuration is read, and in tests).
+    pub fn specs_mut(&mut self) -> &mut SharedList<CertSpec> {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more `TLSCertificate` (while the configuration is read).
+    pub fn push(&mut self, spec: CertSpec) {
+        self.specs_mut().push(spec);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs().is_empty()
+    }
+
+    /// Drops the list: start-up has built what it names.
+    pub fn release(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = SharedList::default();
+    }
+
+    /// A vhost's certificates: its own where it has any, the main server's (shared) otherwise.
+    pub fn inherit(base: &Self, add: &Self) -> Self {
+        SharedList::inherit(&base.specs(), &add.specs()).into()
+    }
+}
+
+impl Clone for Certificates {
+    fn clone(&self) -> Self {
+        self.specs().into()
+    }
+}
+
+impl From<SharedList<CertSpec>> for Certificates {
+    fn from(list: SharedList<CertSpec>) -> Self {
+        Certificates(std::sync::Mutex::new(list))
+    }
+}
+
+impl From<Vec<CertSpec>> for Certificates {
+    fn from(all: Vec<CertSpec>) -> Self {
+        SharedList::from(all).into()
+    }
+}
+
+impl PartialEq<Vec<CertSpec>> for Certificates {
+    fn eq(&self, other: &Vec<CertSpec>) -> bool {
+        self.specs() == *other
+    }
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.specs().fmt(f)
+    }
+}
+
+impl<T> Default for SharedList<T> {
+    fn default() -> Self {
+        SharedList(None)
+    }
+}
+
+impl<T: Clone> SharedList<T> {
+    /// One more entry (while the configuration is read).
+    pub fn push(&mut self, item: T) {
+        let mut all = self.to_vec();
+        all.push(item);
+        *self = all.into();
+    }
+
+    /// A vhost's list: its own where it has one, the main server's (shared) otherwise.
+    pub fn inherit(base: &Self, add: &Self) -> Self {
+        if add.is_empty() { base } else { add }.clone()
+    }
+}
+
+impl<T> std::ops::Deref for SharedList<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
         self.0.as_deref().unwrap_or(&[])
     }
 }
 
-impl std::ops::DerefMut for Certificates {
-    fn deref_mut(&mut self) -> &mut [CertSpec] {
+impl<T: Clone> std::ops::DerefMut for SharedList<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         match &mut self.0 {
             Some(all) => Arc::make_mut(all),
             None => &mut [],
@@ -48,28 +144,28 @@ impl std::ops::DerefMut for Certificates {
     }
 }
 
-impl From<Vec<CertSpec>> for Certificates {
-    fn from(all: Vec<CertSpec>) -> Self {
-        Certificates((!all.is_empty()).then(|| all.into()))
+impl<T> From<Vec<T>> for SharedList<T> {
+    fn from(all: Vec<T>) -> Self {
+        SharedList((!all.is_empty()).then(|| all.into()))
     }
 }
 
-impl<'a> IntoIterator for &'a Certificates {
-    type Item = &'a CertSpec;
-    type IntoIter = std::slice::Iter<'a, CertSpec>;
+impl<'a, T> IntoIterator for &'a SharedList<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
 }
 
-impl PartialEq<Vec<CertSpec>> for Certificates {
-    fn eq(&self, other: &Vec<CertSpec>) -> bool {
+impl<T: PartialEq> PartialEq<Vec<T>> for SharedList<T> {
+    fn eq(&self, other: &Vec<T>) -> bool {
         **self == **other
     }
 }
 
-impl std::fmt::Debug for Certificates {
+impl<T: std::fmt::Debug> std::fmt::Debug for SharedList<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
@@ -128,8 +224,8 @@ impl std::fmt::Display for ClientAuth {
 /// one makes this server's own copy (`DerefMut`).
 #[derive(Default, Clone)]
 pub struct ServerConf {
-    /// Only read from the main server: `TLSEngine` is global.
-    pub engines: Vec<EngineAddr>,
+    /// `TLSEngine`, global: the main server's, shared by every vhost.
+    pub engines: SharedList<EngineAddr>,
     /// `TLSStrictSNI`, global; `None` = default (on).
     pub strict_sni: Option<bool>,
     pub certificates: Certificates,
@@ -191,9 +287,9 @@ impl ServerConf {
             (Some(b), Some(a)) => Some(Arc::new(TlsSettings::merge(b, a))),
         };
         ServerConf {
-            engines: inherit(&base.engines, &add.engines),
+            engines: SharedList::inherit(&base.engines, &add.engines),
             strict_sni: add.strict_sni.or(base.strict_sni),
-            certificates: if add.certificates.is_empty() { &base.certificates } else { &add.certificates }.clone(),
+            certificates: Certificates::inherit(&base.certificates, &add.certificates),
             certificates_inherited: add.certificates.is_empty() && !base.certificates.is_empty(),
             settings,
         }
@@ -224,7 +320,8 @@ impl ServerConf {
     /// was written): vhosts with equal keys get the same configuration, built once. A wildcard
     /// certificate named by a thousand vhosts is then read, parsed and held once.
     pub fn tls_build_key(&self) -> String {
-        let certs: Vec<_> = self.certificates.iter().map(|c| (&c.cert_file, &c.key_file)).collect();
+        let specs = self.certificates.specs();
+        let certs: Vec<_> = specs.iter().map(|c| (&c.cert_file, &c.key_file)).collect();
         let ids = |l: &CipherList| l.ids().iter().map(|i| i.value).collect::<Vec<u16>>();
         format!(
             "{certs:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",

@@ -78,12 +78,13 @@ pub struct VhostTls {
     /// The certificates are mod_md's temporary fallback: requests are answered 503.
     pub fallback: bool,
     /// Per key of the resolver (same order): OCSP stapling, when mod_md provides responses.
-    pub stapling: std::sync::OnceLock<Vec<Option<Arc<Stapling>>>>,
+    pub stapling: std::sync::OnceLock<Box<[Option<Arc<Stapling>>]>>,
     /// The settings, with the vhosts that have the same ones.
     shared: Arc<SharedTls>,
     /// The configs presenting this vhost's certificates: for clients that offer no ALPN protocol
-    /// we answer (first), then per entry of [`KNOWN_ALPN`].
-    configs: [std::sync::OnceLock<Arc<ServerConfig>>; 1 + KNOWN_ALPN.len()],
+    /// we answer (first), then per entry of [`KNOWN_ALPN`]. Their slots are made at the vhost's
+    /// first handshake: most of thousands of vhosts never have one in a given child.
+    configs: std::sync::OnceLock<Box<[std::sync::OnceLock<Arc<ServerConfig>>; 1 + KNOWN_ALPN.len()]>>,
     pub resolver: Arc<CertForClient>,
     /// Where its sessions are kept (under its namespace, see [`TlsFingerprint`]).
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
@@ -91,7 +92,7 @@ pub struct VhostTls {
     pub fingerprint: TlsFingerprint,
     /// What the status page shows of each key's certificate (same order as the resolver's),
     /// read from the certificates at the page's first request, not at start-up.
-    pub summaries: std::sync::OnceLock<Vec<crate::tls::stats::CertSummary>>,
+    pub summaries: std::sync::OnceLock<Box<[crate::tls::stats::CertSummary]>>,
 }
 
 /// What the vhosts whose settings are equal but for the certificates share, built once per
@@ -120,14 +121,15 @@ impl VhostTls {
     /// The config that answers ALPN `protocol` (or none).
     pub fn for_protocol(&self, protocol: Option<&[u8]>) -> Arc<ServerConfig> {
         let i = protocol.and_then(|p| KNOWN_ALPN.iter().position(|k| *k == p)).map_or(0, |i| i + 1);
-        self.configs[i]
+        let configs = self.configs.get_or_init(Default::default);
+        configs[i]
             .get_or_init(|| {
                 let mut c = self.shared.template.clone();
                 c.cert_resolver = self.resolver.clone();
                 c.session_storage = self.sessions.clone();
                 // One cache of compressed certificates per vhost (its own certificates), shared
                 // by its configs, as when each vhost had a config of its own.
-                if let Some(made) = self.configs.iter().find_map(|c| c.get()) {
+                if let Some(made) = configs.iter().find_map(|c| c.get()) {
                     c.cert_compression_cache = made.cert_compression_cache.clone();
                 } else {
                     c.cert_compression_cache = Arc::new(rustls::compress::CompressionCache::default());
@@ -195,12 +197,34 @@ pub struct Providers {
     base: Option<Arc<CryptoProvider>>,
     by_suites: std::collections::HashMap<Vec<u16>, Arc<CryptoProvider>>,
     shared: std::collections::HashMap<String, Arc<SharedTls>>,
+    /// The certificates read, by a digest of their files' paths: one that many vhosts name (a
+    /// wildcard) is read, parsed and held once, whatever else their settings say. A digest, not
+    /// the paths: copies of thousands of paths, freed when start-up ends, would leave holes
+    /// among what the vhosts keep.
+    keys: std::collections::HashMap<[u8; 32], Arc<CertifiedKey>>,
 }
 
 impl Providers {
     /// aws-lc-rs's provider with every suite.
     fn base(&mut self) -> Arc<CryptoProvider> {
         self.base.get_or_insert_with(provider).clone()
+    }
+
+    /// The certificate and key of `spec`, read once per pass (a failure is not kept: each vhost
+    /// that names the files gets the error, with where it names them).
+    fn certified_key(
+        &mut self,
+        spec: &crate::conf::CertSpec,
+        ask: Option<certs::PassphraseSource<'_>>,
+    ) -> Result<Arc<CertifiedKey>, BuildError> {
+        let files = spec.files_id();
+        if let Some(key) = self.keys.get(&files) {
+            return Ok(key.clone());
+        }
+        let base = self.base();
+        let key = certs::load_certified_key(spec, &base, ask)?;
+        self.keys.insert(files, key.clone());
+        Ok(key)
     }
 
     /// The provider offering exactly `suites`, in that order.
@@ -314,15 +338,14 @@ pub fn build_vhost(
     sessions: Option<SessionStorageFactory<'_>>,
     providers: &mut Providers,
 ) -> Result<(VhostTls, Vec<Warning>), BuildError> {
-    let base = providers.base();
-    let mut keys = Vec::with_capacity(conf.certificates.len());
-    for spec in &conf.certificates {
+    let specs = conf.certificates.specs();
+    let mut keys = Vec::with_capacity(specs.len());
+    for spec in &specs {
         let ask_once: Option<certs::PassphraseSource<'_>> = match &mut ask {
             Some(f) => Some(&mut **f),
             None => None,
         };
-        let key = certs::load_certified_key(spec, &base, ask_once)
-            .map_err(|e| e.within("TLSCertificate").at(&spec.origin))?;
+        let key = providers.certified_key(spec, ask_once).map_err(|e| e.within("TLSCertificate").at(&spec.origin))?;
         keys.push(key);
     }
     let shared = providers.shared(conf)?;
@@ -479,7 +502,7 @@ pub(crate) mod tests {
         assert_ne!(a.fingerprint, b.fingerprint);
         assert!(misdirected(false, Some(&a.fingerprint), Some(&b.fingerprint)));
         let mut again = confs[0].clone();
-        again.certificates[0].origin.line = 77;
+        again.certificates.specs_mut()[0].origin.line = 77;
         let again = build(&again);
         assert_eq!(again.fingerprint, a.fingerprint);
         assert!(!misdirected(false, Some(&again.fingerprint), Some(&a.fingerprint)));

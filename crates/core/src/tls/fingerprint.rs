@@ -180,6 +180,10 @@ mod tests {
         assert_ne!(plain, fp(&|c| c.protocol_floor = Some(l(0x0304))), "protocol floor");
         assert_ne!(plain, fp(&|c| c.ciphers_suppress = CipherList::of(&[0x1301])), "suites");
         assert_ne!(plain, fp(&|c| c.honor_client_order = Some(false)), "whose order wins");
-        assert_eq!(plain, fp(&|c| c.certificates[0].origin.line = 9), "where it was written does not matter");
+        assert_eq!(
+            plain,
+            fp(&|c| c.certificates.specs_mut()[0].origin.line = 9),
+            "where it was written does not matter"
+        );
     }
 }

@@ -24,7 +24,8 @@ use rustls::{ServerConfig, SignatureAlgorithm};
 /// the client offered. When no certificate fits, the first one, so that the client fails with its
 /// own error rather than our `access_denied` (DESIGN.md).
 pub struct CertForClient {
-    keys: Vec<Arc<CertifiedKey>>,
+    /// Held for the whole generation, one per vhost: no spare room.
+    keys: Box<[Arc<CertifiedKey>]>,
     /// The vhost's TLS 1.2 suites, in its order of preference (shared by the vhosts with the
     /// same settings).
     tls12_suites: Arc<[rustls::CipherSuite]>,
@@ -76,7 +77,7 @@ impl CertForClient {
     /// [`in_order`](Self::in_order)).
     pub fn new(keys: Vec<Arc<CertifiedKey>>) -> Self {
         assert!(!keys.is_empty(), "a certificate resolver needs at least one key");
-        CertForClient { keys, tls12_suites: Arc::from([]), server_order: false }
+        CertForClient { keys: keys.into_boxed_slice(), tls12_suites: Arc::from([]), server_order: false }
     }
 
     /// The vhost's TLS 1.2 suites in its order, and whether that order decides.
