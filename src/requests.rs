@@ -190,13 +190,36 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
         lines.extend(stats::auto_lines(c));
     }
     let now = now_unix();
-    let mut certs: Vec<stats::CertLine<'_>> = Vec::new();
+    // Every certificate's expiry and staple for the totals; what a line shows besides is read
+    // only for the lines shown (`?auto` lists those that need attention).
+    let mut owners: Vec<(Server, usize)> = Vec::new();
+    let mut staples: Vec<ocsp::Staple> = Vec::new();
     for s in Server::main().and_following() {
         let Some(tls) = built(s).tls() else { continue };
-        let summaries = tls.summaries.get_or_init(|| {
-            tls.resolver.keys().iter().map(|k| stats::CertSummary::of(k.cert.first().map_or(&[][..], |c| c))).collect()
-        });
         let stapling = tls.stapling.get();
+        for i in 0..tls.resolver.keys().len() {
+            // The response mod_md keeps for a stapled certificate, and how old it is.
+            let stapled = stapling.and_then(|v| v.get(i)).and_then(|s| s.as_deref());
+            let ask = r.conn().map(|c| move |id: &[u8; 32]| httpd::md::ocsp_response(c, s, id));
+            staples.push(ocsp::staple_state(stapled, ask, now));
+            owners.push((s, i));
+        }
+    }
+    let der_of = |(s, i): (Server, usize)| -> Option<&[u8]> {
+        let keys = built(s).tls()?.resolver.keys();
+        Some(keys.get(i)?.cert.first()?.as_ref())
+    };
+    let expiries = built(Server::main())
+        .main_only()
+        .status_not_after
+        .get_or_init(|| owners.iter().map(|&owner| der_of(owner).and_then(stats::not_after_of)).collect());
+    let certs: Vec<stats::CertState> = staples
+        .into_iter()
+        .enumerate()
+        .map(|(n, staple)| stats::CertState { not_after: expiries.get(n).copied().flatten(), staple })
+        .collect();
+    let describe = |n: usize| {
+        let (s, i) = owners[n];
         // `?auto` is what monitoring collects and may pass on: the vhost's name only, never
         // where its configuration file is.
         let vhost = match (short, s.is_virtual()) {
@@ -204,17 +227,12 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             (true, true) => s.hostname(),
             (true, false) => "main server".to_string(),
         };
-        for (i, summary) in summaries.iter().enumerate() {
-            // The response mod_md keeps for a stapled certificate, and how old it is.
-            let stapled = stapling.and_then(|v| v.get(i)).and_then(|s| s.as_deref());
-            let ask = r.conn().map(|c| move |id: &[u8; 32]| httpd::md::ocsp_response(c, s, id));
-            let staple = ocsp::staple_state(stapled, ask, now);
-            certs.push(stats::CertLine { vhost: vhost.clone(), summary, staple });
-        }
-    }
+        (vhost, stats::CertSummary::of(der_of((s, i)).unwrap_or_default()))
+    };
     let cache = built(Server::main()).session_cache().cloned();
     let form = if short { stats::PageForm::Auto { every_certificate } } else { stats::PageForm::Html };
-    r.write(&stats::status_page(form, lines, &certs, now, cache.as_ref().map(|c| c.0.spec.as_str())));
+    let spec = cache.as_ref().map(|c| c.0.spec.as_str());
+    stats::status_page(form, lines, &certs, describe, now, spec, &mut |text| r.write(text));
     if let Some(cache) = cache {
         cache.0.status(r, flags);
     }

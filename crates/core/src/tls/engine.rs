@@ -90,9 +90,6 @@ pub struct VhostTls {
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
     /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
     pub fingerprint: TlsFingerprint,
-    /// What the status page shows of each key's certificate (same order as the resolver's),
-    /// read from the certificates at the page's first request, not at start-up.
-    pub summaries: std::sync::OnceLock<Box<[crate::tls::stats::CertSummary]>>,
 }
 
 /// What the vhosts whose settings are equal but for the certificates share, built once per
@@ -372,7 +369,6 @@ pub fn build_vhost(
             resolver,
             sessions,
             fingerprint,
-            summaries: std::sync::OnceLock::new(),
         },
         warnings,
     ))

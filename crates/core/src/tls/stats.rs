@@ -212,54 +212,58 @@ pub fn auto_lines(c: &impl Counters) -> Vec<(String, String)> {
 /// Certificates with fewer days left need attention (`(renew!)` on the page).
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
-/// What the status page shows of one certificate, read from it once.
+/// When a certificate expires (notAfter, seconds since the epoch; None: unreadable): the one
+/// fact of every certificate the page's totals need, kept per child once the page is asked for.
+pub fn not_after_of(der: &[u8]) -> Option<i64> {
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(der).ok().map(|(_, c)| c.validity().not_after.timestamp())
+}
+
+/// What a certificate's line shows besides its expiry, read from the certificate when the line
+/// is printed (only lines that need attention in `?auto`): nothing of it is kept.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CertSummary {
     pub subject: String,
     pub key: String,
-    /// notAfter, seconds since the epoch (None: unreadable).
-    pub not_after: Option<i64>,
 }
 
 impl CertSummary {
     pub fn of(der: &[u8]) -> CertSummary {
-        use x509_parser::prelude::FromDer;
         let field = |f: &str| crate::tls::certvars::cert_var(der, f, 0).unwrap_or_default();
-        let not_after = x509_parser::certificate::X509Certificate::from_der(der)
-            .ok()
-            .map(|(_, c)| c.validity().not_after.timestamp());
-        CertSummary { subject: field("S_DN"), key: field("A_KEY"), not_after }
+        CertSummary { subject: field("S_DN"), key: field("A_KEY") }
     }
+}
 
+/// One certificate as the totals see it: its expiry and its staple.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertState {
+    /// notAfter, seconds since the epoch (None: unreadable).
+    pub not_after: Option<i64>,
+    pub staple: Staple,
+}
+
+impl CertState {
     /// Whole days left at `now` (negative once expired).
     pub fn days_left(&self, now: i64) -> Option<i64> {
         self.not_after.map(|t| (t - now).div_euclid(86_400))
     }
-}
 
-/// One certificate line of the page.
-pub struct CertLine<'a> {
-    pub vhost: String,
-    pub summary: &'a CertSummary,
-    pub staple: Staple,
-}
-
-impl CertLine<'_> {
     /// Expired, expiring, unreadable or without its staple: listed in `?auto` too.
     pub fn needs_attention(&self, now: i64) -> bool {
-        self.summary.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || self.staple.is_missing()
+        self.days_left(now).is_none_or(|d| d < EXPIRY_WARNING_DAYS) || self.staple.is_missing()
     }
 
-    pub fn text(&self, now: i64) -> String {
-        let days = match self.summary.days_left(now) {
+    /// The certificate's line: its vhost, what it is, and its state.
+    pub fn line(&self, vhost: &str, summary: &CertSummary, now: i64) -> String {
+        let days = match self.days_left(now) {
             Some(d) if d < 0 => format!("{d} (expired!)"),
             Some(d) if d < EXPIRY_WARNING_DAYS => format!("{d} (renew!)"),
             Some(d) => d.to_string(),
             None => "unreadable".to_string(),
         };
         format!(
-            "vhost={}; subject={}; key={}; days_left={days}; stapling={}",
-            self.vhost, self.summary.subject, self.summary.key, self.staple
+            "vhost={vhost}; subject={}; key={}; days_left={days}; stapling={}",
+            summary.subject, summary.key, self.staple
         )
     }
 }
@@ -267,14 +271,14 @@ impl CertLine<'_> {
 /// The certificate figures monitoring polls, whatever the number of vhosts: how many there are,
 /// the fewest days left on any (the one expiry figure to alert on), how many expire within
 /// [`EXPIRY_WARNING_DAYS`] or have expired, and how many lack their OCSP staple.
-pub fn certificate_totals(lines: &[CertLine<'_>], now: i64) -> Vec<(String, String)> {
-    let days: Vec<i64> = lines.iter().filter_map(|l| l.summary.days_left(now)).collect();
+pub fn certificate_totals(certs: &[CertState], now: i64) -> Vec<(String, String)> {
+    let days: Vec<i64> = certs.iter().filter_map(|c| c.days_left(now)).collect();
     let min = days.iter().min().map_or_else(|| "-".to_string(), |d| d.to_string());
     let expiring = days.iter().filter(|d| (0..EXPIRY_WARNING_DAYS).contains(*d)).count();
     let expired = days.iter().filter(|d| **d < 0).count();
-    let unstapled = lines.iter().filter(|l| l.staple.is_missing()).count();
+    let unstapled = certs.iter().filter(|c| c.staple.is_missing()).count();
     vec![
-        ("TLSCertificates".to_string(), lines.len().to_string()),
+        ("TLSCertificates".to_string(), certs.len().to_string()),
         ("TLSCertificateDaysLeftMin".to_string(), min),
         ("TLSCertificatesExpiring".to_string(), expiring.to_string()),
         ("TLSCertificatesExpired".to_string(), expired.to_string()),
@@ -294,47 +298,56 @@ pub enum PageForm {
     Html,
 }
 
-/// The TLS part of the status page: `lines` (the counters'), the certificate totals, the lines of
-/// the certificates this form shows (numbered over all of them), and the session cache. `?auto`
-/// is what monitoring collects and may pass on: of the cache, the provider only (its arguments
-/// name files and cache servers' addresses).
+/// The TLS part of the status page, written piece by piece to `out` (thousands of certificate
+/// lines are never one string: a child's heap would keep the peak): `lines` (the counters'), the
+/// certificate totals, the lines of the certificates this form shows (numbered over all of them;
+/// `describe(n)` gives certificate `n`'s vhost and summary, asked only for the lines shown), and
+/// the session cache. `?auto` is what monitoring collects and may pass on: of the cache, the
+/// provider only (its arguments name files and cache servers' addresses).
 pub fn status_page(
     form: PageForm,
     mut lines: Vec<(String, String)>,
-    certs: &[CertLine<'_>],
+    certs: &[CertState],
+    describe: impl Fn(usize) -> (String, CertSummary),
     now: i64,
     cache_spec: Option<&str>,
-) -> String {
+    out: &mut dyn FnMut(&str),
+) {
     lines.extend(certificate_totals(certs, now));
     let every_certificate = match form {
         PageForm::Auto { every_certificate } => every_certificate,
         PageForm::Html => true,
     };
-    for (n, line) in certs.iter().enumerate() {
-        if every_certificate || line.needs_attention(now) {
-            lines.push((format!("TLSCertificate{n}"), line.text(now)));
+    let html = form == PageForm::Html;
+    if html {
+        out("<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n");
+    }
+    let mut put = |k: &str, v: &str| {
+        if html {
+            out(&format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape_html(k), escape_html(v)));
+        } else {
+            out(&format!("{k}: {v}\n"));
+        }
+    };
+    for (k, v) in &lines {
+        put(k, v);
+    }
+    for (n, cert) in certs.iter().enumerate() {
+        if every_certificate || cert.needs_attention(now) {
+            let (vhost, summary) = describe(n);
+            put(&format!("TLSCertificate{n}"), &cert.line(&vhost, &summary, now));
         }
     }
-    let mut text = String::with_capacity(lines.len() * 64);
-    if let PageForm::Auto { .. } = form {
-        for (k, v) in &lines {
-            text += &format!("{k}: {v}\n");
-        }
-        if let Some(spec) = cache_spec {
-            let provider = spec.split(':').next().unwrap_or_default();
-            text += &format!("TLSSessionCache: {provider}\n");
-        }
-    } else {
-        text += "<hr>\n<h2>TLS (mod_tls)</h2>\n<table>\n";
-        for (k, v) in &lines {
-            text += &format!("<tr><th align=\"left\">{}</th><td>{}</td></tr>\n", escape_html(k), escape_html(v));
-        }
-        text += "</table>\n";
-        if let Some(spec) = cache_spec {
-            text += &format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape_html(spec));
+    match (html, cache_spec) {
+        (false, Some(spec)) => out(&format!("TLSSessionCache: {}\n", spec.split(':').next().unwrap_or_default())),
+        (false, None) => {}
+        (true, spec) => {
+            out("</table>\n");
+            if let Some(spec) = spec {
+                out(&format!("<h2>TLS Session Cache Status (mod_tls, {})</h2>\n", escape_html(spec)));
+            }
         }
     }
-    text
 }
 
 fn escape_html(s: &str) -> String {
@@ -348,34 +361,36 @@ mod page_tests {
 
     const NOW: i64 = 1_800_000_000;
 
-    fn summary(days_left: i64, subject: &str) -> CertSummary {
-        CertSummary { subject: subject.into(), key: "EC 256".into(), not_after: Some(NOW + days_left * 86_400 + 10) }
+    fn state(days_left: i64) -> CertState {
+        CertState { not_after: Some(NOW + days_left * 86_400 + 10), staple: Staple::Off }
     }
 
     #[test]
     fn auto_lists_only_certificates_that_need_attention_unless_asked() {
-        let (fine, expiring) = (summary(200, "CN=a"), summary(3, "CN=<b>"));
-        let certs = [
-            CertLine { vhost: "a.test".into(), summary: &fine, staple: Staple::Off },
-            CertLine { vhost: "b.test".into(), summary: &expiring, staple: Staple::Off },
-        ];
+        let certs = [state(200), state(3)];
+        let asked = std::cell::RefCell::new(Vec::new());
+        let describe = |n: usize| {
+            asked.borrow_mut().push(n);
+            let (vhost, subject) = [("a.test", "CN=a"), ("b.test", "CN=<b>")][n];
+            (vhost.to_string(), CertSummary { subject: subject.into(), key: "EC 256".into() })
+        };
         let counters = vec![("TLSHandshakes".to_string(), "7".to_string())];
-        let auto = status_page(
-            PageForm::Auto { every_certificate: false },
-            counters.clone(),
-            &certs,
-            NOW,
-            Some("shmcb:/run/secret(512000)"),
-        );
+        let page = |form, spec| {
+            let mut text = String::new();
+            status_page(form, counters.clone(), &certs, describe, NOW, spec, &mut |s: &str| text += s);
+            text
+        };
+        let auto = page(PageForm::Auto { every_certificate: false }, Some("shmcb:/run/secret(512000)"));
+        assert_eq!(*asked.borrow(), [1], "only the line shown is read from its certificate");
         assert!(auto.starts_with("TLSHandshakes: 7\n"), "{auto}");
         assert!(auto.contains("TLSCertificateDaysLeftMin: 3\n"), "{auto}");
         assert!(!auto.contains("TLSCertificate0:"), "a fine certificate is not listed: {auto}");
         assert!(auto.contains("TLSCertificate1: vhost=b.test;"), "numbered over all certificates: {auto}");
         assert!(auto.ends_with("TLSSessionCache: shmcb\n"), "the provider only, never its path: {auto}");
         assert!(!auto.contains("/run/secret"));
-        let all = status_page(PageForm::Auto { every_certificate: true }, counters.clone(), &certs, NOW, None);
+        let all = page(PageForm::Auto { every_certificate: true }, None);
         assert!(all.contains("TLSCertificate0: vhost=a.test;") && !all.contains("TLSSessionCache"), "{all}");
-        let html = status_page(PageForm::Html, counters, &certs, NOW, Some("shmcb:/run/x"));
+        let html = page(PageForm::Html, Some("shmcb:/run/x"));
         assert!(html.contains("<th align=\"left\">TLSCertificate0</th>"), "{html}");
         assert!(html.contains("CN=&lt;b&gt;") && !html.contains("CN=<b>"), "escaped: {html}");
         assert!(html.contains("(mod_tls, shmcb:/run/x)"), "{html}");
@@ -400,29 +415,25 @@ mod tests {
     #[test]
     fn certificate_lines_and_totals() {
         let now = 1_000_000_000;
-        let s = |days: Option<i64>| CertSummary {
-            subject: "CN=x".into(),
-            key: "id-ecPublicKey".into(),
-            not_after: days.map(|d| now + d * 86_400 + 10),
-        };
-        let (fine, soon, gone, bad) = (s(Some(90)), s(Some(5)), s(Some(-2)), s(None));
-        let line = |summary, staple| CertLine { vhost: "a.test".into(), summary, staple };
+        let cert = |days: Option<i64>, staple| CertState { not_after: days.map(|d| now + d * 86_400 + 10), staple };
         let lines = [
-            line(&fine, Staple::Age(30)),
-            line(&fine, Staple::Missing("no response yet")),
-            line(&soon, Staple::Off),
-            line(&gone, Staple::Off),
-            line(&bad, Staple::Off),
-            line(&fine, Staple::Off),
+            cert(Some(90), Staple::Age(30)),
+            cert(Some(90), Staple::Missing("no response yet")),
+            cert(Some(5), Staple::Off),
+            cert(Some(-2), Staple::Off),
+            cert(None, Staple::Off),
+            cert(Some(90), Staple::Off),
         ];
         let attention: Vec<bool> = lines.iter().map(|l| l.needs_attention(now)).collect();
         assert_eq!(attention, [false, true, true, true, true, false]);
+        let summary = CertSummary { subject: "CN=x".into(), key: "id-ecPublicKey".into() };
+        let text = |n: usize| lines[n].line("a.test", &summary, now);
         assert_eq!(
-            lines[0].text(now),
+            text(0),
             "vhost=a.test; subject=CN=x; key=id-ecPublicKey; days_left=90; stapling=on, staple_age=30s"
         );
-        assert!(lines[2].text(now).contains("days_left=5 (renew!)"));
-        assert!(lines[3].text(now).contains("days_left=-2 (expired!)"));
+        assert!(text(2).contains("days_left=5 (renew!)"));
+        assert!(text(3).contains("days_left=-2 (expired!)"));
         let totals: std::collections::HashMap<_, _> = certificate_totals(&lines, now).into_iter().collect();
         assert_eq!(totals["TLSCertificates"], "6");
         assert_eq!(totals["TLSCertificateDaysLeftMin"], "-2");
