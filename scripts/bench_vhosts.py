@@ -40,7 +40,10 @@ Measured, per kind (median over --rounds, the kinds visited in alternating order
     connection to the last vhost costs (1/rate_last - 1/rate_first).  For plain the same
     with new cleartext connections;
   - mod_status's server-status page, whole and `?auto` (what monitoring polls): the time from
-    a new connection until the whole page is read, and the size of `?auto`;
+    a new connection until the whole page is read, the size of `?auto`, and the PSS once it has
+    been polled ten times more;
+  - at the end, the PSS once every vhost has served one connection (a full handshake each): what
+    a shared host reaches with traffic to all its sites;
   - the server's CPU time (user + system, parent and children, from /proc/PID/stat) per
     connection in those bursts, first and last vhost: the extra CPU for the last vhost is the
     cost of finding it, and the same minus plain's is the TLS module's own part of it (the rest
@@ -626,6 +629,18 @@ def main():
             add(s.kind, f"cpu_{which}", cpu)
             log(f"round {rnd + 1}/{a.rounds} {s.label} site{i}: {rate:.0f} conn/s, {cpu:.0f} µs server CPU each")
 
+    # -- memory once every vhost has served: a connection (a handshake) to each -------------
+    # What a shared host reaches with traffic: each child's first handshake for a vhost makes
+    # (and writes) what it needs, which may copy pages the parent shares.
+    for s in big:
+        t0 = time.monotonic()
+        served = sum(s.request(i) for i in range(1, n + 1))
+        if served != n:
+            s.fail(f"only {served} of {n} vhosts answered")
+        add(s.kind, "pss_served", s.pss_kib())
+        log(f"{s.label}: a connection to each of {n} vhosts in {time.monotonic() - t0:.0f} s, "
+            f"then PSS {samples[s.kind]['pss_served'][-1] / 1024:.1f} MiB")
+
     # -- table ------------------------------------------------------------------------
     med = {k: {key: statistics.median(v) for key, v in samples[k].items()} for k in kinds}
     for k in kinds:
@@ -647,6 +662,8 @@ def main():
             ("server-status?auto, the same", "status_auto", "ms"),
             ("server-status?auto size", "status_auto_bytes", "bytes"),
             (f"PSS of all httpd processes, {n} vhosts, after server-status was polled", "pss_polled", "MiB"),
+            (f"the same after one connection to each of the {n} vhosts (and the handshake bursts)",
+             "pss_served", "MiB"),
             ("full TLS 1.3 handshakes/s, 1 request each, first vhost", "first", "hs/s"),
             (f"the same, last vhost (site{n})", "last", "hs/s"),
             ("last / first", "ratio", "x"),

@@ -147,11 +147,12 @@ pub struct MainBuilt {
     /// Each address's vhosts by name (main server only), made in each child at the first
     /// handshake on the address (see [`vhost_named`]).
     name_indexes: std::sync::RwLock<std::collections::HashMap<usize, Arc<crate::tls::names::NameIndex<Server>>>>,
-    /// When each certificate of every vhost expires, in the status page's order (main server
-    /// only), read in each child at the page's first request. Kept here, in one allocation of
-    /// the child's own, and not beside each vhost's configuration: writing there would copy a
-    /// page the parent shares for every vhost (13 MB per child at 10,000 vhosts).
-    status_not_after: OnceLock<Box<[Option<i64>]>>,
+    /// Every certificate of every vhost in the status page's order, with its expiry (main server
+    /// only): its server, its place in the vhost's list, notAfter. Read in each child at the
+    /// page's first request and kept here, in one allocation of the child's own, not beside each
+    /// vhost's configuration: writing there would copy a page the parent shares for every vhost
+    /// (13 MB per child at 10,000 vhosts).
+    status_certificates: OnceLock<Box<[StatusCertificate]>>,
 }
 
 impl Built {
@@ -180,6 +181,10 @@ impl Built {
         self.managed_tls.get().or(self.tls.get())
     }
 }
+
+/// A certificate the status page covers: its server, its place in the vhost's list, and when it
+/// expires (notAfter, seconds since the epoch; None: unreadable).
+type StatusCertificate = (Server, u32, Option<i64>);
 
 /// The status page's counters of the running generation, if they could be made.
 fn stats() -> Option<&'static stores::ShmCounters> {

@@ -192,34 +192,25 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
     let now = now_unix();
     // Every certificate's expiry and staple for the totals; what a line shows besides is read
     // only for the lines shown (`?auto` lists those that need attention).
-    let mut owners: Vec<(Server, usize)> = Vec::new();
-    let mut staples: Vec<ocsp::Staple> = Vec::new();
-    for s in Server::main().and_following() {
-        let Some(tls) = built(s).tls() else { continue };
-        let stapling = tls.stapling.get();
-        for i in 0..tls.resolver.keys().len() {
-            // The response mod_md keeps for a stapled certificate, and how old it is.
-            let stapled = stapling.and_then(|v| v.get(i)).and_then(|s| s.as_deref());
-            let ask = r.conn().map(|c| move |id: &[u8; 32]| httpd::md::ocsp_response(c, s, id));
-            staples.push(ocsp::staple_state(stapled, ask, now));
-            owners.push((s, i));
-        }
-    }
-    let der_of = |(s, i): (Server, usize)| -> Option<&[u8]> {
+    let der_of = |s: Server, i: u32| -> Option<&[u8]> {
         let keys = built(s).tls()?.resolver.keys();
-        Some(keys.get(i)?.cert.first()?.as_ref())
+        Some(keys.get(i as usize)?.cert.first()?.as_ref())
     };
-    let expiries = built(Server::main())
-        .main_only()
-        .status_not_after
-        .get_or_init(|| owners.iter().map(|&owner| der_of(owner).and_then(stats::not_after_of)).collect());
-    let certs: Vec<stats::CertState> = staples
-        .into_iter()
-        .enumerate()
-        .map(|(n, staple)| stats::CertState { not_after: expiries.get(n).copied().flatten(), staple })
-        .collect();
+    let all = built(Server::main()).main_only().status_certificates.get_or_init(|| {
+        let tls_servers =
+            Server::main().and_following().filter_map(|s| Some((s, built(s).tls()?.resolver.keys().len())));
+        let each = tls_servers.flat_map(|(s, keys)| (0..keys as u32).map(move |i| (s, i)));
+        each.map(|(s, i)| (s, i, der_of(s, i).and_then(stats::not_after_of))).collect()
+    });
+    let cert = |n: usize| {
+        let (s, i, not_after) = all[n];
+        // The response mod_md keeps for a stapled certificate, and how old it is.
+        let stapled = built(s).tls().and_then(|t| t.stapling.get()).and_then(|v| v.get(i as usize)?.as_deref());
+        let ask = r.conn().map(|c| move |id: &[u8; 32]| httpd::md::ocsp_response(c, s, id));
+        stats::CertState { not_after, staple: ocsp::staple_state(stapled, ask, now) }
+    };
     let describe = |n: usize| {
-        let (s, i) = owners[n];
+        let (s, i, _) = all[n];
         // `?auto` is what monitoring collects and may pass on: the vhost's name only, never
         // where its configuration file is.
         let vhost = match (short, s.is_virtual()) {
@@ -227,12 +218,13 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
             (true, true) => s.hostname(),
             (true, false) => "main server".to_string(),
         };
-        (vhost, stats::CertSummary::of(der_of((s, i)).unwrap_or_default()))
+        (vhost, stats::CertSummary::of(der_of(s, i).unwrap_or_default()))
     };
     let cache = built(Server::main()).session_cache().cloned();
     let form = if short { stats::PageForm::Auto { every_certificate } } else { stats::PageForm::Html };
     let spec = cache.as_ref().map(|c| c.0.spec.as_str());
-    stats::status_page(form, lines, &certs, describe, now, spec, &mut |text| r.write(text));
+    let certs = stats::Certificates { count: all.len(), state: cert, describe };
+    stats::status_page(form, lines, certs, now, spec, &mut |text| r.write(text));
     if let Some(cache) = cache {
         cache.0.status(r, flags);
     }

@@ -271,14 +271,20 @@ impl CertState {
 /// The certificate figures monitoring polls, whatever the number of vhosts: how many there are,
 /// the fewest days left on any (the one expiry figure to alert on), how many expire within
 /// [`EXPIRY_WARNING_DAYS`] or have expired, and how many lack their OCSP staple.
-pub fn certificate_totals(certs: &[CertState], now: i64) -> Vec<(String, String)> {
-    let days: Vec<i64> = certs.iter().filter_map(|c| c.days_left(now)).collect();
-    let min = days.iter().min().map_or_else(|| "-".to_string(), |d| d.to_string());
-    let expiring = days.iter().filter(|d| (0..EXPIRY_WARNING_DAYS).contains(*d)).count();
-    let expired = days.iter().filter(|d| **d < 0).count();
-    let unstapled = certs.iter().filter(|c| c.staple.is_missing()).count();
+pub fn certificate_totals(certs: impl Iterator<Item = CertState>, now: i64) -> Vec<(String, String)> {
+    let (mut count, mut min, mut expiring, mut expired, mut unstapled) = (0, None::<i64>, 0, 0, 0);
+    for cert in certs {
+        count += 1;
+        unstapled += usize::from(cert.staple.is_missing());
+        if let Some(d) = cert.days_left(now) {
+            min = Some(min.map_or(d, |m| m.min(d)));
+            expiring += usize::from((0..EXPIRY_WARNING_DAYS).contains(&d));
+            expired += usize::from(d < 0);
+        }
+    }
+    let min = min.map_or_else(|| "-".to_string(), |d| d.to_string());
     vec![
-        ("TLSCertificates".to_string(), certs.len().to_string()),
+        ("TLSCertificates".to_string(), count.to_string()),
         ("TLSCertificateDaysLeftMin".to_string(), min),
         ("TLSCertificatesExpiring".to_string(), expiring.to_string()),
         ("TLSCertificatesExpired".to_string(), expired.to_string()),
@@ -298,22 +304,30 @@ pub enum PageForm {
     Html,
 }
 
+/// The certificates the status page covers: `count` of them, certificate `n`'s state
+/// (`state(n)`, for the totals and to know whether its line is shown) and its vhost and summary
+/// (`describe(n)`, asked only for the lines shown).
+pub struct Certificates<S, D> {
+    pub count: usize,
+    pub state: S,
+    pub describe: D,
+}
+
 /// The TLS part of the status page, written piece by piece to `out` (thousands of certificate
-/// lines are never one string: a child's heap would keep the peak): `lines` (the counters'), the
-/// certificate totals, the lines of the certificates this form shows (numbered over all of them;
-/// `describe(n)` gives certificate `n`'s vhost and summary, asked only for the lines shown), and
-/// the session cache. `?auto` is what monitoring collects and may pass on: of the cache, the
+/// lines are never one string or list: a child's heap would keep the peak): `lines` (the
+/// counters'), the totals of the certificates, the lines of those this form shows (numbered over
+/// all of them), and the session cache. `?auto` is what monitoring collects and may pass on: of the cache, the
 /// provider only (its arguments name files and cache servers' addresses).
 pub fn status_page(
     form: PageForm,
     mut lines: Vec<(String, String)>,
-    certs: &[CertState],
-    describe: impl Fn(usize) -> (String, CertSummary),
+    certs: Certificates<impl Fn(usize) -> CertState, impl Fn(usize) -> (String, CertSummary)>,
     now: i64,
     cache_spec: Option<&str>,
     out: &mut dyn FnMut(&str),
 ) {
-    lines.extend(certificate_totals(certs, now));
+    let Certificates { count, state, describe } = certs;
+    lines.extend(certificate_totals((0..count).map(&state), now));
     let every_certificate = match form {
         PageForm::Auto { every_certificate } => every_certificate,
         PageForm::Html => true,
@@ -332,7 +346,7 @@ pub fn status_page(
     for (k, v) in &lines {
         put(k, v);
     }
-    for (n, cert) in certs.iter().enumerate() {
+    for (n, cert) in (0..count).map(&state).enumerate() {
         if every_certificate || cert.needs_attention(now) {
             let (vhost, summary) = describe(n);
             put(&format!("TLSCertificate{n}"), &cert.line(&vhost, &summary, now));
@@ -377,7 +391,8 @@ mod page_tests {
         let counters = vec![("TLSHandshakes".to_string(), "7".to_string())];
         let page = |form, spec| {
             let mut text = String::new();
-            status_page(form, counters.clone(), &certs, describe, NOW, spec, &mut |s: &str| text += s);
+            let list = Certificates { count: certs.len(), state: |n: usize| certs[n].clone(), describe };
+            status_page(form, counters.clone(), list, NOW, spec, &mut |s: &str| text += s);
             text
         };
         let auto = page(PageForm::Auto { every_certificate: false }, Some("shmcb:/run/secret(512000)"));
@@ -434,12 +449,13 @@ mod tests {
         );
         assert!(text(2).contains("days_left=5 (renew!)"));
         assert!(text(3).contains("days_left=-2 (expired!)"));
-        let totals: std::collections::HashMap<_, _> = certificate_totals(&lines, now).into_iter().collect();
+        let totals: std::collections::HashMap<_, _> =
+            certificate_totals(lines.iter().cloned(), now).into_iter().collect();
         assert_eq!(totals["TLSCertificates"], "6");
         assert_eq!(totals["TLSCertificateDaysLeftMin"], "-2");
         assert_eq!((totals["TLSCertificatesExpiring"].as_str(), totals["TLSCertificatesExpired"].as_str()), ("1", "1"));
         assert_eq!(totals["TLSCertificatesStapleMissing"], "1");
-        assert_eq!(certificate_totals(&[], now)[1].1, "-", "no certificate, no minimum");
+        assert_eq!(certificate_totals(std::iter::empty(), now)[1].1, "-", "no certificate, no minimum");
     }
 
     #[test]
