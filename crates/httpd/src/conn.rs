@@ -337,9 +337,11 @@ impl Conn {
         let list = self.address_name_chain();
         // SAFETY: read from the live connection, on its thread.
         let installed = unsafe { (*self.as_ptr()).vhost_lookup_data };
-        if list.is_null() || installed != list.cast() || s.server_path().is_some() {
-            // One vhost on the address (nothing to walk), a vhost already first, or a
-            // ServerPath (which the walk without `Host` tests first).
+        // SAFETY: a non-NULL list is httpd's, for this generation.
+        if list.is_null() || unsafe { (*list).next.is_null() } || installed != list.cast() || s.server_path().is_some()
+        {
+            // One vhost on the address (a walk of one step: nothing to spare), a vhost already
+            // first, or a ServerPath (which the walk without `Host` tests first).
             return;
         }
         let pool = self.pool();
