@@ -210,10 +210,12 @@ fn vhost_named(c: httpd::Conn, host: &str) -> Option<(Server, bool)> {
     index.find_owner(host, |s| has_name(s, host))
 }
 
-/// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases), as httpd matches.
+/// Whether `host` names server `s` (ServerName, ServerAlias, wildcard aliases), as httpd matches;
+/// asked at every SNI lookup, so the names are read where they are, not copied.
 fn has_name(s: Server, host: &str) -> bool {
-    let (name, aliases, wild) = s.names();
-    crate::conf::host_matches(host, &name, &aliases, &wild)
+    let mut named = false;
+    s.each_name(|name, wild| named |= crate::conf::name_matches(host, name, wild));
+    named
 }
 
 /// The `<VirtualHost>` addresses of `s` (empty for the main server).

@@ -109,28 +109,15 @@ impl Server {
         out
     }
 
-    /// Its names: ServerName, ServerAlias names and wildcard aliases.
-    pub fn names(self) -> (String, Vec<String>, Vec<String>) {
-        // SAFETY: arrays of C strings of the server record.
-        let (names, wild) = unsafe { (string_array(self.rec().names), string_array(self.rec().wild_names)) };
-        (self.hostname(), names, wild)
-    }
-
-    /// Each of its names, as [`names`](Self::names) lists them, without copying them: `f` gets
-    /// the ServerName and the ServerAlias names with `false`, the wildcard aliases with `true`.
+    /// Each of its names, without copying them: `f` gets the ServerName and the ServerAlias
+    /// names with `false`, the wildcard aliases with `true`.
     pub fn each_name(self, mut f: impl FnMut(&str, bool)) {
         // SAFETY: C strings (or NULL) and arrays of C strings (or NULL) of the server record,
         // of the same generation, read for the duration of the call.
         unsafe {
             f(&cstr(self.rec().server_hostname), false);
             for (arr, wild) in [(self.rec().names, false), (self.rec().wild_names, true)] {
-                if arr.is_null() {
-                    continue;
-                }
-                let elts = (*arr).elts as *const *const std::ffi::c_char;
-                for i in 0..(*arr).nelts.max(0) as usize {
-                    f(&cstr(*elts.add(i)), wild);
-                }
+                c_strings(arr).for_each(|name| f(&name, wild));
             }
         }
     }
@@ -217,13 +204,22 @@ pub fn listen_addrs() -> Vec<SocketAddr> {
 /// # Safety
 /// `arr` must be NULL or an array whose elements are C strings.
 pub(crate) unsafe fn string_array(arr: *const sys::apr_array_header_t) -> Vec<String> {
-    if arr.is_null() {
-        return Vec::new();
-    }
-    unsafe {
-        let elts = (*arr).elts as *const *const std::ffi::c_char;
-        (0..(*arr).nelts.max(0) as usize).map(|i| cstr(*elts.add(i)).into_owned()).collect()
-    }
+    // SAFETY: as the caller promises.
+    unsafe { c_strings(arr) }.map(std::borrow::Cow::into_owned).collect()
+}
+
+/// The strings of an APR array of `char *`, borrowed.
+///
+/// # Safety
+/// `arr` must be NULL or an array whose elements are C strings, which outlive the iteration.
+unsafe fn c_strings<'a>(arr: *const sys::apr_array_header_t) -> impl Iterator<Item = std::borrow::Cow<'a, str>> {
+    // SAFETY: a NULL array is none; otherwise `nelts` elements, each a C string.
+    let (elts, n) = match unsafe { arr.as_ref() } {
+        Some(a) => (a.elts as *const *const std::ffi::c_char, a.nelts.max(0) as usize),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `i` < `n`, within the array.
+    (0..n).map(move |i| unsafe { cstr(*elts.add(i)) })
 }
 
 /// Every `name` directive in the configuration tree with its arguments, and the `<VirtualHost>`

@@ -3,10 +3,20 @@
 
 /// Whether `host` (from SNI) is named by a server's ServerName, ServerAlias or wildcard aliases.
 pub fn host_matches(host: &str, server_name: &str, aliases: &[String], wild_aliases: &[String]) -> bool {
+    name_matches(host, server_name, false)
+        || aliases.iter().any(|a| name_matches(host, a, false))
+        || wild_aliases.iter().any(|w| name_matches(host, w, true))
+}
+
+/// Whether `host` (from SNI) is `name`, a ServerName or ServerAlias, or, `wild`, matches the
+/// wildcard alias `name`.
+pub fn name_matches(host: &str, name: &str, wild: bool) -> bool {
     let host = host.trim_end_matches('.');
-    host.eq_ignore_ascii_case(server_name.trim_end_matches('.'))
-        || aliases.iter().any(|a| host.eq_ignore_ascii_case(a.trim_end_matches('.')))
-        || wild_aliases.iter().any(|w| glob_match_ci(w.as_bytes(), host.as_bytes()))
+    if wild {
+        glob_match_ci(name.as_bytes(), host.as_bytes())
+    } else {
+        host.eq_ignore_ascii_case(name.trim_end_matches('.'))
+    }
 }
 
 /// Shell-style `*` and `?` matching, ASCII case-insensitive (as httpd's ap_strcasecmp_match).

@@ -24,7 +24,7 @@ pub use cipher_list::CipherList;
 pub use dir::{DirConf, OPT_EXPORT_CERT_DATA, OPT_STD_ENV_VARS, TlsOptions};
 pub use error::Origin;
 pub use floor::{parse_protocol_floor, version_name};
-pub use hostnames::{glob_match_ci, host_matches};
+pub use hostnames::{glob_match_ci, host_matches, name_matches};
 pub use proxy::{ProxyCa, ProxyConf, ProxyKey};
 pub use reqtimeout::reqtimeout_handshake;
 pub use server::{CertSpec, Certificates, ClientAuth, ServerConf, SharedList, TlsSettings};

@@ -117,36 +117,39 @@ impl<S: Copy> NameIndex<S> {
 
     fn find_position(&self, host: &str, matches: impl Fn(S) -> bool) -> Option<u32> {
         let host = host.trim_end_matches('.');
-        let offered = self.digest_offers(host);
-        // What the digests offer is checked: a vhost that does not match means two names
-        // share a digest, and only the walk knows the answer then.
-        if offered.iter().any(|&i| !matches(self.servers[i as usize])) {
-            return self.servers.iter().position(|&s| matches(s)).map(|i| i as u32);
+        let mut best = None;
+        for i in self.digest_offers(host) {
+            // What the digests offer is checked: a vhost that does not match means two names
+            // share a digest, and only the walk knows the answer then.
+            if !matches(self.servers[i as usize]) {
+                return self.servers.iter().position(|&s| matches(s)).map(|i| i as u32);
+            }
+            best = earliest(best, i);
         }
-        self.earliest(offered, host)
+        self.with_patterns(best, host)
     }
 
     /// The first vhost the maps and patterns lead `name` (without a trailing dot) to, digests
     /// unchecked.
     fn claimed_by(&self, name: &str) -> Option<u32> {
-        self.earliest(self.digest_offers(name), name)
+        self.with_patterns(self.digest_offers(name).min(), name)
     }
 
     /// The vhosts the digest maps offer for `host`: its exact name, and `*.suffix` for each
     /// suffix that follows a dot (the star may span dots).
-    fn digest_offers(&self, host: &str) -> Vec<u32> {
-        let mut offered: Vec<u32> = Vec::new();
-        offered.extend(Self::lookup(&self.exact, digest_of(&self.digest, host)));
-        for (at, _) in host.match_indices('.') {
-            offered.extend(Self::lookup(&self.star_dot, digest_of(&self.digest, &host[at + 1..])));
-        }
-        offered
+    fn digest_offers<'a>(&'a self, host: &'a str) -> impl Iterator<Item = u32> + 'a {
+        let exact = Self::lookup(&self.exact, digest_of(&self.digest, host));
+        let stars = host
+            .match_indices('.')
+            .filter_map(move |(at, _)| Self::lookup(&self.star_dot, digest_of(&self.digest, &host[at + 1..])));
+        exact.into_iter().chain(stars)
     }
 
-    /// The earliest of `offered` and of the vhosts whose other patterns match `host`.
-    fn earliest(&self, offered: Vec<u32>, host: &str) -> Option<u32> {
-        let earliest = |best: Option<u32>, i: u32| Some(best.map_or(i, |b| b.min(i)));
-        let mut best = offered.into_iter().fold(None, earliest);
+    /// The earlier of `best` and the first vhost whose other patterns match `host`.
+    fn with_patterns(&self, mut best: Option<u32>, host: &str) -> Option<u32> {
+        if self.other.is_empty() {
+            return best;
+        }
         let lower = host.to_ascii_lowercase();
         for (pattern, i) in &self.other {
             if best.is_some_and(|b| b < *i) {
@@ -166,6 +169,11 @@ impl<S: Copy> NameIndex<S> {
     pub fn is_empty(&self) -> bool {
         self.servers.is_empty()
     }
+}
+
+/// The earlier of two vhost positions, either possibly none.
+fn earliest(best: Option<u32>, i: u32) -> Option<u32> {
+    Some(best.map_or(i, |b| b.min(i)))
 }
 
 /// The digest of `name` as if lower-case.
