@@ -494,7 +494,7 @@ def fmt(v, unit):
         return f"{v:.1f} KiB"
     if unit == "hs/s":
         return f"{v:.0f}/s"
-    if unit == "us":
+    if unit == "±µs":      # a difference, signed
         return f"{v:+.0f} µs"
     if unit == "µs":
         return f"{v:.0f} µs"
@@ -667,17 +667,17 @@ def main():
             ("full TLS 1.3 handshakes/s, 1 request each, first vhost", "first", "hs/s"),
             (f"the same, last vhost (site{n})", "last", "hs/s"),
             ("last / first", "ratio", "x"),
-            ("extra time per connection to the last vhost", "extra", "us"),
+            ("extra time per connection to the last vhost", "extra", "±µs"),
             ("server CPU per connection, first vhost", "cpu_first", "µs"),
             ("the same, last vhost", "cpu_last", "µs"),
-            ("extra server CPU per connection to the last vhost", "cpu_extra", "us")]
+            ("extra server CPU per connection to the last vhost", "cpu_extra", "±µs")]
     if "plain" in kinds:
         for k in kinds:
             med[k]["own"] = med[k]["extra"] - med["plain"]["extra"] if k != "plain" else None
             med[k]["cpu_own"] = med[k]["cpu_extra"] - med["plain"]["cpu_extra"] if k != "plain" else None
         rows.append(("extra time minus plain's (the TLS module's own share; below 0: it spares httpd's walk)",
-                     "own", "us"))
-        rows.append(("extra server CPU minus plain's (the same)", "cpu_own", "us"))
+                     "own", "±µs"))
+        rows.append(("extra server CPU minus plain's (the same)", "cpu_own", "±µs"))
     peers = [k for k in ("ssl",) if k in kinds and "tls" in kinds]     # ratio columns
     heads = [KINDS[k] for k in kinds] + [f"mod_tls / {KINDS[k]}" for k in peers]
     print(f"# make bench-vhosts: {n} name-based vhosts, "
