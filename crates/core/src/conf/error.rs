@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Where a directive was written, so that errors found later (in check_config) can still point at it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// One allocation per configuration file, shared by every directive written in it.
     pub file: std::sync::Arc<str>,

@@ -30,7 +30,7 @@ pub use reqtimeout::reqtimeout_handshake;
 pub use server::{CertSpec, Certificates, ClientAuth, ServerConf, SharedList, TlsSettings};
 
 /// A directive value that remembers where it was set (for messages after the config is read).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Located<T> {
     pub value: T,
     pub origin: Origin,

@@ -172,7 +172,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for SharedList<T> {
 }
 
 /// `TLSClientCertificate`: whether clients must, may or cannot present a certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum ClientAuth {
     #[default]
     None,

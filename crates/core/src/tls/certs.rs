@@ -37,17 +37,34 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfError> {
 
 /// Reads the PEM certificate chain (end-entity first) and checks every certificate parses as X.509.
 pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError> {
+    load_chain_seeing_leaf(path, |_| ()).map(|(chain, ())| chain)
+}
+
+/// `load_chain`, giving the end-entity certificate, as its check parses it, to `see_leaf`.
+fn load_chain_seeing_leaf<R>(
+    path: &Path,
+    see_leaf: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> R,
+) -> Result<(Vec<CertificateDer<'static>>, R), ConfError> {
     let data = read_file(path, "certificate")?;
     let mut chain = Vec::new();
+    let mut see_leaf = Some(see_leaf);
+    let mut seen = None;
     for item in CertificateDer::pem_slice_iter(&data) {
         let cert =
             item.map_err(|e| key_material(format!("the certificate file {} is not valid PEM ({e})", path.display())))?;
-        if let Err(e) = x509_parser::parse_x509_certificate(&cert) {
-            return Err(key_material(format!(
-                "certificate #{} in {} does not parse as X.509 ({e}): replace it with a valid PEM certificate",
-                chain.len() + 1,
-                path.display()
-            )));
+        match x509_parser::parse_x509_certificate(&cert) {
+            Ok((_, parsed)) => {
+                if let Some(see) = see_leaf.take() {
+                    seen = Some(see(&parsed));
+                }
+            }
+            Err(e) => {
+                return Err(key_material(format!(
+                    "certificate #{} in {} does not parse as X.509 ({e}): replace it with a valid PEM certificate",
+                    chain.len() + 1,
+                    path.display()
+                )));
+            }
         }
         // The PEM decoder's buffer has room to spare (its size follows the base64 text): each
         // certificate is held for the whole generation, so keep exactly its bytes.
@@ -61,7 +78,8 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError
     }
     // Usually one or two, held for the whole generation: no spare room.
     chain.shrink_to_fit();
-    Ok(chain)
+    let seen = seen.expect("the chain has a first certificate");
+    Ok((chain, seen))
 }
 
 fn holds(data: &[u8], marker: &[u8]) -> bool {
@@ -261,7 +279,8 @@ pub fn load_key(path: &Path, ask: Option<PassphraseSource<'_>>) -> Result<Privat
 /// A private key kept as its DER bytes (about 140 bytes for P-256) and parsed into the crypto
 /// library's form (about 1 KB for P-256, more for RSA) where it is first used to sign: in each
 /// child, for the vhosts that get handshakes. A server with thousands of vhosts holds most of
-/// them unparsed. Start-up has already parsed it once and checked it against its certificate.
+/// them unparsed. Start-up has checked it against its certificate: an EC key that states its
+/// public key by comparing that (see `ec_key_matches`), any other by parsing it once.
 struct KeyOnFirstUse {
     der: PrivateKeyDer<'static>,
     algorithm: rustls::SignatureAlgorithm,
@@ -297,10 +316,111 @@ impl rustls::sign::SigningKey for KeyOnFirstUse {
     }
 }
 
-/// Whether a certificate's public key is an elliptic-curve one (ECDSA).
-fn is_ec_certificate(der: &CertificateDer<'_>) -> bool {
-    x509_parser::parse_x509_certificate(der)
-        .is_ok_and(|(_, c)| c.public_key().algorithm.algorithm == x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY)
+/// The elliptic curves whose keys can be checked against their certificate without being
+/// parsed: the curve's OID (its DER content bytes) and the length of a private scalar on it.
+const EC_CURVES: [(&[u8], usize); 3] = [
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07], 32), // P-256
+    (&[0x2b, 0x81, 0x04, 0x00, 0x22], 48),                   // P-384
+    (&[0x2b, 0x81, 0x04, 0x00, 0x23], 66),                   // P-521
+];
+
+/// id-ecPublicKey, the algorithm of EC keys in certificates and in PKCS#8.
+const EC_PUBLIC_KEY_OID: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+/// An EC key as its file states it: the curve, the private scalar's length, and the public key
+/// stored beside it. Reading these costs no cryptography.
+#[derive(Debug, PartialEq)]
+struct StoredEcKey<'a> {
+    curve: &'a [u8],
+    scalar_len: usize,
+    public_key: &'a [u8],
+}
+
+/// The parts of an EC private key (PKCS#8 or SEC1 `EC PRIVATE KEY`) that its file states, or
+/// None when it is not an EC key or leaves its curve or public key out (both optional in SEC1).
+fn stored_ec_key<'a>(key: &'a PrivateKeyDer<'_>) -> Option<StoredEcKey<'a>> {
+    let (sec1, outer_curve) = match key {
+        PrivateKeyDer::Pkcs8(der) => {
+            let info = pkcs8::PrivateKeyInfo::try_from(der.secret_pkcs8_der()).ok()?;
+            if info.algorithm.oid.as_bytes() != EC_PUBLIC_KEY_OID {
+                return None;
+            }
+            (info.private_key, info.algorithm.parameters.map(|p| p.value()))
+        }
+        PrivateKeyDer::Sec1(der) => (der.secret_sec1_der(), None),
+        _ => return None,
+    };
+    // ECPrivateKey ::= SEQUENCE { version INTEGER (1), privateKey OCTET STRING,
+    //                             [0] parameters OPTIONAL, [1] publicKey BIT STRING OPTIONAL }
+    use x509_parser::asn1_rs::{Any, Class, FromDer, Tag};
+    let (_, sequence) = Any::from_der(sec1).ok()?;
+    if sequence.tag() != Tag::Sequence {
+        return None;
+    }
+    let (rest, version) = Any::from_der(sequence.data).ok()?;
+    let (mut rest, scalar) = Any::from_der(rest).ok()?;
+    if version.tag() != Tag::Integer || scalar.tag() != Tag::OctetString {
+        return None;
+    }
+    let (mut curve, mut public_key) = (outer_curve, None);
+    while !rest.is_empty() {
+        let (next, field) = Any::from_der(rest).ok()?;
+        rest = next;
+        if field.class() != Class::ContextSpecific {
+            return None;
+        }
+        let (_, inner) = Any::from_der(field.data).ok()?;
+        match (field.tag().0, inner.tag()) {
+            (0, Tag::Oid) => curve = curve.or(Some(inner.data)),
+            // A BIT STRING's first byte counts the unused bits of its last: a point has none.
+            (1, Tag::BitString) => {
+                public_key = inner.data.split_first().filter(|(unused, _)| **unused == 0).map(|(_, p)| p)
+            }
+            _ => {}
+        }
+    }
+    Some(StoredEcKey { curve: curve?, scalar_len: scalar.data.len(), public_key: public_key? })
+}
+
+/// The public key of a certificate, as `ec_key_matches` compares it.
+struct CertificateKey {
+    is_ec: bool,
+    /// The curve's OID (DER content bytes), for an EC key.
+    curve: Option<Vec<u8>>,
+    public_key: Vec<u8>,
+}
+
+impl CertificateKey {
+    fn of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Self {
+        let spki = cert.public_key();
+        let is_ec = spki.algorithm.algorithm.as_bytes() == EC_PUBLIC_KEY_OID;
+        CertificateKey {
+            is_ec,
+            curve: spki.algorithm.parameters.as_ref().filter(|_| is_ec).map(|p| p.data.to_vec()),
+            public_key: if is_ec { spki.subject_public_key.data.to_vec() } else { Vec::new() },
+        }
+    }
+}
+
+/// Whether an EC key belongs to the certificate whose key is `cert`, decided from what the key
+/// file states (its curve and stored public key) as mod_ssl decides it; None when the file does
+/// not state enough, and the key must be parsed to tell.
+///
+/// Parsing an EC key recomputes its public key from the private scalar (a point multiplication,
+/// a fifth of start-up with thousands of vhosts); here it is parsed where it first signs
+/// instead (`KeyOnFirstUse`), in the children. A file whose stored public key is right but
+/// whose scalar is not (tampered with, not mistaken) is found there: its vhost's handshakes fail.
+fn ec_key_matches(key: &PrivateKeyDer<'_>, cert: &CertificateKey) -> Option<bool> {
+    if !cert.is_ec {
+        return None;
+    }
+    let stored = stored_ec_key(key)?;
+    let &(_, scalar_len) = EC_CURVES.iter().find(|(oid, _)| *oid == stored.curve)?;
+    Some(
+        cert.curve.as_deref() == Some(stored.curve)
+            && stored.scalar_len == scalar_len
+            && stored.public_key == cert.public_key.as_slice(),
+    )
 }
 
 /// Loads one `TLSCertificate` and checks that key and certificate belong together.
@@ -309,13 +429,34 @@ pub fn load_certified_key(
     provider: &CryptoProvider,
     ask: Option<PassphraseSource<'_>>,
 ) -> Result<Arc<CertifiedKey>, ConfError> {
-    let chain = load_chain(&spec.cert_file)?;
+    let (chain, cert_key) = load_chain_seeing_leaf(&spec.cert_file, CertificateKey::of)?;
     let key_path = spec.key_file.as_deref().unwrap_or(&spec.cert_file);
     let key = load_key(key_path, ask)?;
+    let mismatch = || {
+        key_material(format!(
+            "the private key in {} does not belong to the certificate in {}: give the key that was used \
+             to create this certificate",
+            key_path.display(),
+            spec.cert_file.display()
+        ))
+    };
+    match ec_key_matches(&key, &cert_key) {
+        Some(true) => {
+            let lazy = KeyOnFirstUse {
+                der: key,
+                algorithm: rustls::SignatureAlgorithm::ECDSA,
+                provider: provider.key_provider,
+                parsed: std::sync::OnceLock::new(),
+            };
+            return Ok(Arc::new(CertifiedKey::new(chain, Arc::new(lazy))));
+        }
+        Some(false) => return Err(mismatch()),
+        None => {}
+    }
     // The loader of the certificate's key type first: the generic one tries RSA before ECDSA, a
     // wasted parse for every EC key (with thousands of vhosts, a tenth of start-up). Whatever it
     // refuses goes through the generic one, for the usual messages.
-    let signing_key = match is_ec_certificate(&chain[0]) {
+    let signing_key = match cert_key.is_ec {
         true => rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key).ok(),
         false => None,
     };
@@ -341,12 +482,7 @@ pub fn load_certified_key(
             };
             Ok(Arc::new(CertifiedKey::new(ck.cert, Arc::new(lazy))))
         }
-        Err(rustls::Error::InconsistentKeys(_)) => Err(key_material(format!(
-            "the private key in {} does not belong to the certificate in {}: give the key that was used \
-             to create this certificate",
-            key_path.display(),
-            spec.cert_file.display()
-        ))),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(mismatch()),
         Err(e) => Err(key_material(format!(
             "the private key in {} cannot be used ({e}): supported are RSA (2048 bits or more), \
              ECDSA P-256/P-384 and Ed25519 keys",
@@ -432,6 +568,93 @@ pub(crate) mod tests {
         .verify(b"hello", &signature);
         assert!(verified.is_ok(), "the signature verifies with the certificate's key");
         assert!(loaded.key.choose_scheme(&[rustls::SignatureScheme::ED25519]).is_none(), "not its scheme");
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("openssl").current_dir(dir).args(args).status().unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    }
+
+    fn read_key(path: &Path) -> PrivateKeyDer<'static> {
+        load_key(path, None).unwrap()
+    }
+
+    /// An EC key that states its curve and public key is checked against its certificate by
+    /// comparing them, in every form OpenSSL and rcgen write it; one that leaves its public key
+    /// out is parsed to tell, as before.
+    #[test]
+    fn an_ec_key_is_checked_against_its_certificate_from_what_its_file_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let curve_of = |name: &str| match name {
+            "P-256" => EC_CURVES[0],
+            _ => EC_CURVES[1],
+        };
+        for curve in ["P-256", "P-384"] {
+            openssl(
+                d,
+                &["genpkey", "-algorithm", "EC", "-pkeyopt", &format!("ec_paramgen_curve:{curve}"), "-out", "p8.key"],
+            );
+            openssl(d, &["ec", "-in", "p8.key", "-out", "sec1.key"]);
+            openssl(d, &["ec", "-in", "p8.key", "-no_public", "-out", "nopub.key"]);
+            openssl(d, &["req", "-x509", "-key", "p8.key", "-subj", "/CN=a.test", "-days", "2", "-out", "c.pem"]);
+            let cert = d.join("c.pem");
+            for file in ["p8.key", "sec1.key"] {
+                let key = read_key(&d.join(file));
+                let stored = stored_ec_key(&key).unwrap_or_else(|| panic!("{curve} {file} states its parts"));
+                assert_eq!((stored.curve, stored.scalar_len), curve_of(curve), "{curve} {file}");
+                let loaded = load_certified_key(&spec(&cert, Some(&d.join(file))), &provider(), None).unwrap();
+                let scheme = match curve {
+                    "P-256" => rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+                    _ => rustls::SignatureScheme::ECDSA_NISTP384_SHA384,
+                };
+                assert!(loaded.key.choose_scheme(&[scheme]).is_some(), "{curve} {file} signs");
+            }
+            assert_eq!(stored_ec_key(&read_key(&d.join("nopub.key"))), None, "{curve}: no public key stated");
+            load_certified_key(&spec(&cert, Some(&d.join("nopub.key"))), &provider(), None)
+                .expect("parsed to tell, and it belongs");
+            std::fs::rename(d.join("c.pem"), d.join(format!("{curve}.pem"))).unwrap();
+            std::fs::rename(d.join("p8.key"), d.join(format!("{curve}.key"))).unwrap();
+            std::fs::rename(d.join("nopub.key"), d.join(format!("{curve}-nopub.key"))).unwrap();
+        }
+        let rcgen_key = rcgen::KeyPair::generate().unwrap();
+        let rcgen_der = PrivateKeyDer::Pkcs8(rcgen_key.serialize_der().into());
+        let stored = stored_ec_key(&rcgen_der).expect("rcgen states them");
+        assert_eq!(stored.public_key, rcgen_key.public_key_raw());
+
+        // Another curve's key, another key on the same curve (with and without its public key).
+        for (cert, key) in [("P-256.pem", "P-384.key"), ("P-384.pem", "P-256.key"), ("P-384.pem", "P-256-nopub.key")] {
+            let e = load_certified_key(&spec(&d.join(cert), Some(&d.join(key))), &provider(), None).unwrap_err();
+            assert!(e.message.contains("does not belong to the certificate"), "{cert} {key}: {e}");
+        }
+        openssl(d, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "other.key"]);
+        let e =
+            load_certified_key(&spec(&d.join("P-256.pem"), Some(&d.join("other.key"))), &provider(), None).unwrap_err();
+        assert!(e.message.contains("does not belong to the certificate"), "{e}");
+        assert_eq!(e.kind, ErrorKind::KeyMaterial);
+    }
+
+    /// A key file whose stated public key is its certificate's but whose private scalar is not
+    /// (which only tampering makes) passes start-up, as with mod_ssl, and then signs nothing:
+    /// its vhost's handshakes fail instead of sending a signature that cannot verify.
+    #[test]
+    fn a_key_whose_scalar_is_not_its_stated_public_key_never_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = rcgen::KeyPair::generate().unwrap();
+        let b = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap().self_signed(&a).unwrap();
+        let mut tampered = b.serialize_der();
+        let at = tampered.windows(65).position(|w| w == b.public_key_raw()).expect("b's public key in its file");
+        tampered[at..at + 65].copy_from_slice(a.public_key_raw());
+        let key_pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &tampered)
+        );
+        let key_file = write(d, "k.pem", key_pem.as_bytes());
+        let cert_file = write(d, "c.pem", cert.pem().as_bytes());
+        let loaded = load_certified_key(&spec(&cert_file, Some(&key_file)), &provider(), None).unwrap();
+        assert!(loaded.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
     }
 
     #[test]

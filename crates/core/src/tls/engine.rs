@@ -193,12 +193,26 @@ pub type SessionStorageFactory<'a> =
 pub struct Providers {
     base: Option<Arc<CryptoProvider>>,
     by_suites: std::collections::HashMap<Vec<u16>, Arc<CryptoProvider>>,
-    shared: std::collections::HashMap<String, Arc<SharedTls>>,
+    shared: std::collections::HashMap<SharedKey, Arc<SharedTls>>,
     /// The certificates read, by a digest of their files' paths: one that many vhosts name (a
     /// wildcard) is read, parsed and held once, whatever else their settings say. A digest, not
     /// the paths: copies of thousands of paths, freed when start-up ends, would leave holes
     /// among what the vhosts keep.
     keys: std::collections::HashMap<[u8; 32], Arc<CertifiedKey>>,
+}
+
+/// The settings that make a `SharedTls`, with where each was written. Without settings (most
+/// vhosts) it holds nothing on the heap: looking it up costs no allocation.
+#[derive(PartialEq, Eq, Hash)]
+struct SharedKey {
+    protocol_floor: Option<Located<u16>>,
+    ciphers_prefer: Vec<Located<u16>>,
+    ciphers_suppress: Vec<Located<u16>>,
+    honor_client_order: Option<bool>,
+    client_auth: Option<Located<crate::conf::ClientAuth>>,
+    client_ca: Option<Located<std::path::PathBuf>>,
+    client_crls: Vec<Located<std::path::PathBuf>>,
+    session_lifetime_secs: Option<u64>,
 }
 
 impl Providers {
@@ -239,17 +253,16 @@ impl Providers {
     /// errors name the lines they do when each vhost builds its own; a failure is not kept (each
     /// vhost that has these settings gets the error, as before).
     fn shared(&mut self, conf: &ServerConf) -> Result<Arc<SharedTls>, BuildError> {
-        let key = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            conf.protocol_floor,
-            conf.ciphers_prefer.ids(),
-            conf.ciphers_suppress.ids(),
-            conf.honor_client_order,
-            conf.client_auth,
-            conf.client_ca,
-            conf.client_crls,
-            conf.session_lifetime_secs,
-        );
+        let key = SharedKey {
+            protocol_floor: conf.protocol_floor.clone(),
+            ciphers_prefer: conf.ciphers_prefer.ids().to_vec(),
+            ciphers_suppress: conf.ciphers_suppress.ids().to_vec(),
+            honor_client_order: conf.honor_client_order,
+            client_auth: conf.client_auth.clone(),
+            client_ca: conf.client_ca.clone(),
+            client_crls: conf.client_crls.clone(),
+            session_lifetime_secs: conf.session_lifetime_secs,
+        };
         if let Some(shared) = self.shared.get(&key) {
             return Ok(shared.clone());
         }
