@@ -8,7 +8,7 @@ use rustls::ServerConfig;
 use rustls::server::ClientHello;
 use rustls::sign::CertifiedKey;
 
-use crate::tls::engine::{self, VhostTls};
+use crate::tls::engine::{self, VhostInProcess, VhostTls};
 use crate::tls::ocsp;
 use crate::tls::policy::{self, SniNames, VhostChoice};
 use crate::tls::stream::{ConfigChooser, Refusal};
@@ -61,12 +61,13 @@ impl VhostChooser {
     fn stapled_config(
         &self,
         tls: &VhostTls,
+        here: &VhostInProcess,
         key: &Arc<CertifiedKey>,
         config: &Arc<ServerConfig>,
     ) -> Option<Arc<ServerConfig>> {
         let staplings = tls.stapling.get().map(|all| &all[..]);
         let response = |id: &[u8; 32]| md::ocsp_response(self.c, self.server, id);
-        ocsp::stapled_config(tls.resolver.keys(), staplings, key, config, response)
+        ocsp::stapled_config(here.resolver().keys(), staplings, key, config, response)
     }
 }
 
@@ -110,13 +111,15 @@ impl ConfigChooser for VhostChooser {
                 });
             }
         }
-        let Some(tls) = built(self.server).tls().cloned() else {
+        // Borrowed, not cloned: start-up's objects are only read here (see `VhostInProcess`).
+        let Some(tls) = built(self.server).tls() else {
             return Err(Refusal {
                 alert: rustls::AlertDescription::InternalError,
                 reason: format!("{} has no TLS configuration", self.server.describe()),
             });
         };
-        let key = tls.resolver.choose(hello.signature_schemes(), hello.cipher_suites());
+        let here = super::in_this_process(tls);
+        let key = here.resolver().choose(hello.signature_schemes(), hello.cipher_suites());
         let offered: Vec<&[u8]> = hello.alpn().map(|it| it.collect()).unwrap_or_default();
         let protocol = self.c.select_protocol(self.server, &offered);
         if protocol.as_deref() == Some(b"acme-tls/1")
@@ -125,8 +128,8 @@ impl ConfigChooser for VhostChooser {
         {
             return Ok(config);
         }
-        let config = tls.for_protocol(protocol.as_deref());
-        let config = self.stapled_config(&tls, &key, &config).unwrap_or(config);
+        let config = here.for_protocol(protocol.as_deref());
+        let config = self.stapled_config(tls, &here, &key, &config).unwrap_or(config);
         self.cert = Some(key);
         Ok(config)
     }

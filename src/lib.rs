@@ -153,6 +153,54 @@ pub struct MainBuilt {
     /// vhost's configuration: writing there would copy a page the parent shares for every vhost
     /// (13 MB per child at 10,000 vhosts).
     status_certificates: OnceLock<Box<[StatusCertificate]>>,
+    /// How many vhost configurations start-up built: each has its place (`VhostTls::slot`) in
+    /// `in_process`.
+    vhost_slots: std::sync::atomic::AtomicU32,
+    /// What this process made for each vhost configuration at its first handshake here (see
+    /// [`engine::VhostInProcess`]), in memory of its own: made in each child at its first
+    /// handshake, with a place for every vhost configuration.
+    in_process: OnceLock<Box<[OnceLock<Box<engine::VhostInProcess>>]>>,
+}
+
+impl MainBuilt {
+    /// The place of the next vhost configuration start-up builds.
+    pub fn next_vhost_slot(&self) -> u32 {
+        self.vhost_slots.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A vhost configuration's [`engine::VhostInProcess`]: the one this process keeps, or, for a
+/// configuration without a place (none is expected), one made for the handshake.
+pub enum InProcess {
+    Kept(&'static engine::VhostInProcess),
+    Made(Box<engine::VhostInProcess>),
+}
+
+impl std::ops::Deref for InProcess {
+    type Target = engine::VhostInProcess;
+    fn deref(&self) -> &engine::VhostInProcess {
+        match self {
+            InProcess::Kept(v) => v,
+            InProcess::Made(v) => v,
+        }
+    }
+}
+
+/// What this process has made for `tls`, made at its first handshake here.
+fn in_this_process(tls: &'static engine::VhostTls) -> InProcess {
+    let main = built(Server::main()).main_only();
+    let places = main.in_process.get_or_init(|| {
+        let n = main.vhost_slots.load(std::sync::atomic::Ordering::Relaxed);
+        (0..n).map(|_| OnceLock::new()).collect()
+    });
+    let make = || {
+        let factory = main.session_cache.get().map(|cache| tls::sessions::VhostSessions::factory(cache.clone()));
+        Box::new(tls.in_this_process(factory.as_ref().map(|f| f as engine::SessionStorageFactory<'_>)))
+    };
+    match places.get(tls.slot as usize) {
+        Some(place) => InProcess::Kept(place.get_or_init(make)),
+        None => InProcess::Made(make()),
+    }
 }
 
 impl Built {

@@ -193,12 +193,12 @@ pub fn status(r: Request<'_>, flags: StatusFlags) {
     // Every certificate's expiry and staple for the totals; what a line shows besides is read
     // only for the lines shown (`?auto` lists those that need attention).
     let der_of = |s: Server, i: u32| -> Option<&[u8]> {
-        let keys = built(s).tls()?.resolver.keys();
-        Some(keys.get(i as usize)?.cert.first()?.as_ref())
+        let key = built(s).tls()?.certified_keys().nth(i as usize)?;
+        Some(key.cert.first()?.as_ref())
     };
     let all = built(Server::main()).main_only().status_certificates.get_or_init(|| {
         let tls_servers =
-            Server::main().and_following().filter_map(|s| Some((s, built(s).tls()?.resolver.keys().len())));
+            Server::main().and_following().filter_map(|s| Some((s, built(s).tls()?.certified_keys().len())));
         let each = tls_servers.flat_map(|(s, keys)| (0..keys as u32).map(move |i| (s, i)));
         each.map(|(s, i)| (s, i, der_of(s, i).and_then(stats::not_after_of))).collect()
     });

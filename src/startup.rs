@@ -88,7 +88,6 @@ pub fn check_config(st: &Startup) -> HookResult {
     if let Some(cache) = &cache {
         settle(&built(main).main_only().session_cache, cache.clone());
     }
-    let make_sessions = cache.map(sessions::VhostSessions::factory);
     let passphrase_program = conf(main).passphrase_program.clone();
     let mod_ssl_servers = servers_with_mod_ssl_engine(main);
     // Sized once for every server: growing would leave the smaller tables behind, freed but
@@ -120,13 +119,12 @@ pub fn check_config(st: &Startup) -> HookResult {
             let mut ask = |key: &Path, retry: bool| ask_passphrase(st, s, passphrase_program.as_deref(), key, retry);
             let ask: Option<crate::tls::certs::PassphraseSource<'_>> =
                 if passphrase_program.is_some() { Some(&mut ask) } else { None };
-            let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
             // Vhosts with the same settings share one configuration (and a bad file is
             // reported once, not once per vhost that names it).
             let key = conf.tls_build_id();
             let built_here = !built_already.contains_key(&key);
             let tls = built_already.entry(key).or_insert_with(|| {
-                match engine::build_vhost(conf, ask, sessions, &mut providers) {
+                match engine::build_vhost(conf, ask, built(main).main_only().next_vhost_slot(), &mut providers) {
                     Ok((tls, warnings)) => {
                         for w in warnings {
                             log_server!(main, log::WARNING, 0, "mod_tls: {w}");
@@ -376,7 +374,6 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
     let main = st.main;
     let mut ok = true;
     // Same session cache as every other vhost: a managed domain resumes sessions too.
-    let make_sessions = built(main).session_cache().cloned().map(sessions::VhostSessions::factory);
     let mut providers = engine::Providers::default();
     for s in main.and_following() {
         let deferred = built(s).md_deferred();
@@ -410,8 +407,8 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
             })
             .collect::<Vec<_>>()
             .into();
-        let sessions = make_sessions.as_ref().map(|f| f as engine::SessionStorageFactory<'_>);
-        match engine::build_vhost(&settings, None, sessions, &mut providers) {
+        let slot = built(st.main).main_only().next_vhost_slot();
+        match engine::build_vhost(&settings, None, slot, &mut providers) {
             Ok((mut tls, _)) => {
                 tls.fallback = fallback;
                 if fallback {
@@ -464,12 +461,13 @@ fn certificates_from_mod_md(st: &Startup) -> bool {
 /// (`MDStapling on`, `MDStapleOthers on`) then keeps a fresh response for it.
 fn prime_ocsp_stapling(st: &Startup) {
     for s in st.main.and_following() {
-        let Some(tls) = built(s).tls().cloned() else { continue };
+        let Some(tls) = built(s).tls() else { continue };
         if tls.stapling.get().is_some() {
             // Shared with a vhost primed before (same settings), or the second post_config pass.
             continue;
         }
-        let stapling = crate::tls::ocsp::prime(tls.resolver.keys(), |id, pem| {
+        let keys: Vec<_> = tls.certified_keys().cloned().collect();
+        let stapling = crate::tls::ocsp::prime(&keys, |id, pem| {
             let rv = md::ocsp_prime(s, st.pconf, id, pem);
             log_server!(
                 s,

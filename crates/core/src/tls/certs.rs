@@ -291,7 +291,48 @@ struct KeyOnFirstUse {
 
 impl KeyOnFirstUse {
     fn parsed(&self) -> Option<&Arc<dyn rustls::sign::SigningKey>> {
-        self.parsed.get_or_init(|| self.provider.load_private_key(self.der.clone_key()).ok()).as_ref()
+        self.parsed.get_or_init(|| self.parse()).as_ref()
+    }
+
+    fn parse(&self) -> Option<Arc<dyn rustls::sign::SigningKey>> {
+        self.provider.load_private_key(self.der.clone_key()).ok()
+    }
+}
+
+/// A certificate and key as start-up loaded them (held by the vhosts that name their files),
+/// able to make a copy of their own for a process that presents them.
+#[derive(Clone, Debug)]
+pub struct LoadedKey {
+    pub certified: Arc<CertifiedKey>,
+    /// The key unparsed, when start-up held it so.
+    unparsed: Option<Arc<KeyOnFirstUse>>,
+}
+
+impl LoadedKey {
+    pub fn new(certified: Arc<CertifiedKey>) -> LoadedKey {
+        LoadedKey { certified, unparsed: None }
+    }
+
+    fn lazy(chain: Vec<CertificateDer<'static>>, key: Arc<KeyOnFirstUse>) -> LoadedKey {
+        let certified = Arc::new(CertifiedKey::new(chain, key.clone()));
+        LoadedKey { certified, unparsed: Some(key) }
+    }
+
+    /// The certified key for this process to present: a copy with the key parsed here, so
+    /// that presenting it (a reference count per handshake) and parsing its key write to memory
+    /// of this process only, never to a page start-up filled, which httpd's children share with
+    /// the parent until one of them writes there. The copy borrows the chain's bytes, which are
+    /// only read, from what start-up loaded: it cannot outlive it. A key that no longer parses
+    /// is presented as start-up held it (its handshakes fail when it is to sign, as they did).
+    pub fn for_this_process(&'static self) -> Arc<CertifiedKey> {
+        match self.unparsed.as_ref().and_then(|k| k.parse()) {
+            Some(key) => Arc::new(CertifiedKey {
+                cert: self.certified.cert.iter().map(|c| CertificateDer::from(&c[..])).collect(),
+                key,
+                ocsp: self.certified.ocsp.clone(),
+            }),
+            None => self.certified.clone(),
+        }
     }
 }
 
@@ -429,6 +470,15 @@ pub fn load_certified_key(
     provider: &CryptoProvider,
     ask: Option<PassphraseSource<'_>>,
 ) -> Result<Arc<CertifiedKey>, ConfError> {
+    load_key_pair(spec, provider, ask).map(|loaded| loaded.certified)
+}
+
+/// `load_certified_key`, with what a process needs to present the key with its own copy.
+pub fn load_key_pair(
+    spec: &CertSpec,
+    provider: &CryptoProvider,
+    ask: Option<PassphraseSource<'_>>,
+) -> Result<LoadedKey, ConfError> {
     let (chain, cert_key) = load_chain_seeing_leaf(&spec.cert_file, CertificateKey::of)?;
     let key_path = spec.key_file.as_deref().unwrap_or(&spec.cert_file);
     let key = load_key(key_path, ask)?;
@@ -448,7 +498,7 @@ pub fn load_certified_key(
                 provider: provider.key_provider,
                 parsed: std::sync::OnceLock::new(),
             };
-            return Ok(Arc::new(CertifiedKey::new(chain, Arc::new(lazy))));
+            return Ok(LoadedKey::lazy(chain, Arc::new(lazy)));
         }
         Some(false) => return Err(mismatch()),
         None => {}
@@ -480,7 +530,7 @@ pub fn load_certified_key(
                 provider: provider.key_provider,
                 parsed: std::sync::OnceLock::new(),
             };
-            Ok(Arc::new(CertifiedKey::new(ck.cert, Arc::new(lazy))))
+            Ok(LoadedKey::lazy(ck.cert, Arc::new(lazy)))
         }
         Err(rustls::Error::InconsistentKeys(_)) => Err(mismatch()),
         Err(e) => Err(key_material(format!(
@@ -655,6 +705,23 @@ pub(crate) mod tests {
         let cert_file = write(d, "c.pem", cert.pem().as_bytes());
         let loaded = load_certified_key(&spec(&cert_file, Some(&key_file)), &provider(), None).unwrap();
         assert!(loaded.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
+    }
+
+    /// A process's copy signs with a key parsed for it; start-up's stays unparsed.
+    #[test]
+    fn a_copy_for_this_process_parses_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
+        let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        let loaded: &'static LoadedKey =
+            Box::leak(Box::new(load_key_pair(&spec(&cert, Some(&key)), &provider(), None).unwrap()));
+        let copy = loaded.for_this_process();
+        assert_eq!(copy.cert[0].as_ptr(), loaded.certified.cert[0].as_ptr(), "the chain is borrowed");
+        assert_eq!(copy.cert, loaded.certified.cert);
+        assert!(!format!("{:?}", copy.key).starts_with("KeyOnFirstUse"), "parsed: {:?}", copy.key);
+        assert!(copy.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_some());
+        assert!(loaded.unparsed.as_ref().unwrap().parsed.get().is_none(), "start-up's key is not parsed");
     }
 
     #[test]

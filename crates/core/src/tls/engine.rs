@@ -68,28 +68,69 @@ pub(crate) fn err_at(kind: ErrorKind, origin: Option<&Origin>, message: impl Int
     }
 }
 
-/// Everything a vhost needs at handshake time, built once: its certificates (the resolver), what
-/// tells it apart (the fingerprint, the session store under its namespace), and the settings it
+/// Everything a vhost needs at handshake time, built once by start-up: its certificates, what
+/// tells it apart (the fingerprint, and with it its sessions' namespace), and the settings it
 /// shares with every vhost whose settings are equal but for the certificates ([`SharedTls`]: one
-/// rustls config for thousands of vhosts with a certificate each). Its rustls configs, copies of
-/// the shared one with its own certificates and session store, are made at the first handshake
-/// that needs each (most of thousands of vhosts never need all of them, many none).
+/// rustls config for thousands of vhosts with a certificate each).
+///
+/// Only read after start-up. What handshakes need to write (the rustls configs, made at the
+/// first handshake that needs each; reference counts; parsed keys) is in a [`VhostInProcess`]
+/// each process makes for itself: httpd's children share start-up's memory with the parent
+/// until one writes to a page, and a write beside each of thousands of vhosts would copy them
+/// all into each child.
 pub struct VhostTls {
     /// The certificates are mod_md's temporary fallback: requests are answered 503.
     pub fallback: bool,
-    /// Per key of the resolver (same order): OCSP stapling, when mod_md provides responses.
+    /// Per key (same order): OCSP stapling, when mod_md provides responses.
     pub stapling: std::sync::OnceLock<Box<[Option<Arc<Stapling>>]>>,
     /// The settings, with the vhosts that have the same ones.
     shared: Arc<SharedTls>,
-    /// The configs presenting this vhost's certificates: for clients that offer no ALPN protocol
-    /// we answer (first), then per entry of [`KNOWN_ALPN`]. Their slots are made at the vhost's
-    /// first handshake: most of thousands of vhosts never have one in a given child.
-    configs: std::sync::OnceLock<Box<[std::sync::OnceLock<Arc<ServerConfig>>; 1 + KNOWN_ALPN.len()]>>,
-    pub resolver: Arc<CertForClient>,
-    /// Where its sessions are kept (under its namespace, see [`TlsFingerprint`]).
-    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Its certificates, in the order the resolver tries them.
+    keys: Box<[certs::LoadedKey]>,
     /// What a request's vhost must share with the handshake's (see [`TlsFingerprint`]).
     pub fingerprint: TlsFingerprint,
+    /// Its place among the vhost configurations of its generation: where a process keeps its
+    /// [`VhostInProcess`] (numbered by whoever builds them, see `build_vhost`).
+    pub slot: u32,
+}
+
+/// What a process makes of a [`VhostTls`] at the vhost's first handshake there, and writes to:
+/// its own copies of the certificates (with the keys parsed), its session store, and its rustls
+/// configs, each made at the first handshake that needs it.
+pub struct VhostInProcess {
+    shared: Arc<SharedTls>,
+    resolver: Arc<CertForClient>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// One cache of compressed certificates per vhost (its own certificates), shared by its
+    /// configs, as when each vhost had a config of its own.
+    compression: Arc<rustls::compress::CompressionCache>,
+    /// For clients that offer no ALPN protocol we answer (first), then per entry of
+    /// [`KNOWN_ALPN`].
+    configs: [std::sync::OnceLock<Arc<ServerConfig>>; 1 + KNOWN_ALPN.len()],
+}
+
+impl VhostInProcess {
+    /// The certificates as this process presents them (same order as the vhost's).
+    pub fn resolver(&self) -> &CertForClient {
+        &self.resolver
+    }
+
+    /// The config that answers ALPN `protocol` (or none).
+    pub fn for_protocol(&self, protocol: Option<&[u8]>) -> Arc<ServerConfig> {
+        let i = protocol.and_then(|p| KNOWN_ALPN.iter().position(|k| *k == p)).map_or(0, |i| i + 1);
+        self.configs[i]
+            .get_or_init(|| {
+                let mut c = self.shared.template.clone();
+                c.cert_resolver = self.resolver.clone();
+                c.session_storage = self.sessions.clone();
+                c.cert_compression_cache = self.compression.clone();
+                if i > 0 {
+                    c.alpn_protocols = vec![KNOWN_ALPN[i - 1].to_vec()];
+                }
+                Arc::new(c)
+            })
+            .clone()
+    }
 }
 
 /// What the vhosts whose settings are equal but for the certificates share, built once per
@@ -97,7 +138,7 @@ pub struct VhostTls {
 /// vhost's configs are copies of it), the client certificate verifiers, the TLS 1.2 suite order
 /// the resolver follows, and the settings' part of the fingerprint.
 pub struct SharedTls {
-    /// Presents no certificate of its own: only copied (see [`VhostTls::for_protocol`]).
+    /// Presents no certificate of its own: only copied (see [`VhostInProcess::for_protocol`]).
     template: ServerConfig,
     /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
     generous: Option<Arc<GenerousVerifier>>,
@@ -115,28 +156,35 @@ pub struct SharedTls {
 }
 
 impl VhostTls {
-    /// The config that answers ALPN `protocol` (or none).
-    pub fn for_protocol(&self, protocol: Option<&[u8]>) -> Arc<ServerConfig> {
-        let i = protocol.and_then(|p| KNOWN_ALPN.iter().position(|k| *k == p)).map_or(0, |i| i + 1);
-        let configs = self.configs.get_or_init(Default::default);
-        configs[i]
-            .get_or_init(|| {
-                let mut c = self.shared.template.clone();
-                c.cert_resolver = self.resolver.clone();
-                c.session_storage = self.sessions.clone();
-                // One cache of compressed certificates per vhost (its own certificates), shared
-                // by its configs, as when each vhost had a config of its own.
-                if let Some(made) = configs.iter().find_map(|c| c.get()) {
-                    c.cert_compression_cache = made.cert_compression_cache.clone();
-                } else {
-                    c.cert_compression_cache = Arc::new(rustls::compress::CompressionCache::default());
-                }
-                if i > 0 {
-                    c.alpn_protocols = vec![KNOWN_ALPN[i - 1].to_vec()];
-                }
-                Arc::new(c)
-            })
-            .clone()
+    /// Its certificates as start-up loaded them (for what reads them: the status page, OCSP,
+    /// the fingerprint). Handshakes present [`VhostInProcess::resolver`]'s copies.
+    pub fn certified_keys(&self) -> impl ExactSizeIterator<Item = &Arc<CertifiedKey>> {
+        self.keys.iter().map(|k| &k.certified)
+    }
+
+    /// What this process needs to write for the vhost, made from what start-up built: its own
+    /// copies of the certificates, its session store (through `sessions`, without one when
+    /// None), no rustls config yet. Start-up's build lives for the configuration generation,
+    /// and what is made here borrows from it.
+    pub fn in_this_process(&'static self, sessions: Option<SessionStorageFactory<'_>>) -> VhostInProcess {
+        let keys = self.keys.iter().map(certs::LoadedKey::for_this_process).collect();
+        let shared = &self.shared;
+        let resolver = Arc::new(CertForClient::new(keys).in_order(shared.tls12_order.clone(), shared.server_order));
+        let sessions = match sessions {
+            Some(make) => make(crate::tls::sessions::SessionPolicy {
+                namespace: self.fingerprint.session_namespace(),
+                lifetime_secs: shared.lifetime_secs,
+                client_verifier: shared.client_verifier.clone(),
+            }),
+            None => shared.no_sessions.clone(),
+        };
+        VhostInProcess {
+            shared: shared.clone(),
+            resolver,
+            sessions,
+            compression: Arc::new(rustls::compress::CompressionCache::default()),
+            configs: Default::default(),
+        }
     }
 
     /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
@@ -198,7 +246,7 @@ pub struct Providers {
     /// wildcard) is read, parsed and held once, whatever else their settings say. A digest, not
     /// the paths: copies of thousands of paths, freed when start-up ends, would leave holes
     /// among what the vhosts keep.
-    keys: std::collections::HashMap<[u8; 32], Arc<CertifiedKey>>,
+    keys: std::collections::HashMap<[u8; 32], certs::LoadedKey>,
 }
 
 /// The settings that make a `SharedTls`, with where each was written. Without settings (most
@@ -227,13 +275,13 @@ impl Providers {
         &mut self,
         spec: &crate::conf::CertSpec,
         ask: Option<certs::PassphraseSource<'_>>,
-    ) -> Result<Arc<CertifiedKey>, BuildError> {
+    ) -> Result<certs::LoadedKey, BuildError> {
         let files = spec.files_id();
         if let Some(key) = self.keys.get(&files) {
             return Ok(key.clone());
         }
         let base = self.base();
-        let key = certs::load_certified_key(spec, &base, ask)?;
+        let key = certs::load_key_pair(spec, &base, ask)?;
         self.keys.insert(files, key.clone());
         Ok(key)
     }
@@ -345,7 +393,7 @@ impl rustls::server::ResolvesServerCert for NoCertificate {
 pub fn build_vhost(
     conf: &ServerConf,
     mut ask: Option<certs::PassphraseSource<'_>>,
-    sessions: Option<SessionStorageFactory<'_>>,
+    slot: u32,
     providers: &mut Providers,
 ) -> Result<(VhostTls, Vec<Warning>), BuildError> {
     let specs = conf.certificates.specs();
@@ -360,28 +408,17 @@ pub fn build_vhost(
     }
     let shared = providers.shared(conf)?;
     let mut fingerprint = FingerprintBuilder::default();
-    fingerprint.certificates(&keys).parts(&shared.fingerprint);
+    fingerprint.certificates(keys.iter().map(|k| &k.certified)).parts(&shared.fingerprint);
     let fingerprint = fingerprint.finish();
-    let resolver = Arc::new(CertForClient::new(keys).in_order(shared.tls12_order.clone(), shared.server_order));
-    let session_policy = crate::tls::sessions::SessionPolicy {
-        namespace: fingerprint.session_namespace(),
-        lifetime_secs: shared.lifetime_secs,
-        client_verifier: shared.client_verifier.clone(),
-    };
-    let sessions = match sessions {
-        Some(make) => make(session_policy),
-        None => shared.no_sessions.clone(),
-    };
     let warnings = shared.warnings.clone();
     Ok((
         VhostTls {
             fallback: false,
             stapling: std::sync::OnceLock::new(),
             shared,
-            configs: Default::default(),
-            resolver,
-            sessions,
+            keys: keys.into_boxed_slice(),
             fingerprint,
+            slot,
         },
         warnings,
     ))
@@ -489,15 +526,18 @@ pub(crate) mod tests {
             store
         };
         let mut providers = Providers::default();
-        let mut build = |conf: &ServerConf| build_vhost(conf, None, Some(&factory), &mut providers).unwrap().0;
+        let mut build = |conf: &ServerConf| -> &'static VhostTls {
+            Box::leak(Box::new(build_vhost(conf, None, 0, &mut providers).unwrap().0))
+        };
         let (a, b) = (build(&confs[0]), build(&confs[1]));
-        assert!(a.shares_settings_with(&b), "one config for equal settings");
-        for (i, vhost) in [&a, &b].into_iter().enumerate() {
-            let own = &vhost.resolver.keys()[0].cert[0];
+        assert!(a.shares_settings_with(b), "one config for equal settings");
+        for (i, vhost) in [a, b].into_iter().enumerate() {
+            let here = vhost.in_this_process(Some(&factory));
+            let own = &vhost.certified_keys().next().unwrap().cert[0];
             for protocol in [None, Some(&b"h2"[..]), Some(&b"http/1.1"[..])] {
-                let config = vhost.for_protocol(protocol);
+                let config = here.for_protocol(protocol);
                 assert_eq!(&presented(config.clone(), &ca, &format!("site{i}.test")), own, "its own certificate");
-                assert!(Arc::ptr_eq(&config, &vhost.for_protocol(protocol)), "made once");
+                assert!(Arc::ptr_eq(&config, &here.for_protocol(protocol)), "made once");
                 assert_eq!(config.alpn_protocols, protocol.map(|p| vec![p.to_vec()]).unwrap_or_default());
                 // Its sessions, under its own namespace.
                 let (namespace, store) = &made.borrow()[i];
@@ -520,7 +560,7 @@ pub(crate) mod tests {
         let mut f = FingerprintBuilder::default();
         let suites: Vec<u8> =
             provider().cipher_suites.iter().flat_map(|s| u16::from(s.suite()).to_be_bytes()).collect();
-        f.certificates(a.resolver.keys())
+        f.certificates(a.certified_keys())
             .part("floor", &0x0303u16.to_be_bytes())
             .part("suites", &suites)
             .part("honor-client-order", &[1])
@@ -530,16 +570,40 @@ pub(crate) mod tests {
         let mut other = confs[2].clone();
         other.honor_client_order = Some(false);
         let other = build(&other);
-        assert!(!other.shares_settings_with(&a));
-        assert!(other.for_protocol(None).ignore_client_order && !a.for_protocol(None).ignore_client_order);
-        assert_eq!(presented(other.for_protocol(None), &ca, "site2.test"), other.resolver.keys()[0].cert[0]);
+        assert!(!other.shares_settings_with(a));
+        let config = |v: &'static VhostTls| v.in_this_process(None).for_protocol(None);
+        assert!(config(other).ignore_client_order && !config(a).ignore_client_order);
+        assert_eq!(presented(config(other), &ca, "site2.test"), other.certified_keys().next().unwrap().cert[0]);
+    }
+
+    /// Handshakes in a process write only to what that process made for the vhost: start-up's
+    /// certificates are presented as copies (their key parsed in the process), so their
+    /// reference counts and the unparsed key never change, and the copy presents the same
+    /// certificate.
+    #[test]
+    fn handshakes_write_nothing_start_up_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, confs) = vhosts_signed_by_one_ca(dir.path(), 1);
+        let mut providers = Providers::default();
+        let vhost: &'static VhostTls = Box::leak(Box::new(build_vhost(&confs[0], None, 0, &mut providers).unwrap().0));
+        drop(providers);
+        let start_up = vhost.certified_keys().next().unwrap();
+        let (count, key_count) = (Arc::strong_count(start_up), Arc::strong_count(&start_up.key));
+        let here = vhost.in_this_process(None);
+        for _ in 0..3 {
+            assert_eq!(presented(here.for_protocol(None), &ca, "site0.test"), start_up.cert[0]);
+        }
+        let presented_key = &here.resolver().keys()[0];
+        assert!(!Arc::ptr_eq(presented_key, start_up), "a copy is presented");
+        assert!(!Arc::ptr_eq(&presented_key.key, &start_up.key), "with its own key");
+        assert_eq!((Arc::strong_count(start_up), Arc::strong_count(&start_up.key)), (count, key_count));
     }
 
     #[test]
     fn build_reports_the_directive_origin() {
         let spec = CertSpec { cert_file: "/nonexistent/c.pem".into(), key_file: None, origin: origin() };
         let conf = ServerConf { certificates: vec![spec].into(), ..Default::default() };
-        let e = build_vhost(&conf, None, None, &mut Providers::default()).err().unwrap();
+        let e = build_vhost(&conf, None, 0, &mut Providers::default()).err().unwrap();
         assert_eq!(e.origin.as_ref().map(ToString::to_string).as_deref(), Some("t.conf:3"));
         assert_eq!(e.kind, ErrorKind::Unreadable, "the kind comes from where it was found");
         assert!(e.message.starts_with("TLSCertificate: cannot read"), "{}", e.message);

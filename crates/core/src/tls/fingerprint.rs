@@ -48,7 +48,7 @@ impl FingerprintBuilder {
     }
 
     /// The certificate chains presented, in order.
-    pub fn certificates(&mut self, keys: &[Arc<CertifiedKey>]) -> &mut Self {
+    pub fn certificates<'k>(&mut self, keys: impl IntoIterator<Item = &'k Arc<CertifiedKey>>) -> &mut Self {
         for k in keys {
             self.part("key", &[]);
             for c in &k.cert {
@@ -153,7 +153,7 @@ mod tests {
                 ..Default::default()
             };
             edit(&mut conf);
-            build_vhost(&conf, None, None, &mut Providers::default()).unwrap().0.fingerprint
+            build_vhost(&conf, None, 0, &mut Providers::default()).unwrap().0.fingerprint
         };
         use crate::conf::ClientAuth;
         let auth = |mode: ClientAuth, crl_path: std::path::PathBuf| {
