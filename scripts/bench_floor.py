@@ -4,7 +4,8 @@
 Four servers on loopback, measured in alternating order in one run:
   floor-plain  examples/rustls_floor.rs --plain: a thread per connection, no TLS
   floor-tls    the same with rustls (aws-lc-rs, one TLS 1.3 ticket per handshake)
-  httpd-plain  Debian's httpd (mpm_event, or --mpm worker; 2 children x 25 threads) without TLS
+  httpd-plain  Debian's httpd (mpm_event, or --mpm worker: 2 children x 25 threads; --mpm prefork:
+               50 children) without TLS
   httpd-tls    the same httpd with this module (target/release/libmod_tls.so)
 Each gets bursts of new connections (h2load --h1 -c 48 -n 48: one request each, full TLS 1.3
 handshakes with ECDSA P-256, no resumption). The server's CPU (utime+stime of all its
@@ -34,6 +35,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE = os.path.join(ROOT, "target/release/libmod_tls.so")
 FLOOR = os.path.join(ROOT, "target/release/examples/rustls_floor")
 BURST = 48
+# 50 workers: 2 children x 25 threads, or 50 prefork children.
+THREADED = ("StartServers 2\nServerLimit 4\nThreadLimit 25\nThreadsPerChild 25\nMaxRequestWorkers 50\n"
+            "MinSpareThreads 50\nMaxSpareThreads 75\n")
+PREFORK = "StartServers 50\nMinSpareServers 50\nMaxSpareServers 60\nServerLimit 50\nMaxRequestWorkers 50\n"
 
 
 def free_port():
@@ -128,14 +133,7 @@ LogLevel warn
 LoadModule mpm_{self.mpm}_module {MODDIR}/mod_mpm_{self.mpm}.so
 LoadModule authz_core_module {MODDIR}/mod_authz_core.so
 LoadModule socache_shmcb_module {MODDIR}/mod_socache_shmcb.so
-{user}StartServers 2
-ServerLimit 4
-ThreadLimit 25
-ThreadsPerChild 25
-MaxRequestWorkers 50
-MinSpareThreads 50
-MaxSpareThreads 75
-ServerName localhost
+{user}{PREFORK if self.mpm == "prefork" else THREADED}ServerName localhost
 DocumentRoot "{root}/htdocs"
 <Directory "{root}/htdocs">
   Require all granted
@@ -145,8 +143,9 @@ Listen 127.0.0.1:{self.port}
         os.chmod(d, 0o755)
         if os.geteuid() == 0:
             run("chown", "-R", "www-data:www-data", f"{root}/htdocs", f"{root}/run")
+        # A session of its own: prefork's parent signals its whole process group when it stops.
         self.proc = subprocess.Popen([HTTPD, "-DFOREGROUND", "-f", f"{root}/httpd.conf"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_for(self.port)
 
 
@@ -173,7 +172,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of bursts per sample (default 3)")
-    ap.add_argument("--mpm", choices=["event", "worker"], default="event", help="httpd's MPM (default event)")
+    ap.add_argument("--mpm", choices=["event", "worker", "prefork"], default="event",
+                    help="httpd's MPM (default event)")
     opts = ap.parse_args()
     Httpd.mpm = opts.mpm
     for path in (FLOOR, MODULE):
