@@ -158,7 +158,10 @@ pub struct MainBuilt {
     vhost_slots: std::sync::atomic::AtomicU32,
     /// What this process made for each vhost configuration at its first handshake here (see
     /// [`engine::VhostInProcess`]), in memory of its own: made in each child at its first
-    /// handshake, with a place for every vhost configuration.
+    /// handshake, with a place for every vhost configuration. What it holds borrows from the
+    /// vhosts' `VhostTls` of the same generation (the certificates' bytes); it is dropped with
+    /// the generation, possibly after some of them (the slots go in the configuration pool's
+    /// order), which dropping it allows: dropping reads none of those bytes.
     in_process: OnceLock<Box<[OnceLock<Box<engine::VhostInProcess>>]>>,
 }
 
