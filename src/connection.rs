@@ -100,7 +100,9 @@ pub fn process_connection(c: Conn) -> HookResult {
     if rv == APR_EAGAIN
         && async_ok
         && state.borrow().awaits_client_flight()
-        && let Some(_slot) = handshake_wait::may_wait(c.tcp_rtt_us(), workers_of_this_child())
+        && let Some(_slot) = handshake_wait::may_wait(c.tcp_rtt_us(), mpm::threads_per_child(), |enough| {
+            mpm::idle_workers_of_this_child(mpm::threads_per_child(), enough)
+        })
         && c.wait_readable(handshake_wait::GRACE_MS)
     {
         rv = step();
@@ -115,11 +117,4 @@ pub fn process_connection(c: Conn) -> HookResult {
         return DONE;
     }
     DECLINED
-}
-
-/// The worker threads of this child process (1 for prefork), and how many of them the scoreboard
-/// shows idle.
-fn workers_of_this_child() -> handshake_wait::Workers {
-    let threads = mpm::threads_per_child();
-    handshake_wait::Workers { threads, idle: mpm::idle_workers_of_this_child(threads) }
 }

@@ -21,9 +21,9 @@ pub fn threads_per_child() -> usize {
 }
 
 /// How many of this child process's first `threads` worker slots the scoreboard shows idle
-/// (`SERVER_READY`); `None` when the process has no scoreboard slot. Children only (any
-/// connection hook runs after the scoreboard is attached).
-pub fn idle_workers_of_this_child(threads: usize) -> Option<usize> {
+/// (`SERVER_READY`), counting no further than `enough`; `None` when the process has no
+/// scoreboard slot. Children only (any connection hook runs after the scoreboard is attached).
+pub fn idle_workers_of_this_child(threads: usize, enough: usize) -> Option<usize> {
     // SAFETY: scoreboard lookups for this process; worker records are read, never kept.
     unsafe {
         let mut me = sys::apr_proc_t { pid: libc::getpid(), ..Default::default() };
@@ -36,6 +36,7 @@ pub fn idle_workers_of_this_child(threads: usize) -> Option<usize> {
                 let w = sys::ap_get_scoreboard_worker_from_indexes(child, t);
                 !w.is_null() && u32::from((*w).status) == sys::SERVER_READY
             })
+            .take(enough)
             .count();
         Some(idle)
     }

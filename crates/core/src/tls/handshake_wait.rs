@@ -3,7 +3,8 @@
 //!
 //! Waiting in the MPM (`CONN_STATE_ASYNC_WAITIO`) holds no thread, so stalled or slow clients
 //! cannot exhaust the workers; but each such wait costs two thread hand-offs and two poller
-//! updates (~40 µs of CPU per handshake on the development machine). Waiting in the worker
+//! updates (~40 µs of CPU per handshake on the development machine; 23 µs in a paired
+//! `bench_floor.py` run with 48 handshakes at once on 50 workers). Waiting in the worker
 //! (`poll()`, no CPU) is what mod_ssl does for the whole handshake. We take the cheap path only
 //! while it is harmless: for a bounded time, for clients whose round trip fits in it, for at most
 //! half of a child's threads at once, and only while half of the child's threads are idle.
@@ -38,30 +39,34 @@ impl Drop for Slot {
     }
 }
 
-/// The workers of the child process the decision is made in: how many it has, and how many are
-/// idle right now (`None`: unknown).
-#[derive(Debug, Clone, Copy)]
-pub struct Workers {
-    pub threads: usize,
-    pub idle: Option<usize>,
+/// Permission to wait in the worker for a client with round trip `rtt_us`, in a child process
+/// of `threads` worker threads; `None` means: wait in the MPM. `idle_up_to(n)` counts the child's
+/// idle workers, and may stop at `n` (the decision needs no more), or says `None`: unknown. It is
+/// asked last, when nothing cheaper has decided (it reads every worker's scoreboard entry, which
+/// the other workers keep writing).
+pub fn may_wait(rtt_us: Option<u32>, threads: usize, idle_up_to: impl FnOnce(usize) -> Option<usize>) -> Option<Slot> {
+    take_slot(&WAITING, rtt_us, threads, idle_up_to)
 }
 
-/// Permission to wait in the worker for a client with round trip `rtt_us`; `None` means: wait
-/// in the MPM.
-pub fn may_wait(rtt_us: Option<u32>, workers: Workers) -> Option<Slot> {
-    take_slot(&WAITING, rtt_us, workers)
-}
-
-fn take_slot(waiting: &'static AtomicUsize, rtt_us: Option<u32>, Workers { threads, idle }: Workers) -> Option<Slot> {
+fn take_slot(
+    waiting: &'static AtomicUsize,
+    rtt_us: Option<u32>,
+    threads: usize,
+    idle_up_to: impl FnOnce(usize) -> Option<usize>,
+) -> Option<Slot> {
     if rtt_us.is_none_or(|rtt| rtt > MAX_RTT_US) {
-        return None;
-    }
-    // Half of the threads are idle (this one is busy already and is not counted).
-    if idle.is_none_or(|idle| idle * 2 < threads) {
         return None;
     }
     // At least half of the threads stay free for requests and for connections that are ready.
     let limit = threads / 2;
+    if waiting.load(Ordering::Relaxed) >= limit {
+        return None;
+    }
+    // Half of the threads are idle (this one is busy already and is not counted).
+    let half = threads.div_ceil(2);
+    if idle_up_to(half).is_none_or(|idle| idle < half) {
+        return None;
+    }
     waiting
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then_some(n + 1))
         .ok()
@@ -72,38 +77,60 @@ fn take_slot(waiting: &'static AtomicUsize, rtt_us: Option<u32>, Workers { threa
 mod tests {
     use super::*;
 
-    fn workers(threads: usize, idle: usize) -> Workers {
-        Workers { threads, idle: Some(idle) }
+    /// A child of `threads` workers, `idle` of them idle; the count stops where it is asked to.
+    fn idle(idle: usize) -> impl FnOnce(usize) -> Option<usize> {
+        move |enough| Some(idle.min(enough))
     }
 
     #[test]
     fn near_clients_wait_far_or_unknown_ones_do_not() {
         static W: AtomicUsize = AtomicUsize::new(0);
-        assert!(take_slot(&W, Some(300), workers(64, 60)).is_some());
-        assert!(take_slot(&W, Some(MAX_RTT_US), workers(64, 60)).is_some());
-        assert!(take_slot(&W, Some(MAX_RTT_US + 1), workers(64, 60)).is_none());
-        assert!(take_slot(&W, None, workers(64, 60)).is_none());
+        assert!(take_slot(&W, Some(300), 64, idle(60)).is_some());
+        assert!(take_slot(&W, Some(MAX_RTT_US), 64, idle(60)).is_some());
+        assert!(take_slot(&W, Some(MAX_RTT_US + 1), 64, idle(60)).is_none());
+        assert!(take_slot(&W, None, 64, idle(60)).is_none());
         assert_eq!(W.load(Ordering::Relaxed), 0, "slots are given back when dropped");
     }
 
     #[test]
     fn at_most_half_of_the_threads_wait() {
         static W: AtomicUsize = AtomicUsize::new(0);
-        let slots: Vec<Slot> = (0..10).filter_map(|_| take_slot(&W, Some(100), workers(8, 8))).collect();
+        let slots: Vec<Slot> = (0..10).filter_map(|_| take_slot(&W, Some(100), 8, idle(8))).collect();
         assert_eq!(slots.len(), 4);
         drop(slots);
         assert_eq!(W.load(Ordering::Relaxed), 0);
-        assert!(take_slot(&W, Some(100), workers(8, 8)).is_some());
+        assert!(take_slot(&W, Some(100), 8, idle(8)).is_some());
         // A single-threaded child (prefork has no async wait anyway) never waits in place.
-        assert!(take_slot(&W, Some(100), workers(1, 1)).is_none());
+        assert!(take_slot(&W, Some(100), 1, idle(1)).is_none());
     }
 
     #[test]
     fn only_while_half_of_the_threads_are_idle() {
         static W: AtomicUsize = AtomicUsize::new(0);
-        assert!(take_slot(&W, Some(100), workers(16, 8)).is_some());
-        assert!(take_slot(&W, Some(100), workers(16, 7)).is_none());
-        assert!(take_slot(&W, Some(100), workers(16, 0)).is_none());
-        assert!(take_slot(&W, Some(100), Workers { threads: 16, idle: None }).is_none());
+        assert!(take_slot(&W, Some(100), 16, idle(8)).is_some());
+        assert!(take_slot(&W, Some(100), 16, idle(7)).is_none());
+        assert!(take_slot(&W, Some(100), 16, idle(0)).is_none());
+        assert!(take_slot(&W, Some(100), 16, |_| None).is_none());
+    }
+
+    /// The scoreboard is read last, and no further than the decision needs.
+    #[test]
+    fn the_idle_workers_are_counted_last_and_only_as_far_as_needed() {
+        static W: AtomicUsize = AtomicUsize::new(0);
+        let asked = std::cell::Cell::new(None);
+        let count = |enough| {
+            asked.set(Some(enough));
+            Some(enough)
+        };
+        assert!(take_slot(&W, Some(100), 25, count).is_some());
+        assert_eq!(asked.get(), Some(13), "half of 25 threads, rounded up");
+        asked.set(None);
+        assert!(take_slot(&W, None, 25, count).is_none());
+        assert!(take_slot(&W, Some(MAX_RTT_US + 1), 25, count).is_none());
+        assert_eq!(asked.get(), None, "not read when the client is far or unknown");
+        let slots: Vec<Slot> = (0..12).filter_map(|_| take_slot(&W, Some(100), 25, idle(25))).collect();
+        assert_eq!(slots.len(), 12, "half of 25 threads, rounded down");
+        assert!(take_slot(&W, Some(100), 25, count).is_none());
+        assert_eq!(asked.get(), None, "not read when half of the threads wait already");
     }
 }
