@@ -109,7 +109,7 @@ bench-vhosts: build
 # without TLS, and httpd with and without mod_tls, in one run; prints "TLS minus plain" for both.
 bench-floor: build
 	$(CARGO) build --release --locked --example rustls_floor
-	scripts/bench_floor.py $(if $(ROUNDS),--rounds $(ROUNDS))
+	scripts/bench_floor.py $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(MPM),--mpm $(MPM)) $(foreach a,$(ALSO),--also $(a))
 
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build

@@ -12,7 +12,11 @@ handshakes with ECDSA P-256, no resumption). The server's CPU (utime+stime of al
 processes) per connection gives "TLS minus plain" for the floor and for httpd; their ratio is
 what the module (and httpd's TLS hooks) add to the least a rustls server pays per handshake.
 
-    scripts/bench_floor.py [--rounds 3] [--seconds 3]
+    scripts/bench_floor.py [--rounds 3] [--seconds 3] [--mpm event|worker|prefork] [--also NAME=SO]
+
+--also adds httpd with another build of the module (NAME=path/to/mod_tls.so, repeatable), measured
+in the same rounds: a paired comparison, steadier than two runs (the floor's own figure moves by
+a fifth from run to run on a small VM).
 
 Python 3 standard library; tools: apache2, openssl, h2load (nghttp2-client).
 """
@@ -113,6 +117,7 @@ class Floor(Server):
 
 class Httpd(Server):
     mpm = "event"
+    module = MODULE
 
     def start(self, d):
         root = f"{d}/{self.name}"
@@ -121,7 +126,7 @@ class Httpd(Server):
         with open(f"{root}/htdocs/index.html", "w") as f:
             f.write("hello over TLS\n")
         user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
-        tls = (f"LoadModule tls_module {MODULE}\nTLSEngine 127.0.0.1:{self.port}\n"
+        tls = (f"LoadModule tls_module {self.module}\nTLSEngine 127.0.0.1:{self.port}\n"
                f"TLSCertificate {d}/leaf.pem {d}/leaf.key\n") if self.tls else ""
         with open(f"{root}/httpd.conf", "w") as f:
             f.write(f"""ServerRoot "{root}"
@@ -174,7 +179,16 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of bursts per sample (default 3)")
     ap.add_argument("--mpm", choices=["event", "worker", "prefork"], default="event",
                     help="httpd's MPM (default event)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=SO",
+                    help="also measure httpd with this build of the module, in the same rounds")
     opts = ap.parse_args()
+    others = []
+    for spec in opts.also:
+        name, _, path = spec.partition("=")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not os.path.exists(path):
+            sys.exit(f"--also {spec}: give NAME=path/to/mod_tls.so (NAME: letters, digits, '.', '_', '-'; "
+                     "an existing file)")
+        others.append((name, os.path.abspath(path)))
     Httpd.mpm = opts.mpm
     for path in (FLOOR, MODULE):
         if not os.path.exists(path):
@@ -186,6 +200,10 @@ def main():
             f.write("openssl_conf = c\n[c]\nssl_conf = s\n[s]\nsystem_default = d\n[d]\nProtocol = -ALL, TLSv1.3\n")
         servers = [Floor("floor-plain", False, free_port()), Floor("floor-tls", True, free_port()),
                    Httpd("httpd-plain", False, free_port()), Httpd("httpd-tls", True, free_port())]
+        for name, path in others:
+            other = Httpd(f"httpd-tls-{name}", True, free_port())
+            other.module = path
+            servers.append(other)
         samples = {s.name: [] for s in servers}
         try:
             for s in servers:
@@ -211,10 +229,16 @@ def main():
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}\n")
     print("| server | CPU per connection |")
     print("|---|---|")
-    for k in ("floor-plain", "floor-tls", "httpd-plain", "httpd-tls"):
+    for k in med:
         print(f"| {k} | {med[k]:.0f} µs |")
     print(f"\nTLS minus plain: floor {floor:.0f} µs, httpd with mod_tls {ours:.0f} µs; "
           f"ratio {ours / floor:.2f} (1.00 = the module and httpd's TLS hooks add nothing to rustls's own cost)")
+    for name, _ in others:
+        theirs = med[f"httpd-tls-{name}"] - med["httpd-plain"]
+        # Paired: each round measured both builds back to back (in alternating order).
+        diffs = [b - a for a, b in zip(samples["httpd-tls"], samples[f"httpd-tls-{name}"])]
+        print(f"{name}: TLS minus plain {theirs:.0f} µs, ratio {theirs / floor:.2f}; per round against this build "
+              f"{' '.join(f'{d:+.0f}' for d in diffs)} µs (median {statistics.median(diffs):+.0f})")
 
 
 if __name__ == "__main__":
