@@ -118,7 +118,7 @@ impl ConfigChooser for VhostChooser {
                 reason: format!("{} has no TLS configuration", self.server.describe()),
             });
         };
-        let here = super::in_this_process(tls);
+        let here = super::in_this_process(self.server, tls);
         let key = here.resolver().choose(hello.signature_schemes(), hello.cipher_suites());
         let offered: Vec<&[u8]> = hello.alpn().map(|it| it.collect()).unwrap_or_default();
         let protocol = self.c.select_protocol(self.server, &offered);

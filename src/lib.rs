@@ -189,8 +189,9 @@ impl std::ops::Deref for InProcess {
     }
 }
 
-/// What this process has made for `tls`, made at its first handshake here.
-fn in_this_process(tls: &'static engine::VhostTls) -> InProcess {
+/// What this process has made for `tls` (the configuration of `server`), made at its first
+/// handshake here.
+fn in_this_process(server: Server, tls: &'static engine::VhostTls) -> InProcess {
     let main = built(Server::main()).main_only();
     let places = main.in_process.get_or_init(|| {
         let n = main.vhost_slots.load(std::sync::atomic::Ordering::Relaxed);
@@ -198,7 +199,11 @@ fn in_this_process(tls: &'static engine::VhostTls) -> InProcess {
     });
     let make = || {
         let factory = main.session_cache.get().map(|cache| tls::sessions::VhostSessions::factory(cache.clone()));
-        Box::new(tls.in_this_process(factory.as_ref().map(|f| f as engine::SessionStorageFactory<'_>)))
+        let (here, problems) = tls.in_this_process(factory.as_ref().map(|f| f as engine::SessionStorageFactory<'_>));
+        for problem in problems {
+            httpd::log_server!(server, httpd::log::ERR, 0, "mod_tls: {}: {problem}", server.describe());
+        }
+        Box::new(here)
     };
     match places.get(tls.slot as usize) {
         Some(place) => InProcess::Kept(place.get_or_init(make)),

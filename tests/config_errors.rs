@@ -173,3 +173,35 @@ fn bad_certificate_also_fails_real_start() {
     assert_configtest_fails(&o, &["cannot read the certificate file"]);
     assert!(std::net::TcpStream::connect(("127.0.0.1", h.tls_port)).is_err(), "nothing listens");
 }
+
+/// A key file that states its certificate's public key but holds another key (only tampering
+/// makes one) passes start-up, as with mod_ssl, which compares the public keys too. Its vhost's
+/// handshakes then fail, and the error log says why and what to do, in each child that tries.
+#[test]
+fn a_key_that_states_its_certificates_public_key_but_is_another_is_reported_where_it_fails() {
+    use rustls::pki_types::pem::PemObject;
+    let mut h = Httpd::new();
+    let (cert_pem, key_pem) = h.pki.issue(&["localhost"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (_, other_pem) = h.pki.issue(&["other.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let public_of = |pem: &str| {
+        let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        rcgen::KeyPair::try_from(&der).unwrap().public_key_raw().to_vec()
+    };
+    let (public, other_public) = (public_of(&key_pem), public_of(&other_pem));
+    let mut tampered = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(other_pem.as_bytes())
+        .unwrap()
+        .secret_pkcs8_der()
+        .to_vec();
+    let at = tampered.windows(other_public.len()).position(|w| w == other_public).expect("the stated public key");
+    tampered[at..at + public.len()].copy_from_slice(&public);
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &tampered);
+    h.write("conf/site.pem", &cert_pem);
+    h.write("conf/tampered.key", format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"));
+    h.tls_vhost = Some(h.localhost_vhost("  TLSCertificate conf/site.pem conf/tampered.key"));
+    assert_configtest_passes(&h);
+    h.start();
+    let attempt = try_tls_connect(h.tls_port, "localhost", h.pki.client_config(&[&rustls::version::TLS13]));
+    assert!(attempt.is_err(), "no handshake with a key that cannot sign");
+    let log = h.error_log();
+    assert!(log.contains("[tls:error]") && log.contains("cannot be used") && log.contains("restart httpd"), "{log}");
+}

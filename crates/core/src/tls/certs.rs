@@ -291,11 +291,11 @@ struct KeyOnFirstUse {
 
 impl KeyOnFirstUse {
     fn parsed(&self) -> Option<&Arc<dyn rustls::sign::SigningKey>> {
-        self.parsed.get_or_init(|| self.parse()).as_ref()
+        self.parsed.get_or_init(|| self.parse().ok()).as_ref()
     }
 
-    fn parse(&self) -> Option<Arc<dyn rustls::sign::SigningKey>> {
-        self.provider.load_private_key(self.der.clone_key()).ok()
+    fn parse(&self) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        self.provider.load_private_key(self.der.clone_key())
     }
 }
 
@@ -322,16 +322,31 @@ impl LoadedKey {
     /// that presenting it (a reference count per handshake) and parsing its key write to memory
     /// of this process only, never to a page start-up filled, which httpd's children share with
     /// the parent until one of them writes there. The copy borrows the chain's bytes, which are
-    /// only read, from what start-up loaded: it cannot outlive it. A key that no longer parses
-    /// is presented as start-up held it (its handshakes fail when it is to sign, as they did).
-    pub fn for_this_process(&'static self) -> Arc<CertifiedKey> {
-        match self.unparsed.as_ref().and_then(|k| k.parse()) {
-            Some(key) => Arc::new(CertifiedKey {
-                cert: self.certified.cert.iter().map(|c| CertificateDer::from(&c[..])).collect(),
-                key,
-                ocsp: self.certified.ocsp.clone(),
-            }),
-            None => self.certified.clone(),
+    /// only read, from what start-up loaded: it cannot outlive it.
+    ///
+    /// A key that does not parse (its file states the certificate's public key, which start-up
+    /// checked, but the key is not that key's) is presented as start-up held it, and signs
+    /// nothing: its handshakes fail. What to tell the administrator comes with it.
+    pub fn for_this_process(&'static self) -> (Arc<CertifiedKey>, Option<String>) {
+        let Some(unparsed) = &self.unparsed else { return (self.certified.clone(), None) };
+        match unparsed.parse() {
+            Ok(key) => {
+                let cert = self.certified.cert.iter().map(|c| CertificateDer::from(&c[..])).collect();
+                (Arc::new(CertifiedKey { cert, key, ocsp: self.certified.ocsp.clone() }), None)
+            }
+            Err(e) => {
+                let subject =
+                    self.certified.cert.first().and_then(|c| {
+                        x509_parser::parse_x509_certificate(c).ok().map(|(_, c)| c.subject().to_string())
+                    });
+                let problem = format!(
+                    "the private key of the certificate for '{}' cannot be used ({e}): its file states the \
+                     certificate's public key, but the key is another one. Handshakes needing it fail: put \
+                     the right key file in place and restart httpd",
+                    subject.unwrap_or_default()
+                );
+                (self.certified.clone(), Some(problem))
+            }
         }
     }
 }
@@ -705,6 +720,13 @@ pub(crate) mod tests {
         let cert_file = write(d, "c.pem", cert.pem().as_bytes());
         let loaded = load_certified_key(&spec(&cert_file, Some(&key_file)), &provider(), None).unwrap();
         assert!(loaded.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
+        // A process that presents it says why its handshakes fail.
+        let pair: &'static LoadedKey =
+            Box::leak(Box::new(load_key_pair(&spec(&cert_file, Some(&key_file)), &provider(), None).unwrap()));
+        let (presented, problem) = pair.for_this_process();
+        assert!(presented.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
+        let problem = problem.expect("a problem to log");
+        assert!(problem.contains("cannot be used") && problem.contains("restart httpd"), "{problem}");
     }
 
     /// A process's copy signs with a key parsed for it; start-up's stays unparsed.
@@ -716,7 +738,8 @@ pub(crate) mod tests {
         let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
         let loaded: &'static LoadedKey =
             Box::leak(Box::new(load_key_pair(&spec(&cert, Some(&key)), &provider(), None).unwrap()));
-        let copy = loaded.for_this_process();
+        let (copy, problem) = loaded.for_this_process();
+        assert_eq!(problem, None);
         assert_eq!(copy.cert[0].as_ptr(), loaded.certified.cert[0].as_ptr(), "the chain is borrowed");
         assert_eq!(copy.cert, loaded.certified.cert);
         assert!(!format!("{:?}", copy.key).starts_with("KeyOnFirstUse"), "parsed: {:?}", copy.key);

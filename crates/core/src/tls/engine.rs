@@ -165,9 +165,22 @@ impl VhostTls {
     /// What this process needs to write for the vhost, made from what start-up built: its own
     /// copies of the certificates, its session store (through `sessions`, without one when
     /// None), no rustls config yet. Start-up's build lives for the configuration generation,
-    /// and what is made here borrows from it.
-    pub fn in_this_process(&'static self, sessions: Option<SessionStorageFactory<'_>>) -> VhostInProcess {
-        let keys = self.keys.iter().map(certs::LoadedKey::for_this_process).collect();
+    /// and what is made here borrows from it. With it, what the administrator must hear of (a
+    /// key that cannot be used, see [`certs::LoadedKey::for_this_process`]).
+    pub fn in_this_process(
+        &'static self,
+        sessions: Option<SessionStorageFactory<'_>>,
+    ) -> (VhostInProcess, Vec<String>) {
+        let mut problems = Vec::new();
+        let keys = self
+            .keys
+            .iter()
+            .map(|k| {
+                let (key, problem) = k.for_this_process();
+                problems.extend(problem);
+                key
+            })
+            .collect();
         let shared = &self.shared;
         let resolver = Arc::new(CertForClient::new(keys).in_order(shared.tls12_order.clone(), shared.server_order));
         let sessions = match sessions {
@@ -178,13 +191,14 @@ impl VhostTls {
             }),
             None => shared.no_sessions.clone(),
         };
-        VhostInProcess {
+        let here = VhostInProcess {
             shared: shared.clone(),
             resolver,
             sessions,
             compression: Arc::new(rustls::compress::CompressionCache::default()),
             configs: Default::default(),
-        }
+        };
+        (here, problems)
     }
 
     /// `TLSClientCertificate optional_no_ca`: grades the certificates it let through.
@@ -532,7 +546,8 @@ pub(crate) mod tests {
         let (a, b) = (build(&confs[0]), build(&confs[1]));
         assert!(a.shares_settings_with(b), "one config for equal settings");
         for (i, vhost) in [a, b].into_iter().enumerate() {
-            let here = vhost.in_this_process(Some(&factory));
+            let (here, problems) = vhost.in_this_process(Some(&factory));
+            assert!(problems.is_empty());
             let own = &vhost.certified_keys().next().unwrap().cert[0];
             for protocol in [None, Some(&b"h2"[..]), Some(&b"http/1.1"[..])] {
                 let config = here.for_protocol(protocol);
@@ -571,7 +586,7 @@ pub(crate) mod tests {
         other.honor_client_order = Some(false);
         let other = build(&other);
         assert!(!other.shares_settings_with(a));
-        let config = |v: &'static VhostTls| v.in_this_process(None).for_protocol(None);
+        let config = |v: &'static VhostTls| v.in_this_process(None).0.for_protocol(None);
         assert!(config(other).ignore_client_order && !config(a).ignore_client_order);
         assert_eq!(presented(config(other), &ca, "site2.test"), other.certified_keys().next().unwrap().cert[0]);
     }
@@ -589,7 +604,7 @@ pub(crate) mod tests {
         drop(providers);
         let start_up = vhost.certified_keys().next().unwrap();
         let (count, key_count) = (Arc::strong_count(start_up), Arc::strong_count(&start_up.key));
-        let here = vhost.in_this_process(None);
+        let (here, _) = vhost.in_this_process(None);
         for _ in 0..3 {
             assert_eq!(presented(here.for_protocol(None), &ca, "site0.test"), start_up.cert[0]);
         }
