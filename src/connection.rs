@@ -100,9 +100,7 @@ pub fn process_connection(c: Conn) -> HookResult {
     if rv == APR_EAGAIN
         && async_ok
         && state.borrow().awaits_client_flight()
-        && let Some(_slot) = handshake_wait::may_wait(c.tcp_rtt_us(), mpm::threads_per_child(), |enough| {
-            mpm::idle_workers_of_this_child(mpm::threads_per_child(), enough)
-        })
+        && let Some(_slot) = may_wait_in_worker(c)
         && c.wait_readable(handshake_wait::GRACE_MS)
     {
         rv = step();
@@ -117,4 +115,10 @@ pub fn process_connection(c: Conn) -> HookResult {
         return DONE;
     }
     DECLINED
+}
+
+/// Permission to wait for the client in this worker (see [`handshake_wait::may_wait`]).
+fn may_wait_in_worker(c: Conn) -> Option<handshake_wait::Slot> {
+    let threads = mpm::threads_per_child();
+    handshake_wait::may_wait(c.tcp_rtt_us(), threads, |enough| mpm::idle_workers_of_this_child(threads, enough))
 }

@@ -304,18 +304,22 @@ impl KeyOnFirstUse {
 #[derive(Clone, Debug)]
 pub struct LoadedKey {
     pub certified: Arc<CertifiedKey>,
-    /// The key unparsed, when start-up held it so.
-    unparsed: Option<Arc<KeyOnFirstUse>>,
+    /// The key as start-up holds it, unparsed (the same object as `certified`'s key).
+    unparsed: Arc<KeyOnFirstUse>,
 }
 
 impl LoadedKey {
-    pub fn new(certified: Arc<CertifiedKey>) -> LoadedKey {
-        LoadedKey { certified, unparsed: None }
-    }
-
-    fn lazy(chain: Vec<CertificateDer<'static>>, key: Arc<KeyOnFirstUse>) -> LoadedKey {
+    /// `chain` with `der`, a key of `algorithm` that start-up has checked against it, held
+    /// unparsed.
+    fn lazy(
+        chain: Vec<CertificateDer<'static>>,
+        der: PrivateKeyDer<'static>,
+        algorithm: rustls::SignatureAlgorithm,
+        provider: &'static dyn rustls::crypto::KeyProvider,
+    ) -> LoadedKey {
+        let key = Arc::new(KeyOnFirstUse { der, algorithm, provider, parsed: std::sync::OnceLock::new() });
         let certified = Arc::new(CertifiedKey::new(chain, key.clone()));
-        LoadedKey { certified, unparsed: Some(key) }
+        LoadedKey { certified, unparsed: key }
     }
 
     /// The certified key for this process to present: a copy with the key parsed here, so
@@ -328,8 +332,7 @@ impl LoadedKey {
     /// checked, but the key is not that key's) is presented as start-up held it, and signs
     /// nothing: its handshakes fail. What to tell the administrator comes with it.
     pub fn for_this_process(&'static self) -> (Arc<CertifiedKey>, Option<String>) {
-        let Some(unparsed) = &self.unparsed else { return (self.certified.clone(), None) };
-        match unparsed.parse() {
+        match self.unparsed.parse() {
             Ok(key) => {
                 let cert = self.certified.cert.iter().map(|c| CertificateDer::from(&c[..])).collect();
                 (Arc::new(CertifiedKey { cert, key, ocsp: self.certified.ocsp.clone() }), None)
@@ -507,13 +510,7 @@ pub fn load_key_pair(
     };
     match ec_key_matches(&key, &cert_key) {
         Some(true) => {
-            let lazy = KeyOnFirstUse {
-                der: key,
-                algorithm: rustls::SignatureAlgorithm::ECDSA,
-                provider: provider.key_provider,
-                parsed: std::sync::OnceLock::new(),
-            };
-            return Ok(LoadedKey::lazy(chain, Arc::new(lazy)));
+            return Ok(LoadedKey::lazy(chain, key, rustls::SignatureAlgorithm::ECDSA, provider.key_provider));
         }
         Some(false) => return Err(mismatch()),
         None => {}
@@ -538,15 +535,7 @@ pub fn load_key_pair(
     match checked {
         // Checked now (the key parses and matches the certificate); held as its DER bytes and
         // parsed again where it first signs (see `KeyOnFirstUse`).
-        Ok(ck) => {
-            let lazy = KeyOnFirstUse {
-                der: key,
-                algorithm: ck.key.algorithm(),
-                provider: provider.key_provider,
-                parsed: std::sync::OnceLock::new(),
-            };
-            Ok(LoadedKey::lazy(ck.cert, Arc::new(lazy)))
-        }
+        Ok(ck) => Ok(LoadedKey::lazy(ck.cert, key, ck.key.algorithm(), provider.key_provider)),
         Err(rustls::Error::InconsistentKeys(_)) => Err(mismatch()),
         Err(e) => Err(key_material(format!(
             "the private key in {} cannot be used ({e}): supported are RSA (2048 bits or more), \
@@ -570,6 +559,14 @@ pub(crate) mod tests {
         let p = dir.join(name);
         std::fs::File::create(&p).unwrap().write_all(data).unwrap();
         p
+    }
+
+    /// A self-signed certificate for a.test, and its certificate and key files in `dir`.
+    fn self_signed_files(dir: &Path) -> (rcgen::CertifiedKey<rcgen::KeyPair>, std::path::PathBuf, std::path::PathBuf) {
+        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
+        let cert = write(dir, "c.pem", ck.cert.pem().as_bytes());
+        let key = write(dir, "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        (ck, cert, key)
     }
 
     fn spec(cert: &Path, key: Option<&Path>) -> CertSpec {
@@ -599,9 +596,7 @@ pub(crate) mod tests {
     #[test]
     fn cert_and_key_in_one_or_two_files() {
         let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
-        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
-        let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        let (ck, cert, key) = self_signed_files(dir.path());
         let both =
             write(dir.path(), "both.pem", format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem()).as_bytes());
         load_certified_key(&spec(&cert, Some(&key)), &provider(), None).unwrap();
@@ -614,9 +609,7 @@ pub(crate) mod tests {
     #[test]
     fn a_key_is_parsed_where_it_first_signs() {
         let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
-        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
-        let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        let (_, cert, key) = self_signed_files(dir.path());
         let loaded = load_certified_key(&spec(&cert, Some(&key)), &provider(), None).unwrap();
         let debug = format!("{:?}", loaded.key);
         assert!(debug.starts_with("KeyOnFirstUse") && !debug.contains("der"), "{debug}");
@@ -733,9 +726,7 @@ pub(crate) mod tests {
     #[test]
     fn a_copy_for_this_process_parses_its_own_key() {
         let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["a.test".into()]).unwrap();
-        let cert = write(dir.path(), "c.pem", ck.cert.pem().as_bytes());
-        let key = write(dir.path(), "k.pem", ck.signing_key.serialize_pem().as_bytes());
+        let (_, cert, key) = self_signed_files(dir.path());
         let loaded: &'static LoadedKey =
             Box::leak(Box::new(load_key_pair(&spec(&cert, Some(&key)), &provider(), None).unwrap()));
         let (copy, problem) = loaded.for_this_process();
@@ -744,7 +735,7 @@ pub(crate) mod tests {
         assert_eq!(copy.cert, loaded.certified.cert);
         assert!(!format!("{:?}", copy.key).starts_with("KeyOnFirstUse"), "parsed: {:?}", copy.key);
         assert!(copy.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_some());
-        assert!(loaded.unparsed.as_ref().unwrap().parsed.get().is_none(), "start-up's key is not parsed");
+        assert!(loaded.unparsed.parsed.get().is_none(), "start-up's key is not parsed");
     }
 
     #[test]
