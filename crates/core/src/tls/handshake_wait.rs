@@ -77,7 +77,7 @@ fn take_slot(
 mod tests {
     use super::*;
 
-    /// A child of `threads` workers, `idle` of them idle; the count stops where it is asked to.
+    /// A child with `idle` idle workers; the count stops where it is asked to.
     fn idle(idle: usize) -> impl FnOnce(usize) -> Option<usize> {
         move |enough| Some(idle.min(enough))
     }
