@@ -163,6 +163,9 @@ pub struct MainBuilt {
     /// the generation, possibly after some of them (the slots go in the configuration pool's
     /// order), which dropping it allows: dropping reads none of those bytes.
     in_process: OnceLock<Box<[OnceLock<Box<engine::VhostInProcess>>]>>,
+    /// The certificates this process copied for several vhost configurations at once (see
+    /// [`tls::certs::CopiesInProcess`]), dropped with `in_process`.
+    copies_in_process: tls::certs::CopiesInProcess,
 }
 
 impl MainBuilt {
@@ -199,7 +202,8 @@ fn in_this_process(server: Server, tls: &'static engine::VhostTls) -> InProcess 
     });
     let make = || {
         let factory = main.session_cache.get().map(|cache| tls::sessions::VhostSessions::factory(cache.clone()));
-        let (here, problems) = tls.in_this_process(factory.as_ref().map(|f| f as engine::SessionStorageFactory<'_>));
+        let (here, problems) = tls
+            .in_this_process(factory.as_ref().map(|f| f as engine::SessionStorageFactory<'_>), &main.copies_in_process);
         for problem in problems {
             httpd::log_server!(server, httpd::log::ERR, 0, "mod_tls: {}: {problem}", server.describe());
         }

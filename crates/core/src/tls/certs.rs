@@ -287,6 +287,10 @@ struct KeyOnFirstUse {
     provider: &'static dyn rustls::crypto::KeyProvider,
     /// None if it no longer parses (it did at start-up): no scheme is offered, the handshake fails.
     parsed: std::sync::OnceLock<Option<Arc<dyn rustls::sign::SigningKey>>>,
+    /// Set at start-up when vhost configurations of different settings name these files (a
+    /// wildcard certificate, say): a process then makes one copy for all of them (see
+    /// [`CopiesInProcess`]).
+    named_by_several: std::sync::atomic::AtomicBool,
 }
 
 impl KeyOnFirstUse {
@@ -317,21 +321,42 @@ impl LoadedKey {
         algorithm: rustls::SignatureAlgorithm,
         provider: &'static dyn rustls::crypto::KeyProvider,
     ) -> LoadedKey {
-        let key = Arc::new(KeyOnFirstUse { der, algorithm, provider, parsed: std::sync::OnceLock::new() });
+        let key = Arc::new(KeyOnFirstUse {
+            der,
+            algorithm,
+            provider,
+            parsed: std::sync::OnceLock::new(),
+            named_by_several: Default::default(),
+        });
         let certified = Arc::new(CertifiedKey::new(chain, key.clone()));
         LoadedKey { certified, unparsed: key }
+    }
+
+    /// Start-up found another vhost configuration naming these files: each process then makes
+    /// one copy for all of them.
+    pub(crate) fn named_again(&self) {
+        self.unparsed.named_by_several.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The certified key for this process to present: a copy with the key parsed here, so
     /// that presenting it (a reference count per handshake) and parsing its key write to memory
     /// of this process only, never to a page start-up filled, which httpd's children share with
     /// the parent until one of them writes there. The copy borrows the chain's bytes, which are
-    /// only read, from what start-up loaded: it cannot outlive it.
+    /// only read, from what start-up loaded: it cannot outlive it. A key that several vhost
+    /// configurations name is copied and parsed once in the process, through `copies`.
     ///
     /// A key that does not parse (its file states the certificate's public key, which start-up
     /// checked, but the key is not that key's) is presented as start-up held it, and signs
     /// nothing: its handshakes fail. What to tell the administrator comes with it.
-    pub fn for_this_process(&'static self) -> (Arc<CertifiedKey>, Option<String>) {
+    pub fn for_this_process(&'static self, copies: &CopiesInProcess) -> CopyForProcess {
+        if !self.unparsed.named_by_several.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.copy();
+        }
+        let mut made = copies.0.lock().unwrap_or_else(|e| e.into_inner());
+        made.entry(Arc::as_ptr(&self.unparsed) as usize).or_insert_with(|| self.copy()).clone()
+    }
+
+    fn copy(&'static self) -> CopyForProcess {
         match self.unparsed.parse() {
             Ok(key) => {
                 let cert = self.certified.cert.iter().map(|c| CertificateDer::from(&c[..])).collect();
@@ -353,6 +378,16 @@ impl LoadedKey {
         }
     }
 }
+
+/// The copies one process made of the certificates that several vhost configurations present
+/// ([`LoadedKey::for_this_process`]), by the key start-up loaded (which lives as long as these
+/// copies: both belong to one configuration generation). Vhosts with equal settings share a
+/// configuration, and so a copy, without it.
+#[derive(Default)]
+pub struct CopiesInProcess(std::sync::Mutex<std::collections::HashMap<usize, CopyForProcess>>);
+
+/// A process's copy of a certificate and its key, and what the administrator must hear of it.
+pub type CopyForProcess = (Arc<CertifiedKey>, Option<String>);
 
 impl std::fmt::Debug for KeyOnFirstUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -716,7 +751,7 @@ pub(crate) mod tests {
         // A process that presents it says why its handshakes fail.
         let pair: &'static LoadedKey =
             Box::leak(Box::new(load_key_pair(&spec(&cert_file, Some(&key_file)), &provider(), None).unwrap()));
-        let (presented, problem) = pair.for_this_process();
+        let (presented, problem) = pair.for_this_process(&CopiesInProcess::default());
         assert!(presented.key.choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
         let problem = problem.expect("a problem to log");
         assert!(problem.contains("cannot be used") && problem.contains("restart httpd"), "{problem}");
@@ -729,7 +764,7 @@ pub(crate) mod tests {
         let (_, cert, key) = self_signed_files(dir.path());
         let loaded: &'static LoadedKey =
             Box::leak(Box::new(load_key_pair(&spec(&cert, Some(&key)), &provider(), None).unwrap()));
-        let (copy, problem) = loaded.for_this_process();
+        let (copy, problem) = loaded.for_this_process(&CopiesInProcess::default());
         assert_eq!(problem, None);
         assert_eq!(copy.cert[0].as_ptr(), loaded.certified.cert[0].as_ptr(), "the chain is borrowed");
         assert_eq!(copy.cert, loaded.certified.cert);

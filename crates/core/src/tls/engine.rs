@@ -166,17 +166,19 @@ impl VhostTls {
     /// copies of the certificates, its session store (through `sessions`, without one when
     /// None), no rustls config yet. Start-up's build lives for the configuration generation,
     /// and what is made here borrows from it. With it, what the administrator must hear of (a
-    /// key that cannot be used, see [`certs::LoadedKey::for_this_process`]).
+    /// key that cannot be used, see [`certs::LoadedKey::for_this_process`]). A certificate that
+    /// other configurations present too is copied once per process, in `copies`.
     pub fn in_this_process(
         &'static self,
         sessions: Option<SessionStorageFactory<'_>>,
+        copies: &certs::CopiesInProcess,
     ) -> (VhostInProcess, Vec<String>) {
         let mut problems = Vec::new();
         let keys = self
             .keys
             .iter()
             .map(|k| {
-                let (key, problem) = k.for_this_process();
+                let (key, problem) = k.for_this_process(copies);
                 problems.extend(problem);
                 key
             })
@@ -292,6 +294,7 @@ impl Providers {
     ) -> Result<certs::LoadedKey, BuildError> {
         let files = spec.files_id();
         if let Some(key) = self.keys.get(&files) {
+            key.named_again();
             return Ok(key.clone());
         }
         let base = self.base();
@@ -546,7 +549,7 @@ pub(crate) mod tests {
         let (a, b) = (build(&confs[0]), build(&confs[1]));
         assert!(a.shares_settings_with(b), "one config for equal settings");
         for (i, vhost) in [a, b].into_iter().enumerate() {
-            let (here, problems) = vhost.in_this_process(Some(&factory));
+            let (here, problems) = vhost.in_this_process(Some(&factory), &Default::default());
             assert!(problems.is_empty());
             let own = &vhost.certified_keys().next().unwrap().cert[0];
             for protocol in [None, Some(&b"h2"[..]), Some(&b"http/1.1"[..])] {
@@ -586,9 +589,36 @@ pub(crate) mod tests {
         other.honor_client_order = Some(false);
         let other = build(&other);
         assert!(!other.shares_settings_with(a));
-        let config = |v: &'static VhostTls| v.in_this_process(None).0.for_protocol(None);
+        let config = |v: &'static VhostTls| v.in_this_process(None, &Default::default()).0.for_protocol(None);
         assert!(config(other).ignore_client_order && !config(a).ignore_client_order);
         assert_eq!(presented(config(other), &ca, "site2.test"), other.certified_keys().next().unwrap().cert[0]);
+    }
+
+    /// A certificate that vhosts of different settings name (a wildcard, some of its vhosts
+    /// asking for client certificates) is read once at start-up and copied, its key parsed,
+    /// once per process for all of them.
+    #[test]
+    fn a_certificate_named_by_vhosts_of_different_settings_is_copied_once_per_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, confs) = vhosts_signed_by_one_ca(dir.path(), 2);
+        let mut other = confs[0].clone();
+        other.honor_client_order = Some(false);
+        let mut providers = Providers::default();
+        let mut build = |conf: &ServerConf| -> &'static VhostTls {
+            Box::leak(Box::new(build_vhost(conf, None, 0, &mut providers).unwrap().0))
+        };
+        let (a, b, alone) = (build(&confs[0]), build(&other), build(&confs[1]));
+        assert!(!a.shares_settings_with(b));
+        assert!(Arc::ptr_eq(a.certified_keys().next().unwrap(), b.certified_keys().next().unwrap()), "read once");
+        let copies = certs::CopiesInProcess::default();
+        let presented_key = |v: &'static VhostTls| v.in_this_process(None, &copies).0.resolver().keys()[0].clone();
+        let (in_a, in_b) = (presented_key(a), presented_key(b));
+        assert!(Arc::ptr_eq(&in_a, &in_b), "one copy in this process");
+        assert_eq!(presented(b.in_this_process(None, &copies).0.for_protocol(None), &ca, "site0.test"), in_a.cert[0]);
+        // Another process makes its own.
+        assert!(!Arc::ptr_eq(&b.in_this_process(None, &Default::default()).0.resolver().keys()[0], &in_a));
+        // A certificate only one configuration names is not kept for sharing.
+        assert!(!Arc::ptr_eq(&presented_key(alone), &presented_key(alone)));
     }
 
     /// Handshakes in a process write only to what that process made for the vhost: start-up's
@@ -604,7 +634,7 @@ pub(crate) mod tests {
         drop(providers);
         let start_up = vhost.certified_keys().next().unwrap();
         let (count, key_count) = (Arc::strong_count(start_up), Arc::strong_count(&start_up.key));
-        let (here, _) = vhost.in_this_process(None);
+        let (here, _) = vhost.in_this_process(None, &Default::default());
         for _ in 0..3 {
             assert_eq!(presented(here.for_protocol(None), &ca, "site0.test"), start_up.cert[0]);
         }
