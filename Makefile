@@ -106,10 +106,13 @@ bench-vhosts: build
 	scripts/bench_vhosts.py --vhosts $(VHOSTS)
 
 # The handshake against its floor: a minimal rustls server (examples/rustls_floor.rs) with and
-# without TLS, and httpd with and without mod_tls, in one run; prints "TLS minus plain" for both.
-bench-floor: build
+# without TLS, and httpd with and without mod_tls, in one run; prints "TLS minus plain" for both
+# (servers on one CPU, h2load on another; NO_PIN=1 lets them share; INSTRUCTIONS=1 counts
+# instructions with callgrind instead of CPU time).
+bench-floor: build deps-test
 	$(CARGO) build --release --locked --example rustls_floor
-	scripts/bench_floor.py $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(MPM),--mpm $(MPM)) $(foreach a,$(ALSO),--also $(a))
+	scripts/bench_floor.py $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(MPM),--mpm $(MPM)) $(foreach a,$(ALSO),--also $(a)) \
+		$(if $(INSTRUCTIONS),--instructions) $(if $(NO_PIN),--no-pin)
 
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build

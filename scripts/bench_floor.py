@@ -13,12 +13,26 @@ processes) per connection gives "TLS minus plain" for the floor and for httpd; t
 what the module (and httpd's TLS hooks) add to the least a rustls server pays per handshake.
 
     scripts/bench_floor.py [--rounds 3] [--seconds 3] [--mpm event|worker|prefork] [--also NAME=SO]
+                           [--no-pin] [--instructions]
 
 --also adds httpd with another build of the module (NAME=path/to/mod_tls.so, repeatable), measured
 in the same rounds: a paired comparison, steadier than two runs (the floor's own figure moves by
 a fifth from run to run on a small VM).
 
-Python 3 standard library; tools: apache2, openssl, h2load (nghttp2-client).
+The servers run on the machine's last CPU and h2load on the first (given two or more): the client
+is then where a real server's clients are, off the server's CPU and caches. Without that
+(--no-pin), the client's own handshakes (as costly as the server's) share both CPUs and their
+caches with the servers, and every server migrates between CPUs; httpd, with dozens of threads
+or processes, then pays for it far more than the one-thread-per-connection floor (about 1.5x
+the floor's cost on event instead of about 1.1x, 2026-12-07).
+
+--instructions counts instructions instead (valgrind's callgrind; one worker process, httpd -X):
+the same for the same binaries and inputs however busy the machine is. Each server runs twice,
+with 3 and with 15 bursts of 8 connections; the difference, per connection, is what one
+connection costs, start-up and shutdown cancelled out. About 3 minutes.
+
+Python 3 standard library; tools: apache2, openssl, h2load (nghttp2-client), valgrind for
+--instructions.
 """
 
 import argparse
@@ -78,6 +92,16 @@ def wait_for(port, deadline=20.0):
     sys.exit(f"nothing answers on port {port}")
 
 
+# CPUs for the servers and for the client (None: anywhere); see --no-pin.
+SERVER_CPUS = None
+CLIENT_CPUS = None
+
+
+def on_cpus(cpus):
+    """A preexec_fn that keeps the process (and what it forks) on `cpus`."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
 class Server:
     def __init__(self, name, tls, port):
         self.name, self.tls, self.port = name, tls, port
@@ -91,35 +115,45 @@ class Server:
         return pids
 
     def cpu_seconds(self):
-        total = 0
+        """(user, system) CPU seconds of all the server's processes so far."""
+        user = system = 0
         for pid in self.pids():
             fields = stat_fields(pid)
             if fields is None:
                 continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-        return total / os.sysconf("SC_CLK_TCK")
+            user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime (clock ticks)
+        tick = os.sysconf("SC_CLK_TCK")
+        return user / tick, system / tick
 
-    def stop(self):
+    def start(self, d, wrap=()):
+        """Starts the server (under `wrap`, a command prefix, if given) and waits until it answers."""
+        # A session of its own: prefork's parent signals its whole process group when it stops.
+        self.proc = subprocess.Popen(list(wrap) + self.command(d), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=on_cpus(SERVER_CPUS))
+        wait_for(self.port, 120 if wrap else 20)
+
+    def stop(self, patience=10):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(patience)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
 
 
 class Floor(Server):
-    def start(self, d):
-        args = [FLOOR, str(self.port), f"{d}/leaf.pem", f"{d}/leaf.key"] + ([] if self.tls else ["--plain"])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.port)
+    def command(self, d):
+        return [FLOOR, str(self.port), f"{d}/leaf.pem", f"{d}/leaf.key"] + ([] if self.tls else ["--plain"])
 
 
 class Httpd(Server):
     mpm = "event"
     module = MODULE
+    one_process = False  # httpd -X: one worker process, no parent (for --instructions)
 
-    def start(self, d):
+    def command(self, d):
         root = f"{d}/{self.name}"
         for sub in ("logs", "run", "htdocs"):
             os.makedirs(f"{root}/{sub}", exist_ok=True)
@@ -148,32 +182,86 @@ Listen 127.0.0.1:{self.port}
         os.chmod(d, 0o755)
         if os.geteuid() == 0:
             run("chown", "-R", "www-data:www-data", f"{root}/htdocs", f"{root}/run")
-        # A session of its own: prefork's parent signals its whole process group when it stops.
-        self.proc = subprocess.Popen([HTTPD, "-DFOREGROUND", "-f", f"{root}/httpd.conf"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_for(self.port)
+        return [HTTPD, "-X" if self.one_process else "-DFOREGROUND", "-f", f"{root}/httpd.conf"]
+
+
+def one_burst(server, client_conf, size=BURST):
+    """`size` new connections at once, one request each; exits unless every one got a 200 over
+    TLS 1.3 (or plain HTTP)."""
+    url = f"{'https' if server.tls else 'http'}://localhost:{server.port}/index.html"
+    args = ["h2load", "--h1", "-c", str(size), "-n", str(size), f"--connect-to=127.0.0.1:{server.port}", url]
+    env = dict(os.environ, OPENSSL_CONF=client_conf)
+    r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+                       preexec_fn=on_cpus(CLIENT_CPUS))
+    codes = re.search(r"status codes: (\d+) 2xx", r.stdout)
+    if not codes or int(codes.group(1)) != size:
+        sys.exit(f"{server.name}: not {size} answers 2xx:\n{r.stdout}")
+    if server.tls and "TLS Protocol: TLSv1.3" not in r.stdout:
+        sys.exit(f"{server.name}: TLS 1.3 not negotiated:\n{r.stdout}")
 
 
 def burst(server, seconds, client_conf):
-    """(connections, server CPU seconds) over bursts of new connections for `seconds`."""
-    url = f"{'https' if server.tls else 'http'}://localhost:{server.port}/index.html"
-    args = ["h2load", "--h1", "-c", str(BURST), "-n", str(BURST), f"--connect-to=127.0.0.1:{server.port}", url]
-    env = dict(os.environ, OPENSSL_CONF=client_conf)
+    """(connections, server user CPU seconds, system CPU seconds) over bursts of new connections
+    for `seconds`."""
     conns = 0
-    cpu0 = server.cpu_seconds()
+    user0, system0 = server.cpu_seconds()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
-        codes = re.search(r"status codes: (\d+) 2xx", r.stdout)
-        if not codes or int(codes.group(1)) != BURST:
-            sys.exit(f"{server.name}: not {BURST} answers 2xx:\n{r.stdout}")
-        if server.tls and "TLS Protocol: TLSv1.3" not in r.stdout:
-            sys.exit(f"{server.name}: TLS 1.3 not negotiated:\n{r.stdout}")
+        one_burst(server, client_conf)
         conns += BURST
-    return conns, server.cpu_seconds() - cpu0
+    user, system = server.cpu_seconds()
+    return conns, user - user0, system - system0
+
+
+def callgrind_instructions(server, d, client_conf, bursts):
+    """Instructions the server executed (callgrind) from its start, through `bursts` bursts of
+    8 connections, to its stop."""
+    out = f"{d}/callgrind-{server.name}-{bursts}.out"
+    # httpd's worker drops root before callgrind writes: the file must be its to write.
+    with open(out, "w"):
+        pass
+    if os.geteuid() == 0:
+        run("chown", "www-data:www-data", out)
+    wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if isinstance(server, Httpd):
+        server.one_process = True
+    try:
+        server.start(d, wrap)
+        for _ in range(bursts):
+            one_burst(server, client_conf, size=8)
+    finally:
+        server.stop(patience=180)
+    with open(out) as f:
+        totals = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+    if not totals:
+        sys.exit(f"{server.name}: callgrind wrote no totals to {out}")
+    return int(totals.group(1))
+
+
+def count_instructions(servers, d, client_conf, mpm):
+    """Instructions per connection of each server: its run with 15 bursts minus its run with 3."""
+    per_conn = {}
+    for s in servers:
+        few, many = (callgrind_instructions(s, d, client_conf, n) for n in (3, 15))
+        per_conn[s.name] = (many - few) / (12 * 8)
+        print(f"{s.name}: {per_conn[s.name]:,.0f} instructions per connection", file=sys.stderr)
+    floor = per_conn["floor-tls"] - per_conn["floor-plain"]
+    ours = per_conn["httpd-tls"] - per_conn["httpd-plain"]
+    print(f"# bench_floor.py --instructions: full TLS 1.3 handshakes (ECDSA P-256, one request each), "
+          f"instructions per connection (callgrind), httpd -X with mpm_{mpm}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n")
+    print("| server | instructions per connection |")
+    print("|---|---|")
+    for k, v in per_conn.items():
+        print(f"| {k} | {v:,.0f} |")
+    print(f"\nTLS minus plain: floor {floor:,.0f}, httpd with mod_tls {ours:,.0f} instructions; ratio {ours / floor:.3f}")
+    for name in [k[len("httpd-tls-"):] for k in per_conn if k.startswith("httpd-tls-")]:
+        theirs = per_conn[f"httpd-tls-{name}"] - per_conn["httpd-plain"]
+        print(f"{name}: TLS minus plain {theirs:,.0f} instructions, ratio {theirs / floor:.3f}")
 
 
 def main():
+    global SERVER_CPUS, CLIENT_CPUS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of bursts per sample (default 3)")
@@ -181,6 +269,11 @@ def main():
                     help="httpd's MPM (default event)")
     ap.add_argument("--also", action="append", default=[], metavar="NAME=SO",
                     help="also measure httpd with this build of the module, in the same rounds")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="let servers and client run on any CPU (by default the servers share the last "
+                         "CPU and the client has the first)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per connection with callgrind instead of CPU time")
     opts = ap.parse_args()
     others = []
     for spec in opts.also:
@@ -193,6 +286,10 @@ def main():
     for path in (FLOOR, MODULE):
         if not os.path.exists(path):
             sys.exit(f"{path} is missing: run `make bench-floor` (it builds both)")
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = not opts.no_pin and len(cpus) >= 2
+    if pinned:
+        SERVER_CPUS, CLIENT_CPUS = {cpus[-1]}, {cpus[0]}
     with tempfile.TemporaryDirectory(prefix="mod_tls-bench-floor-") as d:
         make_certificates(d)
         client_conf = f"{d}/client.cnf"
@@ -204,7 +301,11 @@ def main():
             other = Httpd(f"httpd-tls-{name}", True, free_port())
             other.module = path
             servers.append(other)
+        if opts.instructions:
+            count_instructions(servers, d, client_conf, opts.mpm)
+            return
         samples = {s.name: [] for s in servers}
+        split = {s.name: [0.0, 0.0, 0] for s in servers}  # user, system, connections over all rounds
         try:
             for s in servers:
                 s.start(d)
@@ -214,23 +315,27 @@ def main():
             for r in range(opts.rounds):
                 order = servers if r % 2 == 0 else list(reversed(servers))
                 for s in order:
-                    conns, cpu = burst(s, opts.seconds, client_conf)
-                    samples[s.name].append(cpu / conns * 1e6)
+                    conns, user, system = burst(s, opts.seconds, client_conf)
+                    samples[s.name].append((user + system) / conns * 1e6)
+                    split[s.name] = [split[s.name][0] + user, split[s.name][1] + system, split[s.name][2] + conns]
                     print(f"round {r + 1}/{opts.rounds} {s.name}: {conns} connections, "
-                          f"{cpu / conns * 1e6:.0f} µs CPU each", file=sys.stderr)
+                          f"{samples[s.name][-1]:.0f} µs CPU each", file=sys.stderr)
         finally:
             for s in servers:
                 s.stop()
     med = {k: statistics.median(v) for k, v in samples.items()}
     floor = med["floor-tls"] - med["floor-plain"]
     ours = med["httpd-tls"] - med["httpd-plain"]
+    where = (f"servers on CPU {cpus[-1]}, h2load on CPU {cpus[0]}" if pinned
+             else "servers and h2load on any CPU (--no-pin)")
     print(f"# make bench-floor: full TLS 1.3 handshakes (ECDSA P-256, one request each), "
-          f"{opts.rounds} rounds, medians, httpd with mpm_{opts.mpm}")
+          f"{opts.rounds} rounds, medians, httpd with mpm_{opts.mpm}, {where}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}\n")
-    print("| server | CPU per connection |")
-    print("|---|---|")
+    print("| server | CPU per connection | of which user / system (all rounds) |")
+    print("|---|---|---|")
     for k in med:
-        print(f"| {k} | {med[k]:.0f} µs |")
+        user, system, conns = split[k]
+        print(f"| {k} | {med[k]:.0f} µs | {user / conns * 1e6:.0f} / {system / conns * 1e6:.0f} µs |")
     print(f"\nTLS minus plain: floor {floor:.0f} µs, httpd with mod_tls {ours:.0f} µs; "
           f"ratio {ours / floor:.2f} (1.00 = the module and httpd's TLS hooks add nothing to rustls's own cost)")
     for name, _ in others:
