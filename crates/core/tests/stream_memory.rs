@@ -103,45 +103,80 @@ fn resident_stack_bytes(addr: usize) -> usize {
     panic!("no mapping holds {addr:#x}")
 }
 
+/// What the server's thread is asked to do, in [`stack_probe`].
+enum ServerStep {
+    /// Read these TLS bytes, answer with what it writes.
+    Tls(Vec<u8>),
+    /// Answer with 1 KiB of response, encrypted.
+    Respond,
+    /// Say how much of its stack is resident.
+    Measure,
+}
+
 /// How much stack the server side uses (a diagnostic, not a check: debug builds differ a lot):
 /// `cargo test --release -p mod_tls_core --test stream_memory stack_probe -- --ignored
 /// --nocapture`. Every worker thread keeps the deepest stack it ever used resident, so this is
-/// idle memory per thread. Each case runs on a fresh thread; figures are to the page.
+/// idle memory per thread. The server runs on a fresh thread of its own (the client on another,
+/// so that its stack does not count); figures are to the page.
 #[test]
 #[ignore]
 fn stack_probe() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
-    for (name, versions) in [("TLS 1.3", TLS13), ("TLS 1.2", TLS12)] {
-        let (start, handshake, request) = std::thread::Builder::new()
-            .stack_size(8 << 20)
+    for (i, (name, versions)) in [("TLS 1.3", TLS13), ("TLS 1.2", TLS12)].into_iter().enumerate() {
+        let (mut chooser, mut client) = pair_x25519(versions);
+        let (to_server, steps) = std::sync::mpsc::channel::<ServerStep>();
+        let (answer, from_server) = std::sync::mpsc::channel::<Vec<u8>>();
+        let server = std::thread::Builder::new()
+            // Sizes that differ, so that the C library cannot give a thread the stack (and its
+            // resident pages) of the one before.
+            .stack_size((8 << 20) * (i + 1))
             .spawn(move || {
                 let marker = 0u8;
                 let here = std::ptr::addr_of!(marker) as usize;
-                let start = resident_stack_bytes(here);
-                let (mut chooser, mut client) = pair_x25519(versions);
-                let server = std::cell::RefCell::new(TlsStream::new());
-                pump_with(&mut client, &mut |tls| server.borrow_mut().feed(tls, &mut chooser).unwrap(), &mut |out| {
-                    server.borrow_mut().write_tls(out).unwrap()
-                });
-                let handshake = resident_stack_bytes(here);
-                client.writer().write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
-                let mut bytes = Vec::new();
-                while client.wants_write() {
-                    client.write_tls(&mut bytes).unwrap();
+                let mut server = TlsStream::new();
+                let mut resident = vec![resident_stack_bytes(here)];
+                for step in steps {
+                    let mut out = Vec::new();
+                    match step {
+                        ServerStep::Tls(bytes) => {
+                            server.feed(&bytes, &mut chooser).unwrap();
+                            server.write_tls(&mut out).unwrap();
+                        }
+                        ServerStep::Respond => server.send(&[&[7u8; 1024]], &mut out).unwrap(),
+                        ServerStep::Measure => resident.push(resident_stack_bytes(here)),
+                    }
+                    answer.send(out).unwrap();
                 }
-                server.borrow_mut().feed(&bytes, &mut chooser).unwrap();
-                let mut out = Vec::new();
-                server.borrow_mut().send(&[&[7u8; 1024]], &mut out).unwrap();
-                (start, handshake, resident_stack_bytes(here))
+                resident
             })
-            .unwrap()
-            .join()
             .unwrap();
+        let ask = |step: ServerStep| {
+            to_server.send(step).unwrap();
+            from_server.recv().unwrap()
+        };
+        // The handshake, then a request and its response.
+        for request in [false, true] {
+            if request {
+                client.writer().write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+            }
+            let written = std::cell::RefCell::new(Vec::new());
+            pump_with(
+                &mut client,
+                &mut |tls| written.borrow_mut().extend(ask(ServerStep::Tls(tls.to_vec()))),
+                &mut |out| out.append(&mut written.borrow_mut()),
+            );
+            ask(ServerStep::Measure);
+        }
+        ask(ServerStep::Respond);
+        ask(ServerStep::Measure);
+        drop(to_server);
+        let resident = server.join().unwrap();
         eprintln!(
-            "{name}, X25519 only: stack resident {start} B at the start, {handshake} B after the handshake \
-             (client and server), {request} B after a request and 1 KiB out"
+            "{name}, X25519 only, the server's thread: stack resident {} B at the start, {} B after the \
+             handshake, {} B after a request, {} B after 1 KiB out",
+            resident[0], resident[1], resident[2], resident[3]
         );
     }
 }

@@ -539,7 +539,16 @@ impl TlsStream {
                 Ok(())
             }
             Phase::Failed => Err(TlsFailure::Closed),
-            Phase::Hello(_) => self.feed_hello(data, whole_record, chooser),
+            Phase::Hello(_) => match self.feed_hello(data, whole_record)? {
+                // Each step returns before the next, so that neither's frame (several KiB: the
+                // Acceptor's values) lies under the handshake's deepest calls, the signature
+                // among them: a worker thread keeps the deepest stack it ever used resident.
+                Some(accepted) => {
+                    self.start_connection(accepted, chooser)?;
+                    self.run_or_fail().map(|_| ())
+                }
+                None => Ok(()),
+            },
             Phase::Open(_) => {
                 if self.bufs.peer_closed {
                     // Nothing counts after close_notify.
@@ -564,8 +573,8 @@ impl TlsStream {
         }
     }
 
-    /// `feed` while the ClientHello is being read. Not inlined, like `start_connection`, to keep
-    /// `feed`'s frame small for every later record.
+    /// `feed` while the ClientHello is being read: the hello, once the Acceptor has all of it.
+    /// Not inlined, like `start_connection`, to keep `feed`'s frame small for every later record.
     ///
     /// All bytes wait in `hello_bytes` (the connection that starts reads them again, with
     /// whatever followed the ClientHello), and the Acceptor reads them a whole record at a time
@@ -574,15 +583,10 @@ impl TlsStream {
     /// idle connections ~0.5 KiB larger each through heap fragmentation.
     #[inline(never)]
     #[cold]
-    fn feed_hello(
-        &mut self,
-        data: &[u8],
-        whole_record: bool,
-        chooser: &mut dyn ConfigChooser,
-    ) -> Result<(), TlsFailure> {
+    fn feed_hello(&mut self, data: &[u8], whole_record: bool) -> Result<Option<Box<Accepted>>, TlsFailure> {
         self.hello_bytes.extend_from_slice(data);
         if !whole_record {
-            return Ok(());
+            return Ok(None);
         }
         loop {
             let Phase::Hello(acceptor) = &mut self.phase else {
@@ -601,11 +605,11 @@ impl TlsStream {
                             // EOF before a complete ClientHello: nothing to answer.
                             Err(self.fail_hello(TlsFailure::Closed))
                         } else {
-                            Ok(())
+                            Ok(None)
                         };
                     }
                 }
-                Ok(Some(accepted)) => return self.start_connection(accepted, chooser),
+                Ok(Some(accepted)) => return Ok(Some(Box::new(accepted))),
                 Err((e, mut alert)) => {
                     let _ = alert.write_all(&mut self.bufs.outgoing);
                     if self.bufs.outgoing.is_empty() {
@@ -622,7 +626,7 @@ impl TlsStream {
     // otherwise enlarge `feed`'s frame for every record (and the worker's stack for good).
     #[inline(never)]
     #[cold]
-    fn start_connection(&mut self, accepted: Accepted, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
+    fn start_connection(&mut self, accepted: Box<Accepted>, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         let config = match chooser.choose(&accepted.client_hello()) {
             Ok(c) => c,
             Err(refusal) => {
@@ -639,9 +643,10 @@ impl TlsStream {
             }
         };
         self.phase = Phase::Open(Box::new(Conn::Server(conn)));
-        // The connection reads the ClientHello again, from the bytes the Acceptor saw.
+        // The connection reads the ClientHello again, from the bytes the Acceptor saw (`feed`
+        // runs it next).
         self.bufs.incoming = std::mem::take(&mut self.hello_bytes);
-        self.run_or_fail().map(|_| ())
+        Ok(())
     }
 
     fn fail_hello(&mut self, f: TlsFailure) -> TlsFailure {
