@@ -28,7 +28,7 @@ ifneq ($(shell command -v dpkg-parsechangelog 2>/dev/null),)
 export SOURCE_DATE_EPOCH := $(shell dpkg-parsechangelog -STimestamp 2>/dev/null)
 endif
 
-.PHONY: all deps deps-deb deps-test build debug test lint demo install deb bench bench-vhosts bench-floor leakcheck soak valgrind clean
+.PHONY: all deps deps-deb deps-test deps-bench build debug test lint demo install deb bench bench-vhosts bench-floor leakcheck soak valgrind clean
 
 all: build
 
@@ -40,6 +40,9 @@ deps-deb:
 
 deps-test:
 	@scripts/ensure-deps.sh test
+
+deps-bench:
+	@scripts/ensure-deps.sh bench
 
 build: deps
 	$(CARGO) build --release --locked --workspace
@@ -109,10 +112,10 @@ bench-vhosts: build
 # without TLS, and httpd with and without mod_tls, in one run; prints "TLS minus plain" for both
 # (servers on one CPU, h2load on another; NO_PIN=1 lets them share; INSTRUCTIONS=1 counts
 # instructions with callgrind instead of CPU time).
-bench-floor: build deps-test
+bench-floor: build deps-bench
 	$(CARGO) build --release --locked --example rustls_floor
 	scripts/bench_floor.py $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(MPM),--mpm $(MPM)) $(foreach a,$(ALSO),--also $(a)) \
-		$(if $(INSTRUCTIONS),--instructions) $(if $(NO_PIN),--no-pin)
+		$(if $(filter 1 yes,$(INSTRUCTIONS)),--instructions) $(if $(filter 1 yes,$(NO_PIN)),--no-pin)
 
 # 10,000 handshakes with abrupt closes; fails if memory or open files grow.
 leakcheck: build

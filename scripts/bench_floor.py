@@ -22,14 +22,14 @@ a fifth from run to run on a small VM).
 The servers run on the machine's last CPU and h2load on the first (given two or more): the client
 is then where a real server's clients are, off the server's CPU and caches. Without that
 (--no-pin), the client's own handshakes (as costly as the server's) share both CPUs and their
-caches with the servers, and every server migrates between CPUs; httpd, with dozens of threads
-or processes, then pays for it far more than the one-thread-per-connection floor (about 1.5x
-the floor's cost on event instead of about 1.1x, 2026-12-07).
+caches with the servers, and every server migrates between CPUs; httpd's ratio to the floor is
+then about 1.5-1.7 on event instead of 1.1-1.2 (2026-12-07).
 
---instructions counts instructions instead (valgrind's callgrind; one worker process, httpd -X):
-the same for the same binaries and inputs however busy the machine is. Each server runs twice,
-with 3 and with 15 bursts of 8 connections; the difference, per connection, is what one
-connection costs, start-up and shutdown cancelled out. About 3 minutes.
+--instructions counts user-space instructions instead (valgrind's callgrind; one worker process,
+httpd -X): nearly the same count for the same binaries and inputs however busy the machine is
+(only the number of reads that find nothing yet, and of waits, depends on timing). Each server
+runs twice, with 3 and with 15 bursts of 8 connections; the difference, per connection, is what
+one connection costs, start-up and shutdown cancelled out. The kernel's work is not counted.
 
 Python 3 standard library; tools: apache2, openssl, h2load (nghttp2-client), valgrind for
 --instructions.
@@ -38,6 +38,7 @@ Python 3 standard library; tools: apache2, openssl, h2load (nghttp2-client), val
 import argparse
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -81,9 +82,12 @@ def make_certificates(d):
         "-CAcreateserial", "-out", f"{d}/leaf.pem", "-days", "2", "-extfile", f"{d}/leaf.cnf", "-extensions", "ext")
 
 
-def wait_for(port, deadline=20.0):
+def wait_for(port, deadline=20.0, proc=None):
+    """Waits until something answers on `port`; exits if `proc` (the server) ends first."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"the server for port {port} exited with status {proc.returncode} before answering")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -131,7 +135,7 @@ class Server:
         self.proc = subprocess.Popen(list(wrap) + self.command(d), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=on_cpus(SERVER_CPUS))
-        wait_for(self.port, 120 if wrap else 20)
+        wait_for(self.port, 120 if wrap else 20, self.proc)
 
     def stop(self, patience=10):
         if self.proc and self.proc.poll() is None:
@@ -139,7 +143,8 @@ class Server:
             try:
                 self.proc.wait(patience)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                # The whole session: prefork's children outlive a killed parent.
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
 
@@ -213,9 +218,13 @@ def burst(server, seconds, client_conf):
     return conns, user - user0, system - system0
 
 
+# Connections per burst under callgrind (which runs the server some 50 times slower).
+CALLGRIND_BURST = 8
+
+
 def callgrind_instructions(server, d, client_conf, bursts):
-    """Instructions the server executed (callgrind) from its start, through `bursts` bursts of
-    8 connections, to its stop."""
+    """User-space instructions the server executed (callgrind) from its start, through `bursts`
+    bursts of CALLGRIND_BURST connections, to its stop."""
     out = f"{d}/callgrind-{server.name}-{bursts}.out"
     # httpd's worker drops root before callgrind writes: the file must be its to write.
     with open(out, "w"):
@@ -228,7 +237,7 @@ def callgrind_instructions(server, d, client_conf, bursts):
     try:
         server.start(d, wrap)
         for _ in range(bursts):
-            one_burst(server, client_conf, size=8)
+            one_burst(server, client_conf, size=CALLGRIND_BURST)
     finally:
         server.stop(patience=180)
     with open(out) as f:
@@ -240,10 +249,11 @@ def callgrind_instructions(server, d, client_conf, bursts):
 
 def count_instructions(servers, d, client_conf, mpm):
     """Instructions per connection of each server: its run with 15 bursts minus its run with 3."""
+    few_bursts, many_bursts = 3, 15
     per_conn = {}
     for s in servers:
-        few, many = (callgrind_instructions(s, d, client_conf, n) for n in (3, 15))
-        per_conn[s.name] = (many - few) / (12 * 8)
+        few, many = (callgrind_instructions(s, d, client_conf, n) for n in (few_bursts, many_bursts))
+        per_conn[s.name] = (many - few) / ((many_bursts - few_bursts) * CALLGRIND_BURST)
         print(f"{s.name}: {per_conn[s.name]:,.0f} instructions per connection", file=sys.stderr)
     floor = per_conn["floor-tls"] - per_conn["floor-plain"]
     ours = per_conn["httpd-tls"] - per_conn["httpd-plain"]

@@ -4,6 +4,7 @@
 #   scripts/ensure-deps.sh build   building, installing and the demo (make build/install/demo)
 #   scripts/ensure-deps.sh deb     + packaging (make deb)
 #   scripts/ensure-deps.sh test    + every tool the tests use (make test, and so CI)
+#   scripts/ensure-deps.sh bench   + the tools of the project's own benchmarks (make bench-floor)
 #
 # Test-only daemons (memcached, redis-server) are installed without being started as system
 # services: the tests start their own on loopback.
@@ -48,6 +49,12 @@ deb|test)
 esac
 daemons=""
 case $step in
+bench)
+    need nghttp2-client sh -c 'command -v h2load'
+    need procps         sh -c 'command -v pgrep'
+    need valgrind       sh -c 'command -v valgrind'
+    need python3        sh -c 'command -v python3'
+    ;;
 test)
     need curl           sh -c 'command -v curl'
     need procps         sh -c 'command -v pgrep'

@@ -352,8 +352,15 @@ impl LoadedKey {
         if !self.unparsed.named_by_several.load(std::sync::atomic::Ordering::Relaxed) {
             return self.copy();
         }
-        let mut made = copies.0.lock().unwrap_or_else(|e| e.into_inner());
-        made.entry(Arc::as_ptr(&self.unparsed) as usize).or_insert_with(|| self.copy()).clone()
+        let key = Arc::as_ptr(&self.unparsed) as usize;
+        let made = |copies: &CopiesInProcess| copies.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        if let Some(copy) = made(copies) {
+            return copy;
+        }
+        // Parsed outside the lock, which other certificates' first handshakes need too; two
+        // threads that meet here parse twice, and the first copy stored is the one kept.
+        let copy = self.copy();
+        copies.0.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(copy).clone()
     }
 
     fn copy(&'static self) -> CopyForProcess {
@@ -380,9 +387,10 @@ impl LoadedKey {
 }
 
 /// The copies one process made of the certificates that several vhost configurations present
-/// ([`LoadedKey::for_this_process`]), by the key start-up loaded (which lives as long as these
-/// copies: both belong to one configuration generation). Vhosts with equal settings share a
-/// configuration, and so a copy, without it.
+/// ([`LoadedKey::for_this_process`]), by the address of the key start-up loaded: both belong to
+/// one configuration generation, and while it serves, that address is the key's alone (when the
+/// generation's pool is cleaned up, start-up's keys may go first; the addresses are then never
+/// looked up again). Vhosts with equal settings share a configuration, and so a copy, without it.
 #[derive(Default)]
 pub struct CopiesInProcess(std::sync::Mutex<std::collections::HashMap<usize, CopyForProcess>>);
 
