@@ -466,8 +466,7 @@ fn prime_ocsp_stapling(st: &Startup) {
             // Shared with a vhost primed before (same settings), or the second post_config pass.
             continue;
         }
-        let keys: Vec<_> = tls.certified_keys().cloned().collect();
-        let stapling = crate::tls::ocsp::prime(&keys, |id, pem| {
+        let stapling = crate::tls::ocsp::prime(tls.certified_keys(), |id, pem| {
             let rv = md::ocsp_prime(s, st.pconf, id, pem);
             log_server!(
                 s,

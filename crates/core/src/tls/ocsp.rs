@@ -69,12 +69,12 @@ impl Stapling {
 /// provider (mod_md) takes it. The result, per key in the same order, is what
 /// `VhostTls::stapling` holds: `None` for a key without issuer or that no provider took (and
 /// nothing at all when that is every key).
-pub fn prime(
-    keys: &[Arc<CertifiedKey>],
+pub fn prime<'a>(
+    keys: impl IntoIterator<Item = &'a Arc<CertifiedKey>>,
     mut register: impl FnMut(&[u8; 32], &str) -> bool,
 ) -> Vec<Option<Arc<Stapling>>> {
     let staplings: Vec<Option<Arc<Stapling>>> = keys
-        .iter()
+        .into_iter()
         .map(|key| {
             if key.cert.len() < 2 {
                 return None; // no issuer to ask about
