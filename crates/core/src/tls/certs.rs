@@ -353,9 +353,8 @@ impl LoadedKey {
             return self.copy();
         }
         let key = Arc::as_ptr(&self.unparsed) as usize;
-        let made = |copies: &CopiesInProcess| copies.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        if let Some(copy) = made(copies) {
-            return copy;
+        if let Some(copy) = copies.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return copy.clone();
         }
         // Parsed outside the lock, which other certificates' first handshakes need too; two
         // threads that meet here parse twice, and the first copy stored is the one kept.
