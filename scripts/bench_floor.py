@@ -190,30 +190,39 @@ Listen 127.0.0.1:{self.port}
         return [HTTPD, "-X" if self.one_process else "-DFOREGROUND", "-f", f"{root}/httpd.conf"]
 
 
-def one_burst(server, client_conf, size=BURST):
-    """`size` new connections at once, one request each; exits unless every one got a 200 over
-    TLS 1.3 (or plain HTTP)."""
+def one_burst(server, client_conf, size=BURST, failures_allowed=0):
+    """`size` new connections at once, one request each, over TLS 1.3 (or plain HTTP); returns how
+    many got a 200, and exits if more than `failures_allowed` did not."""
     url = f"{'https' if server.tls else 'http'}://localhost:{server.port}/index.html"
     args = ["h2load", "--h1", "-c", str(size), "-n", str(size), f"--connect-to=127.0.0.1:{server.port}", url]
     env = dict(os.environ, OPENSSL_CONF=client_conf)
     r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
                        preexec_fn=on_cpus(CLIENT_CPUS))
     codes = re.search(r"status codes: (\d+) 2xx", r.stdout)
-    if not codes or int(codes.group(1)) != size:
+    answered = int(codes.group(1)) if codes else 0
+    if answered < size - failures_allowed:
         sys.exit(f"{server.name}: not {size} answers 2xx:\n{r.stdout}")
     if server.tls and "TLS Protocol: TLSv1.3" not in r.stdout:
         sys.exit(f"{server.name}: TLS 1.3 not negotiated:\n{r.stdout}")
+    return answered
 
 
 def burst(server, seconds, client_conf):
     """(connections, server user CPU seconds, system CPU seconds) over bursts of new connections
     for `seconds`."""
-    conns = 0
+    conns = failed = 0
     user0, system0 = server.cpu_seconds()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        one_burst(server, client_conf)
-        conns += BURST
+        # A burst now and then loses a few connections on loopback (seen with the floor, once in
+        # some thousand bursts): the sample counts those answered, and stops at one failure in 100.
+        answered = one_burst(server, client_conf, failures_allowed=BURST // 2)
+        if answered < BURST:
+            print(f"{server.name}: {BURST - answered} of {BURST} connections failed in a burst", file=sys.stderr)
+        conns += answered
+        failed += BURST - answered
+        if failed * 100 > conns + failed:
+            sys.exit(f"{server.name}: more than one connection in 100 failed")
     user, system = server.cpu_seconds()
     return conns, user - user0, system - system0
 

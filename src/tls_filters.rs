@@ -262,9 +262,9 @@ impl TlsConn {
                 return APR_ECONNABORTED;
             }
         };
-        match rustls::client::UnbufferedClientConnection::new(tls.for_protocols(&protocols), name) {
-            Ok(conn) => {
-                self.stream = TlsStream::client(conn);
+        match TlsStream::client(tls.for_protocols(&protocols), name) {
+            Ok(stream) => {
+                self.stream = stream;
                 self.role = Role::Backend(Backend::Started { host });
                 APR_SUCCESS
             }

@@ -163,68 +163,93 @@ enum ServerStep {
 
 /// How much stack the server side uses (a diagnostic, not a check: debug builds differ a lot):
 /// `cargo test --release -p mod_tls_core --test stream_memory stack_probe -- --ignored
-/// --nocapture`. Every worker thread keeps the deepest stack it ever used resident, so this is
-/// idle memory per thread. The server runs on a fresh thread of its own (the client on another,
-/// so that its stack does not count); figures are to the page.
+/// --nocapture`. The handshake runs on a stack lent to it (`handshake_stack`), so these are what
+/// a worker thread's own stack keeps resident through a connection, to the page.
 #[test]
 #[ignore]
 fn stack_probe() {
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
-    const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
     for (i, (name, versions)) in [("TLS 1.3", TLS13), ("TLS 1.2", TLS12)].into_iter().enumerate() {
-        let (mut chooser, mut client) = pair_x25519(versions);
-        let (to_server, steps) = std::sync::mpsc::channel::<ServerStep>();
-        let (answer, from_server) = std::sync::mpsc::channel::<Vec<u8>>();
-        let server = std::thread::Builder::new()
-            // Sizes that differ, so that the C library cannot give a thread the stack (and its
-            // resident pages) of the one before.
-            .stack_size((8 << 20) * (i + 1))
-            .spawn(move || {
-                let marker = 0u8;
-                let here = std::ptr::addr_of!(marker) as usize;
-                let mut server = TlsStream::new();
-                let mut resident = vec![resident_stack_bytes(here)];
-                for step in steps {
-                    let mut out = Vec::new();
-                    match step {
-                        ServerStep::Tls(bytes) => {
-                            server.feed(&bytes, &mut chooser).unwrap();
-                            server.write_tls(&mut out).unwrap();
-                        }
-                        ServerStep::Respond => server.send(&[&[7u8; 1024]], &mut out).unwrap(),
-                        ServerStep::Measure => resident.push(resident_stack_bytes(here)),
-                    }
-                    answer.send(out).unwrap();
-                }
-                resident
-            })
-            .unwrap();
-        let ask = |step: ServerStep| {
-            to_server.send(step).unwrap();
-            from_server.recv().unwrap()
-        };
-        // The handshake, then a request and its response.
-        for request in [false, true] {
-            if request {
-                client.writer().write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
-            }
-            let written = std::cell::RefCell::new(Vec::new());
-            pump_with(
-                &mut client,
-                &mut |tls| written.borrow_mut().extend(ask(ServerStep::Tls(tls.to_vec()))),
-                &mut |out| out.append(&mut written.borrow_mut()),
-            );
-            ask(ServerStep::Measure);
-        }
-        ask(ServerStep::Respond);
-        ask(ServerStep::Measure);
-        drop(to_server);
-        let resident = server.join().unwrap();
+        let resident = server_thread_stack(versions, i);
         eprintln!(
             "{name}, X25519 only, the server's thread: stack resident {} B at the start, {} B after the \
              handshake, {} B after a request, {} B after 1 KiB out",
             resident[0], resident[1], resident[2], resident[3]
         );
     }
+}
+
+/// A worker thread keeps resident every stack page it ever touched, and httpd has hundreds: the
+/// handshake's deep calls (24 KiB of stack, 36 KiB with ML-KEM) must not leave the thread's own
+/// stack deeper than serving a request does.
+#[test]
+fn a_handshake_leaves_the_server_threads_stack_as_deep_as_it_found_it() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    for (i, (name, versions)) in [("TLS 1.3", TLS13), ("TLS 1.2", TLS12)].into_iter().enumerate() {
+        let resident = server_thread_stack(versions, i + 2);
+        // One page of slack: the debug build's frames for `feed` itself.
+        assert!(
+            resident[1] <= resident[0] + 4096,
+            "{name}: the server's thread went from {} to {} B of stack through the handshake",
+            resident[0],
+            resident[1]
+        );
+    }
+}
+
+const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// Runs a handshake, a request and a 1 KiB response with the server on a fresh thread of its own
+/// (the client on this one, so that its stack does not count), and returns how much of the
+/// server thread's stack was resident at its start, after the handshake, after the request and
+/// after the response. `nth` gives each call its own stack size, so that the C library cannot
+/// give a new thread the stack (and its resident pages) of one before.
+fn server_thread_stack(versions: &[&'static rustls::SupportedProtocolVersion], nth: usize) -> Vec<usize> {
+    let (mut chooser, mut client) = pair_x25519(versions);
+    let (to_server, steps) = std::sync::mpsc::channel::<ServerStep>();
+    let (answer, from_server) = std::sync::mpsc::channel::<Vec<u8>>();
+    let server = std::thread::Builder::new()
+        .stack_size((8 << 20) + (nth + 1) * (64 << 10))
+        .spawn(move || {
+            let marker = 0u8;
+            let here = std::ptr::addr_of!(marker) as usize;
+            let mut server = TlsStream::new();
+            let mut resident = vec![resident_stack_bytes(here)];
+            for step in steps {
+                let mut out = Vec::new();
+                match step {
+                    ServerStep::Tls(bytes) => {
+                        server.feed(&bytes, &mut chooser).unwrap();
+                        server.write_tls(&mut out).unwrap();
+                    }
+                    ServerStep::Respond => server.send(&[&[7u8; 1024]], &mut out).unwrap(),
+                    ServerStep::Measure => resident.push(resident_stack_bytes(here)),
+                }
+                answer.send(out).unwrap();
+            }
+            resident
+        })
+        .unwrap();
+    let ask = |step: ServerStep| {
+        to_server.send(step).unwrap();
+        from_server.recv().unwrap()
+    };
+    // The handshake, then a request and its response.
+    for request in [false, true] {
+        if request {
+            client.writer().write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+        }
+        let written = std::cell::RefCell::new(Vec::new());
+        pump_with(
+            &mut client,
+            &mut |tls| written.borrow_mut().extend(ask(ServerStep::Tls(tls.to_vec()))),
+            &mut |out| out.append(&mut written.borrow_mut()),
+        );
+        ask(ServerStep::Measure);
+    }
+    ask(ServerStep::Respond);
+    ask(ServerStep::Measure);
+    drop(to_server);
+    server.join().unwrap()
 }

@@ -19,6 +19,7 @@ pub mod ciphers;
 pub mod conn_state;
 pub mod engine;
 pub mod fingerprint;
+pub mod handshake_stack;
 pub mod handshake_wait;
 pub mod names;
 pub mod ocsp;

@@ -12,9 +12,12 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::pki_types::ServerName;
 use rustls::server::{Accepted, Acceptor, ClientHello, ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus};
-use rustls::{CommonState, ServerConfig};
+use rustls::{ClientConfig, CommonState, ServerConfig};
+
+use super::handshake_stack;
 
 /// Largest plaintext that fits one TLS record: `send` fills records up to this size across the
 /// parts it is given.
@@ -408,14 +411,18 @@ impl TlsStream {
         }
     }
 
-    /// A client-side stream (towards a backend): the handshake starts with our ClientHello,
-    /// which is ready to write at once.
-    pub fn client(conn: UnbufferedClientConnection) -> Self {
-        let mut s = Self::new();
-        s.phase = Phase::Open(Box::new(Conn::Client(conn)));
-        // Producing our ClientHello cannot fail; if it ever did, the first write reports it.
-        let _ = s.run_or_fail();
-        s
+    /// A client-side stream (towards a backend) to `name`: the handshake starts with our
+    /// ClientHello, which is ready to write at once. Made on a lent stack (`handshake_stack`),
+    /// like a server's handshake: the key shares are computed meanwhile.
+    pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> Result<Self, rustls::Error> {
+        handshake_stack::run(|| {
+            let conn = UnbufferedClientConnection::new(config, name)?;
+            let mut s = Self::new();
+            s.phase = Phase::Open(Box::new(Conn::Client(conn)));
+            // Producing our ClientHello cannot fail; if it ever did, the first write reports it.
+            let _ = s.run_or_fail();
+            Ok(s)
+        })
     }
 
     /// Either side's connection state (protocol, suite, peer certificates, ALPN), once the
@@ -539,16 +546,16 @@ impl TlsStream {
                 Ok(())
             }
             Phase::Failed => Err(TlsFailure::Closed),
-            Phase::Hello(_) => match self.feed_hello(data, whole_record)? {
+            Phase::Hello(_) => handshake_stack::run(|| match self.feed_hello(data, whole_record)? {
                 // Each step returns before the next, so that neither's frame (several KiB: the
                 // Acceptor's values) lies under the handshake's deepest calls, the signature
-                // among them: a worker thread keeps the deepest stack it ever used resident.
+                // among them: the handshake's stack is shallower for it.
                 Some(accepted) => {
                     self.start_connection(accepted, chooser)?;
                     self.run_or_fail().map(|_| ())
                 }
                 None => Ok(()),
-            },
+            }),
             Phase::Open(_) => {
                 if self.bufs.peer_closed {
                     // Nothing counts after close_notify.
@@ -562,7 +569,11 @@ impl TlsStream {
                 if !whole_record {
                     return Ok(());
                 }
-                self.run_or_fail()?;
+                if self.is_handshaking() {
+                    handshake_stack::run(|| self.run_or_fail())?;
+                } else {
+                    self.run_or_fail()?;
+                }
                 if eof && self.is_handshaking() {
                     // The peer went away mid-handshake: nothing more can happen here.
                     self.failed = true;
