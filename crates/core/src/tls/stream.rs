@@ -17,7 +17,7 @@ use rustls::server::{Accepted, Acceptor, ClientHello, ServerConnectionData, Unbu
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus};
 use rustls::{ClientConfig, CommonState, ServerConfig};
 
-use super::handshake_stack;
+use super::lent_stack;
 
 /// Largest plaintext that fits one TLS record: `send` fills records up to this size across the
 /// parts it is given.
@@ -412,10 +412,10 @@ impl TlsStream {
     }
 
     /// A client-side stream (towards a backend) to `name`: the handshake starts with our
-    /// ClientHello, which is ready to write at once. Made on a lent stack (`handshake_stack`),
+    /// ClientHello, which is ready to write at once. Made on a lent stack (`lent_stack`),
     /// like a server's handshake: the key shares are computed meanwhile.
     pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> Result<Self, rustls::Error> {
-        handshake_stack::run(|| {
+        lent_stack::run(|| {
             let conn = UnbufferedClientConnection::new(config, name)?;
             let mut s = Self::new();
             s.phase = Phase::Open(Box::new(Conn::Client(conn)));
@@ -494,8 +494,14 @@ impl TlsStream {
         self.failed
     }
 
-    /// Runs the connection over the bytes received so far (see `drive`).
+    /// Runs the connection over the bytes received so far (see `drive`), on a lent stack: rustls
+    /// and aws-lc go deeper than httpd does, and a worker thread would keep that depth resident
+    /// for good (`lent_stack`).
     fn run(&mut self, encrypt: Option<EncryptFn<'_>>) -> Result<Stop, TlsFailure> {
+        lent_stack::run(|| self.run_on_this_stack(encrypt))
+    }
+
+    fn run_on_this_stack(&mut self, encrypt: Option<EncryptFn<'_>>) -> Result<Stop, TlsFailure> {
         let Phase::Open(conn) = &mut self.phase else { return Ok(Stop::NeedData) };
         let bufs = &mut self.bufs;
         match &mut **conn {
@@ -546,10 +552,11 @@ impl TlsStream {
                 Ok(())
             }
             Phase::Failed => Err(TlsFailure::Closed),
-            Phase::Hello(_) => handshake_stack::run(|| match self.feed_hello(data, whole_record)? {
+            // The hello's steps run on a lent stack, as every call into rustls does (`run`).
+            Phase::Hello(_) => lent_stack::run(|| match self.feed_hello(data, whole_record)? {
                 // Each step returns before the next, so that neither's frame (several KiB: the
                 // Acceptor's values) lies under the handshake's deepest calls, the signature
-                // among them: the handshake's stack is shallower for it.
+                // among them: the lent stacks stay shallower for it.
                 Some(accepted) => {
                     self.start_connection(accepted, chooser)?;
                     self.run_or_fail().map(|_| ())
@@ -569,11 +576,7 @@ impl TlsStream {
                 if !whole_record {
                     return Ok(());
                 }
-                if self.is_handshaking() {
-                    handshake_stack::run(|| self.run_or_fail())?;
-                } else {
-                    self.run_or_fail()?;
-                }
+                self.run_or_fail()?;
                 if eof && self.is_handshaking() {
                     // The peer went away mid-handshake: nothing more can happen here.
                     self.failed = true;
@@ -634,7 +637,7 @@ impl TlsStream {
     }
 
     // Not inlined: once per connection, with large rustls values on its frame, which would
-    // otherwise enlarge `feed`'s frame for every record (and the worker's stack for good).
+    // otherwise enlarge `feed`'s frame for every record.
     #[inline(never)]
     #[cold]
     fn start_connection(&mut self, accepted: Box<Accepted>, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
