@@ -110,6 +110,7 @@ class Server:
     def __init__(self, name, tls, port):
         self.name, self.tls, self.port = name, tls, port
         self.proc = None
+        self.stderr = os.devnull
 
     def pids(self):
         """The server's processes: the one started and its children."""
@@ -132,9 +133,12 @@ class Server:
     def start(self, d, wrap=()):
         """Starts the server (under `wrap`, a command prefix, if given) and waits until it answers."""
         # A session of its own: prefork's parent signals its whole process group when it stops.
-        self.proc = subprocess.Popen(list(wrap) + self.command(d), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=on_cpus(SERVER_CPUS))
+        # What it says on stderr is kept, for when a burst fails.
+        self.stderr = f"{d}/{self.name}.stderr"
+        with open(self.stderr, "ab") as err:
+            self.proc = subprocess.Popen(list(wrap) + self.command(d), stdout=subprocess.DEVNULL,
+                                         stderr=err, start_new_session=True,
+                                         preexec_fn=on_cpus(SERVER_CPUS))
         wait_for(self.port, 120 if wrap else 20, self.proc)
 
     def stop(self, patience=10):
@@ -201,7 +205,12 @@ def one_burst(server, client_conf, size=BURST, failures_allowed=0):
     codes = re.search(r"status codes: (\d+) 2xx", r.stdout)
     answered = int(codes.group(1)) if codes else 0
     if answered < size - failures_allowed:
-        sys.exit(f"{server.name}: not {size} answers 2xx:\n{r.stdout}")
+        ended = server.proc.poll()
+        with open(server.stderr, errors="replace") as f:
+            said = f.read()[-2000:]
+        sys.exit(f"{server.name}: not {size} answers 2xx"
+                 f"{f' (the server exited with status {ended})' if ended is not None else ''}:\n{r.stdout}"
+                 f"\nthe server's stderr, last 2,000 characters:\n{said}")
     if server.tls and "TLS Protocol: TLSv1.3" not in r.stdout:
         sys.exit(f"{server.name}: TLS 1.3 not negotiated:\n{r.stdout}")
     return answered

@@ -131,8 +131,8 @@ impl From<io::Error> for SendError {
 
 enum Phase {
     /// Reading the ClientHello; no configuration chosen yet. The bytes are kept as they came, for
-    /// the connection that the chosen configuration starts.
-    Hello(Box<Acceptor>),
+    /// the connection that the chosen configuration starts (see `feed_hello`).
+    Hello,
     /// Handshaking or established (a server connection, or a client one towards a backend).
     Open(Box<Conn>),
     /// Failed before a connection existed; only the alert in `outgoing` remains to send.
@@ -372,10 +372,8 @@ pub struct TlsStream {
     phase: Phase,
     bufs: Buffers,
     plain_in_pos: usize,
-    /// The bytes received while the ClientHello is being read (see `feed_hello`), and how many
-    /// of them the Acceptor has read.
+    /// The bytes received while the ClientHello is being read (see `feed_hello`).
     hello_bytes: Vec<u8>,
-    hello_read: usize,
     /// The transport reached EOF (with or without close_notify).
     transport_eof: bool,
     failed: bool,
@@ -397,11 +395,10 @@ impl Default for TlsStream {
 impl TlsStream {
     pub fn new() -> Self {
         TlsStream {
-            phase: Phase::Hello(Box::default()),
+            phase: Phase::Hello,
             bufs: Buffers::default(),
             plain_in_pos: 0,
             hello_bytes: Vec::new(),
-            hello_read: 0,
             transport_eof: false,
             failed: false,
             close_notify_sent: false,
@@ -448,7 +445,7 @@ impl TlsStream {
     /// True until the handshake has completed (and also after a failure during it).
     pub fn is_handshaking(&self) -> bool {
         match &self.phase {
-            Phase::Hello(_) | Phase::Failed => true,
+            Phase::Hello | Phase::Failed => true,
             Phase::Open(c) => c.common().is_handshaking(),
             Phase::PlainHttp => false,
         }
@@ -537,7 +534,7 @@ impl TlsStream {
         }
         // A TLS connection starts with a handshake record (0x16); an upper-case letter is the
         // method of a plain HTTP request.
-        if matches!(self.phase, Phase::Hello(_))
+        if matches!(self.phase, Phase::Hello)
             && !self.received_any
             && data.first().is_some_and(|b| b.is_ascii_uppercase())
         {
@@ -553,7 +550,7 @@ impl TlsStream {
             }
             Phase::Failed => Err(TlsFailure::Closed),
             // The hello's steps run on a lent stack, as every call into rustls does (`run`).
-            Phase::Hello(_) => lent_stack::run(|| match self.feed_hello(data, whole_record)? {
+            Phase::Hello => lent_stack::run(|| match self.feed_hello(data, whole_record)? {
                 // Each step returns before the next, so that neither's frame (several KiB: the
                 // Acceptor's values) lies under the handshake's deepest calls, the signature
                 // among them: the lent stacks stay shallower for it.
@@ -572,6 +569,10 @@ impl TlsStream {
                     self.failed = true;
                     return Err(TlsFailure::Oversized);
                 }
+                // Room for the rest of the record too: a record arrives in two reads at least
+                // (header, then body), and one allocation holds it instead of one that grows.
+                let rest_of_record = if whole_record { 0 } else { self.framing.wanted() };
+                self.bufs.incoming.reserve(data.len() + rest_of_record);
                 self.bufs.incoming.extend_from_slice(data);
                 if !whole_record {
                     return Ok(());
@@ -587,34 +588,37 @@ impl TlsStream {
         }
     }
 
-    /// `feed` while the ClientHello is being read: the hello, once the Acceptor has all of it.
+    /// `feed` while the ClientHello is being read: the hello, once an Acceptor has all of it.
     /// Not inlined, like `start_connection`, to keep `feed`'s frame small for every later record.
     ///
     /// All bytes wait in `hello_bytes` (the connection that starts reads them again, with
-    /// whatever followed the ClientHello), and the Acceptor reads them a whole record at a time
-    /// (`whole_record`): fed a record header alone (reads ask for just that, see `read_size`),
-    /// it reads the body into a second buffer twice the size of its first, a transient that left
-    /// idle connections ~0.5 KiB larger each through heap fragmentation.
+    /// whatever followed the ClientHello). Each time a record is whole (`whole_record`), a fresh
+    /// Acceptor reads all of them: a ClientHello is one record in nearly every case, and an
+    /// Acceptor kept between reads cost every connection a 1.2 KiB allocation (and another for
+    /// the hello it returned boxed) for the rare hello spread over several records. Fed a record
+    /// header alone (reads ask for just that, see `read_size`), the Acceptor would read the body
+    /// into a second buffer twice the size of its first, a transient that left idle connections
+    /// ~0.5 KiB larger each through heap fragmentation.
     #[inline(never)]
     #[cold]
-    fn feed_hello(&mut self, data: &[u8], whole_record: bool) -> Result<Option<Box<Accepted>>, TlsFailure> {
+    fn feed_hello(&mut self, data: &[u8], whole_record: bool) -> Result<Option<Accepted>, TlsFailure> {
+        // Room for the rest of the record too (see `feed`).
+        let rest_of_record = if whole_record { 0 } else { self.framing.wanted() };
+        self.hello_bytes.reserve(data.len() + rest_of_record);
         self.hello_bytes.extend_from_slice(data);
         if !whole_record {
             return Ok(None);
         }
+        let mut acceptor = Acceptor::default();
+        let mut unread = &self.hello_bytes[..];
         loop {
-            let Phase::Hello(acceptor) = &mut self.phase else {
-                unreachable!("feed_hello runs in the hello phase, which only its returns leave")
-            };
-            let mut unread = &self.hello_bytes[self.hello_read..];
             let n = match acceptor.read_tls(&mut unread) {
                 Ok(n) => n,
                 Err(e) => return Err(self.fail_hello(TlsFailure::UnreadableHello(e))),
             };
-            self.hello_read += n;
             match acceptor.accept() {
                 Ok(None) => {
-                    if n == 0 || self.hello_read == self.hello_bytes.len() {
+                    if n == 0 || unread.is_empty() {
                         return if self.transport_eof {
                             // EOF before a complete ClientHello: nothing to answer.
                             Err(self.fail_hello(TlsFailure::Closed))
@@ -623,7 +627,7 @@ impl TlsStream {
                         };
                     }
                 }
-                Ok(Some(accepted)) => return Ok(Some(Box::new(accepted))),
+                Ok(Some(accepted)) => return Ok(Some(accepted)),
                 Err((e, mut alert)) => {
                     let _ = alert.write_all(&mut self.bufs.outgoing);
                     if self.bufs.outgoing.is_empty() {
@@ -640,7 +644,7 @@ impl TlsStream {
     // otherwise enlarge `feed`'s frame for every record.
     #[inline(never)]
     #[cold]
-    fn start_connection(&mut self, accepted: Box<Accepted>, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
+    fn start_connection(&mut self, accepted: Accepted, chooser: &mut dyn ConfigChooser) -> Result<(), TlsFailure> {
         let config = match chooser.choose(&accepted.client_hello()) {
             Ok(c) => c,
             Err(refusal) => {
@@ -1179,5 +1183,38 @@ mod tests {
             server.feed(std::slice::from_ref(b), &mut chooser).unwrap();
         }
         assert!(server.wants_write(), "the server answered the reassembled hello");
+    }
+
+    /// A ClientHello fragmented over two handshake records (as TLS allows, and as a hello larger
+    /// than one record must be): nothing is answered after the first, the handshake completes
+    /// after the second.
+    #[test]
+    fn hello_spread_over_two_records() {
+        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        assert_eq!(hello[0], 0x16, "one handshake record");
+        let body = &hello[5..];
+        let (first, second) = body.split_at(body.len() / 2);
+        let record = |part: &[u8]| {
+            let mut r = vec![0x16, hello[1], hello[2]];
+            r.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            r.extend_from_slice(part);
+            r
+        };
+        let mut server = TlsStream::new();
+        server.feed(&record(first), &mut chooser).unwrap();
+        assert!(!server.wants_write(), "half a hello is not answered");
+        assert!(server.common().is_none(), "no configuration is chosen on half a hello");
+        server.feed(&record(second), &mut chooser).unwrap();
+        let mut flight = Vec::new();
+        server.write_tls(&mut flight).unwrap();
+        assert!(!flight.is_empty(), "the whole hello is answered");
+        client.read_tls(&mut &flight[..]).unwrap();
+        client.process_new_packets().unwrap();
+        let mut finished = Vec::new();
+        client.write_tls(&mut finished).unwrap();
+        server.feed(&finished, &mut chooser).unwrap();
+        assert!(!server.is_handshaking(), "the handshake completed");
     }
 }
