@@ -131,8 +131,9 @@ impl From<io::Error> for SendError {
 
 enum Phase {
     /// Reading the ClientHello; no configuration chosen yet. The bytes are kept as they came, for
-    /// the connection that the chosen configuration starts (see `feed_hello`).
-    Hello,
+    /// the connection that the chosen configuration starts (see `feed_hello`), with the
+    /// Acceptor reading them if the hello goes on over several records.
+    Hello(Option<Box<Acceptor>>),
     /// Handshaking or established (a server connection, or a client one towards a backend).
     Open(Box<Conn>),
     /// Failed before a connection existed; only the alert in `outgoing` remains to send.
@@ -372,8 +373,10 @@ pub struct TlsStream {
     phase: Phase,
     bufs: Buffers,
     plain_in_pos: usize,
-    /// The bytes received while the ClientHello is being read (see `feed_hello`).
+    /// The bytes received while the ClientHello is being read (see `feed_hello`), and how many
+    /// of them the kept Acceptor has read.
     hello_bytes: Vec<u8>,
+    hello_read: usize,
     /// The transport reached EOF (with or without close_notify).
     transport_eof: bool,
     failed: bool,
@@ -395,7 +398,8 @@ impl Default for TlsStream {
 impl TlsStream {
     pub fn new() -> Self {
         TlsStream {
-            phase: Phase::Hello,
+            phase: Phase::Hello(None),
+            hello_read: 0,
             bufs: Buffers::default(),
             plain_in_pos: 0,
             hello_bytes: Vec::new(),
@@ -445,7 +449,7 @@ impl TlsStream {
     /// True until the handshake has completed (and also after a failure during it).
     pub fn is_handshaking(&self) -> bool {
         match &self.phase {
-            Phase::Hello | Phase::Failed => true,
+            Phase::Hello(_) | Phase::Failed => true,
             Phase::Open(c) => c.common().is_handshaking(),
             Phase::PlainHttp => false,
         }
@@ -534,7 +538,7 @@ impl TlsStream {
         }
         // A TLS connection starts with a handshake record (0x16); an upper-case letter is the
         // method of a plain HTTP request.
-        if matches!(self.phase, Phase::Hello)
+        if matches!(self.phase, Phase::Hello(_))
             && !self.received_any
             && data.first().is_some_and(|b| b.is_ascii_uppercase())
         {
@@ -550,7 +554,7 @@ impl TlsStream {
             }
             Phase::Failed => Err(TlsFailure::Closed),
             // The hello's steps run on a lent stack, as every call into rustls does (`run`).
-            Phase::Hello => lent_stack::run(|| match self.feed_hello(data, whole_record)? {
+            Phase::Hello(_) => lent_stack::run(|| match self.feed_hello(data, whole_record)? {
                 // Each step returns before the next, so that neither's frame (several KiB: the
                 // Acceptor's values) lies under the handshake's deepest calls, the signature
                 // among them: the lent stacks stay shallower for it.
@@ -592,10 +596,11 @@ impl TlsStream {
     /// Not inlined, like `start_connection`, to keep `feed`'s frame small for every later record.
     ///
     /// All bytes wait in `hello_bytes` (the connection that starts reads them again, with
-    /// whatever followed the ClientHello). Each time a record is whole (`whole_record`), a fresh
-    /// Acceptor reads all of them: a ClientHello is one record in nearly every case, and an
-    /// Acceptor kept between reads cost every connection a 1.2 KiB allocation (and another for
-    /// the hello it returned boxed) for the rare hello spread over several records. Fed a record
+    /// whatever followed the ClientHello), and an Acceptor reads them a whole record at a time
+    /// (`whole_record`). A ClientHello is one record in nearly every case: the Acceptor is made
+    /// on the stack for it, and kept (boxed, 1.2 KiB) only when the hello goes on in a further
+    /// record, which it then reads from where it stopped (reading all bytes again for each record
+    /// would let a hello in many tiny records cost time quadratic in its size). Fed a record
     /// header alone (reads ask for just that, see `read_size`), the Acceptor would read the body
     /// into a second buffer twice the size of its first, a transient that left idle connections
     /// ~0.5 KiB larger each through heap fragmentation.
@@ -609,22 +614,29 @@ impl TlsStream {
         if !whole_record {
             return Ok(None);
         }
-        let mut acceptor = Acceptor::default();
-        let mut unread = &self.hello_bytes[..];
+        let Phase::Hello(kept) = &mut self.phase else {
+            unreachable!("feed_hello runs in the hello phase, which only its returns leave")
+        };
+        let mut acceptor = match kept.take() {
+            Some(boxed) => *boxed,
+            None => Acceptor::default(),
+        };
         loop {
+            let mut unread = &self.hello_bytes[self.hello_read..];
             let n = match acceptor.read_tls(&mut unread) {
                 Ok(n) => n,
                 Err(e) => return Err(self.fail_hello(TlsFailure::UnreadableHello(e))),
             };
+            self.hello_read += n;
             match acceptor.accept() {
                 Ok(None) => {
-                    if n == 0 || unread.is_empty() {
-                        return if self.transport_eof {
+                    if n == 0 || self.hello_read == self.hello_bytes.len() {
+                        if self.transport_eof {
                             // EOF before a complete ClientHello: nothing to answer.
-                            Err(self.fail_hello(TlsFailure::Closed))
-                        } else {
-                            Ok(None)
-                        };
+                            return Err(self.fail_hello(TlsFailure::Closed));
+                        }
+                        self.phase = Phase::Hello(Some(Box::new(acceptor)));
+                        return Ok(None);
                     }
                 }
                 Ok(Some(accepted)) => return Ok(Some(accepted)),
@@ -966,6 +978,14 @@ mod tests {
         assert_eq!(s.read_size(32768), 32768);
     }
     use super::stream_test_support::{Fixed, pair, pump_with};
+
+    /// The chooser, a TLS 1.3 client, and the first bytes it sends: its ClientHello record.
+    fn tls13_hello() -> (Fixed, rustls::ClientConnection, Vec<u8>) {
+        let (chooser, mut client) = pair(&[&rustls::version::TLS13]);
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        (chooser, client, hello)
+    }
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
     use std::io::Read;
@@ -1098,9 +1118,7 @@ mod tests {
 
     #[test]
     fn eof_in_the_middle_of_the_handshake_ends_it() {
-        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
-        let mut hello = Vec::new();
-        client.write_tls(&mut hello).unwrap();
+        let (mut chooser, _, hello) = tls13_hello();
         let mut server = TlsStream::new();
         server.feed(&hello, &mut chooser).unwrap();
         assert!(server.is_handshaking());
@@ -1175,9 +1193,7 @@ mod tests {
 
     #[test]
     fn hello_split_into_single_bytes() {
-        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
-        let mut hello = Vec::new();
-        client.write_tls(&mut hello).unwrap();
+        let (mut chooser, _, hello) = tls13_hello();
         let mut server = TlsStream::new();
         for b in &hello {
             server.feed(std::slice::from_ref(b), &mut chooser).unwrap();
@@ -1190,9 +1206,7 @@ mod tests {
     /// after the second.
     #[test]
     fn hello_spread_over_two_records() {
-        let (mut chooser, mut client) = pair(&[&rustls::version::TLS13]);
-        let mut hello = Vec::new();
-        client.write_tls(&mut hello).unwrap();
+        let (mut chooser, mut client, hello) = tls13_hello();
         assert_eq!(hello[0], 0x16, "one handshake record");
         let body = &hello[5..];
         let (first, second) = body.split_at(body.len() / 2);
@@ -1216,5 +1230,19 @@ mod tests {
         client.write_tls(&mut finished).unwrap();
         server.feed(&finished, &mut chooser).unwrap();
         assert!(!server.is_handshaking(), "the handshake completed");
+    }
+
+    /// A ClientHello in records of one byte each: each record goes on from where the last one
+    /// stopped, and the whole hello is answered.
+    #[test]
+    fn hello_in_one_byte_records() {
+        let (mut chooser, _, hello) = tls13_hello();
+        let mut server = TlsStream::new();
+        for b in &hello[5..] {
+            assert!(!server.wants_write(), "nothing is answered before the whole hello");
+            server.feed(&[0x16, hello[1], hello[2], 0, 1, *b], &mut chooser).unwrap();
+        }
+        assert!(server.wants_write(), "the server answered the hello of {} records", hello.len() - 5);
+        assert!(server.common().is_some(), "a configuration was chosen");
     }
 }
