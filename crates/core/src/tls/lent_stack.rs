@@ -63,8 +63,9 @@ pub fn run<R>(step: impl FnOnce() -> R) -> R {
     r
 }
 
-/// How many stacks the pool holds (for tests).
-pub fn pooled() -> usize {
+/// How many stacks the pool holds.
+#[cfg(test)]
+fn pooled() -> usize {
     IDLE.lock().unwrap_or_else(PoisonError::into_inner).len()
 }
 

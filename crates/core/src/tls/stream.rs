@@ -308,6 +308,13 @@ const MAX_RECORD_BODY: usize = 16384 + 2048;
 const APPLICATION_DATA: u8 = 23;
 
 impl RecordFraming {
+    /// Room for `received` bytes just taken in and, unless they ended a record (`whole_record`),
+    /// the rest of the record they are part of: a record arrives in two reads at least (header,
+    /// then body), and one allocation sized at its header holds it instead of one that grows.
+    fn room_for(&self, received: usize, whole_record: bool) -> usize {
+        received + if whole_record { 0 } else { self.wanted() }
+    }
+
     /// The bytes that complete the current part: the record's body, or the next header.
     fn wanted(&self) -> usize {
         if self.body_left > 0 { self.body_left } else { RECORD_HEADER_LEN - self.header_len }
@@ -399,10 +406,10 @@ impl TlsStream {
     pub fn new() -> Self {
         TlsStream {
             phase: Phase::Hello(None),
-            hello_read: 0,
             bufs: Buffers::default(),
             plain_in_pos: 0,
             hello_bytes: Vec::new(),
+            hello_read: 0,
             transport_eof: false,
             failed: false,
             close_notify_sent: false,
@@ -573,10 +580,7 @@ impl TlsStream {
                     self.failed = true;
                     return Err(TlsFailure::Oversized);
                 }
-                // Room for the rest of the record too: a record arrives in two reads at least
-                // (header, then body), and one allocation holds it instead of one that grows.
-                let rest_of_record = if whole_record { 0 } else { self.framing.wanted() };
-                self.bufs.incoming.reserve(data.len() + rest_of_record);
+                self.bufs.incoming.reserve(self.framing.room_for(data.len(), whole_record));
                 self.bufs.incoming.extend_from_slice(data);
                 if !whole_record {
                     return Ok(());
@@ -607,9 +611,7 @@ impl TlsStream {
     #[inline(never)]
     #[cold]
     fn feed_hello(&mut self, data: &[u8], whole_record: bool) -> Result<Option<Accepted>, TlsFailure> {
-        // Room for the rest of the record too (see `feed`).
-        let rest_of_record = if whole_record { 0 } else { self.framing.wanted() };
-        self.hello_bytes.reserve(data.len() + rest_of_record);
+        self.hello_bytes.reserve(self.framing.room_for(data.len(), whole_record));
         self.hello_bytes.extend_from_slice(data);
         if !whole_record {
             return Ok(None);
