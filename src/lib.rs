@@ -90,6 +90,7 @@ impl Module for TlsModule {
         hooks::check_config(startup::check_config, Order::Middle);
         hooks::child_init(startup::child_init, Order::Middle);
         hooks::status(requests::status, Order::Middle);
+        hooks::test_config(startup::test_config, Order::Middle);
         hooks::post_config(startup::post_config, Order::Middle);
         hooks::pre_connection(connection::pre_connection, Order::Middle);
         hooks::process_connection(connection::process_connection, Order::Middle);
@@ -141,6 +142,9 @@ pub struct MainBuilt {
     proxy_cache: OnceLock<Arc<crate::tls::backend::ProxyCache>>,
     /// The cache opened for this configuration generation.
     session_cache: OnceLock<Arc<stores::SocacheSessions>>,
+    /// What check_config found that does not stop start-up, with its log level: logged in
+    /// post_config, once the error log is open (see `startup::note_at_start`).
+    start_warnings: std::sync::Mutex<Vec<(std::ffi::c_int, String)>>,
     /// The status page's counters, in memory all children of the generation share (main server
     /// only).
     stats: OnceLock<stores::ShmCounters>,

@@ -41,6 +41,43 @@ pub fn child_init(pchild: Pool, main: Server) {
 /// Validates everything and builds every rustls config. Runs before `apache2 -t` reports, and on
 /// every (re)start, so bad files fail there and never at the first connection.
 pub fn check_config(st: &Startup) -> HookResult {
+    let result = check_and_build(st);
+    if result != OK {
+        // httpd stops here: what else was found goes out with the errors.
+        log_start_warnings(st.main);
+    }
+    result
+}
+
+/// Something found while checking the configuration that does not stop start-up (at `level`),
+/// logged once the error log is open. httpd opens it after check_config: logged from there, it
+/// would reach only the terminal of the first pass, and nothing at all in the pass that serves (a
+/// daemon's stderr is /dev/null until then). Logged in post_config instead, it is in the error log
+/// once per pass, as mod_ssl's and the C module's warnings are; `apache2 -t` prints it from
+/// test_config.
+fn note_at_start(main: Server, level: std::ffi::c_int, text: String) {
+    let mut notes = built(main).main_only().start_warnings.lock().unwrap_or_else(|e| e.into_inner());
+    notes.push((level, text));
+}
+
+/// A warning about a setting that builds, but not as written (or, if harmless, said at `info`).
+fn warn_at_start(main: Server, w: &crate::tls::warning::Warning) {
+    note_at_start(main, if w.is_harmless() { log::INFO } else { log::WARNING }, w.to_string());
+}
+
+fn log_start_warnings(main: Server) {
+    let notes = std::mem::take(&mut *built(main).main_only().start_warnings.lock().unwrap_or_else(|e| e.into_inner()));
+    for (level, text) in notes {
+        log_server!(main, level, 0, "mod_tls: {text}");
+    }
+}
+
+/// `apache2 -t`: the warnings start-up would log.
+pub fn test_config(main: Server) {
+    log_start_warnings(main);
+}
+
+fn check_and_build(st: &Startup) -> HookResult {
     // A create/merge callback that panicked (logged) left a server without its configuration:
     // nothing of it could be checked, so start-up stops here rather than serve it unchecked.
     if let Some(s) = st.main.and_following().find(|s| s.try_config::<TlsModule>().is_none()) {
@@ -65,12 +102,16 @@ pub fn check_config(st: &Startup) -> HookResult {
     let (engines, unheard): (Vec<_>, Vec<_>) =
         conf(main).engines.iter().cloned().partition(|e| listens.is_empty() || e.is_listened(&listens));
     for e in unheard {
-        log_server!(
+        // A notice, logged whatever LogLevel says, not a warning: the C module says nothing (its
+        // test suite counts warnings), yet an administrator whose `Listen 443` sits in an
+        // `<IfModule ssl_module>` should learn why nothing is served.
+        note_at_start(
             main,
-            log::WARNING,
-            0,
-            "mod_tls: TLSEngine {e}: no Listen directive opens this address, so no connection arrives \
-             there; add 'Listen {e}' or remove the TLSEngine line"
+            log::NOTICE,
+            format!(
+                "TLSEngine {e}: no Listen directive opens this address, so no connection arrives there; \
+                 add 'Listen {e}' or remove the TLSEngine line"
+            ),
         );
     }
     if engines.is_empty() {
@@ -126,8 +167,8 @@ pub fn check_config(st: &Startup) -> HookResult {
             let tls = built_already.entry(key).or_insert_with(|| {
                 match engine::build_vhost(conf, ask, built(main).main_only().next_vhost_slot(), &mut providers) {
                     Ok((tls, warnings)) => {
-                        for w in warnings {
-                            log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                        for w in &warnings {
+                            warn_at_start(main, w);
                         }
                         Some(Arc::new(tls))
                     }
@@ -217,8 +258,8 @@ fn build_proxy_configs(st: &Startup) -> bool {
         for p in candidates.iter().filter(|p| p.enabled()) {
             match cache.get_or_build(p) {
                 Ok((_, warnings)) => {
-                    for w in warnings {
-                        log_server!(main, log::WARNING, 0, "mod_tls: {w}");
+                    for w in &warnings {
+                        warn_at_start(main, w);
                     }
                 }
                 Err(e) => {
@@ -259,12 +300,10 @@ fn open_session_cache(st: &Startup) -> Result<Option<Arc<SocacheSessions>>, ()> 
                 Err(())
             }
             None => {
-                log_server!(
+                note_at_start(
                     main,
                     log::WARNING,
-                    0,
-                    "mod_tls: no TLS session cache, sessions will not resume across processes: {}",
-                    socache_error(e)
+                    format!("no TLS session cache, sessions will not resume across processes: {}", socache_error(e)),
                 );
                 Ok(None)
             }
@@ -314,6 +353,7 @@ fn ask_passphrase(
 
 pub fn post_config(st: &Startup) -> HookResult {
     let main = st.main;
+    log_start_warnings(main);
     if let Some(cache) = built(main).session_cache().cloned() {
         // A configured provider that fails stops start-up; the default one only warns.
         let configured =

@@ -114,10 +114,11 @@ fn tls_engine_is_global_and_checked() {
 }
 
 /// As the C module: a `TLSEngine` address that no `Listen` opens is no error (no connection can
-/// arrive there): start-up warns about it and serves the others. A listened TLS address without
-/// a certificate still fails (`vhost_on_tls_port_without_certificate`).
+/// arrive there): start-up notes it (a notice, where the C module says nothing) and serves the
+/// others. A listened TLS address without a certificate still fails
+/// (`vhost_on_tls_port_without_certificate`).
 #[test]
-fn tls_engine_without_listen_only_warns() {
+fn tls_engine_without_listen_is_only_noted() {
     let mut h = Httpd::new();
     h.log_level = "warn".into();
     let (a, b, c) = (free_port(), free_port(), free_port());
@@ -130,6 +131,76 @@ fn tls_engine_without_listen_only_warns() {
     h.start();
     let (r, _) = h.get("/index.html", TLS13);
     assert_eq!(r.status, 200);
+}
+
+/// Stops a server started as a daemon (`apache2 -k start`) when the test ends, passed or not.
+struct Daemon<'a>(&'a Httpd);
+
+impl Daemon<'_> {
+    fn run(&self, action: &str) -> std::process::Output {
+        let conf = self.0.path("conf/httpd.conf");
+        std::process::Command::new(HTTPD).args(["-k", action, "-f"]).arg(conf).output().unwrap()
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        // Cleanup only: a failure here must not panic again while a failed test unwinds.
+        let pid_file = self.0.path("run/httpd.pid");
+        if pid_file.exists() {
+            if !self.run("stop").status.success() {
+                eprintln!("apache2 -k stop failed");
+            }
+            let gone = || if pid_file.exists() { Err("the pid file is still there".to_string()) } else { Ok(()) };
+            if poll(std::time::Duration::from_secs(20), std::time::Duration::from_millis(50), gone).is_err() {
+                eprintln!("httpd did not stop within 20 s");
+            }
+        }
+    }
+}
+
+/// Warnings found while the configuration is checked reach the error log of a server started as
+/// a daemon (`apache2 -k start`, as apache2ctl and systemd start it), once per start-up pass as
+/// mod_ssl's and the C module's do, and again at each graceful restart; `apache2 -t` prints
+/// them. Logged where they were found, before httpd opens its error log, the pass that serves
+/// lost them (a daemon's stderr is /dev/null then) and the first pass put them only on the
+/// terminal. The C module's test suite counts its AH10319 warning twice in the error log.
+#[test]
+fn start_up_warnings_reach_the_error_log_of_a_daemon() {
+    let mut h = Httpd::new();
+    h.log_level = "warn".into();
+    let unheard = free_port();
+    h.extra = format!("TLSEngine 192.0.2.7:{unheard}\n");
+    h.tls_vhost = Some(h.localhost_vhost(
+        "  TLSCertificate conf/server.pem conf/server.key\n  TLSCiphersPrefer TLS_NULL_WITH_NULL_NULL\n  \
+         TLSCiphersSuppress TLS_RSA_WITH_RC4_128_MD5",
+    ));
+    let unsupported = "AH10319";
+    let unlistened = format!("TLSEngine 192.0.2.7:{unheard}: no Listen directive opens this address");
+    let out = assert_configtest_passes(&h);
+    assert_eq!(out.matches(unsupported).count(), 1, "{out}");
+    assert_eq!(out.matches(&unlistened).count(), 1, "{out}");
+    let daemon = Daemon(&h);
+    let started = daemon.run("start");
+    assert!(started.status.success(), "{started:?}");
+    let log = h.log_when("logs/error.log", |t| t.contains("resuming normal operations"));
+    assert!(log.contains("resuming normal operations"), "{log}");
+    assert_eq!(log.matches(unsupported).count(), 2, "once per start-up pass:\n{log}");
+    assert_eq!(log.matches(&unlistened).count(), 2, "once per start-up pass:\n{log}");
+    assert!(log.contains("[tls:warn]") && log.contains("TLS_NULL_WITH_NULL_NULL"), "{log}");
+    // The unheard address is a notice (logged whatever LogLevel says; the C module, whose test
+    // suite counts warnings, says nothing); suppressing a suite rustls never offers changes
+    // nothing, and is said only at LogLevel info (the C module says nothing either).
+    let unlistened_line = log.lines().find(|l| l.contains(&unlistened)).unwrap();
+    assert!(unlistened_line.contains("[tls:notice]"), "{unlistened_line}");
+    assert!(!log.contains("TLS_RSA_WITH_RC4_128_MD5"), "{log}");
+    assert_eq!(log.matches("[tls:warn]").count(), 2, "only the preferred suite rustls lacks warns:\n{log}");
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200, "the warnings stop nothing");
+    assert!(daemon.run("graceful").status.success());
+    let log = h.log_when("logs/error.log", |t| t.matches("resuming normal operations").count() == 2);
+    assert_eq!(log.matches("resuming normal operations").count(), 2, "{log}");
+    assert_eq!(log.matches(unsupported).count(), 3, "once more at the graceful restart:\n{log}");
 }
 
 /// mod_ssl and mod_tls may be loaded together, each with its own addresses; `SSLEngine on` in a

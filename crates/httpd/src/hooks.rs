@@ -133,6 +133,25 @@ pub fn post_config<F: Fn(&Startup) -> HookResult + Copy>(_f: F, order: Order) {
     unsafe { sys::ap_hook_post_config(Some(thunk), NONE, NONE, order.value()) };
 }
 
+/// Runs only for `apache2 -t` (and `-DDUMP_*`), after check_config: what start-up would log once
+/// the error log is open (in post_config) is said here instead, on the terminal.
+pub fn test_config<F: Fn(Server) + Copy>(_f: F, order: Order) {
+    unsafe extern "C" fn thunk<F: Fn(Server) + Copy>(_pconf: *mut sys::apr_pool_t, s: *mut sys::server_rec) {
+        catch_panic(
+            (),
+            |m| crate::log_panic("checking the configuration", m),
+            || {
+                // SAFETY: httpd passes the main server.
+                if let Some(s) = unsafe { Server::from_raw(s) } {
+                    hook::<F>()(s)
+                }
+            },
+        )
+    }
+    // SAFETY: registering a hook with its signature.
+    unsafe { sys::ap_hook_test_config(Some(thunk::<F>), NONE, NONE, order.value()) };
+}
+
 pub fn child_init<F: Fn(Pool, Server) + Copy>(_f: F, order: Order) {
     unsafe extern "C" fn thunk<F: Fn(Pool, Server) + Copy>(pchild: *mut sys::apr_pool_t, s: *mut sys::server_rec) {
         catch_panic(

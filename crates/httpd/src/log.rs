@@ -9,6 +9,8 @@ use crate::{Conn, Server, Status, sys};
 pub const EMERG: c_int = sys::APLOG_EMERG as c_int;
 pub const ERR: c_int = sys::APLOG_ERR as c_int;
 pub const WARNING: c_int = sys::APLOG_WARNING as c_int;
+/// Logged whatever `LogLevel` says, as httpd logs its own start-up and shutdown notices.
+pub const NOTICE: c_int = sys::APLOG_NOTICE as c_int;
 pub const INFO: c_int = sys::APLOG_INFO as c_int;
 pub const DEBUG: c_int = sys::APLOG_DEBUG as c_int;
 pub const TRACE1: c_int = sys::APLOG_TRACE1 as c_int;
@@ -40,8 +42,8 @@ impl LogTarget for Option<Server> {
     fn enabled(&self, level: c_int) -> bool {
         match self {
             // SAFETY: a server record of the generation.
-            Some(s) => level <= level_of(unsafe { &(*s.as_ptr()).log }, crate::module_index()),
-            None => level <= WARNING,
+            Some(s) => level == NOTICE || level <= level_of(unsafe { &(*s.as_ptr()).log }, crate::module_index()),
+            None => level == NOTICE || level <= WARNING,
         }
     }
 

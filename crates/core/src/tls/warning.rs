@@ -20,6 +20,15 @@ pub enum Warning {
     NoRevocationCheck { origin: Option<Origin> },
 }
 
+impl Warning {
+    /// The setting does what it was written for anyway: said at `info` level, not as a warning.
+    /// Suppressing a suite rustls never offers changes nothing (the C module says nothing), and
+    /// configurations carried over from mod_ssl often name such suites.
+    pub fn is_harmless(&self) -> bool {
+        matches!(self, Warning::SuppressedSuiteUnsupported { .. })
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = |id: u16| ciphers::iana_name(id).unwrap_or("?");
@@ -45,6 +54,14 @@ impl fmt::Display for Warning {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_suppressing_a_suite_rustls_lacks_is_harmless() {
+        let origin = Origin { file: "t.conf".into(), line: 3 };
+        assert!(Warning::SuppressedSuiteUnsupported { origin: origin.clone(), suite: 0x0005 }.is_harmless());
+        assert!(!Warning::PreferredSuiteUnsupported { origin: origin.clone(), suite: 0x0004 }.is_harmless());
+        assert!(!Warning::NoRevocationCheck { origin: Some(origin) }.is_harmless());
+    }
 
     #[test]
     fn warnings_read_as_the_log_has_them() {
