@@ -55,6 +55,35 @@ fn missing_empty_and_unreadable_files() {
     );
 }
 
+/// CA and CRL files for client certificates are read even while `TLSClientCertificate` is `none`
+/// (as mod_ssl reads its CA and CRL files whatever `SSLVerifyClient` says, and the C module checks
+/// that the file exists): a wrong path fails `apache2 -t` now, not the day client authentication
+/// is switched on. httpd's own mod_tls tests expect a missing `TLSClientCA` to stop start-up.
+#[test]
+fn client_ca_and_crl_files_are_checked_with_client_authentication_off() {
+    let mut h = Httpd::new();
+    let cert = "  TLSCertificate conf/server.pem conf/server.key\n";
+    assert_fails_at(
+        &mut h,
+        &format!("{cert}  TLSClientCA conf/nope-ca.pem"),
+        "nope-ca.pem",
+        &["TLSClientCA", "nope-ca.pem", "No such file"],
+    );
+    assert_fails_at(
+        &mut h,
+        &format!("{cert}  TLSClientCA conf/server.pem\n  TLSClientCRL conf/nope.crl"),
+        "nope.crl",
+        &["TLSClientCRL", "nope.crl", "No such file"],
+    );
+    // Files that are there and sound still pass, and the server serves without asking for a
+    // client certificate.
+    h.tls_vhost = Some(h.localhost_vhost(&format!("{cert}  TLSClientCA conf/server.pem")));
+    assert_configtest_passes(&h);
+    h.start();
+    let (r, _) = h.get("/index.html", TLS13);
+    assert_eq!(r.status, 200);
+}
+
 #[test]
 fn key_not_matching_the_certificate() {
     let mut h = Httpd::new();

@@ -121,6 +121,15 @@ pub(crate) fn client_verifier(
     };
     fingerprint.part("client-auth", &[mode_byte]);
     if mode == ClientAuth::None {
+        // Named but unused: read all the same, as mod_ssl reads its CA and CRL files whatever
+        // SSLVerifyClient says (and the C module checks that the file exists), so that a wrong
+        // path fails start-up now rather than when client authentication is switched on.
+        if let Some(ca) = &conf.client_ca {
+            certs::load_roots(&ca.value).map_err(|e| e.within("TLSClientCA").at(&ca.origin))?;
+        }
+        for l in &conf.client_crls {
+            certs::load_crls(&l.value).map_err(|e| e.within("TLSClientCRL").at(&l.origin))?;
+        }
         return Ok(ClientAuthBuild { verifier: None, generous: None, warnings: Vec::new() });
     }
     let origin = conf.client_auth.as_ref().map(|l| &l.origin);
