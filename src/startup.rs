@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::conf::error::{ConfError, ErrorKind};
 use crate::conf::{CacheSpec, CertSpec, Located, Origin};
-use crate::tls::{engine, policy, sessions};
+use crate::tls::{certs, engine, policy, sessions};
 use httpd::hooks::Startup;
 use httpd::log_server;
 use httpd::{HTTP_INTERNAL_SERVER_ERROR, HookResult, OK, Pool, Server, compat, log, md, socache};
@@ -152,7 +152,21 @@ fn check_and_build(st: &Startup) -> HookResult {
             continue;
         }
         let md_deferred = match plan {
-            policy::ServerPlan::NotServed => continue,
+            policy::ServerPlan::NotServed => {
+                // Nothing of it is built, yet a wrong path fails start-up here too, as mod_ssl
+                // and the C module check the files a directive names wherever it is written.
+                // Inherited certificates are the main server's, checked where it comes.
+                if !conf.certificates_inherited {
+                    for spec in conf.certificates.specs().iter() {
+                        if let Err(e) = certs::check_present(spec) {
+                            let e = e.within("TLSCertificate").at(&spec.origin);
+                            log_server!(main, log::EMERG, 0, "mod_tls: {}", e.located());
+                            failed = true;
+                        }
+                    }
+                }
+                continue;
+            }
             policy::ServerPlan::AskModMd => true,
             _ => false,
         };

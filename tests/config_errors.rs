@@ -84,6 +84,29 @@ fn client_ca_and_crl_files_are_checked_with_client_authentication_off() {
     assert_eq!(r.status, 200);
 }
 
+/// A `TLSCertificate` in a vhost that TLS does not serve (no `TLSEngine` for its address) is not
+/// built, but a file that is not there still fails `apache2 -t` with the file and line, as
+/// mod_ssl's `SSLCertificateFile` and the C module do wherever the directive is written.
+#[test]
+fn certificate_files_of_a_vhost_tls_does_not_serve_are_checked() {
+    let mut h = Httpd::new();
+    let plain = h.plain_port;
+    let vhost =
+        |body: &str| format!("<VirtualHost 127.0.0.1:{plain}>\n  ServerName plain.test\n{body}\n</VirtualHost>\n");
+    h.extra = vhost("  TLSCertificate conf/nope.pem conf/server.key");
+    let out = assert_configtest_fails(&h, &["cannot read the certificate file", "nope.pem", "TLSCertificate"]);
+    let at = format!("{}:{}", h.path("conf/httpd.conf").display(), line_of(&h, "nope.pem"));
+    assert!(out.contains(&at), "no {at} in:\n{out}");
+    h.extra = vhost("  TLSCertificate conf/server.pem conf/nokey.pem");
+    assert_configtest_fails(&h, &["cannot read the key file", "nokey.pem"]);
+    // Files that are there pass; the vhost stays plain HTTP.
+    h.extra = vhost("  TLSCertificate conf/server.pem conf/server.key");
+    assert_configtest_passes(&h);
+    h.start();
+    let o = h.curl(&["-sS", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{plain}/index.html")]);
+    assert_eq!(output_text(&o).trim(), "200", "{}", output_text(&o));
+}
+
 #[test]
 fn key_not_matching_the_certificate() {
     let mut h = Httpd::new();

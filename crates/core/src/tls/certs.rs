@@ -35,6 +35,34 @@ fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfError> {
     Ok(data)
 }
 
+/// The file is there, readable and not empty, with the messages [`read_file`] gives, without
+/// reading it (a key stays on disk).
+fn check_readable(path: &Path, what: &str) -> Result<(), ConfError> {
+    let cannot = |e: std::io::Error| {
+        unreadable(format!(
+            "cannot read the {what} file {}: {e}. Check the path (relative paths start at ServerRoot) \
+             and that the user starting httpd may read it",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    if file.metadata().map_err(cannot)?.len() == 0 {
+        return Err(unreadable(format!("the {what} file {} is empty: it must hold PEM data", path.display())));
+    }
+    Ok(())
+}
+
+/// The files a `TLSCertificate` names are there and readable. For a vhost TLS does not serve,
+/// whose files are otherwise never read: mod_ssl and the C module check the files a directive
+/// names wherever it is written, so a wrong path fails start-up there too.
+pub fn check_present(spec: &CertSpec) -> Result<(), ConfError> {
+    check_readable(&spec.cert_file, "certificate")?;
+    if let Some(key) = &spec.key_file {
+        check_readable(key, "key")?;
+    }
+    Ok(())
+}
+
 /// Reads the PEM certificate chain (end-entity first) and checks every certificate parses as X.509.
 pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfError> {
     load_chain_seeing_leaf(path, |_| ()).map(|(chain, ())| chain)
