@@ -144,7 +144,7 @@ pub struct MainBuilt {
     session_cache: OnceLock<Arc<stores::SocacheSessions>>,
     /// What check_config found that does not stop start-up, with its log level: logged in
     /// post_config, once the error log is open (see `startup::note_at_start`).
-    start_warnings: std::sync::Mutex<Vec<(std::ffi::c_int, String)>>,
+    start_notes: std::sync::Mutex<Vec<(std::ffi::c_int, String)>>,
     /// The status page's counters, in memory all children of the generation share (main server
     /// only).
     stats: OnceLock<stores::ShmCounters>,

@@ -44,7 +44,7 @@ pub fn check_config(st: &Startup) -> HookResult {
     let result = check_and_build(st);
     if result != OK {
         // httpd stops here: what else was found goes out with the errors.
-        log_start_warnings(st.main);
+        log_start_notes(st.main);
     }
     result
 }
@@ -56,7 +56,7 @@ pub fn check_config(st: &Startup) -> HookResult {
 /// once per pass, as mod_ssl's and the C module's warnings are; `apache2 -t` prints it from
 /// test_config.
 fn note_at_start(main: Server, level: std::ffi::c_int, text: String) {
-    let mut notes = built(main).main_only().start_warnings.lock().unwrap_or_else(|e| e.into_inner());
+    let mut notes = built(main).main_only().start_notes.lock().unwrap_or_else(|e| e.into_inner());
     notes.push((level, text));
 }
 
@@ -65,16 +65,16 @@ fn warn_at_start(main: Server, w: &crate::tls::warning::Warning) {
     note_at_start(main, if w.is_harmless() { log::INFO } else { log::WARNING }, w.to_string());
 }
 
-fn log_start_warnings(main: Server) {
-    let notes = std::mem::take(&mut *built(main).main_only().start_warnings.lock().unwrap_or_else(|e| e.into_inner()));
+fn log_start_notes(main: Server) {
+    let notes = std::mem::take(&mut *built(main).main_only().start_notes.lock().unwrap_or_else(|e| e.into_inner()));
     for (level, text) in notes {
         log_server!(main, level, 0, "mod_tls: {text}");
     }
 }
 
-/// `apache2 -t`: the warnings start-up would log.
+/// `apache2 -t`: what start-up would log once the error log is open.
 pub fn test_config(main: Server) {
-    log_start_warnings(main);
+    log_start_notes(main);
 }
 
 fn check_and_build(st: &Startup) -> HookResult {
@@ -367,7 +367,7 @@ fn ask_passphrase(
 
 pub fn post_config(st: &Startup) -> HookResult {
     let main = st.main;
-    log_start_warnings(main);
+    log_start_notes(main);
     if let Some(cache) = built(main).session_cache().cloned() {
         // A configured provider that fails stops start-up; the default one only warns.
         let configured =
