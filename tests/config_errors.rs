@@ -99,6 +99,12 @@ fn certificate_files_of_a_vhost_tls_does_not_serve_are_checked() {
     assert!(out.contains(&at), "no {at} in:\n{out}");
     h.extra = vhost("  TLSCertificate conf/server.pem conf/nokey.pem");
     assert_configtest_fails(&h, &["cannot read the key file", "nokey.pem"]);
+    // A directory is no certificate file (reading it fails, as for a served vhost).
+    h.extra = vhost("  TLSCertificate conf conf/server.key");
+    assert_configtest_fails(&h, &["cannot read the certificate file", "Is a directory"]);
+    h.write("conf/empty.pem", "");
+    h.extra = vhost("  TLSCertificate conf/empty.pem conf/server.key");
+    assert_configtest_fails(&h, &["the certificate file", "empty.pem", "is empty"]);
     // Files that are there pass; the vhost stays plain HTTP.
     h.extra = vhost("  TLSCertificate conf/server.pem conf/server.key");
     assert_configtest_passes(&h);

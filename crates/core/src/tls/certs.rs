@@ -21,35 +21,36 @@ fn key_material(message: String) -> ConfError {
     ConfError::new(ErrorKind::KeyMaterial, message)
 }
 
+fn cannot_read(path: &Path, what: &str, e: std::io::Error) -> ConfError {
+    unreadable(format!(
+        "cannot read the {what} file {}: {e}. Check the path (relative paths start at ServerRoot) \
+         and that the user starting httpd may read it",
+        path.display()
+    ))
+}
+
+fn empty(path: &Path, what: &str) -> ConfError {
+    unreadable(format!("the {what} file {} is empty: it must hold PEM data", path.display()))
+}
+
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfError> {
-    let data = std::fs::read(path).map_err(|e| {
-        unreadable(format!(
-            "cannot read the {what} file {}: {e}. Check the path (relative paths start at ServerRoot) \
-             and that the user starting httpd may read it",
-            path.display()
-        ))
-    })?;
+    let data = std::fs::read(path).map_err(|e| cannot_read(path, what, e))?;
     if data.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(unreadable(format!("the {what} file {} is empty: it must hold PEM data", path.display())));
+        return Err(empty(path, what));
     }
     Ok(data)
 }
 
-/// The file is there, readable and not empty, with the messages [`read_file`] gives, without
-/// reading it (a key stays on disk).
+/// The file opens and reads (a directory does not), and is not empty, with the messages
+/// [`read_file`] gives, without reading more than a byte of it (a key stays on disk).
 fn check_readable(path: &Path, what: &str) -> Result<(), ConfError> {
-    let cannot = |e: std::io::Error| {
-        unreadable(format!(
-            "cannot read the {what} file {}: {e}. Check the path (relative paths start at ServerRoot) \
-             and that the user starting httpd may read it",
-            path.display()
-        ))
-    };
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    if file.metadata().map_err(cannot)?.len() == 0 {
-        return Err(unreadable(format!("the {what} file {} is empty: it must hold PEM data", path.display())));
+    use std::io::Read;
+    let mut first = [0u8; 1];
+    match std::fs::File::open(path).and_then(|mut f| f.read(&mut first)) {
+        Ok(0) => Err(empty(path, what)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(cannot_read(path, what, e)),
     }
-    Ok(())
 }
 
 /// The files a `TLSCertificate` names are there and readable. For a vhost TLS does not serve,

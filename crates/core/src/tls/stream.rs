@@ -980,6 +980,9 @@ mod tests {
         assert_eq!(s.read_size(32768), 32768);
     }
     use super::stream_test_support::{Fixed, pair, pump_with};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::io::Read;
 
     /// The chooser, a TLS 1.3 client, and the first bytes it sends: its ClientHello record.
     fn tls13_hello() -> (Fixed, rustls::ClientConnection, Vec<u8>) {
@@ -988,9 +991,6 @@ mod tests {
         client.write_tls(&mut hello).unwrap();
         (chooser, client, hello)
     }
-    use rustls::pki_types::ServerName;
-    use rustls::{ClientConfig, ClientConnection, RootCertStore};
-    use std::io::Read;
 
     struct Refuse;
     impl ConfigChooser for Refuse {

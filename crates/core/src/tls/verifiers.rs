@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-use crate::conf::ServerConf;
 use crate::conf::error::ErrorKind;
+use crate::conf::{Located, ServerConf};
 use crate::tls::certs;
 use crate::tls::engine::{BuildError, err_at};
 use crate::tls::fingerprint::FingerprintParts;
@@ -102,6 +102,20 @@ pub(crate) struct ClientAuthBuild {
     pub(crate) warnings: Vec<Warning>,
 }
 
+/// The trust anchors `TLSClientCA` names.
+fn client_ca_roots(ca: &Located<std::path::PathBuf>) -> Result<rustls::RootCertStore, BuildError> {
+    certs::load_roots(&ca.value).map_err(|e| e.within("TLSClientCA").at(&ca.origin))
+}
+
+/// Every CRL the `TLSClientCRL` lines name, in order.
+fn client_crls(conf: &ServerConf) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, BuildError> {
+    let mut crls = Vec::new();
+    for l in &conf.client_crls {
+        crls.extend(certs::load_crls(&l.value).map_err(|e| e.within("TLSClientCRL").at(&l.origin))?);
+    }
+    Ok(crls)
+}
+
 /// The client certificate verifier for `TLSClientCertificate optional|required|optional_no_ca`:
 /// trust anchors from `TLSClientCA`, revocation from `TLSClientCRL` for the whole chain. Secure
 /// defaults: a certificate whose issuer has no CRL is refused, and so is one checked against an
@@ -125,11 +139,9 @@ pub(crate) fn client_verifier(
         // SSLVerifyClient says (and the C module checks that the file exists), so that a wrong
         // path fails start-up now rather than when client authentication is switched on.
         if let Some(ca) = &conf.client_ca {
-            certs::load_roots(&ca.value).map_err(|e| e.within("TLSClientCA").at(&ca.origin))?;
+            client_ca_roots(ca)?;
         }
-        for l in &conf.client_crls {
-            certs::load_crls(&l.value).map_err(|e| e.within("TLSClientCRL").at(&l.origin))?;
-        }
+        client_crls(conf)?;
         return Ok(ClientAuthBuild { verifier: None, generous: None, warnings: Vec::new() });
     }
     let origin = conf.client_auth.as_ref().map(|l| &l.origin);
@@ -149,17 +161,14 @@ pub(crate) fn client_verifier(
              are accepted",
         ));
     };
-    let roots = certs::load_roots(&ca.value).map_err(|e| e.within("TLSClientCA").at(&ca.origin))?;
+    let roots = client_ca_roots(ca)?;
     for anchor in &roots.roots {
         fingerprint
             .part("ca-subject", &anchor.subject)
             .part("ca-key", &anchor.subject_public_key_info)
             .part("ca-constraints", anchor.name_constraints.as_deref().unwrap_or_default());
     }
-    let mut crls = Vec::new();
-    for l in &conf.client_crls {
-        crls.extend(certs::load_crls(&l.value).map_err(|e| e.within("TLSClientCRL").at(&l.origin))?);
-    }
+    let crls = client_crls(conf)?;
     for crl in &crls {
         fingerprint.part("crl", crl);
     }
